@@ -1,0 +1,195 @@
+//! Executes the transactions of one block in order and produces its receipts and
+//! state changes.
+
+use crate::{overlay::Overlay, precompiles::EmcPrecompiles, ExecError, SPEC};
+use alloy_primitives::{Address, Bytes, B256, U256};
+use emc_storage::{StateChanges, StateSnapshot};
+use emc_types::{Height, Log, Receipt, SignedTx};
+use revm::{
+    context::{BlockEnv, CfgEnv, Context, TxEnv},
+    context_interface::result::{EVMError, ExecutionResult, Output},
+    handler::{ExecuteCommitEvm, MainBuilder, MainContext},
+    primitives::TxKind,
+};
+use std::collections::BTreeMap;
+
+/// Everything about the block being built that execution needs.
+#[derive(Clone, Debug)]
+pub struct BlockContext {
+    pub height: Height,
+    pub timestamp: u64,
+    pub proposer: Address,
+    pub base_fee: u64,
+    pub gas_limit: u64,
+    pub chain_id: u64,
+    /// Feeds PREVRANDAO; the parent hash (there is no beacon randomness).
+    pub prevrandao: B256,
+}
+
+impl BlockContext {
+    pub(crate) fn block_env(&self) -> BlockEnv {
+        BlockEnv {
+            number: U256::from(self.height.0),
+            beneficiary: self.proposer,
+            timestamp: U256::from(self.timestamp),
+            gas_limit: self.gas_limit,
+            basefee: self.base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(self.prevrandao),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn cfg_env(&self) -> CfgEnv {
+        let mut cfg = CfgEnv::new_with_spec(SPEC);
+        cfg.chain_id = self.chain_id;
+        cfg
+    }
+}
+
+/// Why a transaction was left out of a block.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TxRejected(pub String);
+
+pub struct ExecutedBlock {
+    pub transactions: Vec<Bytes>,
+    pub tx_hashes: Vec<B256>,
+    pub senders: Vec<Address>,
+    pub receipts: Vec<Receipt>,
+    pub gas_used: u64,
+    pub changes: StateChanges,
+}
+
+pub struct Executor<'s> {
+    overlay: Overlay<'s>,
+    ctx: BlockContext,
+    block_env: BlockEnv,
+    cfg: CfgEnv,
+    out: ExecutedBlock,
+}
+
+pub(crate) fn tx_env(tx: &SignedTx) -> TxEnv {
+    let mut env = TxEnv {
+        tx_type: tx.tx_type(),
+        caller: tx.sender,
+        gas_limit: tx.gas_limit(),
+        gas_price: tx.max_fee_per_gas(),
+        kind: tx.kind(),
+        value: tx.value(),
+        data: tx.input().clone(),
+        nonce: tx.nonce(),
+        chain_id: tx.chain_id(),
+        gas_priority_fee: None,
+        ..Default::default()
+    };
+    if tx.tx_type() == 2 {
+        env.gas_priority_fee = Some(tx.max_priority_fee_per_gas());
+    }
+    if let Some(list) = alloy_consensus::Transaction::access_list(&tx.envelope) {
+        env.access_list = list.clone();
+    }
+    env
+}
+
+impl<'s> Executor<'s> {
+    pub fn new(parent: &'s StateSnapshot, ctx: BlockContext, block_hashes: &'s BTreeMap<u64, B256>) -> Self {
+        Self {
+            overlay: Overlay::new(parent, block_hashes),
+            block_env: ctx.block_env(),
+            cfg: ctx.cfg_env(),
+            ctx,
+            out: ExecutedBlock {
+                transactions: Vec::new(),
+                tx_hashes: Vec::new(),
+                senders: Vec::new(),
+                receipts: Vec::new(),
+                gas_used: 0,
+                changes: StateChanges::default(),
+            },
+        }
+    }
+
+    pub fn gas_used(&self) -> u64 {
+        self.out.gas_used
+    }
+
+    pub fn tx_count(&self) -> usize {
+        self.out.receipts.len()
+    }
+
+    /// Current nonce of `address` including this block's earlier transactions.
+    pub fn nonce(&self, address: Address) -> Result<u64, ExecError> {
+        Ok(self.overlay.account(address)?.map_or(0, |a| a.nonce))
+    }
+
+    /// Runs `tx` on top of the block so far. A transaction that cannot be included
+    /// (bad nonce, unaffordable, over the block's remaining gas) changes nothing and is
+    /// returned as rejected; a reverted one is included with a failed receipt.
+    pub fn apply(&mut self, tx: &SignedTx) -> Result<Result<&Receipt, TxRejected>, ExecError> {
+        let remaining = self.ctx.gas_limit - self.out.gas_used;
+        if tx.gas_limit() > remaining {
+            return Ok(Err(TxRejected(format!(
+                "gas limit {} exceeds the block's remaining gas {remaining}",
+                tx.gas_limit()
+            ))));
+        }
+        let Some(tip) = tx.effective_tip(self.ctx.base_fee) else {
+            return Ok(Err(TxRejected(format!(
+                "max fee per gas {} is below the base fee {}",
+                tx.max_fee_per_gas(),
+                self.ctx.base_fee
+            ))));
+        };
+        let mut evm = Context::mainnet().with_db(&mut self.overlay)
+            .with_block(self.block_env.clone())
+            .with_cfg(self.cfg.clone())
+            .build_mainnet()
+            .with_precompiles(EmcPrecompiles::new(self.ctx.chain_id));
+        let result = match evm.transact_commit(tx_env(tx)) {
+            Ok(r) => r,
+            Err(EVMError::Transaction(e)) => return Ok(Err(TxRejected(e.to_string()))),
+            Err(EVMError::Header(e)) => return Ok(Err(TxRejected(e.to_string()))),
+            Err(e) => return Err(ExecError::Evm(e.to_string())),
+        };
+        drop(evm);
+        let gas_used = result.tx_gas_used();
+        self.out.gas_used += gas_used;
+        let contract_address = match &result {
+            ExecutionResult::Success { output: Output::Create(_, addr), .. } => *addr,
+            _ => None,
+        };
+        let receipt = Receipt {
+            tx_hash: tx.hash,
+            tx_index: self.out.receipts.len() as u32,
+            tx_type: tx.tx_type(),
+            from: tx.sender,
+            to: match tx.kind() {
+                TxKind::Call(a) => Some(a),
+                TxKind::Create => None,
+            },
+            contract_address,
+            success: result.is_success(),
+            gas_used,
+            cumulative_gas_used: self.out.gas_used,
+            effective_gas_price: self.ctx.base_fee as u128 + tip,
+            logs: result
+                .logs()
+                .iter()
+                .map(|l| Log { address: l.address, topics: l.topics().to_vec(), data: l.data.data.clone() })
+                .collect(),
+        };
+        self.out.transactions.push(tx.raw.clone());
+        self.out.tx_hashes.push(tx.hash);
+        self.out.senders.push(tx.sender);
+        self.out.receipts.push(receipt);
+        Ok(Ok(self.out.receipts.last().expect("just pushed")))
+    }
+
+    /// Applies genesis-style writes that are not transactions (used for genesis only).
+    pub fn finish(self) -> ExecutedBlock {
+        let mut out = self.out;
+        out.changes = self.overlay.into_changes();
+        out
+    }
+}

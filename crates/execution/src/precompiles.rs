@@ -1,0 +1,114 @@
+//! Ethereum's precompiles plus EMC's system modules, as one revm precompile provider.
+
+use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
+use emc_modules::{ModuleCall, ModuleError, ModuleHost, SYSTEM_ADDRESSES};
+use revm::{
+    context::Cfg,
+    context_interface::{Block, ContextTr, JournalTr},
+    handler::{EthPrecompiles, PrecompileProvider},
+    interpreter::{CallInputs, Gas, InstructionResult, InterpreterResult},
+    primitives::AddressSet,
+};
+
+pub struct EmcPrecompiles {
+    eth: EthPrecompiles,
+    warm: AddressSet,
+    chain_id: u64,
+}
+
+impl EmcPrecompiles {
+    pub fn new(chain_id: u64) -> Self {
+        let eth = EthPrecompiles::new(crate::SPEC);
+        let mut warm = eth.warm_addresses().clone();
+        warm.extend(SYSTEM_ADDRESSES.iter().copied());
+        Self { eth, warm, chain_id }
+    }
+}
+
+struct JournalHost<'c, CTX> {
+    ctx: &'c mut CTX,
+    address: Address,
+    chain_id: u64,
+    is_static: bool,
+}
+
+impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
+    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
+        self.ctx
+            .journal_mut()
+            .sload(self.address, slot)
+            .map(|s| s.data)
+            .map_err(|e| ModuleError::Host(e.to_string()))
+    }
+
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
+        if self.is_static {
+            return Err(ModuleError::Revert("state change in a static call".into()));
+        }
+        self.ctx
+            .journal_mut()
+            .sstore(self.address, slot, value)
+            .map(|_| ())
+            .map_err(|e| ModuleError::Host(e.to_string()))
+    }
+
+    fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
+        let log = Log { address: self.address, data: LogData::new_unchecked(topics, data) };
+        self.ctx.journal_mut().log(log);
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn height(&self) -> u64 {
+        self.ctx.block().number().saturating_to()
+    }
+}
+
+impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
+    type Output = InterpreterResult;
+
+    fn set_spec(&mut self, spec: <CTX::Cfg as Cfg>::Spec) -> bool {
+        <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec)
+    }
+
+    fn run(&mut self, context: &mut CTX, inputs: &CallInputs) -> Result<Option<InterpreterResult>, String> {
+        let address = inputs.bytecode_address;
+        if !SYSTEM_ADDRESSES.contains(&address) {
+            return self.eth.run(context, inputs);
+        }
+        let input = inputs.input.bytes(context);
+        context.journal_mut().load_account(address).map_err(|e| e.to_string())?;
+        let call = ModuleCall {
+            caller: inputs.caller,
+            value: inputs.transfer_value().or(inputs.apparent_value()).unwrap_or_default(),
+            input: &input,
+            is_static: inputs.is_static,
+        };
+        let mut host = JournalHost { ctx: context, address, chain_id: self.chain_id, is_static: inputs.is_static };
+        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, inputs.gas_limit) else {
+            return Ok(None);
+        };
+        let mut gas = Gas::new(inputs.gas_limit);
+        let result = match out {
+            // `Metered` never reports more than the limit except as OutOfGas.
+            Ok(bytes) if gas.record_regular_cost(used) => {
+                InterpreterResult::new(InstructionResult::Return, bytes, gas)
+            }
+            Err(ModuleError::Revert(msg)) if gas.record_regular_cost(used) => {
+                InterpreterResult::new(InstructionResult::Revert, emc_modules::revert_data(&msg), gas)
+            }
+            Ok(_) | Err(ModuleError::Revert(_)) | Err(ModuleError::OutOfGas) => {
+                gas.spend_all();
+                InterpreterResult::new(InstructionResult::PrecompileOOG, Bytes::new(), gas)
+            }
+            Err(ModuleError::Host(e)) => return Err(e),
+        };
+        Ok(Some(result))
+    }
+
+    fn warm_addresses(&self) -> &AddressSet {
+        &self.warm
+    }
+}

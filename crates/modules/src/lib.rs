@@ -1,0 +1,134 @@
+//! EMC protocol modules: native Rust code reached as contracts at fixed addresses.
+//!
+//! Each module declares its interface with alloy's `sol!`, so ethers.js, web3.py or a
+//! Solidity contract calls it through an ordinary ABI, and wallets and explorers decode
+//! it. A module is pure logic over a [`ModuleHost`]: it reads and writes its own storage
+//! slots (which live in its account, so they are committed in the state tree and read
+//! at any past height like any contract's) and emits logs. The execution crate provides
+//! the host over revm's journal, so a module call reverts with the transaction that made
+//! it.
+//!
+//! Storage layout follows Solidity's, so `eth_getStorageAt` readers see familiar slots.
+//!
+//! | address | module | since |
+//! |---|---|---|
+//! | `0x0000000000000000000000000000000000001000` | [`chain::ChainModule`]: version, chain id, validator set | chain core |
+
+pub mod chain;
+
+use alloy_primitives::{address, Address, Bytes, B256, U256};
+
+/// Gas charged for entering any module, and per storage read and write.
+pub const GAS_BASE: u64 = 2_000;
+pub const GAS_SLOAD: u64 = 2_100;
+pub const GAS_SSTORE: u64 = 20_000;
+
+pub const CHAIN_ADDRESS: Address = address!("0x0000000000000000000000000000000000001000");
+
+/// Every system module's address. Genesis gives each a one-byte `INVALID` (0xfe) code so
+/// tools that check `eth_getCode` see a contract.
+pub const SYSTEM_ADDRESSES: &[Address] = &[CHAIN_ADDRESS];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("revert: {0}")]
+    Revert(String),
+    #[error("out of gas")]
+    OutOfGas,
+    #[error("host: {0}")]
+    Host(String),
+}
+
+/// What a module sees of the chain while it runs.
+pub trait ModuleHost {
+    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError>;
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError>;
+    fn emit(&mut self, topics: Vec<B256>, data: Bytes);
+    fn chain_id(&self) -> u64;
+    fn height(&self) -> u64;
+}
+
+/// One call into a module.
+pub struct ModuleCall<'a> {
+    pub caller: Address,
+    pub value: U256,
+    pub input: &'a [u8],
+    pub is_static: bool,
+}
+
+/// Meters gas for a module call; every host access goes through it.
+pub struct Metered<'h> {
+    host: &'h mut dyn ModuleHost,
+    pub gas_limit: u64,
+    pub gas_used: u64,
+}
+
+impl<'h> Metered<'h> {
+    pub fn new(host: &'h mut dyn ModuleHost, gas_limit: u64) -> Result<Self, ModuleError> {
+        let mut m = Self { host, gas_limit, gas_used: 0 };
+        m.charge(GAS_BASE)?;
+        Ok(m)
+    }
+
+    pub fn charge(&mut self, gas: u64) -> Result<(), ModuleError> {
+        self.gas_used = self.gas_used.saturating_add(gas);
+        if self.gas_used > self.gas_limit {
+            return Err(ModuleError::OutOfGas);
+        }
+        Ok(())
+    }
+
+    pub fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
+        self.charge(GAS_SLOAD)?;
+        self.host.sload(slot)
+    }
+
+    pub fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
+        self.charge(GAS_SSTORE)?;
+        self.host.sstore(slot, value)
+    }
+
+    pub fn host(&self) -> &dyn ModuleHost {
+        &*self.host
+    }
+}
+
+/// Runs a call to `address` if a module lives there; `None` otherwise.
+pub fn dispatch(
+    address: Address,
+    host: &mut dyn ModuleHost,
+    call: &ModuleCall<'_>,
+    gas_limit: u64,
+) -> Option<(Result<Bytes, ModuleError>, u64)> {
+    match address {
+        CHAIN_ADDRESS => Some(run(host, gas_limit, |m| chain::ChainModule::call(m, call))),
+        _ => None,
+    }
+}
+
+fn run(
+    host: &mut dyn ModuleHost,
+    gas_limit: u64,
+    f: impl FnOnce(&mut Metered<'_>) -> Result<Bytes, ModuleError>,
+) -> (Result<Bytes, ModuleError>, u64) {
+    match Metered::new(host, gas_limit) {
+        Err(e) => (Err(e), gas_limit),
+        Ok(mut m) => {
+            let out = f(&mut m);
+            let used = if matches!(out, Err(ModuleError::OutOfGas)) { gas_limit } else { m.gas_used };
+            (out, used)
+        }
+    }
+}
+
+/// Slot of element `i` of a Solidity dynamic array whose length lives at `slot`.
+pub fn array_slot(slot: U256, i: u64) -> U256 {
+    let base = U256::from_be_bytes(alloy_primitives::keccak256(slot.to_be_bytes::<32>()).0);
+    base.wrapping_add(U256::from(i))
+}
+
+/// Solidity's `Error(string)` revert payload, which every Ethereum client decodes.
+pub fn revert_data(msg: &str) -> Bytes {
+    use alloy_sol_types::SolError;
+    alloy_sol_types::Revert::from(msg).abi_encode().into()
+}

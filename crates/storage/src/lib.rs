@@ -1,0 +1,150 @@
+//! EMC storage: one redb file per node holding blocks, receipts, indexes and state.
+//!
+//! Invariant: a block, its receipts, its indexes, its state-tree nodes and the new head
+//! pointer are written in **one** redb write transaction ([`Store::commit_block`]). redb
+//! commits are atomic and durable (copy-on-write pages, a checksummed commit slot), so
+//! a node killed with SIGKILL at any instant reopens at the last committed head with
+//! everything that head implies, and nothing of a later block.
+//!
+//! State is a Jellyfish Merkle tree (jmt, sha256) whose version is the block height.
+//! jmt keeps every value by `(key hash, version)`, so reading state as of any stored
+//! height is one range lookup (`eth_getBalance` at block N needs no replay). Nothing is
+//! pruned yet: all history is kept.
+//!
+//! Data flow: execution hands a [`StateChanges`] to [`Store::prepare_state`], which
+//! computes the new root without writing; the chain seals the header with that root and
+//! then calls [`Store::commit_block`].
+
+mod blocks;
+mod state;
+mod verify;
+
+pub use blocks::{LogFilter, StoredTx};
+pub use state::{AccountState, PreparedState, StateChanges, StateKey, StateSnapshot};
+pub use verify::VerifyReport;
+
+use emc_types::Height;
+use redb::{Database, TableDefinition};
+use std::path::Path;
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+pub(crate) const SENDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("senders");
+pub(crate) const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
+pub(crate) const HASH_TO_HEIGHT: TableDefinition<&[u8; 32], u64> = TableDefinition::new("hash_to_height");
+/// tx hash -> (height, index in block)
+pub(crate) const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_index");
+/// address ++ height(BE) ++ log index in block(BE) -> ()
+pub(crate) const LOG_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("log_index");
+pub(crate) const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+/// key hash ++ version(BE) -> 0x00 (deleted) | 0x01 ++ value
+pub(crate) const JMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_values");
+pub(crate) const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
+
+const HEAD_KEY: &str = "head";
+const GENESIS_KEY: &str = "genesis";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("state tree: {0}")]
+    Tree(String),
+    #[error("block {0} is not stored")]
+    MissingBlock(u64),
+    #[error("cannot commit block {got}: the head is {head}, the next block must be {}", head + 1)]
+    OutOfOrder { head: u64, got: u64 },
+    #[error("the database was created for another genesis ({stored}); this node was given {given}")]
+    GenesisMismatch { stored: String, given: String },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(what.to_string())
+}
+
+/// The node's database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| corrupt(format!("{}: {e}", dir.display())))?;
+        }
+        let db = Database::builder().set_cache_size(256 << 20).create(path)?;
+        let store = Self { db };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    fn create_tables(&self) -> Result<()> {
+        let w = self.db.begin_write()?;
+        w.open_table(META)?;
+        w.open_table(HEADERS)?;
+        w.open_table(BODIES)?;
+        w.open_table(SENDERS)?;
+        w.open_table(RECEIPTS)?;
+        w.open_table(HASH_TO_HEIGHT)?;
+        w.open_table(TX_INDEX)?;
+        w.open_table(LOG_INDEX)?;
+        w.open_table(JMT_NODES)?;
+        w.open_table(JMT_VALUES)?;
+        w.open_table(CODE)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The last committed height, or `None` on a fresh database.
+    pub fn head(&self) -> Result<Option<Height>> {
+        use redb::ReadableDatabase;
+        let r = self.db.begin_read()?;
+        let meta = r.open_table(META)?;
+        match meta.get(HEAD_KEY)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Height(decode_u64(v.value())?))),
+        }
+    }
+
+    /// The genesis this database was created with, as the JSON it was given.
+    pub fn genesis_json(&self) -> Result<Option<String>> {
+        use redb::ReadableDatabase;
+        let r = self.db.begin_read()?;
+        let meta = r.open_table(META)?;
+        Ok(meta
+            .get(GENESIS_KEY)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+pub(crate) fn decode_u64(b: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = b.try_into().map_err(|_| corrupt("u64 field is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}

@@ -1,0 +1,135 @@
+//! Genesis: the chain's id, its first accounts and the limits every block obeys.
+//!
+//! Written by `emc genesis` as JSON; `emc node --dev` builds one in memory from the
+//! development accounts. `validate()` runs before a node opens its database, so a bad
+//! file is refused with a message naming the field, never half-applied.
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Chain id of `emc node --dev`: Hardhat's and Anvil's, so tutorial configs work as-is.
+pub const DEV_CHAIN_ID: u64 = 31337;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: u64,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    pub gas_limit: u64,
+    /// Base fee per gas of block 1, in wei.
+    pub base_fee: u64,
+    pub block_time_ms: u64,
+    /// Accounts that propose blocks, in order. The single-node dev chain has one.
+    pub validators: Vec<Address>,
+    pub alloc: BTreeMap<Address, GenesisAccount>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenesisAccount {
+    pub balance: U256,
+    #[serde(default)]
+    pub nonce: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage: BTreeMap<B256, B256>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("genesis: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("genesis: cannot parse: {0}")]
+    Parse(#[from] serde_json::Error),
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> GenesisError {
+    GenesisError::Invalid { field, reason: reason.into() }
+}
+
+impl Genesis {
+    /// A single-validator development chain: every account gets `balance`.
+    pub fn dev(validator: Address, accounts: &[Address], balance: U256) -> Self {
+        Self {
+            chain_id: DEV_CHAIN_ID,
+            timestamp: 0,
+            gas_limit: 30_000_000,
+            base_fee: 1_000_000_000,
+            block_time_ms: 1_000,
+            validators: vec![validator],
+            alloc: accounts
+                .iter()
+                .map(|a| (*a, GenesisAccount { balance, ..Default::default() }))
+                .collect(),
+        }
+    }
+
+    pub fn from_json(s: &str) -> Result<Self, GenesisError> {
+        let g: Genesis = serde_json::from_str(s)?;
+        g.validate()?;
+        Ok(g)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("genesis always serializes")
+    }
+
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        if self.chain_id == 0 {
+            return Err(invalid("chainId", "must not be 0"));
+        }
+        if self.gas_limit < 1_000_000 {
+            return Err(invalid("gasLimit", format!("{} is below the minimum 1000000", self.gas_limit)));
+        }
+        if !(50..=600_000).contains(&self.block_time_ms) {
+            return Err(invalid("blockTimeMs", format!("{} is outside 50..=600000", self.block_time_ms)));
+        }
+        if self.validators.is_empty() {
+            return Err(invalid("validators", "at least one validator is needed"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &self.validators {
+            if !seen.insert(v) {
+                return Err(invalid("validators", format!("{v} is listed twice")));
+            }
+        }
+        if let Some(code_too_big) = self
+            .alloc
+            .iter()
+            .find(|(_, a)| a.code.as_ref().is_some_and(|c| c.len() > 24_576))
+        {
+            return Err(invalid("alloc", format!("code of {} exceeds 24576 bytes", code_too_big.0)));
+        }
+        Ok(())
+    }
+
+    /// Sum of every premined balance.
+    pub fn total_supply(&self) -> U256 {
+        self.alloc.values().map(|a| a.balance).fold(U256::ZERO, |a, b| a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let g = Genesis::dev(Address::repeat_byte(1), &[Address::repeat_byte(2)], U256::from(10));
+        let back = Genesis::from_json(&g.to_json()).expect("valid");
+        assert_eq!(g, back);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let mut g = Genesis::dev(Address::repeat_byte(1), &[], U256::ZERO);
+        g.block_time_ms = 1;
+        let err = g.validate().unwrap_err().to_string();
+        assert!(err.contains("blockTimeMs"), "{err}");
+        let err = Genesis::from_json(r#"{"chainId": 1, "bogus": 2}"#).unwrap_err().to_string();
+        assert!(err.contains("bogus") || err.contains("unknown field"), "{err}");
+    }
+}
