@@ -20,7 +20,7 @@ mod state;
 mod verify;
 
 pub use blocks::{LogFilter, StoredTx};
-pub use state::{AccountState, PreparedState, StateChanges, StateKey, StateSnapshot};
+pub use state::{AccountState, PreparedState, StateChanges, StateKey, StateSnapshot, EMPTY_CODE_HASH};
 pub use verify::VerifyReport;
 
 use emc_types::Height;

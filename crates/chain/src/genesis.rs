@@ -1,0 +1,60 @@
+//! Writes block 0: the premined accounts, the system modules' code marker and storage,
+//! and the genesis header, in one transaction.
+
+use crate::{validator_set_hash, ChainError};
+use alloy_primitives::{keccak256, Bytes, U256};
+use emc_modules::{chain::ChainModule, CHAIN_ADDRESS, SYSTEM_ADDRESSES};
+use emc_storage::{AccountState, StateChanges, Store};
+use emc_types::{
+    block::{receipts_root, transactions_root},
+    Block, Bloom, Genesis, Header, Height, B256,
+};
+
+pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> {
+    let mut changes = StateChanges::default();
+    for (addr, acc) in &genesis.alloc {
+        let code_hash = match &acc.code {
+            Some(code) if !code.is_empty() => {
+                let h = keccak256(code);
+                changes.code.insert(h, code.clone());
+                h
+            }
+            _ => emc_storage::EMPTY_CODE_HASH,
+        };
+        changes.accounts.insert(*addr, Some(AccountState { nonce: acc.nonce, balance: acc.balance, code_hash }));
+        for (k, v) in &acc.storage {
+            changes.storage.insert((*addr, U256::from_be_bytes(k.0)), U256::from_be_bytes(v.0));
+        }
+    }
+    // System modules: a one-byte INVALID code marks them as contracts for tools.
+    let marker = Bytes::from_static(&[0xfe]);
+    let marker_hash = keccak256(&marker);
+    changes.code.insert(marker_hash, marker);
+    for addr in SYSTEM_ADDRESSES {
+        changes.accounts.insert(*addr, Some(AccountState { nonce: 1, balance: U256::ZERO, code_hash: marker_hash }));
+    }
+    for (slot, value) in ChainModule::genesis_storage(&genesis.validators) {
+        changes.storage.insert((CHAIN_ADDRESS, slot), value);
+    }
+    // Version 0 is built on an empty tree: a snapshot of the empty store reads nothing.
+    let empty = store.state_at(Height::GENESIS)?;
+    let prepared = empty.prepare(&changes, 0)?;
+    let header = Header {
+        parent_hash: B256::ZERO,
+        height: Height::GENESIS,
+        timestamp: genesis.timestamp,
+        proposer: Default::default(),
+        state_root: prepared.root,
+        transactions_root: transactions_root(&[]),
+        receipts_root: receipts_root(&[]),
+        logs_bloom: Bloom::default(),
+        validator_set_hash: validator_set_hash(&genesis.validators),
+        gas_used: 0,
+        gas_limit: genesis.gas_limit,
+        base_fee: genesis.base_fee,
+        extra_data: Default::default(),
+    };
+    let block = Block { header, transactions: vec![] };
+    store.commit_block(&block, &[], &[], &prepared, Some(&genesis.to_json()))?;
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The chain service: the one place that turns transactions into committed blocks.
+//!
+//! ```text
+//!  rpc ──submit──▶ Pool ──best()──▶ Executor (revm + modules) ──▶ Store::prepare_state
+//!                                                                      │ state root
+//!                         events ◀── Store::commit_block ◀── Header ◀──┘
+//! ```
+//!
+//! * [`Chain::open`] writes genesis on an empty store, or checks that the stored
+//!   genesis is the one given (a node never silently runs another chain's data).
+//! * [`Chain::build_block`] executes the pool's best transactions on the head state and
+//!   returns a sealed-but-uncommitted block; [`Chain::commit`] writes it atomically.
+//!   The dev sealer calls both every block time; IBFT will call `build_block` on the
+//!   proposer, `import` on the others, and `commit` once the block is final.
+//! * Every committed block is published on a broadcast channel ([`ChainEvent`]) for
+//!   WebSocket subscriptions; new pool transactions too.
+
+mod genesis;
+
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_primitives::{keccak256, Address, B256};
+use emc_execution::{BlockContext, CallOutcome, CallRequest, ExecError, Executor};
+use emc_mempool::{AccountInfo, Inserted, Pool, PoolConfig, PoolError};
+use emc_storage::{PreparedState, StateSnapshot, StorageError, Store};
+use emc_types::{
+    block::{logs_bloom, receipts_root, transactions_root},
+    decode_raw_tx, Block, Genesis, Header, Height, Receipt, SignedTx, TxError,
+};
+use parking_lot::{Mutex, RwLock};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+use tokio::sync::broadcast;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Genesis(#[from] emc_types::GenesisError),
+    #[error("block {0} is not stored")]
+    UnknownBlock(u64),
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Decode(#[from] TxError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+#[derive(Clone, Debug)]
+pub enum ChainEvent {
+    NewBlock { header: Arc<Header>, receipts: Arc<Vec<Receipt>> },
+    PendingTx(B256),
+}
+
+/// A block built on the head, with the state it produces, not yet committed.
+pub struct BuiltBlock {
+    pub block: Block,
+    pub senders: Vec<Address>,
+    pub receipts: Vec<Receipt>,
+    state: PreparedState,
+    nonces: Vec<(Address, u64)>,
+    rejected: Vec<(B256, String)>,
+}
+
+impl BuiltBlock {
+    /// Transactions the builder left out, with the reason.
+    pub fn rejected(&self) -> &[(B256, String)] {
+        &self.rejected
+    }
+}
+
+pub struct Chain {
+    store: Store,
+    genesis: Genesis,
+    pool: Mutex<Pool>,
+    head: RwLock<Header>,
+    /// Hashes of the last 256 blocks, for BLOCKHASH.
+    recent: RwLock<BTreeMap<u64, B256>>,
+    events: broadcast::Sender<ChainEvent>,
+    /// Serialises build+commit so two blocks are never built on one head.
+    sealing: Mutex<()>,
+}
+
+const RECENT: u64 = 256;
+
+impl Chain {
+    /// Opens the store under `datadir`, writing genesis if it is empty.
+    pub fn open(datadir: &Path, genesis: Genesis) -> Result<Arc<Self>, ChainError> {
+        genesis.validate()?;
+        let store = Store::open(&datadir.join("chain.redb"))?;
+        match store.genesis_json()? {
+            None => genesis::write(&store, &genesis)?,
+            Some(stored) => {
+                let stored_g = Genesis::from_json(&stored)?;
+                if stored_g != genesis {
+                    return Err(StorageError::GenesisMismatch {
+                        stored: format!("chain id {}, {} accounts", stored_g.chain_id, stored_g.alloc.len()),
+                        given: format!("chain id {}, {} accounts", genesis.chain_id, genesis.alloc.len()),
+                    }
+                    .into());
+                }
+            }
+        }
+        let head_h = store.head()?.ok_or(ChainError::UnknownBlock(0))?;
+        let head = store.header(head_h)?.ok_or(ChainError::UnknownBlock(head_h.0))?;
+        let mut recent = BTreeMap::new();
+        for h in head_h.0.saturating_sub(RECENT - 1)..=head_h.0 {
+            if let Some(hd) = store.header(Height(h))? {
+                recent.insert(h, hd.hash());
+            }
+        }
+        let (events, _) = broadcast::channel(1024);
+        let pool = Pool::new(PoolConfig { block_gas_limit: genesis.gas_limit, ..Default::default() });
+        Ok(Arc::new(Self {
+            store,
+            genesis,
+            pool: Mutex::new(pool),
+            head: RwLock::new(head),
+            recent: RwLock::new(recent),
+            events,
+            sealing: Mutex::new(()),
+        }))
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+    pub fn chain_id(&self) -> u64 {
+        self.genesis.chain_id
+    }
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn head(&self) -> Header {
+        self.head.read().clone()
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
+    }
+
+    /// The base fee the next block will charge.
+    pub fn next_base_fee(&self) -> u64 {
+        next_base_fee(&self.head.read(), &self.genesis)
+    }
+
+    pub fn state_at(&self, height: Height) -> Result<StateSnapshot, ChainError> {
+        if height > self.head.read().height {
+            return Err(ChainError::UnknownBlock(height.0));
+        }
+        Ok(self.store.state_at(height)?)
+    }
+
+    /// Decodes, checks and pools a raw transaction; returns its hash.
+    pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        let tx = decode_raw_tx(raw, self.chain_id())?;
+        self.submit_tx(tx)
+    }
+
+    pub fn submit_tx(&self, tx: SignedTx) -> Result<B256, SubmitError> {
+        let hash = tx.hash;
+        let base_fee = self.next_base_fee();
+        let head = self.head.read().height;
+        let acct = self.store.state_at(head).and_then(|s| s.account(tx.sender)).map_err(ChainError::from)?;
+        let info = acct.map_or(AccountInfo::default(), |a| AccountInfo { nonce: a.nonce, balance: a.balance });
+        let inserted = self.pool.lock().insert(tx, info, base_fee)?;
+        if matches!(inserted, Inserted::Pending | Inserted::Queued | Inserted::Replaced { .. }) {
+            let _ = self.events.send(ChainEvent::PendingTx(hash));
+        }
+        Ok(hash)
+    }
+
+    pub fn pool_tx(&self, hash: &B256) -> Option<SignedTx> {
+        self.pool.lock().get(hash).cloned()
+    }
+    /// The nonce for `sender`'s next transaction, counting its pooled ones.
+    pub fn pending_nonce(&self, sender: Address, account_nonce: u64) -> u64 {
+        self.pool.lock().next_nonce(sender, account_nonce)
+    }
+    /// (pending, queued)
+    pub fn pool_counts(&self) -> (usize, usize) {
+        self.pool.lock().counts()
+    }
+
+    /// The block context a call at `height` runs in: that block's own values.
+    pub fn call_context(&self, header: &Header) -> BlockContext {
+        BlockContext {
+            height: header.height,
+            timestamp: header.timestamp,
+            proposer: header.proposer,
+            base_fee: header.base_fee,
+            gas_limit: header.gas_limit,
+            chain_id: self.chain_id(),
+            prevrandao: header.parent_hash,
+        }
+    }
+
+    pub fn call(&self, height: Height, req: &CallRequest) -> Result<CallOutcome, ChainError> {
+        let header = self.store.header(height)?.ok_or(ChainError::UnknownBlock(height.0))?;
+        let state = self.state_at(height)?;
+        let recent = self.recent.read().clone();
+        Ok(emc_execution::call(&state, &self.call_context(&header), &recent, req)?)
+    }
+
+    pub fn estimate_gas(&self, height: Height, req: &CallRequest) -> Result<Result<u64, CallOutcome>, ChainError> {
+        let header = self.store.header(height)?.ok_or(ChainError::UnknownBlock(height.0))?;
+        let state = self.state_at(height)?;
+        let recent = self.recent.read().clone();
+        Ok(emc_execution::estimate_gas(&state, &self.call_context(&header), &recent, req)?)
+    }
+
+    /// Builds the next block from the pool's best transactions.
+    pub fn build_block(&self, proposer: Address, timestamp: u64) -> Result<BuiltBlock, ChainError> {
+        let parent = self.head();
+        let base_fee = next_base_fee(&parent, &self.genesis);
+        let candidates = self.pool.lock().best(base_fee, 20_000);
+        self.build_on(&parent, proposer, timestamp.max(parent.timestamp), base_fee, candidates)
+    }
+
+    /// Executes `txs` on `parent`, skipping those that cannot be included.
+    pub fn build_on(
+        &self,
+        parent: &Header,
+        proposer: Address,
+        timestamp: u64,
+        base_fee: u64,
+        txs: Vec<SignedTx>,
+    ) -> Result<BuiltBlock, ChainError> {
+        let state = self.store.state_at(parent.height)?;
+        let recent = self.recent.read().clone();
+        let ctx = BlockContext {
+            height: parent.height.next(),
+            timestamp,
+            proposer,
+            base_fee,
+            gas_limit: self.genesis.gas_limit,
+            chain_id: self.chain_id(),
+            prevrandao: parent.hash(),
+        };
+        let mut exec = Executor::new(&state, ctx, &recent);
+        let mut rejected = Vec::new();
+        for tx in &txs {
+            if self.genesis.gas_limit - exec.gas_used() < 21_000 {
+                break;
+            }
+            if let Err(why) = exec.apply(tx)? {
+                rejected.push((tx.hash, why.0));
+            }
+        }
+        let out = exec.finish();
+        let prepared = state.prepare(&out.changes, parent.height.0 + 1)?;
+        let header = Header {
+            parent_hash: parent.hash(),
+            height: parent.height.next(),
+            timestamp,
+            proposer,
+            state_root: prepared.root,
+            transactions_root: transactions_root(&out.tx_hashes),
+            receipts_root: receipts_root(&out.receipts),
+            logs_bloom: logs_bloom(&out.receipts),
+            validator_set_hash: validator_set_hash(&self.genesis.validators),
+            gas_used: out.gas_used,
+            gas_limit: self.genesis.gas_limit,
+            base_fee,
+            extra_data: Default::default(),
+        };
+        let nonces = out
+            .changes
+            .accounts
+            .iter()
+            .map(|(a, acc)| (*a, acc.as_ref().map_or(0, |x| x.nonce)))
+            .collect();
+        Ok(BuiltBlock {
+            block: Block { header, transactions: out.transactions },
+            senders: out.senders,
+            receipts: out.receipts,
+            state: prepared,
+            nonces,
+            rejected,
+        })
+    }
+
+    /// Writes a built block atomically, advances the head, prunes the pool and
+    /// publishes the block.
+    pub fn commit(&self, built: BuiltBlock) -> Result<Header, ChainError> {
+        let _guard = self.sealing.lock();
+        let b = &built.block;
+        self.store.commit_block(b, &built.senders, &built.receipts, &built.state, None)?;
+        let header = b.header.clone();
+        {
+            let mut recent = self.recent.write();
+            recent.insert(header.height.0, header.hash());
+            while recent.len() as u64 > RECENT {
+                recent.pop_first();
+            }
+        }
+        *self.head.write() = header.clone();
+        {
+            let mut pool = self.pool.lock();
+            pool.on_block(built.nonces.iter().copied());
+            for (hash, why) in &built.rejected {
+                // A transaction that could not pay the fee may simply wait for the base
+                // fee to fall; anything else will never be includable.
+                if !why.contains("base fee") {
+                    tracing::debug!(%hash, %why, "dropping transaction the block refused");
+                    pool.remove(hash);
+                }
+            }
+        }
+        let _ = self.events.send(ChainEvent::NewBlock {
+            header: Arc::new(header.clone()),
+            receipts: Arc::new(built.receipts),
+        });
+        Ok(header)
+    }
+
+    /// Builds and commits one block: the single-validator dev sealer's step.
+    pub fn seal(&self, proposer: Address, timestamp: u64) -> Result<Header, ChainError> {
+        let built = self.build_block(proposer, timestamp)?;
+        self.commit(built)
+    }
+}
+
+pub fn validator_set_hash(validators: &[Address]) -> B256 {
+    keccak256(validators.iter().flat_map(|a| a.0 .0).collect::<Vec<u8>>())
+}
+
+/// EIP-1559 base fee of the block after `parent`; block 1 charges genesis' base fee.
+pub fn next_base_fee(parent: &Header, genesis: &Genesis) -> u64 {
+    if parent.height == Height::GENESIS {
+        return genesis.base_fee;
+    }
+    BaseFeeParams::ethereum().next_block_base_fee(parent.gas_used, parent.gas_limit, parent.base_fee)
+}
+
+#[cfg(test)]
+mod tests;
