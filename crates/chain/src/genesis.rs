@@ -21,9 +21,18 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
             }
             _ => emc_storage::EMPTY_CODE_HASH,
         };
-        changes.accounts.insert(*addr, Some(AccountState { nonce: acc.nonce, balance: acc.balance, code_hash }));
+        changes.accounts.insert(
+            *addr,
+            Some(AccountState {
+                nonce: acc.nonce,
+                balance: acc.balance,
+                code_hash,
+            }),
+        );
         for (k, v) in &acc.storage {
-            changes.storage.insert((*addr, U256::from_be_bytes(k.0)), U256::from_be_bytes(v.0));
+            changes
+                .storage
+                .insert((*addr, U256::from_be_bytes(k.0)), U256::from_be_bytes(v.0));
         }
     }
     // System modules: a one-byte INVALID code marks them as contracts for tools.
@@ -31,7 +40,14 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
     let marker_hash = keccak256(&marker);
     changes.code.insert(marker_hash, marker);
     for addr in SYSTEM_ADDRESSES {
-        changes.accounts.insert(*addr, Some(AccountState { nonce: 1, balance: U256::ZERO, code_hash: marker_hash }));
+        changes.accounts.insert(
+            *addr,
+            Some(AccountState {
+                nonce: 1,
+                balance: U256::ZERO,
+                code_hash: marker_hash,
+            }),
+        );
     }
     for (slot, value) in ChainModule::genesis_storage(&genesis.validators) {
         changes.storage.insert((CHAIN_ADDRESS, slot), value);
@@ -54,7 +70,10 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
         base_fee: genesis.base_fee,
         extra_data: Default::default(),
     };
-    let block = Block { header, transactions: vec![] };
+    let block = Block {
+        header,
+        transactions: vec![],
+    };
     store.commit_block(&block, &[], &[], &prepared, Some(&genesis.to_json()))?;
     Ok(())
 }

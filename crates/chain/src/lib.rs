@@ -55,7 +55,10 @@ pub enum SubmitError {
 
 #[derive(Clone, Debug)]
 pub enum ChainEvent {
-    NewBlock { header: Arc<Header>, receipts: Arc<Vec<Receipt>> },
+    NewBlock {
+        header: Arc<Header>,
+        receipts: Arc<Vec<Receipt>>,
+    },
     PendingTx(B256),
 }
 
@@ -101,15 +104,25 @@ impl Chain {
                 let stored_g = Genesis::from_json(&stored)?;
                 if stored_g != genesis {
                     return Err(StorageError::GenesisMismatch {
-                        stored: format!("chain id {}, {} accounts", stored_g.chain_id, stored_g.alloc.len()),
-                        given: format!("chain id {}, {} accounts", genesis.chain_id, genesis.alloc.len()),
+                        stored: format!(
+                            "chain id {}, {} accounts",
+                            stored_g.chain_id,
+                            stored_g.alloc.len()
+                        ),
+                        given: format!(
+                            "chain id {}, {} accounts",
+                            genesis.chain_id,
+                            genesis.alloc.len()
+                        ),
                     }
                     .into());
                 }
             }
         }
         let head_h = store.head()?.ok_or(ChainError::UnknownBlock(0))?;
-        let head = store.header(head_h)?.ok_or(ChainError::UnknownBlock(head_h.0))?;
+        let head = store
+            .header(head_h)?
+            .ok_or(ChainError::UnknownBlock(head_h.0))?;
         let mut recent = BTreeMap::new();
         for h in head_h.0.saturating_sub(RECENT - 1)..=head_h.0 {
             if let Some(hd) = store.header(Height(h))? {
@@ -117,7 +130,10 @@ impl Chain {
             }
         }
         let (events, _) = broadcast::channel(1024);
-        let pool = Pool::new(PoolConfig { block_gas_limit: genesis.gas_limit, ..Default::default() });
+        let pool = Pool::new(PoolConfig {
+            block_gas_limit: genesis.gas_limit,
+            ..Default::default()
+        });
         Ok(Arc::new(Self {
             store,
             genesis,
@@ -167,10 +183,20 @@ impl Chain {
         let hash = tx.hash;
         let base_fee = self.next_base_fee();
         let head = self.head.read().height;
-        let acct = self.store.state_at(head).and_then(|s| s.account(tx.sender)).map_err(ChainError::from)?;
-        let info = acct.map_or(AccountInfo::default(), |a| AccountInfo { nonce: a.nonce, balance: a.balance });
+        let acct = self
+            .store
+            .state_at(head)
+            .and_then(|s| s.account(tx.sender))
+            .map_err(ChainError::from)?;
+        let info = acct.map_or(AccountInfo::default(), |a| AccountInfo {
+            nonce: a.nonce,
+            balance: a.balance,
+        });
         let inserted = self.pool.lock().insert(tx, info, base_fee)?;
-        if matches!(inserted, Inserted::Pending | Inserted::Queued | Inserted::Replaced { .. }) {
+        if matches!(
+            inserted,
+            Inserted::Pending | Inserted::Queued | Inserted::Replaced { .. }
+        ) {
             let _ = self.events.send(ChainEvent::PendingTx(hash));
         }
         Ok(hash)
@@ -202,17 +228,37 @@ impl Chain {
     }
 
     pub fn call(&self, height: Height, req: &CallRequest) -> Result<CallOutcome, ChainError> {
-        let header = self.store.header(height)?.ok_or(ChainError::UnknownBlock(height.0))?;
+        let header = self
+            .store
+            .header(height)?
+            .ok_or(ChainError::UnknownBlock(height.0))?;
         let state = self.state_at(height)?;
         let recent = self.recent.read().clone();
-        Ok(emc_execution::call(&state, &self.call_context(&header), &recent, req)?)
+        Ok(emc_execution::call(
+            &state,
+            &self.call_context(&header),
+            &recent,
+            req,
+        )?)
     }
 
-    pub fn estimate_gas(&self, height: Height, req: &CallRequest) -> Result<Result<u64, CallOutcome>, ChainError> {
-        let header = self.store.header(height)?.ok_or(ChainError::UnknownBlock(height.0))?;
+    pub fn estimate_gas(
+        &self,
+        height: Height,
+        req: &CallRequest,
+    ) -> Result<Result<u64, CallOutcome>, ChainError> {
+        let header = self
+            .store
+            .header(height)?
+            .ok_or(ChainError::UnknownBlock(height.0))?;
         let state = self.state_at(height)?;
         let recent = self.recent.read().clone();
-        Ok(emc_execution::estimate_gas(&state, &self.call_context(&header), &recent, req)?)
+        Ok(emc_execution::estimate_gas(
+            &state,
+            &self.call_context(&header),
+            &recent,
+            req,
+        )?)
     }
 
     /// Builds the next block from the pool's best transactions.
@@ -220,7 +266,13 @@ impl Chain {
         let parent = self.head();
         let base_fee = next_base_fee(&parent, &self.genesis);
         let candidates = self.pool.lock().best(base_fee, 20_000);
-        self.build_on(&parent, proposer, timestamp.max(parent.timestamp), base_fee, candidates)
+        self.build_on(
+            &parent,
+            proposer,
+            timestamp.max(parent.timestamp),
+            base_fee,
+            candidates,
+        )
     }
 
     /// Executes `txs` on `parent`, skipping those that cannot be included.
@@ -277,7 +329,10 @@ impl Chain {
             .map(|(a, acc)| (*a, acc.as_ref().map_or(0, |x| x.nonce)))
             .collect();
         Ok(BuiltBlock {
-            block: Block { header, transactions: out.transactions },
+            block: Block {
+                header,
+                transactions: out.transactions,
+            },
             senders: out.senders,
             receipts: out.receipts,
             state: prepared,
@@ -291,7 +346,8 @@ impl Chain {
     pub fn commit(&self, built: BuiltBlock) -> Result<Header, ChainError> {
         let _guard = self.sealing.lock();
         let b = &built.block;
-        self.store.commit_block(b, &built.senders, &built.receipts, &built.state, None)?;
+        self.store
+            .commit_block(b, &built.senders, &built.receipts, &built.state, None)?;
         let header = b.header.clone();
         {
             let mut recent = self.recent.write();
@@ -336,7 +392,11 @@ pub fn next_base_fee(parent: &Header, genesis: &Genesis) -> u64 {
     if parent.height == Height::GENESIS {
         return genesis.base_fee;
     }
-    BaseFeeParams::ethereum().next_block_base_fee(parent.gas_used, parent.gas_limit, parent.base_fee)
+    BaseFeeParams::ethereum().next_block_base_fee(
+        parent.gas_used,
+        parent.gas_limit,
+        parent.base_fee,
+    )
 }
 
 #[cfg(test)]

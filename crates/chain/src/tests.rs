@@ -35,21 +35,38 @@ fn transfers_pay_value_tip_and_burn_base_fee() {
     let (chain, keys) = setup(dir.path());
     let to = Address::repeat_byte(0x42);
     for n in 0..3 {
-        chain.submit(&transfer(&keys[0], n, to, ETH)).expect("pooled");
+        chain
+            .submit(&transfer(&keys[0], n, to, ETH))
+            .expect("pooled");
     }
     let h = chain.seal(Address::repeat_byte(0xcc), 10).expect("seal");
     assert_eq!(h.height, Height(1));
     assert_eq!(h.gas_used, 63_000);
     let s = chain.state_at(h.height).expect("state");
-    assert_eq!(s.account(to).expect("read").expect("exists").balance, U256::from(3 * ETH));
-    let tip = s.account(Address::repeat_byte(0xcc)).expect("read").expect("proposer").balance;
+    assert_eq!(
+        s.account(to).expect("read").expect("exists").balance,
+        U256::from(3 * ETH)
+    );
+    let tip = s
+        .account(Address::repeat_byte(0xcc))
+        .expect("read")
+        .expect("proposer")
+        .balance;
     assert_eq!(tip, U256::from(63_000u128 * 1_000_000_000));
     let sender = s.account(keys[0].address()).expect("read").expect("sender");
     assert_eq!(sender.nonce, 3);
     // value + (base 1 gwei + tip 1 gwei) * gas; the base fee is burnt.
-    assert_eq!(sender.balance, U256::from(100 * ETH - 3 * ETH - 63_000u128 * 2_000_000_000));
+    assert_eq!(
+        sender.balance,
+        U256::from(100 * ETH - 3 * ETH - 63_000u128 * 2_000_000_000)
+    );
     // Historical read: at genesis the recipient had nothing.
-    assert!(chain.state_at(Height(0)).expect("s0").account(to).expect("read").is_none());
+    assert!(chain
+        .state_at(Height(0))
+        .expect("s0")
+        .account(to)
+        .expect("read")
+        .is_none());
     assert_eq!(chain.pool_counts(), (0, 0));
 }
 
@@ -58,7 +75,9 @@ fn reopening_keeps_head_and_refuses_other_genesis() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = {
         let (chain, keys) = setup(dir.path());
-        chain.submit(&transfer(&keys[1], 0, Address::repeat_byte(1), 5)).expect("pooled");
+        chain
+            .submit(&transfer(&keys[1], 0, Address::repeat_byte(1), 5))
+            .expect("pooled");
         chain.seal(Address::repeat_byte(0xcc), 1).expect("seal");
         chain.seal(Address::repeat_byte(0xcc), 2).expect("seal");
         chain.head().state_root
@@ -72,18 +91,29 @@ fn reopening_keeps_head_and_refuses_other_genesis() {
     let mut other = chain.genesis().clone();
     other.chain_id = 5;
     drop(chain);
-    assert!(matches!(Chain::open(dir.path(), other), Err(ChainError::Storage(StorageError::GenesisMismatch { .. }))));
+    assert!(matches!(
+        Chain::open(dir.path(), other),
+        Err(ChainError::Storage(StorageError::GenesisMismatch { .. }))
+    ));
 }
 
 #[test]
 fn refused_transactions_say_why() {
     let dir = tempfile::tempdir().expect("tmp");
     let (chain, keys) = setup(dir.path());
-    chain.submit(&transfer(&keys[0], 0, Address::ZERO, 1)).expect("ok");
+    chain
+        .submit(&transfer(&keys[0], 0, Address::ZERO, 1))
+        .expect("ok");
     chain.seal(Address::ZERO, 1).expect("seal");
-    let err = chain.submit(&transfer(&keys[0], 0, Address::ZERO, 1)).unwrap_err().to_string();
+    let err = chain
+        .submit(&transfer(&keys[0], 0, Address::ZERO, 1))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nonce too low"), "{err}");
-    let err = chain.submit(&transfer(&keys[2], 0, Address::ZERO, 1000 * ETH)).unwrap_err().to_string();
+    let err = chain
+        .submit(&transfer(&keys[2], 0, Address::ZERO, 1000 * ETH))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("insufficient funds"), "{err}");
     let err = chain.submit(b"\x02\xc0").unwrap_err().to_string();
     assert!(err.contains("malformed"), "{err}");
@@ -96,12 +126,17 @@ fn chain_module_answers_through_the_evm() {
     let (chain, _) = setup(dir.path());
     let req = CallRequest {
         to: Some(emc_modules::CHAIN_ADDRESS),
-        data: Some(emc_modules::chain::IChain::validatorsCall {}.abi_encode().into()),
+        data: Some(
+            emc_modules::chain::IChain::validatorsCall {}
+                .abi_encode()
+                .into(),
+        ),
         ..Default::default()
     };
     match chain.call(Height(0), &req).expect("call") {
         CallOutcome::Success { output, .. } => {
-            let v = emc_modules::chain::IChain::validatorsCall::abi_decode_returns(&output).expect("abi");
+            let v = emc_modules::chain::IChain::validatorsCall::abi_decode_returns(&output)
+                .expect("abi");
             assert_eq!(v, vec![Address::repeat_byte(0xcc)]);
         }
         other => panic!("{other:?}"),

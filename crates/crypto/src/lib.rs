@@ -39,14 +39,19 @@ pub fn dev_accounts(n: u32) -> Result<Vec<PrivateKeySigner>, CryptoError> {
                 .phrase(DEV_MNEMONIC)
                 .index(index)
                 .and_then(|b| b.build())
-                .map_err(|e| CryptoError::Derive { index, reason: e.to_string() })
+                .map_err(|e| CryptoError::Derive {
+                    index,
+                    reason: e.to_string(),
+                })
         })
         .collect()
 }
 
 /// Parses a hex private key (with or without 0x).
 pub fn key_from_hex(hex: &str) -> Result<PrivateKeySigner, CryptoError> {
-    hex.trim().parse::<PrivateKeySigner>().map_err(|e| CryptoError::BadKey(e.to_string()))
+    hex.trim()
+        .parse::<PrivateKeySigner>()
+        .map_err(|e| CryptoError::BadKey(e.to_string()))
 }
 
 /// Creates a new random key and writes it encrypted under `dir`, named by its address.
@@ -61,7 +66,10 @@ pub fn keystore_import(
     key: &PrivateKeySigner,
     password: &str,
 ) -> Result<(Address, PathBuf), CryptoError> {
-    let ks_err = |reason: String| CryptoError::Keystore { path: dir.to_path_buf(), reason };
+    let ks_err = |reason: String| CryptoError::Keystore {
+        path: dir.to_path_buf(),
+        reason,
+    };
     std::fs::create_dir_all(dir).map_err(|e| ks_err(e.to_string()))?;
     let address = key.address();
     let name = format!("UTC--{}.json", hex_addr(address));
@@ -80,7 +88,10 @@ pub fn keystore_import(
 
 /// Every keystore file under `dir` with the address it declares, sorted by address.
 pub fn keystore_list(dir: &Path) -> Result<Vec<(Address, PathBuf)>, CryptoError> {
-    let ks_err = |path: &Path, reason: String| CryptoError::Keystore { path: path.to_path_buf(), reason };
+    let ks_err = |path: &Path, reason: String| CryptoError::Keystore {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -107,13 +118,19 @@ pub fn keystore_list(dir: &Path) -> Result<Vec<(Address, PathBuf)>, CryptoError>
 }
 
 /// Decrypts the key for `address` from `dir`.
-pub fn keystore_open(dir: &Path, address: Address, password: &str) -> Result<PrivateKeySigner, CryptoError> {
+pub fn keystore_open(
+    dir: &Path,
+    address: Address,
+    password: &str,
+) -> Result<PrivateKeySigner, CryptoError> {
     let (_, path) = keystore_list(dir)?
         .into_iter()
         .find(|(a, _)| *a == address)
         .ok_or(CryptoError::NotFound(address))?;
-    LocalSigner::decrypt_keystore(&path, password)
-        .map_err(|e| CryptoError::Keystore { path, reason: e.to_string() })
+    LocalSigner::decrypt_keystore(&path, password).map_err(|e| CryptoError::Keystore {
+        path,
+        reason: e.to_string(),
+    })
 }
 
 fn hex_addr(a: Address) -> String {
@@ -129,7 +146,9 @@ mod tests {
         let keys = dev_accounts(2).expect("derive");
         assert_eq!(
             keys[0].address(),
-            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse::<Address>().expect("addr")
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+                .parse::<Address>()
+                .expect("addr")
         );
         assert_eq!(
             format!("{}", alloy_primitives::hex::encode(keys[0].to_bytes())),
@@ -137,7 +156,9 @@ mod tests {
         );
         assert_eq!(
             keys[1].address(),
-            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse::<Address>().expect("addr")
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+                .parse::<Address>()
+                .expect("addr")
         );
     }
 
@@ -146,7 +167,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let (addr, _) = keystore_new(dir.path(), "pw").expect("new");
         assert_eq!(keystore_list(dir.path()).expect("list")[0].0, addr);
-        assert_eq!(keystore_open(dir.path(), addr, "pw").expect("open").address(), addr);
+        assert_eq!(
+            keystore_open(dir.path(), addr, "pw")
+                .expect("open")
+                .address(),
+            addr
+        );
         assert!(keystore_open(dir.path(), addr, "wrong").is_err());
         assert!(matches!(
             keystore_open(dir.path(), Address::ZERO, "pw"),

@@ -24,10 +24,19 @@ pub struct CallRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallOutcome {
-    Success { output: Bytes, gas_used: u64 },
+    Success {
+        output: Bytes,
+        gas_used: u64,
+    },
     /// Reverted with this payload (Solidity's revert data).
-    Revert { output: Bytes, gas_used: u64 },
-    Halt { reason: String, gas_used: u64 },
+    Revert {
+        output: Bytes,
+        gas_used: u64,
+    },
+    Halt {
+        reason: String,
+        gas_used: u64,
+    },
 }
 
 pub fn call(
@@ -69,7 +78,8 @@ fn run(
         chain_id: Some(ctx.chain_id),
         ..Default::default()
     };
-    let mut evm = Context::mainnet().with_db(&mut overlay)
+    let mut evm = Context::mainnet()
+        .with_db(&mut overlay)
         .with_block(ctx.block_env())
         .with_cfg(cfg)
         .build_mainnet()
@@ -82,10 +92,25 @@ fn run(
     };
     let gas_used = result.tx_gas_used();
     Ok(match result {
-        ExecutionResult::Success { output: Output::Call(b), .. } => CallOutcome::Success { output: b, gas_used },
-        ExecutionResult::Success { output: Output::Create(b, _), .. } => CallOutcome::Success { output: b, gas_used },
+        ExecutionResult::Success {
+            output: Output::Call(b),
+            ..
+        } => CallOutcome::Success {
+            output: b,
+            gas_used,
+        },
+        ExecutionResult::Success {
+            output: Output::Create(b, _),
+            ..
+        } => CallOutcome::Success {
+            output: b,
+            gas_used,
+        },
         ExecutionResult::Revert { output, .. } => CallOutcome::Revert { output, gas_used },
-        ExecutionResult::Halt { reason, .. } => CallOutcome::Halt { reason: format!("{reason:?}"), gas_used },
+        ExecutionResult::Halt { reason, .. } => CallOutcome::Halt {
+            reason: format!("{reason:?}"),
+            gas_used,
+        },
     })
 }
 
@@ -106,7 +131,10 @@ pub fn estimate_gas(
     let (mut lo, mut hi) = (used.saturating_sub(1), cap);
     // Most calls succeed at `used` plus the 1/64 that CALL withholds; try that first.
     let guess = (used + used / 64 + 2_300).min(cap);
-    if matches!(run(state, ctx, hashes, req, guess)?, CallOutcome::Success { .. }) {
+    if matches!(
+        run(state, ctx, hashes, req, guess)?,
+        CallOutcome::Success { .. }
+    ) {
         hi = guess;
     }
     while hi - lo > 1 {

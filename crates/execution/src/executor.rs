@@ -93,7 +93,11 @@ pub(crate) fn tx_env(tx: &SignedTx) -> TxEnv {
 }
 
 impl<'s> Executor<'s> {
-    pub fn new(parent: &'s StateSnapshot, ctx: BlockContext, block_hashes: &'s BTreeMap<u64, B256>) -> Self {
+    pub fn new(
+        parent: &'s StateSnapshot,
+        ctx: BlockContext,
+        block_hashes: &'s BTreeMap<u64, B256>,
+    ) -> Self {
         Self {
             overlay: Overlay::new(parent, block_hashes),
             block_env: ctx.block_env(),
@@ -141,7 +145,8 @@ impl<'s> Executor<'s> {
                 self.ctx.base_fee
             ))));
         };
-        let mut evm = Context::mainnet().with_db(&mut self.overlay)
+        let mut evm = Context::mainnet()
+            .with_db(&mut self.overlay)
             .with_block(self.block_env.clone())
             .with_cfg(self.cfg.clone())
             .build_mainnet()
@@ -156,7 +161,10 @@ impl<'s> Executor<'s> {
         let gas_used = result.tx_gas_used();
         self.out.gas_used += gas_used;
         let contract_address = match &result {
-            ExecutionResult::Success { output: Output::Create(_, addr), .. } => *addr,
+            ExecutionResult::Success {
+                output: Output::Create(_, addr),
+                ..
+            } => *addr,
             _ => None,
         };
         let receipt = Receipt {
@@ -176,7 +184,11 @@ impl<'s> Executor<'s> {
             logs: result
                 .logs()
                 .iter()
-                .map(|l| Log { address: l.address, topics: l.topics().to_vec(), data: l.data.data.clone() })
+                .map(|l| Log {
+                    address: l.address,
+                    topics: l.topics().to_vec(),
+                    data: l.data.data.clone(),
+                })
                 .collect(),
         };
         self.out.transactions.push(tx.raw.clone());

@@ -117,7 +117,9 @@ impl DatabaseCommit for Overlay<'_> {
             }
             if let Some(code) = &account.info.code {
                 if !code.is_empty() {
-                    self.code.entry(account.info.code_hash).or_insert_with(|| code.original_bytes());
+                    self.code
+                        .entry(account.info.code_hash)
+                        .or_insert_with(|| code.original_bytes());
                 }
             }
             for (slot, value) in account.changed_storage_slots() {

@@ -21,7 +21,11 @@ impl EmcPrecompiles {
         let eth = EthPrecompiles::new(crate::SPEC);
         let mut warm = eth.warm_addresses().clone();
         warm.extend(SYSTEM_ADDRESSES.iter().copied());
-        Self { eth, warm, chain_id }
+        Self {
+            eth,
+            warm,
+            chain_id,
+        }
     }
 }
 
@@ -53,7 +57,10 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
     }
 
     fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
-        let log = Log { address: self.address, data: LogData::new_unchecked(topics, data) };
+        let log = Log {
+            address: self.address,
+            data: LogData::new_unchecked(topics, data),
+        };
         self.ctx.journal_mut().log(log);
     }
 
@@ -73,21 +80,37 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
         <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec)
     }
 
-    fn run(&mut self, context: &mut CTX, inputs: &CallInputs) -> Result<Option<InterpreterResult>, String> {
+    fn run(
+        &mut self,
+        context: &mut CTX,
+        inputs: &CallInputs,
+    ) -> Result<Option<InterpreterResult>, String> {
         let address = inputs.bytecode_address;
         if !SYSTEM_ADDRESSES.contains(&address) {
             return self.eth.run(context, inputs);
         }
         let input = inputs.input.bytes(context);
-        context.journal_mut().load_account(address).map_err(|e| e.to_string())?;
+        context
+            .journal_mut()
+            .load_account(address)
+            .map_err(|e| e.to_string())?;
         let call = ModuleCall {
             caller: inputs.caller,
-            value: inputs.transfer_value().or(inputs.apparent_value()).unwrap_or_default(),
+            value: inputs
+                .transfer_value()
+                .or(inputs.apparent_value())
+                .unwrap_or_default(),
             input: &input,
             is_static: inputs.is_static,
         };
-        let mut host = JournalHost { ctx: context, address, chain_id: self.chain_id, is_static: inputs.is_static };
-        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, inputs.gas_limit) else {
+        let mut host = JournalHost {
+            ctx: context,
+            address,
+            chain_id: self.chain_id,
+            is_static: inputs.is_static,
+        };
+        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, inputs.gas_limit)
+        else {
             return Ok(None);
         };
         let mut gas = Gas::new(inputs.gas_limit);
@@ -97,7 +120,11 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
                 InterpreterResult::new(InstructionResult::Return, bytes, gas)
             }
             Err(ModuleError::Revert(msg)) if gas.record_regular_cost(used) => {
-                InterpreterResult::new(InstructionResult::Revert, emc_modules::revert_data(&msg), gas)
+                InterpreterResult::new(
+                    InstructionResult::Revert,
+                    emc_modules::revert_data(&msg),
+                    gas,
+                )
             }
             Ok(_) | Err(ModuleError::Revert(_)) | Err(ModuleError::OutOfGas) => {
                 gas.spend_all();

@@ -28,7 +28,13 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_txs: 20_000, max_per_sender: 256, max_nonce_gap: 64, price_bump_percent: 10, block_gas_limit: 30_000_000 }
+        Self {
+            max_txs: 20_000,
+            max_per_sender: 256,
+            max_nonce_gap: 64,
+            price_bump_percent: 10,
+            block_gas_limit: 30_000_000,
+        }
     }
 }
 
@@ -98,7 +104,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(cfg: PoolConfig) -> Self {
-        Self { cfg, senders: HashMap::new(), by_hash: HashMap::new() }
+        Self {
+            cfg,
+            senders: HashMap::new(),
+            by_hash: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -133,7 +143,12 @@ impl Pool {
     }
 
     /// Checks `tx` against `account` and the base fee, and admits it.
-    pub fn insert(&mut self, tx: SignedTx, account: AccountInfo, base_fee: u64) -> Result<Inserted, PoolError> {
+    pub fn insert(
+        &mut self,
+        tx: SignedTx,
+        account: AccountInfo,
+        base_fee: u64,
+    ) -> Result<Inserted, PoolError> {
         if self.by_hash.contains_key(&tx.hash) {
             return Err(PoolError::AlreadyKnown);
         }
@@ -147,14 +162,19 @@ impl Pool {
             if tx.max_fee_per_gas() < bump(old.max_fee_per_gas())
                 || tx.max_priority_fee_per_gas() < bump(old.max_priority_fee_per_gas())
             {
-                return Err(PoolError::ReplacementUnderpriced { bump: self.cfg.price_bump_percent });
+                return Err(PoolError::ReplacementUnderpriced {
+                    bump: self.cfg.price_bump_percent,
+                });
             }
             let old_hash = old.hash;
             self.by_hash.remove(&old_hash);
             self.by_hash.insert(tx.hash, (sender, nonce));
             entry.txs.insert(nonce, tx);
             let pending = nonce < entry.nonce + entry.pending_len() as u64;
-            return Ok(Inserted::Replaced { old: old_hash, pending });
+            return Ok(Inserted::Replaced {
+                old: old_hash,
+                pending,
+            });
         }
         if entry.txs.len() >= self.cfg.max_per_sender {
             return Err(PoolError::SenderFull(sender));
@@ -166,39 +186,70 @@ impl Pool {
         self.by_hash.insert(tx.hash, (sender, nonce));
         entry.txs.insert(nonce, tx);
         let pending = nonce < entry.nonce + entry.pending_len() as u64;
-        Ok(if pending { Inserted::Pending } else { Inserted::Queued })
+        Ok(if pending {
+            Inserted::Pending
+        } else {
+            Inserted::Queued
+        })
     }
 
     fn check(&self, tx: &SignedTx, account: AccountInfo, base_fee: u64) -> Result<(), PoolError> {
         let nonce = tx.nonce();
         if nonce < account.nonce {
-            return Err(PoolError::NonceTooLow { tx: nonce, account: account.nonce });
+            return Err(PoolError::NonceTooLow {
+                tx: nonce,
+                account: account.nonce,
+            });
         }
         if nonce > account.nonce + self.cfg.max_nonce_gap {
-            return Err(PoolError::NonceTooHigh { tx: nonce, account: account.nonce, max_gap: self.cfg.max_nonce_gap });
+            return Err(PoolError::NonceTooHigh {
+                tx: nonce,
+                account: account.nonce,
+                max_gap: self.cfg.max_nonce_gap,
+            });
         }
         if tx.max_priority_fee_per_gas() > tx.max_fee_per_gas() {
-            return Err(PoolError::TipAboveMaxFee { tip: tx.max_priority_fee_per_gas(), max_fee: tx.max_fee_per_gas() });
+            return Err(PoolError::TipAboveMaxFee {
+                tip: tx.max_priority_fee_per_gas(),
+                max_fee: tx.max_fee_per_gas(),
+            });
         }
         if tx.max_fee_per_gas() < base_fee as u128 {
-            return Err(PoolError::FeeTooLow { max_fee: tx.max_fee_per_gas(), base_fee });
+            return Err(PoolError::FeeTooLow {
+                max_fee: tx.max_fee_per_gas(),
+                base_fee,
+            });
         }
         if tx.gas_limit() > self.cfg.block_gas_limit {
-            return Err(PoolError::GasLimitTooHigh { limit: tx.gas_limit(), block: self.cfg.block_gas_limit });
+            return Err(PoolError::GasLimitTooHigh {
+                limit: tx.gas_limit(),
+                block: self.cfg.block_gas_limit,
+            });
         }
         let needed = tx.intrinsic_gas();
         if tx.gas_limit() < needed {
-            return Err(PoolError::IntrinsicGas { limit: tx.gas_limit(), needed });
+            return Err(PoolError::IntrinsicGas {
+                limit: tx.gas_limit(),
+                needed,
+            });
         }
         // The sender must afford this transaction on top of its pending ones before it.
         let ahead: U256 = self
             .senders
             .get(&tx.sender)
-            .map(|s| s.txs.range(account.nonce..nonce).map(|(_, t)| t.max_cost()).fold(U256::ZERO, |a, b| a + b))
+            .map(|s| {
+                s.txs
+                    .range(account.nonce..nonce)
+                    .map(|(_, t)| t.max_cost())
+                    .fold(U256::ZERO, |a, b| a + b)
+            })
             .unwrap_or_default();
         let cost = tx.max_cost() + ahead;
         if cost > account.balance {
-            return Err(PoolError::InsufficientFunds { balance: account.balance, cost });
+            return Err(PoolError::InsufficientFunds {
+                balance: account.balance,
+                cost,
+            });
         }
         Ok(())
     }
@@ -211,7 +262,12 @@ impl Pool {
             .senders
             .iter()
             .filter(|(a, _)| **a != tx.sender)
-            .filter_map(|(a, s)| s.txs.iter().next_back().map(|(n, t)| (t.effective_tip(base_fee).unwrap_or(0), *a, *n)))
+            .filter_map(|(a, s)| {
+                s.txs
+                    .iter()
+                    .next_back()
+                    .map(|(n, t)| (t.effective_tip(base_fee).unwrap_or(0), *a, *n))
+            })
             .min();
         match victim {
             Some((vtip, addr, nonce)) if vtip < tip => {
@@ -270,7 +326,9 @@ impl Pool {
     /// touched. Mined and now-stale transactions leave; queued ones may become pending.
     pub fn on_block(&mut self, nonces: impl IntoIterator<Item = (Address, u64)>) {
         for (addr, nonce) in nonces {
-            let Some(s) = self.senders.get_mut(&addr) else { continue };
+            let Some(s) = self.senders.get_mut(&addr) else {
+                continue;
+            };
             s.nonce = nonce;
             let stale: Vec<u64> = s.txs.range(..nonce).map(|(n, _)| *n).collect();
             for n in stale {

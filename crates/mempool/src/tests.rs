@@ -23,20 +23,30 @@ fn tx(k: &PrivateKeySigner, nonce: u64, max_fee: u128, tip: u128) -> SignedTx {
         ..Default::default()
     };
     let sig = k.sign_transaction_sync(&mut t).expect("sign");
-    emc_types::decode_raw_tx(&TxEnvelope::from(t.into_signed(sig)).encoded_2718(), 1).expect("valid")
+    emc_types::decode_raw_tx(&TxEnvelope::from(t.into_signed(sig)).encoded_2718(), 1)
+        .expect("valid")
 }
 
 fn rich(nonce: u64) -> AccountInfo {
-    AccountInfo { nonce, balance: U256::from(10u128.pow(21)) }
+    AccountInfo {
+        nonce,
+        balance: U256::from(10u128.pow(21)),
+    }
 }
 
 #[test]
 fn gap_is_queued_until_filled() {
     let k = key(0);
     let mut p = Pool::new(PoolConfig::default());
-    assert_eq!(p.insert(tx(&k, 1, 2 * GWEI, GWEI), rich(0), GWEI as u64), Ok(Inserted::Queued));
+    assert_eq!(
+        p.insert(tx(&k, 1, 2 * GWEI, GWEI), rich(0), GWEI as u64),
+        Ok(Inserted::Queued)
+    );
     assert!(p.best(GWEI as u64, 10).is_empty());
-    assert_eq!(p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(0), GWEI as u64), Ok(Inserted::Pending));
+    assert_eq!(
+        p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(0), GWEI as u64),
+        Ok(Inserted::Pending)
+    );
     let best: Vec<u64> = p.best(GWEI as u64, 10).iter().map(|t| t.nonce()).collect();
     assert_eq!(best, vec![0, 1]);
     assert_eq!(p.counts(), (2, 0));
@@ -48,14 +58,18 @@ fn gap_is_queued_until_filled() {
 fn replacement_needs_a_bump() {
     let k = key(0);
     let mut p = Pool::new(PoolConfig::default());
-    p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(0), GWEI as u64).expect("first");
+    p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(0), GWEI as u64)
+        .expect("first");
     assert_eq!(
         p.insert(tx(&k, 0, 2 * GWEI + 1, GWEI + 1), rich(0), GWEI as u64),
         Err(PoolError::ReplacementUnderpriced { bump: 10 })
     );
     let better = tx(&k, 0, 3 * GWEI, 2 * GWEI);
     let h = better.hash;
-    assert!(matches!(p.insert(better, rich(0), GWEI as u64), Ok(Inserted::Replaced { pending: true, .. })));
+    assert!(matches!(
+        p.insert(better, rich(0), GWEI as u64),
+        Ok(Inserted::Replaced { pending: true, .. })
+    ));
     assert_eq!(p.len(), 1);
     assert!(p.contains(&h));
 }
@@ -63,13 +77,31 @@ fn replacement_needs_a_bump() {
 #[test]
 fn every_rejection_has_its_reason() {
     let k = key(0);
-    let mut p = Pool::new(PoolConfig { max_nonce_gap: 4, ..Default::default() });
+    let mut p = Pool::new(PoolConfig {
+        max_nonce_gap: 4,
+        ..Default::default()
+    });
     let base = GWEI as u64;
-    assert_eq!(p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(1), base), Err(PoolError::NonceTooLow { tx: 0, account: 1 }));
-    assert!(matches!(p.insert(tx(&k, 9, 2 * GWEI, GWEI), rich(0), base), Err(PoolError::NonceTooHigh { .. })));
-    assert!(matches!(p.insert(tx(&k, 0, GWEI / 2, 1), rich(0), base), Err(PoolError::FeeTooLow { .. })));
-    let poor = AccountInfo { nonce: 0, balance: U256::from(1000) };
-    assert!(matches!(p.insert(tx(&k, 0, 2 * GWEI, GWEI), poor, base), Err(PoolError::InsufficientFunds { .. })));
+    assert_eq!(
+        p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(1), base),
+        Err(PoolError::NonceTooLow { tx: 0, account: 1 })
+    );
+    assert!(matches!(
+        p.insert(tx(&k, 9, 2 * GWEI, GWEI), rich(0), base),
+        Err(PoolError::NonceTooHigh { .. })
+    ));
+    assert!(matches!(
+        p.insert(tx(&k, 0, GWEI / 2, 1), rich(0), base),
+        Err(PoolError::FeeTooLow { .. })
+    ));
+    let poor = AccountInfo {
+        nonce: 0,
+        balance: U256::from(1000),
+    };
+    assert!(matches!(
+        p.insert(tx(&k, 0, 2 * GWEI, GWEI), poor, base),
+        Err(PoolError::InsufficientFunds { .. })
+    ));
     let t = tx(&k, 0, 2 * GWEI, GWEI);
     p.insert(t.clone(), rich(0), base).expect("ok");
     assert_eq!(p.insert(t, rich(0), base), Err(PoolError::AlreadyKnown));
@@ -77,14 +109,27 @@ fn every_rejection_has_its_reason() {
 
 #[test]
 fn full_pool_evicts_the_cheapest_or_refuses() {
-    let mut p = Pool::new(PoolConfig { max_txs: 2, ..Default::default() });
+    let mut p = Pool::new(PoolConfig {
+        max_txs: 2,
+        ..Default::default()
+    });
     let base = GWEI as u64;
-    p.insert(tx(&key(0), 0, 10 * GWEI, GWEI), rich(0), base).expect("a");
-    p.insert(tx(&key(1), 0, 10 * GWEI, 3 * GWEI), rich(0), base).expect("b");
-    assert_eq!(p.insert(tx(&key(2), 0, 10 * GWEI, GWEI / 2), rich(0), base), Err(PoolError::PoolFull));
-    p.insert(tx(&key(2), 0, 10 * GWEI, 5 * GWEI), rich(0), base).expect("evicts the 1 gwei tip");
+    p.insert(tx(&key(0), 0, 10 * GWEI, GWEI), rich(0), base)
+        .expect("a");
+    p.insert(tx(&key(1), 0, 10 * GWEI, 3 * GWEI), rich(0), base)
+        .expect("b");
+    assert_eq!(
+        p.insert(tx(&key(2), 0, 10 * GWEI, GWEI / 2), rich(0), base),
+        Err(PoolError::PoolFull)
+    );
+    p.insert(tx(&key(2), 0, 10 * GWEI, 5 * GWEI), rich(0), base)
+        .expect("evicts the 1 gwei tip");
     assert_eq!(p.len(), 2);
-    let tips: Vec<u128> = p.best(base, 10).iter().map(|t| t.max_priority_fee_per_gas()).collect();
+    let tips: Vec<u128> = p
+        .best(base, 10)
+        .iter()
+        .map(|t| t.max_priority_fee_per_gas())
+        .collect();
     assert_eq!(tips, vec![5 * GWEI, 3 * GWEI]);
 }
 

@@ -41,9 +41,9 @@ impl ChainModule {
             IChain::IChainCalls::validators(_) => {
                 IChain::validatorsCall::abi_encode_returns(&Self::validators(m)?)
             }
-            IChain::IChainCalls::isValidator(c) => {
-                IChain::isValidatorCall::abi_encode_returns(&Self::validators(m)?.contains(&c.account))
-            }
+            IChain::IChainCalls::isValidator(c) => IChain::isValidatorCall::abi_encode_returns(
+                &Self::validators(m)?.contains(&c.account),
+            ),
         }
         .into())
     }
@@ -64,7 +64,10 @@ impl ChainModule {
         let mut s = BTreeMap::new();
         s.insert(VALIDATORS_SLOT, U256::from(validators.len()));
         for (i, v) in validators.iter().enumerate() {
-            s.insert(array_slot(VALIDATORS_SLOT, i as u64), U256::from_be_bytes(v.into_word().0));
+            s.insert(
+                array_slot(VALIDATORS_SLOT, i as u64),
+                U256::from_be_bytes(v.into_word().0),
+            );
         }
         s
     }
@@ -95,7 +98,12 @@ mod tests {
     }
 
     fn call(host: &mut MemHost, input: Vec<u8>, gas: u64) -> (Result<Bytes, ModuleError>, u64) {
-        let c = ModuleCall { caller: Address::ZERO, value: U256::ZERO, input: &input, is_static: true };
+        let c = ModuleCall {
+            caller: Address::ZERO,
+            value: U256::ZERO,
+            input: &input,
+            is_static: true,
+        };
         dispatch(CHAIN_ADDRESS, host, &c, gas).expect("chain module is dispatched")
     }
 
@@ -108,13 +116,19 @@ mod tests {
         assert_eq!(got, vals);
         assert_eq!(gas, crate::GAS_BASE + 3 * crate::GAS_SLOAD);
         let (out, _) = call(&mut host, IChain::chainIdCall {}.abi_encode(), 1_000_000);
-        assert_eq!(IChain::chainIdCall::abi_decode_returns(&out.expect("ok")).expect("decode"), U256::from(42));
+        assert_eq!(
+            IChain::chainIdCall::abi_decode_returns(&out.expect("ok")).expect("decode"),
+            U256::from(42)
+        );
     }
 
     #[test]
     fn unknown_selector_reverts_and_gas_is_bounded() {
         let mut host = MemHost(BTreeMap::new());
-        assert!(matches!(call(&mut host, vec![1, 2, 3, 4], 1_000_000).0, Err(ModuleError::Revert(_))));
+        assert!(matches!(
+            call(&mut host, vec![1, 2, 3, 4], 1_000_000).0,
+            Err(ModuleError::Revert(_))
+        ));
         let (out, used) = call(&mut host, IChain::validatorsCall {}.abi_encode(), 2_500);
         assert!(matches!(out, Err(ModuleError::OutOfGas)));
         assert_eq!(used, 2_500);

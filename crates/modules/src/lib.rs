@@ -65,7 +65,11 @@ pub struct Metered<'h> {
 
 impl<'h> Metered<'h> {
     pub fn new(host: &'h mut dyn ModuleHost, gas_limit: u64) -> Result<Self, ModuleError> {
-        let mut m = Self { host, gas_limit, gas_used: 0 };
+        let mut m = Self {
+            host,
+            gas_limit,
+            gas_used: 0,
+        };
         m.charge(GAS_BASE)?;
         Ok(m)
     }
@@ -115,7 +119,11 @@ fn run(
         Err(e) => (Err(e), gas_limit),
         Ok(mut m) => {
             let out = f(&mut m);
-            let used = if matches!(out, Err(ModuleError::OutOfGas)) { gas_limit } else { m.gas_used };
+            let used = if matches!(out, Err(ModuleError::OutOfGas)) {
+                gas_limit
+            } else {
+                m.gas_used
+            };
             (out, used)
         }
     }

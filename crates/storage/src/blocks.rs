@@ -69,7 +69,10 @@ impl Store {
         let height = block.header.height.0;
         let expected = self.head()?.map_or(0, |h| h.0 + 1);
         if height != expected || state.version != height {
-            return Err(StorageError::OutOfOrder { head: expected.wrapping_sub(1), got: height });
+            return Err(StorageError::OutOfOrder {
+                head: expected.wrapping_sub(1),
+                got: height,
+            });
         }
         let hash = block.hash();
         let w = self.db().begin_write()?;
@@ -107,7 +110,9 @@ impl Store {
     pub fn header(&self, height: Height) -> Result<Option<Header>> {
         let r = self.db().begin_read()?;
         let t = r.open_table(HEADERS)?;
-        t.get(height.0)?.map(|v| de("header", v.value())).transpose()
+        t.get(height.0)?
+            .map(|v| de("header", v.value()))
+            .transpose()
     }
 
     pub fn height_of(&self, hash: B256) -> Result<Option<Height>> {
@@ -118,15 +123,27 @@ impl Store {
 
     pub fn block(&self, height: Height) -> Result<Option<(Block, Vec<Address>)>> {
         let r = self.db().begin_read()?;
-        let Some(header) = r.open_table(HEADERS)?.get(height.0)?.map(|v| de::<Header>("header", v.value())).transpose()? else {
+        let Some(header) = r
+            .open_table(HEADERS)?
+            .get(height.0)?
+            .map(|v| de::<Header>("header", v.value()))
+            .transpose()?
+        else {
             return Ok(None);
         };
         let body = r.open_table(BODIES)?;
-        let body = body.get(height.0)?.ok_or(StorageError::MissingBlock(height.0))?;
+        let body = body
+            .get(height.0)?
+            .ok_or(StorageError::MissingBlock(height.0))?;
         let senders = r.open_table(SENDERS)?;
-        let senders = senders.get(height.0)?.ok_or(StorageError::MissingBlock(height.0))?;
+        let senders = senders
+            .get(height.0)?
+            .ok_or(StorageError::MissingBlock(height.0))?;
         Ok(Some((
-            Block { header, transactions: de("body", body.value())? },
+            Block {
+                header,
+                transactions: de("body", body.value())?,
+            },
             de("senders", senders.value())?,
         )))
     }
@@ -134,7 +151,9 @@ impl Store {
     pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>> {
         let r = self.db().begin_read()?;
         let t = r.open_table(RECEIPTS)?;
-        t.get(height.0)?.map(|v| de("receipts", v.value())).transpose()
+        t.get(height.0)?
+            .map(|v| de("receipts", v.value()))
+            .transpose()
     }
 
     /// Where a transaction landed: (height, index in block).
@@ -148,8 +167,12 @@ impl Store {
     }
 
     pub fn transaction(&self, hash: B256) -> Result<Option<StoredTx>> {
-        let Some((height, index)) = self.tx_location(hash)? else { return Ok(None) };
-        let (block, senders) = self.block(height)?.ok_or(StorageError::MissingBlock(height.0))?;
+        let Some((height, index)) = self.tx_location(hash)? else {
+            return Ok(None);
+        };
+        let (block, senders) = self
+            .block(height)?
+            .ok_or(StorageError::MissingBlock(height.0))?;
         let i = index as usize;
         let (raw, sender) = block
             .transactions
@@ -167,9 +190,15 @@ impl Store {
     }
 
     pub fn receipt(&self, hash: B256) -> Result<Option<(Receipt, Header)>> {
-        let Some((height, index)) = self.tx_location(hash)? else { return Ok(None) };
-        let header = self.header(height)?.ok_or(StorageError::MissingBlock(height.0))?;
-        let receipts = self.receipts(height)?.ok_or(StorageError::MissingBlock(height.0))?;
+        let Some((height, index)) = self.tx_location(hash)? else {
+            return Ok(None);
+        };
+        let header = self
+            .header(height)?
+            .ok_or(StorageError::MissingBlock(height.0))?;
+        let receipts = self
+            .receipts(height)?
+            .ok_or(StorageError::MissingBlock(height.0))?;
         let rc = receipts
             .into_iter()
             .nth(index as usize)
@@ -236,10 +265,15 @@ fn bloom_admits(header: &Header, filter: &LogFilter) -> bool {
     use alloy_primitives::BloomInput;
     let bloom = &header.logs_bloom;
     let addr_ok = filter.addresses.is_empty()
-        || filter.addresses.iter().any(|a| bloom.contains_input(BloomInput::Raw(a.as_slice())));
+        || filter
+            .addresses
+            .iter()
+            .any(|a| bloom.contains_input(BloomInput::Raw(a.as_slice())));
     addr_ok
         && filter.topics.iter().all(|t| match t {
             None => true,
-            Some(alts) => alts.iter().any(|x| bloom.contains_input(BloomInput::Raw(x.as_slice()))),
+            Some(alts) => alts
+                .iter()
+                .any(|x| bloom.contains_input(BloomInput::Raw(x.as_slice()))),
         })
 }

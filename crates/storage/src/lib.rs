@@ -20,7 +20,9 @@ mod state;
 mod verify;
 
 pub use blocks::{LogFilter, StoredTx};
-pub use state::{AccountState, PreparedState, StateChanges, StateKey, StateSnapshot, EMPTY_CODE_HASH};
+pub use state::{
+    AccountState, PreparedState, StateChanges, StateKey, StateSnapshot, EMPTY_CODE_HASH,
+};
 pub use verify::VerifyReport;
 
 use emc_types::Height;
@@ -32,9 +34,11 @@ pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("he
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 pub(crate) const SENDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("senders");
 pub(crate) const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
-pub(crate) const HASH_TO_HEIGHT: TableDefinition<&[u8; 32], u64> = TableDefinition::new("hash_to_height");
+pub(crate) const HASH_TO_HEIGHT: TableDefinition<&[u8; 32], u64> =
+    TableDefinition::new("hash_to_height");
 /// tx hash -> (height, index in block)
-pub(crate) const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_index");
+pub(crate) const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> =
+    TableDefinition::new("tx_index");
 /// address ++ height(BE) ++ log index in block(BE) -> ()
 pub(crate) const LOG_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("log_index");
 pub(crate) const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
@@ -57,7 +61,9 @@ pub enum StorageError {
     MissingBlock(u64),
     #[error("cannot commit block {got}: the head is {head}, the next block must be {}", head + 1)]
     OutOfOrder { head: u64, got: u64 },
-    #[error("the database was created for another genesis ({stored}); this node was given {given}")]
+    #[error(
+        "the database was created for another genesis ({stored}); this node was given {given}"
+    )]
     GenesisMismatch { stored: String, given: String },
 }
 
@@ -145,6 +151,8 @@ impl Store {
 }
 
 pub(crate) fn decode_u64(b: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] = b.try_into().map_err(|_| corrupt("u64 field is not 8 bytes"))?;
+    let arr: [u8; 8] = b
+        .try_into()
+        .map_err(|_| corrupt("u64 field is not 8 bytes"))?;
     Ok(u64::from_be_bytes(arr))
 }

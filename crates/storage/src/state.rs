@@ -156,7 +156,12 @@ impl StateSnapshot {
         let (root, batch) = tree
             .put_value_set(changes.value_set(), version)
             .map_err(|e| StorageError::Tree(e.to_string()))?;
-        Ok(PreparedState { version, root: B256::from(root.0), batch, code: changes.code.clone() })
+        Ok(PreparedState {
+            version,
+            root: B256::from(root.0),
+            batch,
+            code: changes.code.clone(),
+        })
     }
 }
 
@@ -180,7 +185,9 @@ impl TreeReader for StateSnapshot {
     fn get_rightmost_leaf(&self) -> anyhow_result::Result<Option<(NodeKey, LeafNode)>> {
         // Only tree restoration (state sync from a snapshot) needs this; EMC syncs by
         // replaying blocks, so it is never called.
-        Err(anyhow_result::Error::msg("get_rightmost_leaf is not supported"))
+        Err(anyhow_result::Error::msg(
+            "get_rightmost_leaf is not supported",
+        ))
     }
 }
 

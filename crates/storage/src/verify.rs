@@ -5,11 +5,7 @@
 //! a fresh in-memory tree, then compares it with the root in the head's header and with
 //! the root the stored tree reports. A torn write anywhere shows up as a mismatch.
 
-use crate::{
-    corrupt,
-    state::decode_value,
-    Result, Store, JMT_VALUES,
-};
+use crate::{corrupt, state::decode_value, Result, Store, JMT_VALUES};
 use alloy_primitives::B256;
 use emc_types::{block::receipts_root, Height};
 use jmt::{mock::MockTreeStore, JellyfishMerkleTree, KeyHash};
@@ -35,11 +31,15 @@ impl VerifyReport {
 
 impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
-        let head = self.head()?.ok_or_else(|| corrupt("empty store: no genesis"))?;
+        let head = self
+            .head()?
+            .ok_or_else(|| corrupt("empty store: no genesis"))?;
         let mut parent = B256::ZERO;
         let mut transactions = 0u64;
         for h in 0..=head.0 {
-            let (block, senders) = self.block(Height(h))?.ok_or_else(|| corrupt(format!("block {h} missing")))?;
+            let (block, senders) = self
+                .block(Height(h))?
+                .ok_or_else(|| corrupt(format!("block {h} missing")))?;
             let hash = block.hash();
             if h > 0 && block.header.parent_hash != parent {
                 return Err(corrupt(format!("block {h} does not link to its parent")));
@@ -47,12 +47,20 @@ impl Store {
             if self.height_of(hash)? != Some(Height(h)) {
                 return Err(corrupt(format!("hash index of block {h} is wrong")));
             }
-            let receipts = self.receipts(Height(h))?.ok_or_else(|| corrupt(format!("receipts of {h} missing")))?;
+            let receipts = self
+                .receipts(Height(h))?
+                .ok_or_else(|| corrupt(format!("receipts of {h} missing")))?;
             if receipts.len() != block.transactions.len() || senders.len() != receipts.len() {
-                return Err(corrupt(format!("block {h}: {} txs, {} receipts", block.transactions.len(), receipts.len())));
+                return Err(corrupt(format!(
+                    "block {h}: {} txs, {} receipts",
+                    block.transactions.len(),
+                    receipts.len()
+                )));
             }
             if receipts_root(&receipts) != block.header.receipts_root {
-                return Err(corrupt(format!("receipts root of block {h} does not match")));
+                return Err(corrupt(format!(
+                    "receipts root of block {h} does not match"
+                )));
             }
             for (i, rc) in receipts.iter().enumerate() {
                 if self.tx_location(rc.tx_hash)? != Some((Height(h), i as u32)) {
@@ -62,7 +70,9 @@ impl Store {
             transactions += receipts.len() as u64;
             parent = hash;
         }
-        let header = self.header(head)?.ok_or_else(|| corrupt("head header missing"))?;
+        let header = self
+            .header(head)?
+            .ok_or_else(|| corrupt("head header missing"))?;
         let recomputed = self.recompute_root(head)?;
         let tree_root = self.state_at(head)?.root()?;
         Ok(VerifyReport {
@@ -85,7 +95,11 @@ impl Store {
             let (k, v) = entry?;
             let k = k.value();
             let key = KeyHash(k[..32].try_into().map_err(|_| corrupt("short value key"))?);
-            let version = u64::from_be_bytes(k[32..40].try_into().map_err(|_| corrupt("short value key"))?);
+            let version = u64::from_be_bytes(
+                k[32..40]
+                    .try_into()
+                    .map_err(|_| corrupt("short value key"))?,
+            );
             if version > height.0 {
                 continue;
             }

@@ -47,7 +47,10 @@ pub enum GenesisError {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> GenesisError {
-    GenesisError::Invalid { field, reason: reason.into() }
+    GenesisError::Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 impl Genesis {
@@ -62,7 +65,15 @@ impl Genesis {
             validators: vec![validator],
             alloc: accounts
                 .iter()
-                .map(|a| (*a, GenesisAccount { balance, ..Default::default() }))
+                .map(|a| {
+                    (
+                        *a,
+                        GenesisAccount {
+                            balance,
+                            ..Default::default()
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -82,10 +93,16 @@ impl Genesis {
             return Err(invalid("chainId", "must not be 0"));
         }
         if self.gas_limit < 1_000_000 {
-            return Err(invalid("gasLimit", format!("{} is below the minimum 1000000", self.gas_limit)));
+            return Err(invalid(
+                "gasLimit",
+                format!("{} is below the minimum 1000000", self.gas_limit),
+            ));
         }
         if !(50..=600_000).contains(&self.block_time_ms) {
-            return Err(invalid("blockTimeMs", format!("{} is outside 50..=600000", self.block_time_ms)));
+            return Err(invalid(
+                "blockTimeMs",
+                format!("{} is outside 50..=600000", self.block_time_ms),
+            ));
         }
         if self.validators.is_empty() {
             return Err(invalid("validators", "at least one validator is needed"));
@@ -101,14 +118,20 @@ impl Genesis {
             .iter()
             .find(|(_, a)| a.code.as_ref().is_some_and(|c| c.len() > 24_576))
         {
-            return Err(invalid("alloc", format!("code of {} exceeds 24576 bytes", code_too_big.0)));
+            return Err(invalid(
+                "alloc",
+                format!("code of {} exceeds 24576 bytes", code_too_big.0),
+            ));
         }
         Ok(())
     }
 
     /// Sum of every premined balance.
     pub fn total_supply(&self) -> U256 {
-        self.alloc.values().map(|a| a.balance).fold(U256::ZERO, |a, b| a + b)
+        self.alloc
+            .values()
+            .map(|a| a.balance)
+            .fold(U256::ZERO, |a, b| a + b)
     }
 }
 
@@ -118,7 +141,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let g = Genesis::dev(Address::repeat_byte(1), &[Address::repeat_byte(2)], U256::from(10));
+        let g = Genesis::dev(
+            Address::repeat_byte(1),
+            &[Address::repeat_byte(2)],
+            U256::from(10),
+        );
         let back = Genesis::from_json(&g.to_json()).expect("valid");
         assert_eq!(g, back);
     }
@@ -129,7 +156,12 @@ mod tests {
         g.block_time_ms = 1;
         let err = g.validate().unwrap_err().to_string();
         assert!(err.contains("blockTimeMs"), "{err}");
-        let err = Genesis::from_json(r#"{"chainId": 1, "bogus": 2}"#).unwrap_err().to_string();
-        assert!(err.contains("bogus") || err.contains("unknown field"), "{err}");
+        let err = Genesis::from_json(r#"{"chainId": 1, "bogus": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bogus") || err.contains("unknown field"),
+            "{err}"
+        );
     }
 }

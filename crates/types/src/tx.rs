@@ -5,9 +5,7 @@
 //! input, malformed RLP, other types (blobs, EIP-7702), a missing or wrong chain id,
 //! and a signature that does not recover or has a high `s` (EIP-2).
 
-use alloy_consensus::{
-    transaction::SignerRecoverable, Transaction as _, TxEnvelope, TxType,
-};
+use alloy_consensus::{transaction::SignerRecoverable, Transaction as _, TxEnvelope, TxType};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 
@@ -16,9 +14,8 @@ pub const MAX_TX_SIZE: usize = 128 * 1024;
 
 /// secp256k1n / 2: signatures with a larger `s` are malleable and refused (EIP-2).
 const SECP256K1N_HALF: U256 = U256::from_be_slice(&[
-    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b,
-    0x20, 0xa0,
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
 ]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,9 +24,13 @@ pub enum TxError {
     Oversized { size: usize, max: usize },
     #[error("malformed transaction: {0}")]
     Malformed(String),
-    #[error("unsupported transaction type {0}: EMC accepts legacy (EIP-155), EIP-2930 and EIP-1559")]
+    #[error(
+        "unsupported transaction type {0}: EMC accepts legacy (EIP-155), EIP-2930 and EIP-1559"
+    )]
     UnsupportedType(u8),
-    #[error("transaction has no chain id: sign with EIP-155 replay protection for chain {expected}")]
+    #[error(
+        "transaction has no chain id: sign with EIP-155 replay protection for chain {expected}"
+    )]
     MissingChainId { expected: u64 },
     #[error("wrong chain id: transaction is for chain {got}, this is chain {expected}")]
     WrongChainId { expected: u64, got: u64 },
@@ -50,7 +51,10 @@ pub struct SignedTx {
 /// Decodes and checks a raw transaction for `chain_id`; see the module header.
 pub fn decode_raw_tx(raw: &[u8], chain_id: u64) -> Result<SignedTx, TxError> {
     if raw.len() > MAX_TX_SIZE {
-        return Err(TxError::Oversized { size: raw.len(), max: MAX_TX_SIZE });
+        return Err(TxError::Oversized {
+            size: raw.len(),
+            max: MAX_TX_SIZE,
+        });
     }
     if raw.is_empty() {
         return Err(TxError::Malformed("empty input".into()));
@@ -67,7 +71,12 @@ pub fn decode_raw_tx(raw: &[u8], chain_id: u64) -> Result<SignedTx, TxError> {
     }
     match envelope.chain_id() {
         None => return Err(TxError::MissingChainId { expected: chain_id }),
-        Some(got) if got != chain_id => return Err(TxError::WrongChainId { expected: chain_id, got }),
+        Some(got) if got != chain_id => {
+            return Err(TxError::WrongChainId {
+                expected: chain_id,
+                got,
+            })
+        }
         Some(_) => {}
     }
     if envelope.signature().s() > SECP256K1N_HALF {
@@ -77,7 +86,12 @@ pub fn decode_raw_tx(raw: &[u8], chain_id: u64) -> Result<SignedTx, TxError> {
         .recover_signer()
         .map_err(|e| TxError::BadSignature(e.to_string()))?;
     let hash = *envelope.tx_hash();
-    Ok(SignedTx { envelope, sender, hash, raw: Bytes::copy_from_slice(raw) })
+    Ok(SignedTx {
+        envelope,
+        sender,
+        hash,
+        raw: Bytes::copy_from_slice(raw),
+    })
 }
 
 impl SignedTx {
@@ -86,7 +100,12 @@ impl SignedTx {
     pub fn from_trusted(envelope: TxEnvelope, sender: Address) -> Self {
         let raw = Bytes::from(envelope.encoded_2718());
         let hash = *envelope.tx_hash();
-        Self { envelope, sender, hash, raw }
+        Self {
+            envelope,
+            sender,
+            hash,
+            raw,
+        }
     }
 
     pub fn nonce(&self) -> u64 {
@@ -194,7 +213,10 @@ mod tests {
     fn refuses_wrong_chain_id() {
         assert_eq!(
             decode_raw_tx(&eip1559(8), 7).unwrap_err(),
-            TxError::WrongChainId { expected: 7, got: 8 }
+            TxError::WrongChainId {
+                expected: 7,
+                got: 8
+            }
         );
     }
 
@@ -209,16 +231,28 @@ mod tests {
         };
         let sig = signer().sign_transaction_sync(&mut tx).expect("sign");
         let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
-        assert_eq!(decode_raw_tx(&raw, 7).unwrap_err(), TxError::MissingChainId { expected: 7 });
+        assert_eq!(
+            decode_raw_tx(&raw, 7).unwrap_err(),
+            TxError::MissingChainId { expected: 7 }
+        );
     }
 
     #[test]
     fn refuses_garbage_truncation_and_oversize() {
         let raw = eip1559(7);
-        assert!(matches!(decode_raw_tx(&raw[..raw.len() - 3], 7), Err(TxError::Malformed(_))));
-        assert!(matches!(decode_raw_tx(&[0xde, 0xad], 7), Err(TxError::Malformed(_))));
+        assert!(matches!(
+            decode_raw_tx(&raw[..raw.len() - 3], 7),
+            Err(TxError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_raw_tx(&[0xde, 0xad], 7),
+            Err(TxError::Malformed(_))
+        ));
         let big = vec![0u8; MAX_TX_SIZE + 1];
-        assert!(matches!(decode_raw_tx(&big, 7), Err(TxError::Oversized { .. })));
+        assert!(matches!(
+            decode_raw_tx(&big, 7),
+            Err(TxError::Oversized { .. })
+        ));
     }
 
     #[test]

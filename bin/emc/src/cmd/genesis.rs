@@ -1,0 +1,84 @@
+//! `emc genesis`: write a genesis file.
+
+use alloy_primitives::{utils::parse_ether, Address, U256};
+use anyhow::{Context, Result};
+use emc_types::{Genesis, GenesisAccount};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct GenesisArgs {
+    #[arg(long, default_value_t = emc_types::genesis::DEV_CHAIN_ID)]
+    chain_id: u64,
+    /// Validator account; repeat for several. Default: the development validator.
+    #[arg(long = "validator")]
+    validators: Vec<Address>,
+    /// Premine, as ADDRESS=AMOUNT with AMOUNT in EMC (for example 0xabc...=1000).
+    #[arg(long = "alloc", value_parser = parse_alloc)]
+    alloc: Vec<(Address, U256)>,
+    /// Also fund this many development accounts with 10000 EMC each.
+    #[arg(long, default_value_t = 0)]
+    dev_accounts: u32,
+    #[arg(long, default_value_t = 1_000)]
+    block_time_ms: u64,
+    #[arg(long, default_value_t = 30_000_000)]
+    gas_limit: u64,
+    /// Base fee of block 1 in wei.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    base_fee: u64,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_alloc(s: &str) -> Result<(Address, U256), String> {
+    let (a, v) = s.split_once('=').ok_or("expected ADDRESS=AMOUNT")?;
+    let addr = a
+        .parse::<Address>()
+        .map_err(|e| format!("address {a}: {e}"))?;
+    let wei = parse_ether(v).map_err(|e| format!("amount {v}: {e}"))?;
+    Ok((addr, wei))
+}
+
+pub fn run(a: GenesisArgs) -> Result<()> {
+    let validators = if a.validators.is_empty() {
+        vec![
+            emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + 1)?[emc_node::DEV_ACCOUNTS as usize]
+                .address(),
+        ]
+    } else {
+        a.validators
+    };
+    let mut g = Genesis::dev(validators[0], &[], U256::ZERO);
+    g.chain_id = a.chain_id;
+    g.validators = validators;
+    g.block_time_ms = a.block_time_ms;
+    g.gas_limit = a.gas_limit;
+    g.base_fee = a.base_fee;
+    for k in emc_crypto::dev_accounts(a.dev_accounts)? {
+        g.alloc.insert(
+            k.address(),
+            GenesisAccount {
+                balance: U256::from(emc_node::DEV_BALANCE_WEI),
+                ..Default::default()
+            },
+        );
+    }
+    for (addr, wei) in a.alloc {
+        g.alloc.entry(addr).or_default().balance += wei;
+    }
+    g.validate()?;
+    match a.out {
+        Some(p) => {
+            std::fs::write(&p, g.to_json()).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!(
+                "wrote {} (chain id {}, {} accounts, {} validators)",
+                p.display(),
+                g.chain_id,
+                g.alloc.len(),
+                g.validators.len()
+            );
+        }
+        None => println!("{}", g.to_json()),
+    }
+    Ok(())
+}

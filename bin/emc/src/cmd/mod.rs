@@ -1,0 +1,15 @@
+pub mod bench;
+pub mod db;
+pub mod genesis;
+pub mod keys;
+pub mod node;
+pub mod query;
+pub mod tx;
+
+/// `--rpc` as every client command spells it.
+#[derive(clap::Args, Clone)]
+pub struct RpcArg {
+    /// The node's JSON-RPC URL.
+    #[arg(long, env = "EMC_RPC", default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+}

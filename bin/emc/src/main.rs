@@ -1,0 +1,61 @@
+//! `emc`: one binary for every EMC role and tool. `main` only parses the command line
+//! and hands each subcommand to its module under `cmd/`.
+
+mod client;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "emc",
+    version,
+    about = "EMC: a permissionless network that sells AI compute"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (`emc node --dev` for a zero-config development chain).
+    Node(cmd::node::NodeArgs),
+    /// Write a genesis file.
+    Genesis(cmd::genesis::GenesisArgs),
+    /// Manage account keys (Ethereum keystore v3 files).
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCmd),
+    /// Sign and send transactions.
+    #[command(subcommand)]
+    Tx(cmd::tx::TxCmd),
+    /// Read balances, blocks and transactions from a node.
+    #[command(subcommand)]
+    Query(cmd::query::QueryCmd),
+    /// Inspect a node's database.
+    #[command(subcommand)]
+    Db(cmd::db::DbCmd),
+    /// Measure this machine: `emc bench chain` prints a table.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(a) => cmd::node::run(a),
+        Command::Genesis(a) => cmd::genesis::run(a),
+        Command::Keys(c) => cmd::keys::run(c),
+        Command::Tx(c) => cmd::tx::run(c),
+        Command::Query(c) => cmd::query::run(c),
+        Command::Db(c) => cmd::db::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
