@@ -126,6 +126,24 @@ impl Genesis {
         Ok(())
     }
 
+    /// Names of the fields in which `other` differs from `self`.
+    pub fn differences(&self, other: &Genesis) -> Vec<&'static str> {
+        let mut d = Vec::new();
+        let mut check = |name, differs: bool| {
+            if differs {
+                d.push(name)
+            }
+        };
+        check("chainId", self.chain_id != other.chain_id);
+        check("timestamp", self.timestamp != other.timestamp);
+        check("gasLimit", self.gas_limit != other.gas_limit);
+        check("baseFee", self.base_fee != other.base_fee);
+        check("blockTimeMs", self.block_time_ms != other.block_time_ms);
+        check("validators", self.validators != other.validators);
+        check("alloc", self.alloc != other.alloc);
+        d
+    }
+
     /// Sum of every premined balance.
     pub fn total_supply(&self) -> U256 {
         self.alloc

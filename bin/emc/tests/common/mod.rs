@@ -1,0 +1,116 @@
+//! Test harness: real `emc` processes on loopback.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+pub fn emc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_emc"))
+}
+
+/// A `emc node --dev` process; killed with SIGKILL when dropped.
+pub struct DevNode {
+    pub child: Child,
+    pub url: String,
+}
+
+impl DevNode {
+    pub fn start(datadir: &Path, block_time_ms: u64) -> DevNode {
+        let mut child = emc()
+            .args([
+                "node",
+                "--dev",
+                "--rpc-addr",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+            ])
+            .arg("--datadir")
+            .arg(datadir)
+            .arg("--block-time-ms")
+            .arg(block_time_ms.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn emc node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            assert!(Instant::now() < deadline, "node did not print its RPC URL");
+            let line = lines
+                .next()
+                .expect("node exited before printing its RPC URL")
+                .expect("read");
+            if let Some(u) = line.strip_prefix("JSON-RPC: ") {
+                break u.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        DevNode { child, url }
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.url.replacen("http", "ws", 1)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+
+    /// Raw JSON-RPC; returns the whole response object.
+    pub fn raw(&self, body: &str) -> Value {
+        match ureq::post(&self.url)
+            .set("content-type", "application/json")
+            .send_string(body)
+        {
+            Ok(r) => r.into_json().expect("json"),
+            Err(ureq::Error::Status(_, r)) => r.into_json().expect("json"),
+            Err(e) => panic!("transport: {e}"),
+        }
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        self.raw(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+        )
+    }
+
+    pub fn result(&self, method: &str, params: Value) -> Value {
+        let v = self.call(method, params);
+        assert!(v.get("error").is_none(), "{method} failed: {v}");
+        v["result"].clone()
+    }
+
+    pub fn block_number(&self) -> u64 {
+        quantity(&self.result("eth_blockNumber", json!([])))
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16)
+        .expect("quantity")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
