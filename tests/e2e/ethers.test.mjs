@@ -170,3 +170,9 @@ test("fee history and pending nonces", async () => {
   await tx.wait();
   assert.equal(await count("latest"), n + 1);
 });
+
+test("the benchmark's ERC-20 creation code matches Token.sol", async () => {
+  const fs = await import("node:fs");
+  const committed = fs.readFileSync(new URL("../../bin/emc/src/cmd/bench/token.hex", import.meta.url), "utf8").trim();
+  assert.equal(committed, compile("Token").bytecode, "regenerate with: node tests/e2e/compile.mjs Token > bin/emc/src/cmd/bench/token.hex");
+});

@@ -70,6 +70,14 @@ pub struct BuiltBlock {
     state: PreparedState,
     nonces: Vec<(Address, u64)>,
     rejected: Vec<(B256, String)>,
+    pub timings: BuildTimings,
+}
+
+/// Where the time of building a block went (for `emc bench` and metrics).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuildTimings {
+    pub execute: std::time::Duration,
+    pub state_root: std::time::Duration,
 }
 
 impl BuiltBlock {
@@ -295,6 +303,7 @@ impl Chain {
             chain_id: self.chain_id(),
             prevrandao: parent.hash(),
         };
+        let started = std::time::Instant::now();
         let mut exec = Executor::new(&state, ctx, &recent);
         let mut rejected = Vec::new();
         for tx in &txs {
@@ -306,7 +315,12 @@ impl Chain {
             }
         }
         let out = exec.finish();
+        let executed = std::time::Instant::now();
         let prepared = state.prepare(&out.changes, parent.height.0 + 1)?;
+        let timings = BuildTimings {
+            execute: executed - started,
+            state_root: executed.elapsed(),
+        };
         let header = Header {
             parent_hash: parent.hash(),
             height: parent.height.next(),
@@ -338,6 +352,7 @@ impl Chain {
             state: prepared,
             nonces,
             rejected,
+            timings,
         })
     }
 

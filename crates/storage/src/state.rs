@@ -232,8 +232,8 @@ impl Store {
     pub(crate) fn write_state(w: &redb::WriteTransaction, prepared: &PreparedState) -> Result<()> {
         let mut nodes = w.open_table(JMT_NODES)?;
         for (key, node) in prepared.batch.node_batch.nodes() {
-            let k = borsh::to_vec(key).map_err(|e| corrupt(e))?;
-            let v = borsh::to_vec(node).map_err(|e| corrupt(e))?;
+            let k = borsh::to_vec(key).map_err(corrupt)?;
+            let v = borsh::to_vec(node).map_err(corrupt)?;
             nodes.insert(&k[..], &v[..])?;
         }
         let mut values = w.open_table(JMT_VALUES)?;
