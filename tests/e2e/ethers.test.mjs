@@ -176,3 +176,20 @@ test("the benchmark's ERC-20 creation code matches Token.sol", async () => {
   const committed = fs.readFileSync(new URL("../../bin/emc/src/cmd/bench/token.hex", import.meta.url), "utf8").trim();
   assert.equal(committed, compile("Token").bytecode, "regenerate with: node tests/e2e/compile.mjs Token > bin/emc/src/cmd/bench/token.hex");
 });
+
+test("newPendingTransactions pushes a submitted transaction's hash", async () => {
+  const seen = new Promise((resolve) => ws.on("pending", (h) => resolve(h)));
+  await new Promise((r) => setTimeout(r, 300));
+  const tx = await bob.sendTransaction({ to: alice.address, value: 2n });
+  const h = await withTimeout(seen, 15000, "a pending transaction notification");
+  assert.match(h, /^0x[0-9a-f]{64}$/);
+  await ws.off("pending");
+  await tx.wait();
+});
+
+test("a keystore written by `emc keys new` opens in ethers", { skip: !process.env.EMC_KEYSTORE_FILE }, async () => {
+  const fs = await import("node:fs");
+  const json = fs.readFileSync(process.env.EMC_KEYSTORE_FILE, "utf8");
+  const w = await ethers.Wallet.fromEncryptedJson(json, process.env.EMC_KEYSTORE_PASSWORD);
+  assert.equal(w.address.toLowerCase(), process.env.EMC_KEYSTORE_ADDRESS.toLowerCase());
+});

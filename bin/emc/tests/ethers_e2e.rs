@@ -20,11 +20,34 @@ fn ethers_js_drives_a_dev_node() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let node = common::DevNode::start(dir.path(), 250);
+    // A key made by our CLI, for ethers to decrypt (keystore v3 compatibility).
+    let ks = dir.path().join("keystore");
+    let made = common::emc()
+        .args(["keys", "new", "--keystore"])
+        .arg(&ks)
+        .env("EMC_PASSWORD", "pw")
+        .output()
+        .expect("emc keys new");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let address = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    let file = std::fs::read_dir(&ks)
+        .expect("keystore dir")
+        .next()
+        .expect("one file")
+        .expect("entry")
+        .path();
     let out = Command::new("node")
         .args(["--test", "--test-concurrency=1", "ethers.test.mjs"])
         .current_dir(&e2e)
         .env("EMC_RPC_URL", &node.url)
         .env("EMC_WS_URL", node.ws_url())
+        .env("EMC_KEYSTORE_FILE", &file)
+        .env("EMC_KEYSTORE_ADDRESS", &address)
+        .env("EMC_KEYSTORE_PASSWORD", "pw")
         .output()
         .expect("run node (is Node.js installed?)");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -143,14 +143,21 @@ impl Pool {
     }
 
     /// Checks `tx` against `account` and the base fee, and admits it.
+    ///
+    /// `account` may be read from a state older than the last [`Pool::on_block`] (a
+    /// submission racing a commit); the pool then keeps the newer nonce it knows, so a
+    /// sender's view never moves backwards.
     pub fn insert(
         &mut self,
         tx: SignedTx,
-        account: AccountInfo,
+        mut account: AccountInfo,
         base_fee: u64,
     ) -> Result<Inserted, PoolError> {
         if self.by_hash.contains_key(&tx.hash) {
             return Err(PoolError::AlreadyKnown);
+        }
+        if let Some(known) = self.senders.get(&tx.sender) {
+            account.nonce = account.nonce.max(known.nonce);
         }
         self.check(&tx, account, base_fee)?;
         let sender = tx.sender;

@@ -150,3 +150,29 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_stale_account_read_never_moves_the_nonce_back() {
+    let k = key(0);
+    let mut p = Pool::new(PoolConfig::default());
+    let base = GWEI as u64;
+    p.insert(tx(&k, 0, 2 * GWEI, GWEI), rich(0), base)
+        .expect("0");
+    p.insert(tx(&k, 1, 2 * GWEI, GWEI), rich(0), base)
+        .expect("1");
+    p.insert(tx(&k, 2, 2 * GWEI, GWEI), rich(0), base)
+        .expect("2");
+    // A block mines nonces 0 and 1 ...
+    p.on_block([(k.address(), 2)]);
+    // ... while a submission read the account before that block: nonce 0.
+    assert_eq!(
+        p.insert(tx(&k, 3, 2 * GWEI, GWEI), rich(0), base),
+        Ok(Inserted::Pending)
+    );
+    assert_eq!(
+        p.insert(tx(&k, 1, 3 * GWEI, 2 * GWEI), rich(0), base),
+        Err(PoolError::NonceTooLow { tx: 1, account: 2 })
+    );
+    let best: Vec<u64> = p.best(base, 10).iter().map(|t| t.nonce()).collect();
+    assert_eq!(best, vec![2, 3]);
+}

@@ -23,19 +23,21 @@ pub struct DevNode {
 
 impl DevNode {
     pub fn start(datadir: &Path, block_time_ms: u64) -> DevNode {
+        let dir = datadir.to_str().expect("utf-8 path");
+        Self::spawn(&[
+            "--dev",
+            "--datadir",
+            dir,
+            "--block-time-ms",
+            &block_time_ms.to_string(),
+        ])
+    }
+
+    /// `emc node <args>` on a free loopback port.
+    pub fn spawn(args: &[&str]) -> DevNode {
         let mut child = emc()
-            .args([
-                "node",
-                "--dev",
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-            ])
-            .arg("--datadir")
-            .arg(datadir)
-            .arg("--block-time-ms")
-            .arg(block_time_ms.to_string())
+            .args(["node", "--rpc-addr", "127.0.0.1:0", "--log", "warn"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
