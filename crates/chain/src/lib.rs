@@ -236,18 +236,9 @@ impl Chain {
     }
 
     pub fn call(&self, height: Height, req: &CallRequest) -> Result<CallOutcome, ChainError> {
-        let header = self
-            .store
-            .header(height)?
-            .ok_or(ChainError::UnknownBlock(height.0))?;
-        let state = self.state_at(height)?;
-        let recent = self.recent.read().clone();
-        Ok(emc_execution::call(
-            &state,
-            &self.call_context(&header),
-            &recent,
-            req,
-        )?)
+        self.with_call_env(height, |state, ctx, recent| {
+            emc_execution::call(state, ctx, recent, req)
+        })
     }
 
     pub fn estimate_gas(
@@ -255,18 +246,24 @@ impl Chain {
         height: Height,
         req: &CallRequest,
     ) -> Result<Result<u64, CallOutcome>, ChainError> {
+        self.with_call_env(height, |state, ctx, recent| {
+            emc_execution::estimate_gas(state, ctx, recent, req)
+        })
+    }
+
+    /// Runs `f` on the state, block context and recent hashes of block `height`.
+    fn with_call_env<T>(
+        &self,
+        height: Height,
+        f: impl FnOnce(&StateSnapshot, &BlockContext, &BTreeMap<u64, B256>) -> Result<T, ExecError>,
+    ) -> Result<T, ChainError> {
         let header = self
             .store
             .header(height)?
             .ok_or(ChainError::UnknownBlock(height.0))?;
         let state = self.state_at(height)?;
         let recent = self.recent.read().clone();
-        Ok(emc_execution::estimate_gas(
-            &state,
-            &self.call_context(&header),
-            &recent,
-            req,
-        )?)
+        Ok(f(&state, &self.call_context(&header), &recent)?)
     }
 
     /// Builds the next block from the pool's best transactions.
