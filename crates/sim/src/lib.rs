@@ -34,6 +34,8 @@ use std::{
 };
 
 pub const CHAIN_ID: u64 = 7;
+/// First retransmission timeout of the simulated transport; it doubles per retry.
+pub const RETRANSMIT_MS: u64 = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CryptoKind {
@@ -76,7 +78,7 @@ pub struct SimConfig {
     pub max_time_ms: u64,
     pub latency_ms: u64,
     pub jitter_ms: u64,
-    /// Probability that any one message is lost.
+    /// Probability that any one transmission is lost (and retransmitted later).
     pub loss: f64,
     pub timeout_base_ms: u64,
     /// Time the chain takes to build or validate a block.
@@ -212,7 +214,7 @@ struct Node {
     prev_proposer: Option<ValidatorIndex>,
     incarnation: u64,
     seen: Vec<Arc<Message>>,
-    synced_to: BTreeMap<(usize, u64), ()>,
+    synced_to: BTreeMap<(usize, u64), u64>,
 }
 
 /// A crypto the simulator can hand to a fresh core after a restart.
@@ -551,11 +553,18 @@ impl Sim {
     /// block (block sync, with the certificate checked on arrival).
     fn maybe_sync(&mut self, me: usize, peer: usize, their_height: Height) {
         let h = their_height.0;
+        let now = self.now;
         let node = &mut self.nodes[me];
-        if h == 0 || h > node.chain.len() as u64 || node.synced_to.contains_key(&(peer, h)) {
+        // At most one answer per peer and height per second: the answer may be lost, or
+        // arrive while the peer is down.
+        let recent = node
+            .synced_to
+            .get(&(peer, h))
+            .is_some_and(|t| now < t + 1_000);
+        if h == 0 || h > node.chain.len() as u64 || recent {
             return;
         }
-        node.synced_to.insert((peer, h), ());
+        node.synced_to.insert((peer, h), now);
         let fin = Arc::new(node.chain[(h - 1) as usize].clone());
         if self.reachable(me, peer) {
             let at = self.now + self.cfg.latency_ms;
@@ -693,7 +702,7 @@ impl Sim {
                 continue;
             }
             self.messages += 1;
-            if !self.reachable(from, to) || self.rng.gen_bool(self.cfg.loss) {
+            if !self.reachable(from, to) {
                 continue;
             }
             if self
@@ -710,7 +719,15 @@ impl Sim {
             } else {
                 0
             };
-            let at = self.now + self.cfg.latency_ms + jitter;
+            let mut at = self.now + self.cfg.latency_ms + jitter;
+            // A lost packet is sent again by the transport (TCP under libp2p) after a
+            // retransmission timeout; IBFT, like the QBFT spec, assumes links that
+            // eventually deliver. Permanent loss is what partitions and faulty nodes do.
+            let mut tries = 0;
+            while tries < 8 && self.rng.gen_bool(self.cfg.loss) {
+                at += RETRANSMIT_MS << tries;
+                tries += 1;
+            }
             self.schedule(
                 at,
                 Event::Deliver {
