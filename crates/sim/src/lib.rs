@@ -136,6 +136,8 @@ pub struct Outcome {
     /// Virtual time from a height's first proposal to each honest node's commit, ms.
     pub finality_ms: Vec<u64>,
     pub max_round: u32,
+    /// Virtual time of the first commit of each height, ms.
+    pub commit_times: BTreeMap<u64, u64>,
 }
 
 impl Outcome {
@@ -268,6 +270,7 @@ pub struct Sim {
     cpu: Vec<Duration>,
     finality: Vec<u64>,
     max_round: u32,
+    commit_times: BTreeMap<u64, u64>,
 }
 
 impl Sim {
@@ -329,6 +332,7 @@ impl Sim {
             cpu: vec![Duration::ZERO; cfg.n],
             finality: Vec::new(),
             max_round: 0,
+            commit_times: BTreeMap::new(),
             cfg,
         };
         for f in sim.cfg.faults.clone() {
@@ -395,6 +399,7 @@ impl Sim {
             cpu: self.cpu,
             finality_ms: self.finality,
             max_round: self.max_round,
+            commit_times: self.commit_times,
         })
     }
 
@@ -673,6 +678,7 @@ impl Sim {
             Some(_) => {}
             None => {
                 self.final_digest.insert(h, fin.digest);
+                self.commit_times.insert(h, self.now);
             }
         }
         if !self.cfg.is_byzantine(i) {

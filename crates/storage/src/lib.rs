@@ -45,6 +45,10 @@ pub(crate) const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new
 /// key hash ++ version(BE) -> 0x00 (deleted) | 0x01 ++ value
 pub(crate) const JMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_values");
 pub(crate) const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
+/// The consensus write-ahead state of the height in progress (opaque bytes: the
+/// consensus crate's borsh `WalState`).
+pub(crate) const CONSENSUS_WAL: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("consensus_wal");
 
 const HEAD_KEY: &str = "head";
 const GENESIS_KEY: &str = "genesis";
@@ -120,6 +124,7 @@ impl Store {
         w.open_table(JMT_NODES)?;
         w.open_table(JMT_VALUES)?;
         w.open_table(CODE)?;
+        w.open_table(CONSENSUS_WAL)?;
         w.commit()?;
         Ok(())
     }
@@ -145,6 +150,23 @@ impl Store {
             .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
+    /// Durably records the consensus state before the node sends anything it signed
+    /// ("persist before you send"); returns once the commit is on disk.
+    pub fn put_consensus_wal(&self, state: &[u8]) -> Result<()> {
+        let w = self.db.begin_write()?;
+        w.open_table(CONSENSUS_WAL)?.insert("state", state)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The last recorded consensus state, if any.
+    pub fn consensus_wal(&self) -> Result<Option<Vec<u8>>> {
+        use redb::ReadableDatabase;
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CONSENSUS_WAL)?;
+        Ok(t.get("state")?.map(|v| v.value().to_vec()))
+    }
+
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }
@@ -155,4 +177,26 @@ pub(crate) fn decode_u64(b: &[u8]) -> Result<u64> {
         .try_into()
         .map_err(|_| corrupt("u64 field is not 8 bytes"))?;
     Ok(u64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consensus_wal_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("chain.redb");
+        {
+            let s = Store::open(&path).expect("open");
+            assert_eq!(s.consensus_wal().expect("read"), None);
+            s.put_consensus_wal(b"first").expect("write");
+            s.put_consensus_wal(b"second").expect("write");
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(
+            s.consensus_wal().expect("read").as_deref(),
+            Some(&b"second"[..])
+        );
+    }
 }

@@ -30,10 +30,14 @@ sol! {
     }
 }
 
+mod consensus;
+
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
     /// Transfers and ERC-20 transfers executed and committed per second on one node.
     Chain(ChainBench),
+    /// IBFT messages, CPU and finality at n = 4, 16, 64, 100 with ed25519.
+    Consensus(consensus::ConsensusBench),
 }
 
 #[derive(clap::Args)]
@@ -50,7 +54,10 @@ pub struct ChainBench {
 }
 
 pub fn run(c: BenchCmd) -> Result<()> {
-    let BenchCmd::Chain(a) = c;
+    let a = match c {
+        BenchCmd::Chain(a) => a,
+        BenchCmd::Consensus(a) => return consensus::run(a),
+    };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");
     }
