@@ -49,7 +49,7 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
             }),
         );
     }
-    for (slot, value) in ChainModule::genesis_storage(&genesis.validators) {
+    for (slot, value) in ChainModule::genesis_storage(&genesis.validator_addresses()) {
         changes.storage.insert((CHAIN_ADDRESS, slot), value);
     }
     // Version 0 is built on an empty tree: a snapshot of the empty store reads nothing.
@@ -74,6 +74,6 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
         header,
         transactions: vec![],
     };
-    store.commit_block(&block, &[], &[], &prepared, Some(&genesis.to_json()))?;
+    store.commit_block(&block, &[], &[], &prepared, Some(&genesis.to_json()), None)?;
     Ok(())
 }

@@ -42,6 +42,15 @@ pub enum ChainError {
     UnknownBlock(u64),
 }
 
+/// Why a proposed block was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("invalid block: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
 /// Why a submitted transaction was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -353,13 +362,23 @@ impl Chain {
         })
     }
 
-    /// Writes a built block atomically, advances the head, prunes the pool and
-    /// publishes the block.
-    pub fn commit(&self, built: BuiltBlock) -> Result<Header, ChainError> {
+    /// Writes a built block atomically (with its commit certificate, when consensus
+    /// sealed it), advances the head, prunes the pool and publishes the block.
+    pub fn commit(
+        &self,
+        built: BuiltBlock,
+        certificate: Option<&[u8]>,
+    ) -> Result<Header, ChainError> {
         let _guard = self.sealing.lock();
         let b = &built.block;
-        self.store
-            .commit_block(b, &built.senders, &built.receipts, &built.state, None)?;
+        self.store.commit_block(
+            b,
+            &built.senders,
+            &built.receipts,
+            &built.state,
+            None,
+            certificate,
+        )?;
         let header = b.header.clone();
         {
             let mut recent = self.recent.write();
@@ -388,15 +407,93 @@ impl Chain {
         Ok(header)
     }
 
+    /// Checks a block proposed on the head by re-executing it: every header field must
+    /// come out exactly as proposed (state, transactions and receipts roots, bloom, gas,
+    /// base fee, validator set), every transaction must be valid and included. Returns
+    /// the block ready to commit once consensus finalizes it.
+    pub fn import(&self, encoded: &[u8]) -> Result<BuiltBlock, ImportError> {
+        use borsh::BorshDeserialize;
+        let invalid = |m: String| ImportError::Invalid(m);
+        let block =
+            Block::try_from_slice(encoded).map_err(|e| invalid(format!("does not decode: {e}")))?;
+        let parent = self.head();
+        let h = &block.header;
+        if h.height != parent.height.next() || h.parent_hash != parent.hash() {
+            return Err(invalid(format!(
+                "block {} does not extend the head {}",
+                h.height, parent.height
+            )));
+        }
+        if h.timestamp < parent.timestamp {
+            return Err(invalid("timestamp before the parent's".into()));
+        }
+        if !self
+            .genesis
+            .validators
+            .iter()
+            .any(|v| v.address == h.proposer)
+        {
+            return Err(invalid(format!(
+                "proposer {} is not a validator",
+                h.proposer
+            )));
+        }
+        let base_fee = next_base_fee(&parent, &self.genesis);
+        let mut txs = Vec::with_capacity(block.transactions.len().min(100_000));
+        for raw in &block.transactions {
+            txs.push(
+                decode_raw_tx(raw, self.chain_id())
+                    .map_err(|e| invalid(format!("transaction: {e}")))?,
+            );
+        }
+        let built = self.build_on(&parent, h.proposer, h.timestamp, base_fee, txs)?;
+        if let Some((hash, why)) = built.rejected.first() {
+            return Err(invalid(format!(
+                "transaction {hash} cannot be included: {why}"
+            )));
+        }
+        if built.block.header != block.header {
+            let b = &built.block.header;
+            let field = [
+                ("stateRoot", b.state_root != h.state_root),
+                (
+                    "transactionsRoot",
+                    b.transactions_root != h.transactions_root,
+                ),
+                ("receiptsRoot", b.receipts_root != h.receipts_root),
+                ("logsBloom", b.logs_bloom != h.logs_bloom),
+                ("gasUsed", b.gas_used != h.gas_used),
+                ("gasLimit", b.gas_limit != h.gas_limit),
+                ("baseFee", b.base_fee != h.base_fee),
+                (
+                    "validatorSetHash",
+                    b.validator_set_hash != h.validator_set_hash,
+                ),
+            ]
+            .into_iter()
+            .find(|(_, differs)| *differs)
+            .map_or("extraData", |(f, _)| f);
+            return Err(invalid(format!("{field} does not match re-execution")));
+        }
+        Ok(built)
+    }
+
     /// Builds and commits one block: the single-validator dev sealer's step.
     pub fn seal(&self, proposer: Address, timestamp: u64) -> Result<Header, ChainError> {
         let built = self.build_block(proposer, timestamp)?;
-        self.commit(built)
+        self.commit(built, None)
     }
 }
 
-pub fn validator_set_hash(validators: &[Address]) -> B256 {
-    keccak256(validators.iter().flat_map(|a| a.0 .0).collect::<Vec<u8>>())
+/// Commits to the whole set: each validator's account, consensus key and power.
+pub fn validator_set_hash(validators: &[emc_types::GenesisValidator]) -> B256 {
+    let mut buf = Vec::with_capacity(validators.len() * 60);
+    for v in validators {
+        buf.extend_from_slice(v.address.as_slice());
+        buf.extend_from_slice(v.consensus_key.as_slice());
+        buf.extend_from_slice(&v.power.to_be_bytes());
+    }
+    keccak256(buf)
 }
 
 /// EIP-1559 base fee of the block after `parent`; block 1 charges genesis' base fee.

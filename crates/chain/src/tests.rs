@@ -10,7 +10,12 @@ const ETH: u128 = 1_000_000_000_000_000_000;
 fn setup(dir: &Path) -> (Arc<Chain>, Vec<PrivateKeySigner>) {
     let keys = emc_crypto::dev_accounts(3).expect("keys");
     let addrs: Vec<Address> = keys.iter().map(|k| k.address()).collect();
-    let g = Genesis::dev(Address::repeat_byte(0xcc), &addrs, U256::from(100 * ETH));
+    let v = emc_types::GenesisValidator {
+        address: Address::repeat_byte(0xcc),
+        consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
+        power: 1,
+    };
+    let g = Genesis::dev(v, &addrs, U256::from(100 * ETH));
     (Chain::open(dir, g).expect("open"), keys)
 }
 
@@ -141,4 +146,60 @@ fn chain_module_answers_through_the_evm() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_block_built_on_one_node_imports_on_another_and_tampering_is_caught() {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (a, keys) = setup(a_dir.path());
+    let (b, _) = setup(b_dir.path());
+    for n in 0..3 {
+        a.submit(&transfer(&keys[0], n, Address::repeat_byte(0x42), ETH))
+            .expect("pooled");
+    }
+    let built = a.build_block(Address::repeat_byte(0xcc), 7).expect("build");
+    let encoded = borsh::to_vec(&built.block).expect("encode");
+    let imported = b.import(&encoded).expect("valid on another node");
+    let cert = b"certificate bytes".to_vec();
+    let hb = b.commit(imported, Some(&cert)).expect("commit");
+    let ha = a.commit(built, None).expect("commit");
+    assert_eq!(ha.hash(), hb.hash());
+    assert_eq!(b.store().certificate(Height(1)).expect("read"), Some(cert));
+
+    // Built on a's new head; b is there too. Tamper with each thing a proposer could lie about.
+    a.submit(&transfer(&keys[1], 0, Address::repeat_byte(0x43), ETH))
+        .expect("pooled");
+    let good = a
+        .build_block(Address::repeat_byte(0xcc), 8)
+        .expect("build")
+        .block;
+    let check = |blk: &Block, want: &str| {
+        let err = b
+            .import(&borsh::to_vec(blk).expect("encode"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(want), "{err} should mention {want}");
+    };
+    let mut bad = good.clone();
+    bad.header.state_root = B256::repeat_byte(1);
+    check(&bad, "stateRoot");
+    let mut bad = good.clone();
+    bad.header.proposer = Address::repeat_byte(0x99);
+    check(&bad, "not a validator");
+    let mut bad = good.clone();
+    bad.header.base_fee += 1;
+    check(&bad, "baseFee");
+    let mut bad = good.clone();
+    bad.transactions.push(bad.transactions[0].clone());
+    check(&bad, "cannot be included");
+    let mut bad = good.clone();
+    bad.header.parent_hash = B256::ZERO;
+    check(&bad, "does not extend");
+    assert!(matches!(b.import(&[1, 2, 3]), Err(ImportError::Invalid(_))));
+    b.import(&borsh::to_vec(&good).expect("encode"))
+        .expect("the untampered block still imports");
 }

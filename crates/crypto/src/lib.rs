@@ -7,8 +7,10 @@
 //!   MetaMask, Foundry's `cast wallet` or ethers' `Wallet.fromEncryptedJson` import
 //!   them unchanged.
 //!
-//! Consensus keys (ed25519) are separate from account keys and arrive with the
-//! consensus crate.
+//! * Consensus keys are ed25519, separate from account keys, kept unencrypted in a
+//!   `0600` JSON file (a validator signs unattended, as Tendermint's
+//!   `priv_validator_key.json`). Development validators derive theirs from a public
+//!   seed, like the development accounts.
 
 use alloy_primitives::Address;
 use alloy_signer_local::{coins_bip39::English, LocalSigner, MnemonicBuilder, PrivateKeySigner};
@@ -133,6 +135,99 @@ pub fn keystore_open(
     })
 }
 
+/// A validator's ed25519 consensus key.
+#[derive(Clone)]
+pub struct ConsensusKey {
+    seed: [u8; 32],
+}
+
+impl std::fmt::Debug for ConsensusKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConsensusKey({})", self.public())
+    }
+}
+
+impl ConsensusKey {
+    pub fn random() -> Self {
+        Self {
+            seed: rand::random(),
+        }
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self { seed }
+    }
+
+    /// Development validator `i`'s key: public, like the development mnemonic.
+    pub fn dev(i: u32) -> Self {
+        use sha2::Digest;
+        Self {
+            seed: sha2::Sha256::digest(format!("emc development consensus key {i}")).into(),
+        }
+    }
+
+    pub fn seed(&self) -> [u8; 32] {
+        self.seed
+    }
+
+    pub fn public(&self) -> alloy_primitives::B256 {
+        alloy_primitives::B256::from(
+            ed25519_consensus::SigningKey::from(self.seed)
+                .verification_key()
+                .to_bytes(),
+        )
+    }
+
+    /// Writes `{"type": "ed25519", "public": ..., "secret": ...}` readable by its owner only.
+    pub fn write(&self, path: &Path) -> Result<(), CryptoError> {
+        let err = |reason: String| CryptoError::Keystore {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let json = serde_json::json!({
+            "type": "ed25519",
+            "public": self.public().to_string(),
+            "secret": format!("0x{}", alloy_primitives::hex::encode(self.seed)),
+        });
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(e.to_string()))?;
+        std::io::Write::write_all(&mut f, json.to_string().as_bytes())
+            .map_err(|e| err(e.to_string()))
+    }
+
+    pub fn read(path: &Path) -> Result<Self, CryptoError> {
+        let err = |reason: String| CryptoError::Keystore {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if v["type"] != "ed25519" {
+            return Err(err("not an ed25519 consensus key file".into()));
+        }
+        let secret = v["secret"]
+            .as_str()
+            .ok_or_else(|| err("no secret".into()))?;
+        let bytes = alloy_primitives::hex::decode(secret).map_err(|e| err(e.to_string()))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| err("secret is not 32 bytes".into()))?;
+        let key = Self { seed };
+        if v["public"].as_str() != Some(key.public().to_string().as_str()) {
+            return Err(err("public key does not match the secret".into()));
+        }
+        Ok(key)
+    }
+}
+
 fn hex_addr(a: Address) -> String {
     format!("{a:x}").trim_start_matches("0x").to_string()
 }
@@ -160,6 +255,25 @@ mod tests {
                 .parse::<Address>()
                 .expect("addr")
         );
+    }
+
+    #[test]
+    fn consensus_key_files_round_trip_and_refuse_tampering() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let k = ConsensusKey::random();
+        let path = dir.path().join("v.json");
+        k.write(&path).expect("write");
+        assert_eq!(
+            ConsensusKey::read(&path).expect("read").public(),
+            k.public()
+        );
+        assert!(k.write(&path).is_err(), "never overwrites a key");
+        let text = std::fs::read_to_string(&path)
+            .expect("text")
+            .replace(&k.public().to_string()[4..10], "abcdef");
+        std::fs::write(&path, text).expect("write");
+        assert!(ConsensusKey::read(&path).is_err());
+        assert_ne!(ConsensusKey::dev(0).public(), ConsensusKey::dev(1).public());
     }
 
     #[test]

@@ -44,7 +44,12 @@ impl NodeConfig {
             .map(|k| k.address())
             .collect();
         let proposer = keys[DEV_ACCOUNTS as usize].address();
-        let genesis = Genesis::dev(proposer, &accounts, U256::from(DEV_BALANCE_WEI));
+        let validator = emc_types::GenesisValidator {
+            address: proposer,
+            consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
+            power: 1,
+        };
+        let genesis = Genesis::dev(validator, &accounts, U256::from(DEV_BALANCE_WEI));
         Ok(Self {
             datadir,
             rpc_addr,
@@ -58,7 +63,7 @@ impl NodeConfig {
         self.genesis
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        if self.genesis.validators != [self.proposer] {
+        if self.genesis.validator_addresses() != [self.proposer] {
             return Err(NodeError::Config(format!(
                 "this build seals single-validator chains only: genesis lists {} validators, and the node seals as {}",
                 self.genesis.validators.len(),

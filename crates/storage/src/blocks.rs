@@ -2,8 +2,8 @@
 //! read by height, hash, transaction hash or log filter.
 
 use crate::{
-    corrupt, decode_u64, state::PreparedState, Result, StorageError, Store, BODIES, GENESIS_KEY,
-    HASH_TO_HEIGHT, HEADERS, HEAD_KEY, LOG_INDEX, META, RECEIPTS, SENDERS, TX_INDEX,
+    corrupt, decode_u64, state::PreparedState, Result, StorageError, Store, BODIES, CERTIFICATES,
+    GENESIS_KEY, HASH_TO_HEIGHT, HEADERS, HEAD_KEY, LOG_INDEX, META, RECEIPTS, SENDERS, TX_INDEX,
 };
 use alloy_primitives::{Address, Bytes, B256};
 use borsh::BorshDeserialize;
@@ -65,6 +65,7 @@ impl Store {
         receipts: &[Receipt],
         state: &PreparedState,
         genesis_json: Option<&str>,
+        certificate: Option<&[u8]>,
     ) -> Result<()> {
         let height = block.header.height.0;
         let expected = self.head()?.map_or(0, |h| h.0 + 1);
@@ -102,9 +103,19 @@ impl Store {
             if let Some(g) = genesis_json {
                 meta.insert(GENESIS_KEY, g.as_bytes())?;
             }
+            if let Some(c) = certificate {
+                w.open_table(CERTIFICATES)?.insert(height, c)?;
+            }
         }
         w.commit()?;
         Ok(())
+    }
+
+    /// The commit certificate stored with block `height`, if it was sealed by IBFT.
+    pub fn certificate(&self, height: Height) -> Result<Option<Vec<u8>>> {
+        let r = self.db().begin_read()?;
+        let t = r.open_table(CERTIFICATES)?;
+        Ok(t.get(height.0)?.map(|v| v.value().to_vec()))
     }
 
     pub fn header(&self, height: Height) -> Result<Option<Header>> {

@@ -47,6 +47,8 @@ pub(crate) const JMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::ne
 pub(crate) const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
 /// The consensus write-ahead state of the height in progress (opaque bytes: the
 /// consensus crate's borsh `WalState`).
+/// height -> the block's commit certificate (opaque: consensus' borsh encoding).
+pub(crate) const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 pub(crate) const CONSENSUS_WAL: TableDefinition<&str, &[u8]> =
     TableDefinition::new("consensus_wal");
 
@@ -125,6 +127,7 @@ impl Store {
         w.open_table(JMT_VALUES)?;
         w.open_table(CODE)?;
         w.open_table(CONSENSUS_WAL)?;
+        w.open_table(CERTIFICATES)?;
         w.commit()?;
         Ok(())
     }

@@ -21,9 +21,24 @@ pub struct Genesis {
     /// Base fee per gas of block 1, in wei.
     pub base_fee: u64,
     pub block_time_ms: u64,
-    /// Accounts that propose blocks, in order. The single-node dev chain has one.
-    pub validators: Vec<Address>,
+    /// The validator set of the first epoch, in proposer order.
+    pub validators: Vec<GenesisValidator>,
     pub alloc: BTreeMap<Address, GenesisAccount>,
+}
+
+/// A validator: the account that earns its fees, the ed25519 key it signs consensus
+/// messages with, and its voting power.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub address: Address,
+    pub consensus_key: B256,
+    #[serde(default = "one")]
+    pub power: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +70,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> GenesisError {
 
 impl Genesis {
     /// A single-validator development chain: every account gets `balance`.
-    pub fn dev(validator: Address, accounts: &[Address], balance: U256) -> Self {
+    pub fn dev(validator: GenesisValidator, accounts: &[Address], balance: U256) -> Self {
         Self {
             chain_id: DEV_CHAIN_ID,
             timestamp: 0,
@@ -107,11 +122,30 @@ impl Genesis {
         if self.validators.is_empty() {
             return Err(invalid("validators", "at least one validator is needed"));
         }
-        let mut seen = std::collections::BTreeSet::new();
+        let mut addrs = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeSet::new();
         for v in &self.validators {
-            if !seen.insert(v) {
-                return Err(invalid("validators", format!("{v} is listed twice")));
+            if !addrs.insert(v.address) {
+                return Err(invalid(
+                    "validators",
+                    format!("{} is listed twice", v.address),
+                ));
             }
+            if !keys.insert(v.consensus_key) {
+                return Err(invalid(
+                    "validators",
+                    format!("consensus key {} is listed twice", v.consensus_key),
+                ));
+            }
+            if v.power == 0 {
+                return Err(invalid(
+                    "validators",
+                    format!("{} has zero power", v.address),
+                ));
+            }
+        }
+        if self.validators.len() > 1_000 {
+            return Err(invalid("validators", "more than 1000 validators"));
         }
         if let Some(code_too_big) = self
             .alloc
@@ -144,6 +178,10 @@ impl Genesis {
         d
     }
 
+    pub fn validator_addresses(&self) -> Vec<Address> {
+        self.validators.iter().map(|v| v.address).collect()
+    }
+
     /// Sum of every premined balance.
     pub fn total_supply(&self) -> U256 {
         self.alloc
@@ -157,23 +195,37 @@ impl Genesis {
 mod tests {
     use super::*;
 
+    fn val(i: u8) -> GenesisValidator {
+        GenesisValidator {
+            address: Address::repeat_byte(i),
+            consensus_key: B256::repeat_byte(i),
+            power: 1,
+        }
+    }
+
     #[test]
     fn round_trips_through_json() {
-        let g = Genesis::dev(
-            Address::repeat_byte(1),
-            &[Address::repeat_byte(2)],
-            U256::from(10),
-        );
+        let g = Genesis::dev(val(1), &[Address::repeat_byte(2)], U256::from(10));
         let back = Genesis::from_json(&g.to_json()).expect("valid");
         assert_eq!(g, back);
     }
 
     #[test]
     fn names_the_bad_field() {
-        let mut g = Genesis::dev(Address::repeat_byte(1), &[], U256::ZERO);
+        let mut g = Genesis::dev(val(1), &[], U256::ZERO);
         g.block_time_ms = 1;
         let err = g.validate().unwrap_err().to_string();
         assert!(err.contains("blockTimeMs"), "{err}");
+        let mut g = Genesis::dev(val(1), &[], U256::ZERO);
+        g.validators.push(GenesisValidator {
+            address: Address::repeat_byte(2),
+            ..val(1)
+        });
+        let err = g.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("consensus key") && err.contains("twice"),
+            "{err}"
+        );
         let err = Genesis::from_json(r#"{"chainId": 1, "bogus": 2}"#)
             .unwrap_err()
             .to_string();

@@ -2,16 +2,18 @@
 
 use alloy_primitives::{utils::parse_ether, Address, U256};
 use anyhow::{Context, Result};
-use emc_types::{Genesis, GenesisAccount};
+use emc_types::{Genesis, GenesisAccount, GenesisValidator};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct GenesisArgs {
     #[arg(long, default_value_t = emc_types::genesis::DEV_CHAIN_ID)]
     chain_id: u64,
-    /// Validator account; repeat for several. Default: the development validator.
-    #[arg(long = "validator")]
-    validators: Vec<Address>,
+    /// A validator as ACCOUNT=KEY[@POWER]: KEY is its ed25519 consensus public key (0x…)
+    /// or a key file from `emc keys consensus-new`. Repeat for several, in proposer
+    /// order. Default: the development validator.
+    #[arg(long = "validator", value_parser = parse_validator)]
+    validators: Vec<GenesisValidator>,
     /// Premine, as ADDRESS=AMOUNT with AMOUNT in EMC (for example 0xabc...=1000).
     #[arg(long = "alloc", value_parser = parse_alloc)]
     alloc: Vec<(Address, U256)>,
@@ -30,6 +32,28 @@ pub struct GenesisArgs {
     out: Option<PathBuf>,
 }
 
+fn parse_validator(s: &str) -> Result<GenesisValidator, String> {
+    let (addr, rest) = s.split_once('=').ok_or("expected ACCOUNT=KEY[@POWER]")?;
+    let address = addr
+        .parse::<Address>()
+        .map_err(|e| format!("account {addr}: {e}"))?;
+    let (key, power) = match rest.rsplit_once('@') {
+        Some((k, p)) => (k, p.parse::<u64>().map_err(|e| format!("power {p}: {e}"))?),
+        None => (rest, 1),
+    };
+    let consensus_key = match key.parse::<alloy_primitives::B256>() {
+        Ok(k) => k,
+        Err(_) => emc_crypto::ConsensusKey::read(std::path::Path::new(key))
+            .map_err(|e| e.to_string())?
+            .public(),
+    };
+    Ok(GenesisValidator {
+        address,
+        consensus_key,
+        power,
+    })
+}
+
 fn parse_alloc(s: &str) -> Result<(Address, U256), String> {
     let (a, v) = s.split_once('=').ok_or("expected ADDRESS=AMOUNT")?;
     let addr = a
@@ -41,14 +65,16 @@ fn parse_alloc(s: &str) -> Result<(Address, U256), String> {
 
 pub fn run(a: GenesisArgs) -> Result<()> {
     let validators = if a.validators.is_empty() {
-        vec![
-            emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + 1)?[emc_node::DEV_ACCOUNTS as usize]
-                .address(),
-        ]
+        let dev = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + 1)?;
+        vec![GenesisValidator {
+            address: dev[emc_node::DEV_ACCOUNTS as usize].address(),
+            consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
+            power: 1,
+        }]
     } else {
         a.validators
     };
-    let mut g = Genesis::dev(validators[0], &[], U256::ZERO);
+    let mut g = Genesis::dev(validators[0].clone(), &[], U256::ZERO);
     g.chain_id = a.chain_id;
     g.validators = validators;
     g.block_time_ms = a.block_time_ms;

@@ -52,6 +52,12 @@ pub enum KeysCmd {
         #[command(flatten)]
         ks: KeystoreArgs,
     },
+    /// Create a validator's ed25519 consensus key file; prints its public key.
+    ConsensusNew {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Encrypt a hex private key into the keystore.
     Import {
         /// Private key, hex (read from EMC_PRIVATE_KEY when omitted).
@@ -81,6 +87,12 @@ pub fn run(c: KeysCmd) -> Result<()> {
         KeysCmd::Export { address, ks } => {
             let key = emc_crypto::keystore_open(&ks.dir(), address, &ks.password()?)?;
             println!("0x{}", hex::encode(key.to_bytes()));
+        }
+        KeysCmd::ConsensusNew { out } => {
+            let key = emc_crypto::ConsensusKey::random();
+            key.write(&out)?;
+            println!("{}", key.public());
+            eprintln!("consensus key written to {} (mode 0600)", out.display());
         }
         KeysCmd::Import { private_key, ks } => {
             let key = emc_crypto::key_from_hex(&private_key)?;

@@ -60,7 +60,7 @@ pub fn run(a: NodeArgs) -> Result<()> {
         let genesis = Genesis::from_json(&text).with_context(|| format!("{}", path.display()))?;
         let proposer = a
             .proposer
-            .or(genesis.validators.first().copied())
+            .or(genesis.validators.first().map(|v| v.address))
             .context("genesis has no validator")?;
         NodeConfig {
             datadir: a

@@ -177,7 +177,11 @@ fn setup(
 ) -> Result<(std::sync::Arc<Chain>, u64)> {
     let addrs: Vec<Address> = keys.iter().map(|k| k.address()).collect();
     let mut genesis = Genesis::dev(
-        Address::repeat_byte(0xcc),
+        emc_types::GenesisValidator {
+            address: Address::repeat_byte(0xcc),
+            consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
+            power: 1,
+        },
         &addrs,
         U256::from(10u128.pow(24)),
     );
@@ -284,7 +288,7 @@ fn measure(
             );
         }
         let start = Instant::now();
-        chain.commit(built)?;
+        chain.commit(built, None)?;
         t.commit += start.elapsed();
         t.blocks += 1;
         debug_assert_eq!(included, chunk.len());
@@ -327,14 +331,14 @@ fn pipelined(
         // A block takes whatever is pending, which may include part of the next chunk.
         for () in ready_rx {
             ts += 1;
-            chain.commit(chain.build_block(Address::repeat_byte(0xcc), ts)?)?;
+            chain.commit(chain.build_block(Address::repeat_byte(0xcc), ts)?, None)?;
         }
         feeder
             .join()
             .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
         while chain.pool_counts().0 > 0 {
             ts += 1;
-            chain.commit(chain.build_block(Address::repeat_byte(0xcc), ts)?)?;
+            chain.commit(chain.build_block(Address::repeat_byte(0xcc), ts)?, None)?;
         }
         Ok(())
     })?;
