@@ -98,6 +98,14 @@ fn genesis_file_runs_a_node_and_bad_files_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let g = dir.path().join("genesis.json");
     let g = g.to_str().expect("utf8");
+    let key = dir.path().join("validator.json");
+    let key = key.to_str().expect("utf8");
+    let (ok, public, err) = run(&["keys", "consensus-new", "--out", key], &[]);
+    assert!(
+        ok && public.trim().starts_with("0x") && public.trim().len() == 66,
+        "{public} {err}"
+    );
+    let validator = format!("0x000000000000000000000000000000000000fEE5={key}");
     let (ok, _, err) = run(
         &[
             "genesis",
@@ -107,6 +115,8 @@ fn genesis_file_runs_a_node_and_bad_files_are_refused() {
             "2",
             "--alloc",
             "0x000000000000000000000000000000000000bEEF=5",
+            "--validator",
+            &validator,
             "--out",
             g,
         ],
@@ -116,7 +126,27 @@ fn genesis_file_runs_a_node_and_bad_files_are_refused() {
     let text = std::fs::read_to_string(g).expect("written");
     assert!(text.contains("\"chainId\": 777"), "{text}");
     let data = dir.path().join("data");
-    let node = common::DevNode::spawn(&["--genesis", g, "--datadir", data.to_str().expect("utf8")]);
+    assert!(
+        text.contains(public.trim()),
+        "the genesis names the key: {text}"
+    );
+    let node = common::DevNode::spawn(&[
+        "--genesis",
+        g,
+        "--consensus-key",
+        key,
+        "--datadir",
+        data.to_str().expect("utf8"),
+    ]);
+    // Blocks are sealed by IBFT and carry a commit certificate; the validator earns the tips.
+    common::wait_until("block 2", std::time::Duration::from_secs(20), || {
+        node.block_number() >= 2
+    });
+    let b1 = node.result("eth_getBlockByNumber", json!(["0x1", false]));
+    assert_eq!(
+        b1["miner"].as_str().map(str::to_lowercase),
+        Some("0x000000000000000000000000000000000000fee5".into())
+    );
     assert_eq!(node.result("eth_chainId", json!([])), json!("0x309"));
     let beef = node.result(
         "eth_getBalance",
@@ -144,4 +174,20 @@ fn genesis_file_runs_a_node_and_bad_files_are_refused() {
     assert!(!ok && err.contains("blockTimeMs"), "{err}");
     let (ok, _, err) = run(&["node"], &[]);
     assert!(!ok && err.contains("--dev"), "{err}");
+    let stranger = dir.path().join("stranger.json");
+    let stranger = stranger.to_str().expect("utf8");
+    assert!(run(&["keys", "consensus-new", "--out", stranger], &[]).0);
+    let (ok, _, err) = run(
+        &[
+            "node",
+            "--genesis",
+            g,
+            "--consensus-key",
+            stranger,
+            "--datadir",
+            dir.path().join("e").to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("is not a validator"), "{err}");
 }

@@ -120,6 +120,19 @@ fn sigkill_at_any_instant_leaves_a_consistent_chain() {
             "seed {seed} round {round}: verify failed:\n{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Every block was sealed by IBFT, so every one carries a certificate that verifies.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("commit certificates verified:"))
+            .expect("certificate line");
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(
+            nums.len() == 2 && nums[0] == nums[1] && nums[1] > 0,
+            "seed {seed}: {line}"
+        );
     }
     assert!(
         seen.len() >= rounds as usize,

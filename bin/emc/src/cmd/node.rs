@@ -1,6 +1,5 @@
 //! `emc node`: run a node until Ctrl-C or SIGTERM.
 
-use alloy_primitives::Address;
 use anyhow::{bail, Context, Result};
 use emc_node::{Node, NodeConfig};
 use emc_types::Genesis;
@@ -14,9 +13,10 @@ pub struct NodeArgs {
     /// Genesis file (JSON from `emc genesis`); not with --dev.
     #[arg(long, conflicts_with = "dev")]
     genesis: Option<PathBuf>,
-    /// Validator account this node seals as (default: the genesis' first validator).
-    #[arg(long)]
-    proposer: Option<Address>,
+    /// The validator's ed25519 consensus key file (`emc keys consensus-new`); its
+    /// genesis entry names the account the node's fees go to. Not with --dev.
+    #[arg(long, conflicts_with = "dev")]
+    consensus_key: Option<PathBuf>,
     /// Where the node keeps its database [default: ~/.emc/dev with --dev, ~/.emc/node otherwise].
     #[arg(long, env = "EMC_DATADIR")]
     datadir: Option<PathBuf>,
@@ -58,10 +58,22 @@ pub fn run(a: NodeArgs) -> Result<()> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let genesis = Genesis::from_json(&text).with_context(|| format!("{}", path.display()))?;
-        let proposer = a
-            .proposer
-            .or(genesis.validators.first().map(|v| v.address))
-            .context("genesis has no validator")?;
+        let Some(key_file) = &a.consensus_key else {
+            bail!("give --consensus-key FILE: the validator's ed25519 key (make one with `emc keys consensus-new`)");
+        };
+        let consensus_key = emc_crypto::ConsensusKey::read(key_file)?;
+        let proposer = genesis
+            .validators
+            .iter()
+            .find(|v| v.consensus_key == consensus_key.public())
+            .map(|v| v.address)
+            .with_context(|| {
+                format!(
+                    "consensus key {} is not a validator in {}",
+                    consensus_key.public(),
+                    path.display()
+                )
+            })?;
         NodeConfig {
             datadir: a
                 .datadir
@@ -70,6 +82,7 @@ pub fn run(a: NodeArgs) -> Result<()> {
             rpc_addr: a.rpc_addr,
             genesis,
             proposer,
+            consensus_key,
             rpc: Default::default(),
         }
     };
