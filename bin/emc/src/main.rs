@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a node (`emc node --dev` for a zero-config development chain).
     Node(cmd::node::NodeArgs),
+    /// Run a local network of validator and full-node processes, with no config.
+    Devnet(cmd::devnet::DevnetArgs),
     /// Write a genesis file.
     Genesis(cmd::genesis::GenesisArgs),
     /// Manage account keys (Ethereum keystore v3 files).
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(a) => cmd::node::run(a),
+        Command::Devnet(a) => cmd::devnet::run(a),
         Command::Genesis(a) => cmd::genesis::run(a),
         Command::Keys(c) => cmd::keys::run(c),
         Command::Tx(c) => cmd::tx::run(c),

@@ -204,3 +204,38 @@ pub fn verify_certificate(
     }
     Ok(())
 }
+
+/// Whether a wire message is signed by the member it names (for PROPOSALs, the
+/// proposal signature; the justification is the core's to check). The network layer
+/// uses it to forward only valid consensus gossip.
+pub fn verify_message(
+    crypto: &dyn Crypto,
+    chain_id: u64,
+    set: &ValidatorSet,
+    m: &crate::Message,
+) -> bool {
+    use crate::Message;
+    let signed_by = |who: crate::ValidatorIndex, payload: Vec<u8>, sig: &crate::Sig| {
+        set.get(who)
+            .is_some_and(|v| crypto.verify(&v.key, &payload, sig))
+    };
+    match m {
+        Message::Proposal(p) => signed_by(
+            p.signed.signer,
+            payload(chain_id, Kind::Proposal, &p.signed.body),
+            &p.signed.sig,
+        ),
+        Message::Prepare(v) => {
+            signed_by(v.signer, payload(chain_id, Kind::Prepare, &v.body), &v.sig)
+        }
+        Message::Commit(c) => {
+            signed_by(c.signer, payload(chain_id, Kind::Commit, &c.body), &c.sig)
+                && signed_by(
+                    c.signer,
+                    payload(chain_id, Kind::Seal, &c.body.vote),
+                    &c.body.seal,
+                )
+        }
+        Message::RoundChange(rc) => verify_round_change(crypto, chain_id, set, rc).is_ok(),
+    }
+}

@@ -40,7 +40,7 @@ pub mod validators;
 pub use crate::core::{Config, Core};
 pub use crypto::{Crypto, Ed25519Crypto, Sig, ValidatorKey};
 pub use emc_types::{Height, Round};
-pub use justify::{verify_certificate, verify_prepares, verify_round_change};
+pub use justify::{verify_certificate, verify_message, verify_prepares, verify_round_change};
 pub use messages::{Justification, Message, Proposal, RoundChange, Signed, Vote};
 pub use validators::{Validator, ValidatorIndex, ValidatorSet};
 

@@ -106,11 +106,22 @@ pub async fn run(
         .consensus_wal()?
         .and_then(|bytes| WalState::try_from_slice(&bytes).ok());
     shell.start_height(restore);
+    let mut chain_events = chain.subscribe();
     loop {
         let input = tokio::select! {
             _ = stop.changed() => return Ok(()),
             Some(m) = inbound.recv() => Input::Message(m),
             Some(i) = internal_rx.recv() => i,
+            ev = chain_events.recv() => {
+                // Block sync committed past the height consensus is on: follow it.
+                if chain.head().height >= shell.core.height() {
+                    shell.start_height(None);
+                }
+                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return Ok(());
+                }
+                continue;
+            }
         };
         shell.handle(input).await?;
     }
@@ -262,20 +273,38 @@ impl Shell {
             None => {
                 let chain = self.chain.clone();
                 let block = fin.block.clone();
-                tokio::task::spawn_blocking(move || chain.import(&block))
+                let imported = tokio::task::spawn_blocking(move || chain.import(&block))
                     .await
-                    .map_err(|e| crate::NodeError::Config(e.to_string()))?
-                    .map_err(|e| {
-                        crate::NodeError::Config(format!("a final block does not import: {e}"))
-                    })?
+                    .map_err(|e| crate::NodeError::Config(e.to_string()))?;
+                match imported {
+                    Ok(b) => b,
+                    Err(_) if self.chain.head().height >= fin.height => {
+                        self.start_height(None);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(crate::NodeError::Config(format!(
+                            "a final block does not import: {e}"
+                        )))
+                    }
+                }
             }
         };
         let cert = borsh::to_vec(&fin.certificate).expect("borsh into a Vec never fails");
         let chain = self.chain.clone();
-        let header = tokio::task::spawn_blocking(move || chain.commit(built, Some(&cert)))
+        let committed = tokio::task::spawn_blocking(move || chain.commit(built, Some(&cert)))
             .await
-            .map_err(|e| crate::NodeError::Config(e.to_string()))??;
-        tracing::debug!(height = %header.height, round = %fin.certificate.round, hash = %header.hash(), "committed");
+            .map_err(|e| crate::NodeError::Config(e.to_string()))?;
+        match committed {
+            Ok(header) => {
+                tracing::debug!(height = %header.height, hash = %header.hash(), "committed")
+            }
+            // Block sync committed this height first; consensus follows the head.
+            Err(e) if self.chain.head().height >= fin.height => {
+                tracing::debug!(error = %e, "height already committed by sync")
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.last_commit = tokio::time::Instant::now();
         self.start_height(None);
         Ok(())

@@ -1,10 +1,12 @@
-//! Wires an EMC node from a [`NodeConfig`]: opens the chain, starts JSON-RPC, and runs
-//! IBFT through [`consensus`], the shell around the pure consensus core. No protocol
-//! logic lives here. Until the p2p layer lands a node has no peers, so only a
-//! single-validator chain makes progress (`emc node --dev` is one, sealed by real IBFT
-//! with a quorum of one).
+//! Wires an EMC node from a [`NodeConfig`]: opens the chain, starts JSON-RPC, joins
+//! the p2p network ([`network`]) and runs IBFT through [`consensus`], the shell around
+//! the pure consensus core. No protocol logic lives here. A node without p2p settings
+//! has no peers: only a single-validator chain can progress (`emc node --dev`, sealed
+//! by real IBFT with a quorum of one). A node without a consensus key is a full node:
+//! it follows by verifying commit certificates and never signs.
 
 pub mod consensus;
+pub mod network;
 
 use alloy_primitives::{Address, U256};
 use emc_chain::Chain;
@@ -21,11 +23,18 @@ pub struct NodeConfig {
     pub datadir: PathBuf,
     pub rpc_addr: SocketAddr,
     pub genesis: Genesis,
-    /// The validator account this node seals as (its fees go there).
+    /// The validator account this node seals as (its fees go there); unused by a full node.
     pub proposer: Address,
-    /// The ed25519 key this validator signs consensus messages with.
-    pub consensus_key: emc_crypto::ConsensusKey,
+    /// The ed25519 key this validator signs consensus messages with; `None` for a full node.
+    pub consensus_key: Option<emc_crypto::ConsensusKey>,
     pub rpc: emc_rpc::RpcConfig,
+    pub p2p: Option<P2pSettings>,
+}
+
+#[derive(Clone, Debug)]
+pub struct P2pSettings {
+    pub listen: emc_p2p::Addr,
+    pub bootnodes: Vec<emc_p2p::Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +49,28 @@ pub enum NodeError {
     Crypto(#[from] emc_crypto::CryptoError),
     #[error(transparent)]
     Storage(#[from] emc_storage::StorageError),
+}
+
+/// The network identity seed of a validator, derived from its consensus key, so a
+/// devnet can name its bootnodes before starting them.
+pub fn p2p_seed_of(key: &emc_crypto::ConsensusKey) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest([b"emc p2p identity".as_slice(), &key.seed()].concat()).into()
+}
+
+/// A full node's network identity, kept in its data directory.
+fn p2p_seed_in(datadir: &std::path::Path) -> Result<[u8; 32], NodeError> {
+    let path = datadir.join("p2p.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return bytes
+            .try_into()
+            .map_err(|_| NodeError::Config(format!("{} is not 32 bytes", path.display())));
+    }
+    let seed: [u8; 32] = rand::random();
+    std::fs::create_dir_all(datadir).map_err(|e| NodeError::Config(e.to_string()))?;
+    std::fs::write(&path, seed)
+        .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))?;
+    Ok(seed)
 }
 
 impl NodeConfig {
@@ -65,8 +96,9 @@ impl NodeConfig {
             rpc_addr,
             genesis,
             proposer,
-            consensus_key,
+            consensus_key: Some(consensus_key),
             rpc: Default::default(),
+            p2p: None,
         })
     }
 
@@ -74,31 +106,34 @@ impl NodeConfig {
         self.genesis
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let key = self.consensus_key.public();
-        match self
-            .genesis
-            .validators
-            .iter()
-            .find(|v| v.consensus_key == key)
-        {
-            None => {
-                return Err(NodeError::Config(format!(
-                    "consensus key {key} is not a validator in this genesis"
-                )))
+        if let Some(key) = &self.consensus_key {
+            let key = key.public();
+            match self
+                .genesis
+                .validators
+                .iter()
+                .find(|v| v.consensus_key == key)
+            {
+                None => {
+                    return Err(NodeError::Config(format!(
+                        "consensus key {key} is not a validator in this genesis"
+                    )))
+                }
+                Some(v) if v.address != self.proposer => {
+                    return Err(NodeError::Config(format!(
+                        "consensus key {key} belongs to validator {}, not {}",
+                        v.address, self.proposer
+                    )))
+                }
+                Some(_) => {}
             }
-            Some(v) if v.address != self.proposer => {
-                return Err(NodeError::Config(format!(
-                    "consensus key {key} belongs to validator {}, not {}",
-                    v.address, self.proposer
-                )))
-            }
-            Some(_) => {}
         }
-        if self.genesis.validators.len() > 1 {
-            return Err(NodeError::Config(format!(
-                "genesis lists {} validators, but this build has no p2p layer yet: only a single-validator chain can make progress",
-                self.genesis.validators.len()
-            )));
+        if self.p2p.is_none() && (self.genesis.validators.len() > 1 || self.consensus_key.is_none())
+        {
+            return Err(NodeError::Config(
+                "without p2p settings a node has no peers: only a lone validator can run that way"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -108,6 +143,8 @@ impl NodeConfig {
 pub struct Node {
     pub chain: Arc<Chain>,
     pub rpc_addr: SocketAddr,
+    /// This node's network identity, when it joined a network.
+    pub peer_id: Option<emc_p2p::Peer>,
     rpc: jsonrpsee::server::ServerHandle,
     consensus: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -124,21 +161,44 @@ impl Node {
         };
         let (rpc, rpc_addr) = emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        // No peers yet: nothing arrives on the inbound channel until p2p lands.
-        let (inbound_tx, inbound) = tokio::sync::mpsc::channel(1024);
+        let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
+        let set = consensus::genesis_set(&chain).map_err(|e| NodeError::Config(e.to_string()))?;
+        let mut peer_id = None;
+        let gossip: Arc<dyn consensus::Gossip> = match &cfg.p2p {
+            None => Arc::new(consensus::NoPeers),
+            Some(p) => {
+                let key_seed = match &cfg.consensus_key {
+                    Some(k) => p2p_seed_of(k),
+                    None => p2p_seed_in(&cfg.datadir)?,
+                };
+                let p2p = emc_p2p::start(emc_p2p::P2pConfig {
+                    key_seed,
+                    listen: p.listen.clone(),
+                    bootnodes: p.bootnodes.clone(),
+                    chain_id: chain.chain_id(),
+                })
+                .map_err(|e| NodeError::Config(e.to_string()))?;
+                peer_id = Some(p2p.peer_id);
+                let gossip = Arc::new(network::P2pGossip(p2p.commands.clone()));
+                tokio::spawn(network::run(
+                    chain.clone(),
+                    set.clone(),
+                    p2p,
+                    inbound_tx.clone(),
+                    stopped.clone(),
+                ));
+                gossip
+            }
+        };
         let consensus = tokio::spawn({
             let chain = chain.clone();
+            // A full node runs the core as a follower: a key outside the set never signs.
+            let key = cfg
+                .consensus_key
+                .clone()
+                .unwrap_or_else(emc_crypto::ConsensusKey::random);
             async move {
-                let gossip = Arc::new(consensus::NoPeers);
-                let r = consensus::run(
-                    chain,
-                    cfg.consensus_key,
-                    cfg.proposer,
-                    gossip,
-                    inbound,
-                    stopped,
-                )
-                .await;
+                let r = consensus::run(chain, key, cfg.proposer, gossip, inbound, stopped).await;
                 drop(inbound_tx);
                 if let Err(e) = r {
                     tracing::error!(error = %e, "consensus stopped");
@@ -148,6 +208,7 @@ impl Node {
         Ok(Node {
             chain,
             rpc_addr,
+            peer_id,
             rpc,
             consensus,
             stop,

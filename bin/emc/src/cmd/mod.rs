@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod db;
+pub mod devnet;
 pub mod genesis;
 pub mod keys;
 pub mod node;

@@ -1,7 +1,7 @@
 //! `emc node`: run a node until Ctrl-C or SIGTERM.
 
 use anyhow::{bail, Context, Result};
-use emc_node::{Node, NodeConfig};
+use emc_node::{Node, NodeConfig, P2pSettings};
 use emc_types::Genesis;
 use std::{io::Write, net::SocketAddr, path::PathBuf};
 
@@ -14,7 +14,8 @@ pub struct NodeArgs {
     #[arg(long, conflicts_with = "dev")]
     genesis: Option<PathBuf>,
     /// The validator's ed25519 consensus key file (`emc keys consensus-new`); its
-    /// genesis entry names the account the node's fees go to. Not with --dev.
+    /// genesis entry names the account the node's fees go to. Without it the node is a
+    /// full node: it follows the chain and never signs.
     #[arg(long, conflicts_with = "dev")]
     consensus_key: Option<PathBuf>,
     /// Where the node keeps its database [default: ~/.emc/dev with --dev, ~/.emc/node otherwise].
@@ -23,6 +24,12 @@ pub struct NodeArgs {
     /// JSON-RPC address, HTTP and WebSocket on one port (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8545")]
     rpc_addr: SocketAddr,
+    /// Join a network: the libp2p address to listen on, e.g. /ip4/127.0.0.1/tcp/30303.
+    #[arg(long, conflicts_with = "dev")]
+    p2p_addr: Option<emc_p2p::Addr>,
+    /// A peer to start from, as /ip4/…/tcp/…/p2p/<peer id>; repeat for several.
+    #[arg(long = "bootnode", requires = "p2p_addr")]
+    bootnodes: Vec<emc_p2p::Addr>,
     /// Override the block time (milliseconds), --dev only.
     #[arg(long, requires = "dev")]
     block_time_ms: Option<u64>,
@@ -37,12 +44,8 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-pub fn run(a: NodeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
-    let cfg = if a.dev {
+fn config(a: &NodeArgs) -> Result<NodeConfig> {
+    if a.dev {
         let mut cfg = NodeConfig::dev(
             a.datadir.clone().unwrap_or_else(|| home().join(".emc/dev")),
             a.rpc_addr,
@@ -50,69 +53,92 @@ pub fn run(a: NodeArgs) -> Result<()> {
         if let Some(ms) = a.block_time_ms {
             cfg.genesis.block_time_ms = ms;
         }
-        cfg
-    } else {
-        let Some(path) = &a.genesis else {
-            bail!("give --dev for a development chain, or --genesis FILE (write one with `emc genesis`)");
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let genesis = Genesis::from_json(&text).with_context(|| format!("{}", path.display()))?;
-        let Some(key_file) = &a.consensus_key else {
-            bail!("give --consensus-key FILE: the validator's ed25519 key (make one with `emc keys consensus-new`)");
-        };
-        let consensus_key = emc_crypto::ConsensusKey::read(key_file)?;
-        let proposer = genesis
+        return Ok(cfg);
+    }
+    let Some(path) = &a.genesis else {
+        bail!(
+            "give --dev for a development chain, or --genesis FILE (write one with `emc genesis`)"
+        );
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let genesis = Genesis::from_json(&text).with_context(|| format!("{}", path.display()))?;
+    let consensus_key = match &a.consensus_key {
+        Some(f) => Some(emc_crypto::ConsensusKey::read(f)?),
+        None if a.p2p_addr.is_none() => bail!(
+            "give --consensus-key FILE to run a validator (make one with `emc keys consensus-new`), or --p2p-addr to follow a network as a full node"
+        ),
+        None => None,
+    };
+    let proposer = match &consensus_key {
+        None => Default::default(),
+        Some(k) => genesis
             .validators
             .iter()
-            .find(|v| v.consensus_key == consensus_key.public())
+            .find(|v| v.consensus_key == k.public())
             .map(|v| v.address)
             .with_context(|| {
                 format!(
                     "consensus key {} is not a validator in {}",
-                    consensus_key.public(),
+                    k.public(),
                     path.display()
                 )
-            })?;
-        NodeConfig {
-            datadir: a
-                .datadir
-                .clone()
-                .unwrap_or_else(|| home().join(".emc/node")),
-            rpc_addr: a.rpc_addr,
-            genesis,
-            proposer,
-            consensus_key,
-            rpc: Default::default(),
-        }
+            })?,
     };
+    Ok(NodeConfig {
+        datadir: a
+            .datadir
+            .clone()
+            .unwrap_or_else(|| home().join(".emc/node")),
+        rpc_addr: a.rpc_addr,
+        genesis,
+        proposer,
+        consensus_key,
+        rpc: Default::default(),
+        p2p: a.p2p_addr.clone().map(|listen| P2pSettings {
+            listen,
+            bootnodes: a.bootnodes.clone(),
+        }),
+    })
+}
+
+pub fn run(a: NodeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = config(&a)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let node = Node::start(cfg.clone()).await?;
-        print_banner(&cfg, node.rpc_addr, a.dev)?;
+        print_banner(&cfg, &node, a.dev)?;
         wait_for_signal().await;
-        eprintln!("stopping: finishing the block in progress");
+        eprintln!("stopping: finishing the step in progress");
         node.stop().await;
         Ok(())
     })
 }
 
-fn print_banner(cfg: &NodeConfig, rpc: SocketAddr, dev: bool) -> Result<()> {
+fn print_banner(cfg: &NodeConfig, node: &Node, dev: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    let role = match (dev, &cfg.consensus_key) {
+        (true, _) => "development chain",
+        (false, Some(_)) => "validator",
+        (false, None) => "full node",
+    };
     writeln!(
         out,
-        "EMC {} chain (chain id {}), one block every {} ms",
-        if dev {
-            "development"
-        } else {
-            "single-validator"
-        },
+        "EMC {role} (chain id {}, {} validators), one block every {} ms",
         cfg.genesis.chain_id,
+        cfg.genesis.validators.len(),
         cfg.genesis.block_time_ms
     )?;
     writeln!(out, "Data directory: {}", cfg.datadir.display())?;
-    writeln!(out, "JSON-RPC: http://{rpc}")?;
-    writeln!(out, "WebSocket: ws://{rpc}")?;
+    writeln!(out, "JSON-RPC: http://{}", node.rpc_addr)?;
+    writeln!(out, "WebSocket: ws://{}", node.rpc_addr)?;
+    if let (Some(p), Some(id)) = (&cfg.p2p, node.peer_id) {
+        writeln!(out, "P2P: {}/p2p/{id}", p.listen)?;
+    }
     if dev {
         writeln!(
             out,
@@ -139,7 +165,7 @@ fn print_banner(cfg: &NodeConfig, rpc: SocketAddr, dev: bool) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

@@ -1,0 +1,257 @@
+//! `emc devnet`: a local network in one command, with no config file.
+//!
+//! It writes a genesis with N development validators (accounts 10.. of the standard
+//! mnemonic, development consensus keys 0..), starts each validator and each full node
+//! as its own `emc node` process on loopback, every one bootstrapping from the
+//! validators (their peer ids follow from their keys, so they are known in advance),
+//! prints the RPC URLs and the funded accounts, then the height of every node every
+//! few seconds. Ctrl-C stops them all cleanly. Everything lives under one directory;
+//! running the command again resumes that network.
+
+use crate::client::Rpc;
+use anyhow::{bail, Context, Result};
+use emc_types::{Genesis, GenesisAccount, GenesisValidator};
+use serde_json::json;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+#[derive(clap::Args)]
+pub struct DevnetArgs {
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    #[arg(long, default_value_t = 1)]
+    full_nodes: usize,
+    /// Where the network keeps everything.
+    #[arg(long, default_value = "emc-devnet")]
+    dir: PathBuf,
+    /// JSON-RPC port of the first node; the others follow.
+    #[arg(long, default_value_t = 8545)]
+    rpc_port: u16,
+    /// libp2p port of the first node; the others follow.
+    #[arg(long, default_value_t = 30303)]
+    p2p_port: u16,
+    #[arg(long, default_value_t = 1_000)]
+    block_time_ms: u64,
+    /// Delete the directory first and start a new chain.
+    #[arg(long)]
+    fresh: bool,
+}
+
+struct Proc {
+    name: String,
+    rpc: String,
+    child: Child,
+}
+
+fn validator_accounts(n: usize) -> Result<Vec<alloy_primitives::Address>> {
+    let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + n as u32)?;
+    Ok(keys[emc_node::DEV_ACCOUNTS as usize..]
+        .iter()
+        .map(|k| k.address())
+        .collect())
+}
+
+fn genesis(a: &DevnetArgs) -> Result<Genesis> {
+    let accounts = validator_accounts(a.validators)?;
+    let validators: Vec<GenesisValidator> = (0..a.validators)
+        .map(|i| GenesisValidator {
+            address: accounts[i],
+            consensus_key: emc_crypto::ConsensusKey::dev(i as u32).public(),
+            power: 1,
+        })
+        .collect();
+    let mut g = Genesis::dev(validators[0].clone(), &[], alloy_primitives::U256::ZERO);
+    g.validators = validators;
+    g.block_time_ms = a.block_time_ms;
+    for k in emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)? {
+        g.alloc.insert(
+            k.address(),
+            GenesisAccount {
+                balance: alloy_primitives::U256::from(emc_node::DEV_BALANCE_WEI),
+                ..Default::default()
+            },
+        );
+    }
+    g.validate()?;
+    Ok(g)
+}
+
+fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::File::create(dir.join("node.log"))?;
+    Command::new(std::env::current_exe()?)
+        .arg("node")
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))
+}
+
+pub fn run(a: DevnetArgs) -> Result<()> {
+    if a.validators == 0 {
+        bail!("--validators must be at least 1");
+    }
+    if a.fresh && a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir).with_context(|| format!("removing {}", a.dir.display()))?;
+    }
+    std::fs::create_dir_all(&a.dir)?;
+    let dir = a.dir.canonicalize()?;
+    let gpath = dir.join("genesis.json");
+    let g = genesis(&a)?;
+    match std::fs::read_to_string(&gpath) {
+        Ok(existing) if Genesis::from_json(&existing).ok().as_ref() != Some(&g) => {
+            bail!(
+                "{} holds another network; use --fresh to replace it, or another --dir",
+                dir.display()
+            )
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::write(&gpath, g.to_json())?,
+    }
+    let gpath = gpath.display().to_string();
+    let p2p = |i: usize| format!("/ip4/127.0.0.1/tcp/{}", a.p2p_port as usize + i);
+    let bootnodes: Vec<String> = (0..a.validators)
+        .map(|i| {
+            let id = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(
+                i as u32,
+            )));
+            format!("{}/p2p/{id}", p2p(i))
+        })
+        .collect();
+    let mut procs = Vec::new();
+    let total = a.validators + a.full_nodes;
+    for i in 0..total {
+        let validator = i < a.validators;
+        let name = if validator {
+            format!("validator-{i}")
+        } else {
+            format!("full-{}", i - a.validators)
+        };
+        let ndir = dir.join(&name);
+        let rpc_addr = format!("127.0.0.1:{}", a.rpc_port as usize + i);
+        let mut args = vec![
+            "--genesis".into(),
+            gpath.clone(),
+            "--datadir".into(),
+            ndir.join("data").display().to_string(),
+            "--rpc-addr".into(),
+            rpc_addr.clone(),
+            "--p2p-addr".into(),
+            p2p(i),
+            "--log".into(),
+            "info".into(),
+        ];
+        if validator {
+            let key = ndir.join("consensus.json");
+            if !key.exists() {
+                emc_crypto::ConsensusKey::dev(i as u32).write(&key)?;
+            }
+            args.extend(["--consensus-key".into(), key.display().to_string()]);
+        }
+        for (j, b) in bootnodes.iter().enumerate() {
+            if j != i {
+                args.extend(["--bootnode".into(), b.clone()]);
+            }
+        }
+        let child = spawn(&name, &ndir, &args)?;
+        procs.push(Proc {
+            name,
+            rpc: format!("http://{rpc_addr}"),
+            child,
+        });
+    }
+
+    println!(
+        "EMC devnet: {} validators and {} full nodes, chain id {}, one block every {} ms",
+        a.validators, a.full_nodes, g.chain_id, a.block_time_ms
+    );
+    println!("Directory: {} (logs in */node.log)", dir.display());
+    for p in &procs {
+        println!(
+            "{:<12} JSON-RPC {}  WebSocket {}",
+            p.name,
+            p.rpc,
+            p.rpc.replacen("http", "ws", 1)
+        );
+    }
+    println!(
+        "\nDevelopment accounts (10000 EMC each), mnemonic \"{}\":",
+        emc_crypto::DEV_MNEMONIC
+    );
+    for (i, k) in emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)?
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "({i}) {}  private key 0x{}",
+            k.address(),
+            hex::encode(k.to_bytes())
+        );
+    }
+    println!(
+        "\nThese keys are public: never use them on a real network. Ctrl-C stops the devnet.\n"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(crate::cmd::node::wait_for_signal());
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let mut last = Instant::now() - Duration::from_secs(10);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        for p in &mut procs {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                eprintln!("{} exited ({status}); see its node.log", p.name);
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if last.elapsed() >= Duration::from_secs(3) {
+            last = Instant::now();
+            let heights: Vec<String> = procs
+                .iter()
+                .map(
+                    |p| match Rpc::new(&p.rpc).quantity("eth_blockNumber", json!([])) {
+                        Ok(h) => format!("{}={h}", p.name),
+                        Err(_) => format!("{}=?", p.name),
+                    },
+                )
+                .collect();
+            println!("heights: {}", heights.join(" "));
+        }
+    }
+    println!("stopping {} nodes", procs.len());
+    for p in &procs {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(p.child.id().to_string())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for p in &mut procs {
+        while p.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+    println!("stopped; the chain stays in {}", dir.display());
+    Ok(())
+}

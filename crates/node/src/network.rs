@@ -1,0 +1,239 @@
+//! Connects the p2p layer to the chain and to consensus.
+//!
+//! * Consensus gossip is decoded (bounded) and its signature and signer checked against
+//!   the validator set before it is forwarded to peers or handed to consensus; garbage
+//!   or forgeries are rejected, which lowers the sender's gossip score, and reported,
+//!   which gets a persistent offender banned.
+//! * Transaction gossip goes through `Chain::submit` (the same checks as JSON-RPC);
+//!   transactions this node accepts, from RPC or gossip, are published.
+//! * Block sync: on connecting and every two seconds, the node asks a peer for the
+//!   blocks after its head. Each block is accepted only if its commit certificate
+//!   verifies against the validator set and it re-executes to the same header; then it
+//!   is committed with its certificate, and consensus moves on from the new head.
+
+use crate::consensus::Gossip;
+use borsh::BorshDeserialize;
+use emc_chain::{Chain, ChainEvent, SubmitError};
+use emc_consensus::{
+    verify_certificate, verify_message, CommitCertificate, Crypto, Ed25519Crypto, Message,
+    ValidatorSet,
+};
+use emc_p2p::{
+    Command, Event, MessageAcceptance, SyncRequest, SyncResponse, Topic, MAX_SYNC_BLOCKS,
+};
+use emc_types::{Block, Height};
+use rand::seq::IteratorRandom;
+use std::{collections::HashSet, sync::Arc, time::Duration};
+use tokio::sync::{mpsc, watch};
+
+/// Publishes consensus messages on the consensus topic.
+pub struct P2pGossip(pub mpsc::UnboundedSender<Command>);
+
+impl Gossip for P2pGossip {
+    fn broadcast(&self, msg: &Message) {
+        let _ = self
+            .0
+            .send(Command::Publish(Topic::Consensus, msg.encode()));
+    }
+}
+
+/// A block as sync carries it.
+type SyncedBlock = (Block, Vec<u8>);
+
+pub async fn run(
+    chain: Arc<Chain>,
+    set: ValidatorSet,
+    mut p2p: emc_p2p::P2p,
+    consensus: mpsc::Sender<Message>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let commands = p2p.commands.clone();
+    let verifier = Ed25519Crypto::from_seed([0; 32]);
+    let mut peers: HashSet<emc_p2p::Peer> = HashSet::new();
+    let mut syncing = false;
+    let mut chain_events = chain.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                if !syncing {
+                    syncing = request_sync(&chain, &peers, &commands);
+                }
+            }
+            ev = chain_events.recv() => match ev {
+                Ok(ChainEvent::PendingTx(hash)) => {
+                    if let Some(tx) = chain.pool_tx(&hash) {
+                        let _ = commands.send(Command::Publish(Topic::Transactions, tx.raw.to_vec()));
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            ev = p2p.events.recv() => {
+                let Some(ev) = ev else { return };
+                match ev {
+                    Event::Gossip { topic: Topic::Consensus, from, id, data } => {
+                        let verdict = consensus_gossip(&chain, &set, &verifier, &data);
+                        let _ = commands.send(Command::Validate(id, from, verdict.0));
+                        if verdict.0 == MessageAcceptance::Reject {
+                            let _ = commands.send(Command::Penalize(from));
+                        }
+                        if let Some(m) = verdict.1 {
+                            let _ = consensus.try_send(m);
+                        }
+                    }
+                    Event::Gossip { topic: Topic::Transactions, from, id, data } => {
+                        let c = chain.clone();
+                        let verdict = match tokio::task::spawn_blocking(move || c.submit(&data)).await {
+                            Ok(Ok(_)) => MessageAcceptance::Accept,
+                            Ok(Err(SubmitError::Decode(_))) => {
+                                let _ = commands.send(Command::Penalize(from));
+                                MessageAcceptance::Reject
+                            }
+                            _ => MessageAcceptance::Ignore,
+                        };
+                        let _ = commands.send(Command::Validate(id, from, verdict));
+                    }
+                    Event::SyncRequest { request, channel, .. } => {
+                        let c = chain.clone();
+                        let response = tokio::task::spawn_blocking(move || serve_sync(&c, request)).await.unwrap_or_default();
+                        let _ = commands.send(Command::Respond(channel, response));
+                    }
+                    Event::SyncResponse { peer, response } => {
+                        let (c, s) = (chain.clone(), set.clone());
+                        let n = response.blocks.len();
+                        let applied = tokio::task::spawn_blocking(move || apply_sync(&c, &s, response)).await;
+                        syncing = false;
+                        match applied {
+                            Ok(Ok(k)) if k > 0 => {
+                                tracing::info!(%peer, blocks = k, head = %chain.head().height, "synced");
+                                if n as u32 == MAX_SYNC_BLOCKS {
+                                    syncing = request_sync(&chain, &peers, &commands);
+                                }
+                            }
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(%peer, error = %e, "peer sent blocks that do not verify");
+                                let _ = commands.send(Command::Penalize(peer));
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Event::SyncFailed { .. } => syncing = false,
+                    Event::Connected(p) => {
+                        peers.insert(p);
+                        if !syncing {
+                            syncing = request_sync(&chain, &peers, &commands);
+                        }
+                    }
+                    Event::Disconnected(p) => {
+                        peers.remove(&p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes and checks one consensus message; past-height ones are dropped quietly.
+fn consensus_gossip(
+    chain: &Chain,
+    set: &ValidatorSet,
+    verifier: &dyn Crypto,
+    data: &[u8],
+) -> (MessageAcceptance, Option<Message>) {
+    let Ok(m) = Message::decode(data) else {
+        return (MessageAcceptance::Reject, None);
+    };
+    if !verify_message(verifier, chain.chain_id(), set, &m) {
+        return (MessageAcceptance::Reject, None);
+    }
+    if m.height() <= chain.head().height {
+        return (MessageAcceptance::Ignore, None);
+    }
+    (MessageAcceptance::Accept, Some(m))
+}
+
+fn request_sync(
+    chain: &Chain,
+    peers: &HashSet<emc_p2p::Peer>,
+    commands: &mpsc::UnboundedSender<Command>,
+) -> bool {
+    let Some(peer) = peers.iter().choose(&mut rand::thread_rng()) else {
+        return false;
+    };
+    let request = SyncRequest {
+        from: chain.head().height.0 + 1,
+        count: MAX_SYNC_BLOCKS,
+    };
+    commands
+        .send(Command::RequestBlocks {
+            peer: *peer,
+            request,
+        })
+        .is_ok()
+}
+
+fn serve_sync(chain: &Chain, req: SyncRequest) -> SyncResponse {
+    let mut out = SyncResponse::default();
+    let head = chain.head().height.0;
+    for h in req.from
+        ..req
+            .from
+            .saturating_add(req.count.min(MAX_SYNC_BLOCKS) as u64)
+    {
+        if h == 0 || h > head {
+            break;
+        }
+        let (Ok(Some((block, _))), Ok(Some(cert))) = (
+            chain.store().block(Height(h)),
+            chain.store().certificate(Height(h)),
+        ) else {
+            break;
+        };
+        let item: SyncedBlock = (block, cert);
+        out.blocks.push(serde_bytes::ByteBuf::from(
+            borsh::to_vec(&item).expect("borsh into a Vec never fails"),
+        ));
+    }
+    out
+}
+
+/// Verifies and commits synced blocks in order; returns how many were new.
+fn apply_sync(chain: &Chain, set: &ValidatorSet, resp: SyncResponse) -> Result<usize, String> {
+    let verifier = Ed25519Crypto::from_seed([0; 32]);
+    let mut applied = 0;
+    for raw in resp.blocks {
+        let (block, cert_bytes) =
+            SyncedBlock::try_from_slice(&raw).map_err(|e| format!("undecodable block: {e}"))?;
+        let height = block.header.height;
+        if height <= chain.head().height {
+            continue; // consensus got there first
+        }
+        let cert = CommitCertificate::try_from_slice(&cert_bytes)
+            .map_err(|e| format!("undecodable certificate: {e}"))?;
+        verify_certificate(
+            &verifier,
+            chain.chain_id(),
+            set,
+            height,
+            block.hash(),
+            &cert,
+        )
+        .map_err(|e| format!("block {height}: {e}"))?;
+        let encoded = borsh::to_vec(&block).expect("borsh into a Vec never fails");
+        let built = match chain.import(&encoded) {
+            Ok(b) => b,
+            // Consensus committed this height meanwhile.
+            Err(_) if chain.head().height >= height => continue,
+            Err(e) => return Err(format!("block {height}: {e}")),
+        };
+        match chain.commit(built, Some(&cert_bytes)) {
+            Ok(_) => applied += 1,
+            Err(_) if chain.head().height >= height => continue,
+            Err(e) => return Err(format!("block {height}: {e}")),
+        }
+    }
+    Ok(applied)
+}
