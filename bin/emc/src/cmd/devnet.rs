@@ -242,6 +242,7 @@ pub fn run(a: DevnetArgs) -> Result<()> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(p.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
     }
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -1,0 +1,194 @@
+//! A real network: four validator processes and a full node on loopback, talking
+//! libp2p. SIGKILL one validator and the rest go on; SIGKILL a second and the chain
+//! halts without forking; restart both and they sync and consensus resumes; a full node
+//! started late syncs to the head; every node reports the same state root.
+
+mod common;
+
+use common::{quantity, wait_until, DevNode};
+use serde_json::json;
+use std::{path::Path, time::Duration};
+
+const N: usize = 4;
+
+struct Net {
+    dir: tempfile::TempDir,
+    genesis: String,
+    base: u16,
+}
+
+impl Net {
+    fn new() -> Net {
+        let dir = tempfile::tempdir().expect("tmp");
+        let base = 20_000 + (std::process::id() % 20_000) as u16;
+        let mut args: Vec<String> = vec![
+            "genesis".into(),
+            "--dev-accounts".into(),
+            "2".into(),
+            "--block-time-ms".into(),
+            "400".into(),
+        ];
+        for i in 0..N {
+            let key = dir.path().join(format!("v{i}.json"));
+            emc_crypto::ConsensusKey::dev(i as u32)
+                .write(&key)
+                .expect("key");
+            let account = format!("0x{:040x}", 0xfee0 + i);
+            args.extend(["--validator".into(), format!("{account}={}", key.display())]);
+        }
+        let genesis = dir.path().join("genesis.json").display().to_string();
+        args.extend(["--out".into(), genesis.clone()]);
+        let out = common::emc().args(&args).output().expect("emc genesis");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Net { dir, genesis, base }
+    }
+
+    fn p2p(&self, i: usize) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.base as usize + i)
+    }
+
+    fn bootnode(&self, i: usize) -> String {
+        let id = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(
+            i as u32,
+        )));
+        format!("{}/p2p/{id}", self.p2p(i))
+    }
+
+    fn start(&self, i: usize, validator: bool) -> DevNode {
+        let data = self.dir.path().join(format!("node{i}"));
+        let key = self.dir.path().join(format!("v{i}.json"));
+        let mut args: Vec<String> = vec![
+            "--genesis".into(),
+            self.genesis.clone(),
+            "--datadir".into(),
+            data.display().to_string(),
+            "--p2p-addr".into(),
+            self.p2p(i),
+        ];
+        if validator {
+            args.extend(["--consensus-key".into(), key.display().to_string()]);
+        }
+        for j in 0..N {
+            if j != i {
+                args.extend(["--bootnode".into(), self.bootnode(j)]);
+            }
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        DevNode::spawn(&refs)
+    }
+}
+
+fn height(n: &DevNode) -> u64 {
+    n.block_number()
+}
+
+fn block(n: &DevNode, h: u64) -> serde_json::Value {
+    n.result("eth_getBlockByNumber", json!([format!("{h:#x}"), false]))
+}
+
+/// No two live nodes disagree on any block they both have.
+fn same_chain(nodes: &[&DevNode]) {
+    let top = nodes.iter().map(|n| height(n)).min().expect("nodes");
+    for h in 1..=top {
+        let hashes: Vec<_> = nodes.iter().map(|n| block(n, h)["hash"].clone()).collect();
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "fork at height {h}: {hashes:?}"
+        );
+    }
+}
+
+#[test]
+fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
+    let net = Net::new();
+    let mut nodes: Vec<Option<DevNode>> = (0..N).map(|i| Some(net.start(i, true))).collect();
+    let live = |nodes: &Vec<Option<DevNode>>| -> Vec<usize> {
+        (0..N).filter(|i| nodes[*i].is_some()).collect()
+    };
+    let min_height = |nodes: &Vec<Option<DevNode>>| {
+        live(nodes)
+            .iter()
+            .map(|i| height(nodes[*i].as_ref().unwrap()))
+            .min()
+            .unwrap()
+    };
+    wait_until(
+        "4 validators make 3 blocks",
+        Duration::from_secs(60),
+        || min_height(&nodes) >= 3,
+    );
+
+    // One of four down: the other three are still a quorum.
+    nodes[3].take().unwrap().kill();
+    let h = min_height(&nodes);
+    wait_until("3 validators go on", Duration::from_secs(60), || {
+        min_height(&nodes) >= h + 3
+    });
+
+    // Two of four down: no quorum, so no progress (at most the block already in flight).
+    nodes[2].take().unwrap().kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = min_height(&nodes);
+    std::thread::sleep(Duration::from_secs(5));
+    let after = live(&nodes)
+        .iter()
+        .map(|i| height(nodes[*i].as_ref().unwrap()))
+        .max()
+        .unwrap();
+    assert!(
+        after <= stalled + 1,
+        "progress without a quorum: {stalled} -> {after}"
+    );
+    same_chain(
+        &live(&nodes)
+            .iter()
+            .map(|i| nodes[*i].as_ref().unwrap())
+            .collect::<Vec<_>>(),
+    );
+
+    // Both return: they sync what they missed and consensus resumes.
+    nodes[2] = Some(net.start(2, true));
+    nodes[3] = Some(net.start(3, true));
+    wait_until("all four resume", Duration::from_secs(120), || {
+        min_height(&nodes) >= after + 3
+    });
+
+    // A full node that joins now syncs to the head by checking certificates.
+    let full = DevNode::spawn(&[
+        "--genesis",
+        &net.genesis,
+        "--datadir",
+        &Path::new(net.dir.path()).join("full").display().to_string(),
+        "--p2p-addr",
+        &net.p2p(N),
+        "--bootnode",
+        &net.bootnode(0),
+        "--bootnode",
+        &net.bootnode(1),
+    ]);
+    let target = min_height(&nodes);
+    wait_until("the full node syncs", Duration::from_secs(60), || {
+        height(&full) >= target
+    });
+
+    let all: Vec<&DevNode> = nodes
+        .iter()
+        .flatten()
+        .chain(std::iter::once(&full))
+        .collect();
+    same_chain(&all);
+    let h = all.iter().map(|n| height(n)).min().unwrap();
+    let roots: Vec<_> = all
+        .iter()
+        .map(|n| block(n, h)["stateRoot"].clone())
+        .collect();
+    assert!(
+        roots.windows(2).all(|w| w[0] == w[1]),
+        "state roots differ at {h}: {roots:?}"
+    );
+    assert!(quantity(&block(&full, h)["number"]) == h);
+}
