@@ -175,6 +175,19 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
         height(&full) >= target
     });
 
+    // A transaction sent to the full node is gossiped to the validators and included.
+    let hash = full.result("eth_sendRawTransaction", json!([transfer()]));
+    wait_until("the transfer's receipt", Duration::from_secs(60), || {
+        !full
+            .result("eth_getTransactionReceipt", json!([hash]))
+            .is_null()
+    });
+    let rc = nodes[0]
+        .as_ref()
+        .unwrap()
+        .result("eth_getTransactionReceipt", json!([hash]));
+    assert_eq!(rc["status"], json!("0x1"), "{rc}");
+
     let all: Vec<&DevNode> = nodes
         .iter()
         .flatten()
@@ -191,4 +204,27 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
         "state roots differ at {h}: {roots:?}"
     );
     assert!(quantity(&block(&full, h)["number"]) == h);
+}
+
+/// A signed transfer from development account 0 on the dev chain id.
+fn transfer() -> String {
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_network::TxSignerSync;
+    let key: alloy_signer_local::PrivateKeySigner = common::KEY0.parse().expect("key");
+    let mut t = TxEip1559 {
+        chain_id: 31337,
+        nonce: 0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: alloy_primitives::TxKind::Call(alloy_primitives::Address::repeat_byte(0x77)),
+        value: alloy_primitives::U256::from(12_345),
+        ..Default::default()
+    };
+    let sig = key.sign_transaction_sync(&mut t).expect("sign");
+    format!(
+        "0x{}",
+        alloy_primitives::hex::encode(TxEnvelope::from(t.into_signed(sig)).encoded_2718())
+    )
 }
