@@ -19,8 +19,11 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
+        Self::with_base(20_000 + (std::process::id() % 10_000) as u16)
+    }
+
+    fn with_base(base: u16) -> Net {
         let dir = tempfile::tempdir().expect("tmp");
-        let base = 20_000 + (std::process::id() % 20_000) as u16;
         let mut args: Vec<String> = vec![
             "genesis".into(),
             "--dev-accounts".into(),
@@ -227,4 +230,69 @@ fn transfer() -> String {
         "0x{}",
         alloy_primitives::hex::encode(TxEnvelope::from(t.into_signed(sig)).encoded_2718())
     )
+}
+
+#[test]
+fn a_peer_sending_garbage_is_banned_and_consensus_carries_on() {
+    let net = Net::with_base(30_000 + (std::process::id() % 10_000) as u16);
+    let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
+    wait_until("blocks", Duration::from_secs(60), || {
+        nodes.iter().all(|n| height(n) >= 2)
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let banned = rt.block_on(async {
+        let mut bad = emc_p2p::start(emc_p2p::P2pConfig {
+            key_seed: [0xbd; 32],
+            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
+            bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
+            chain_id: 31337,
+        })
+        .expect("bad peer");
+        let target: emc_p2p::Peer = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut connected = false;
+        let mut i = 0u32;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                ev = bad.events.recv() => match ev {
+                    Some(emc_p2p::Event::Connected(p)) if p == target => connected = true,
+                    Some(emc_p2p::Event::Disconnected(p)) if p == target && connected => return true,
+                    Some(_) => {}
+                    None => return false,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(50)), if connected => {
+                    i += 1;
+                    // Alternately: bytes that do not decode, and a well-formed PREPARE
+                    // for the next heights whose signature is not the named validator's.
+                    let data = if i % 2 == 0 { format!("garbage {i}").into_bytes() } else { forged_prepare(i) };
+                    let _ = bad.commands.send(emc_p2p::Command::Publish(emc_p2p::Topic::Consensus, data));
+                }
+            }
+        }
+    });
+    assert!(
+        banned,
+        "validator 0 never disconnected the peer sending garbage"
+    );
+    let h = nodes.iter().map(height).min().unwrap();
+    wait_until("consensus carries on", Duration::from_secs(60), || {
+        nodes.iter().all(|n| height(n) >= h + 3)
+    });
+    same_chain(&nodes.iter().collect::<Vec<_>>());
+}
+
+fn forged_prepare(i: u32) -> Vec<u8> {
+    use emc_consensus::{Message, Sig, Signed, ValidatorIndex, Vote};
+    let body = Vote {
+        height: emc_types::Height(1_000 + i as u64),
+        round: emc_types::Round(0),
+        digest: alloy_primitives::B256::repeat_byte(7),
+    };
+    Message::Prepare(Signed {
+        body,
+        signer: ValidatorIndex(1),
+        sig: Sig([i as u8; 64]),
+    })
+    .encode()
 }
