@@ -265,7 +265,7 @@ fn a_peer_sending_garbage_is_banned_and_consensus_carries_on() {
                     i += 1;
                     // Alternately: bytes that do not decode, and a well-formed PREPARE
                     // for the next heights whose signature is not the named validator's.
-                    let data = if i % 2 == 0 { format!("garbage {i}").into_bytes() } else { forged_prepare(i) };
+                    let data = if i.is_multiple_of(2) { format!("garbage {i}").into_bytes() } else { forged_prepare(i) };
                     let _ = bad.commands.send(emc_p2p::Command::Publish(emc_p2p::Topic::Consensus, data));
                 }
             }
