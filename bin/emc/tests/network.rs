@@ -108,7 +108,23 @@ fn same_chain(nodes: &[&DevNode]) {
 #[test]
 fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
     let net = Net::new();
-    let mut nodes: Vec<Option<DevNode>> = (0..N).map(|i| Some(net.start(i, true))).collect();
+    // Validator 0 takes its settings from a node.toml, with metrics on.
+    let metrics_port = net.base as usize + 50;
+    let bootnodes: Vec<String> = (1..N).map(|j| format!("{:?}", net.bootnode(j))).collect();
+    let toml = format!(
+        "genesis = {:?}\nconsensus_key = {:?}\ndatadir = {:?}\np2p_addr = {:?}\nbootnodes = [{}]\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n",
+        net.genesis,
+        net.dir.path().join("v0.json").display().to_string(),
+        net.dir.path().join("node0").display().to_string(),
+        net.p2p(0),
+        bootnodes.join(", ")
+    );
+    let config = net.dir.path().join("node.toml");
+    std::fs::write(&config, toml).expect("write node.toml");
+    let first = DevNode::spawn(&["--config", config.to_str().expect("utf8")]);
+    let mut nodes: Vec<Option<DevNode>> = std::iter::once(Some(first))
+        .chain((1..N).map(|i| Some(net.start(i, true))))
+        .collect();
     let live = |nodes: &Vec<Option<DevNode>>| -> Vec<usize> {
         (0..N).filter(|i| nodes[*i].is_some()).collect()
     };
@@ -124,6 +140,21 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
         Duration::from_secs(60),
         || min_height(&nodes) >= 3,
     );
+    let text = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+    };
+    assert!(value("emc_height") >= 3.0, "{text}");
+    assert!(value("emc_peers") >= 2.0, "{text}");
+    assert!(value("emc_block_interval_seconds_count") >= 2.0, "{text}");
 
     // One of four down: the other three are still a quorum.
     nodes[3].take().unwrap().kill();

@@ -70,6 +70,9 @@ struct Shell {
     /// Blocks built or imported at the current height, by digest, ready to commit.
     ready: Arc<Mutex<HashMap<B256, BuiltBlock>>>,
     last_commit: tokio::time::Instant,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The highest round seen at this height, to count round changes.
+    round_seen: u32,
 }
 
 /// Runs consensus until `stop` turns true. `account` is the validator's fee account.
@@ -80,6 +83,7 @@ pub async fn run(
     gossip: Arc<dyn Gossip>,
     mut inbound: mpsc::Receiver<Message>,
     mut stop: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), crate::NodeError> {
     let set = genesis_set(&chain).map_err(|e| crate::NodeError::Config(e.to_string()))?;
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);
@@ -100,6 +104,8 @@ pub async fn run(
         internal,
         ready: Arc::default(),
         last_commit: tokio::time::Instant::now(),
+        metrics,
+        round_seen: 0,
     };
     let restore = chain
         .store()
@@ -142,6 +148,8 @@ impl Shell {
             restore,
         };
         let outputs = self.core.handle(input);
+        self.round_seen = self.core.round().0;
+        self.metrics.round.set(self.round_seen as i64);
         self.ready.lock().clear();
         // Start never commits, so performing its outputs cannot recurse.
         for o in outputs {
@@ -153,6 +161,14 @@ impl Shell {
 
     async fn handle(&mut self, input: Input) -> Result<(), crate::NodeError> {
         let outputs = self.core.handle(input);
+        let round = self.core.round().0;
+        if round > self.round_seen {
+            self.metrics
+                .round_changes
+                .inc_by((round - self.round_seen) as u64);
+            self.round_seen = round;
+        }
+        self.metrics.round.set(round as i64);
         for o in outputs {
             if let Output::Commit(fin) = o {
                 self.commit(fin).await?;

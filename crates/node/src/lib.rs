@@ -6,6 +6,7 @@
 //! it follows by verifying commit certificates and never signs.
 
 pub mod consensus;
+pub mod metrics;
 pub mod network;
 
 use alloy_primitives::{Address, U256};
@@ -29,6 +30,8 @@ pub struct NodeConfig {
     pub consensus_key: Option<emc_crypto::ConsensusKey>,
     pub rpc: emc_rpc::RpcConfig,
     pub p2p: Option<P2pSettings>,
+    /// Serve Prometheus metrics at `http://<addr>/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +102,7 @@ impl NodeConfig {
             consensus_key: Some(consensus_key),
             rpc: Default::default(),
             p2p: None,
+            metrics_addr: None,
         })
     }
 
@@ -145,6 +149,8 @@ pub struct Node {
     pub rpc_addr: SocketAddr,
     /// This node's network identity, when it joined a network.
     pub peer_id: Option<emc_p2p::Peer>,
+    /// Where `/metrics` is served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     rpc: jsonrpsee::server::ServerHandle,
     consensus: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -163,6 +169,16 @@ impl Node {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
         let set = consensus::genesis_set(&chain).map_err(|e| NodeError::Config(e.to_string()))?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        tokio::spawn(metrics.clone().follow(chain.clone()));
+        let metrics_addr = match cfg.metrics_addr {
+            None => None,
+            Some(a) => Some(
+                metrics::serve(metrics.clone(), a)
+                    .await
+                    .map_err(|e| NodeError::Config(format!("metrics on {a}: {e}")))?,
+            ),
+        };
         let mut peer_id = None;
         let gossip: Arc<dyn consensus::Gossip> = match &cfg.p2p {
             None => Arc::new(consensus::NoPeers),
@@ -186,6 +202,7 @@ impl Node {
                     p2p,
                     inbound_tx.clone(),
                     stopped.clone(),
+                    metrics.clone(),
                 ));
                 gossip
             }
@@ -198,7 +215,8 @@ impl Node {
                 .clone()
                 .unwrap_or_else(emc_crypto::ConsensusKey::random);
             async move {
-                let r = consensus::run(chain, key, cfg.proposer, gossip, inbound, stopped).await;
+                let r = consensus::run(chain, key, cfg.proposer, gossip, inbound, stopped, metrics)
+                    .await;
                 drop(inbound_tx);
                 if let Err(e) = r {
                     tracing::error!(error = %e, "consensus stopped");
@@ -209,6 +227,7 @@ impl Node {
             chain,
             rpc_addr,
             peer_id,
+            metrics_addr,
             rpc,
             consensus,
             stop,

@@ -46,6 +46,7 @@ pub async fn run(
     mut p2p: emc_p2p::P2p,
     consensus: mpsc::Sender<Message>,
     mut stop: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let commands = p2p.commands.clone();
     let verifier = Ed25519Crypto::from_seed([0; 32]);
@@ -107,6 +108,7 @@ pub async fn run(
                         syncing = false;
                         match applied {
                             Ok(Ok(k)) if k > 0 => {
+                                metrics.sync_blocks.inc_by(k as u64);
                                 tracing::info!(%peer, blocks = k, head = %chain.head().height, "synced");
                                 if n as u32 == MAX_SYNC_BLOCKS {
                                     syncing = request_sync(&chain, &peers, &commands);
@@ -123,12 +125,14 @@ pub async fn run(
                     Event::SyncFailed { .. } => syncing = false,
                     Event::Connected(p) => {
                         peers.insert(p);
+                        metrics.peers.set(peers.len() as i64);
                         if !syncing {
                             syncing = request_sync(&chain, &peers, &commands);
                         }
                     }
                     Event::Disconnected(p) => {
                         peers.remove(&p);
+                        metrics.peers.set(peers.len() as i64);
                     }
                 }
             }

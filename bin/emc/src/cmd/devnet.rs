@@ -47,6 +47,7 @@ pub struct DevnetArgs {
 struct Proc {
     name: String,
     rpc: String,
+    metrics: String,
     child: Child,
 }
 
@@ -147,6 +148,8 @@ pub fn run(a: DevnetArgs) -> Result<()> {
             rpc_addr.clone(),
             "--p2p-addr".into(),
             p2p(i),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{}", a.rpc_port as usize + 100 + i),
             "--log".into(),
             "info".into(),
         ];
@@ -163,9 +166,11 @@ pub fn run(a: DevnetArgs) -> Result<()> {
             }
         }
         let child = spawn(&name, &ndir, &args)?;
+        let metrics = format!("http://127.0.0.1:{}", a.rpc_port as usize + 100 + i);
         procs.push(Proc {
             name,
             rpc: format!("http://{rpc_addr}"),
+            metrics,
             child,
         });
     }
@@ -177,10 +182,11 @@ pub fn run(a: DevnetArgs) -> Result<()> {
     println!("Directory: {} (logs in */node.log)", dir.display());
     for p in &procs {
         println!(
-            "{:<12} JSON-RPC {}  WebSocket {}",
+            "{:<12} JSON-RPC {}  WebSocket {}  metrics {}/metrics",
             p.name,
             p.rpc,
-            p.rpc.replacen("http", "ws", 1)
+            p.rpc.replacen("http", "ws", 1),
+            p.metrics
         );
     }
     println!(

@@ -21,9 +21,17 @@ pub struct NodeArgs {
     /// Where the node keeps its database [default: ~/.emc/dev with --dev, ~/.emc/node otherwise].
     #[arg(long, env = "EMC_DATADIR")]
     datadir: Option<PathBuf>,
-    /// JSON-RPC address, HTTP and WebSocket on one port (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8545")]
-    rpc_addr: SocketAddr,
+    /// JSON-RPC address, HTTP and WebSocket on one port (port 0 picks a free one)
+    /// [default: 127.0.0.1:8545].
+    #[arg(long)]
+    rpc_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// A TOML file with any of: genesis, consensus_key, datadir, rpc_addr, p2p_addr,
+    /// bootnodes, metrics_addr, log. Flags given on the command line win.
+    #[arg(long, conflicts_with = "dev")]
+    config: Option<PathBuf>,
     /// Join a network: the libp2p address to listen on, e.g. /ip4/127.0.0.1/tcp/30303.
     #[arg(long, conflicts_with = "dev")]
     p2p_addr: Option<emc_p2p::Addr>,
@@ -33,9 +41,52 @@ pub struct NodeArgs {
     /// Override the block time (milliseconds), --dev only.
     #[arg(long, requires = "dev")]
     block_time_ms: Option<u64>,
-    /// Log filter, as RUST_LOG (for example `info,emc_chain=debug`).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    log: String,
+    /// Log filter, as RUST_LOG (for example `info,emc_chain=debug`) [default: info].
+    #[arg(long, env = "RUST_LOG")]
+    log: Option<String>,
+}
+
+/// `node.toml`: the same settings as the flags.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    genesis: Option<PathBuf>,
+    consensus_key: Option<PathBuf>,
+    datadir: Option<PathBuf>,
+    rpc_addr: Option<SocketAddr>,
+    p2p_addr: Option<emc_p2p::Addr>,
+    #[serde(default)]
+    bootnodes: Vec<emc_p2p::Addr>,
+    metrics_addr: Option<SocketAddr>,
+    log: Option<String>,
+}
+
+impl NodeArgs {
+    /// Fills what the command line left out from `--config`.
+    fn merge_file(mut self) -> Result<Self> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let f: FileConfig = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        self.genesis = self.genesis.or(f.genesis);
+        self.consensus_key = self.consensus_key.or(f.consensus_key);
+        self.datadir = self.datadir.or(f.datadir);
+        self.rpc_addr = self.rpc_addr.or(f.rpc_addr);
+        self.p2p_addr = self.p2p_addr.or(f.p2p_addr);
+        if self.bootnodes.is_empty() {
+            self.bootnodes = f.bootnodes;
+        }
+        self.metrics_addr = self.metrics_addr.or(f.metrics_addr);
+        self.log = self.log.or(f.log);
+        Ok(self)
+    }
+
+    fn rpc(&self) -> SocketAddr {
+        self.rpc_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8545)))
+    }
 }
 
 fn home() -> PathBuf {
@@ -48,8 +99,9 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
     if a.dev {
         let mut cfg = NodeConfig::dev(
             a.datadir.clone().unwrap_or_else(|| home().join(".emc/dev")),
-            a.rpc_addr,
+            a.rpc(),
         )?;
+        cfg.metrics_addr = a.metrics_addr;
         if let Some(ms) = a.block_time_ms {
             cfg.genesis.block_time_ms = ms;
         }
@@ -90,7 +142,8 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
             .datadir
             .clone()
             .unwrap_or_else(|| home().join(".emc/node")),
-        rpc_addr: a.rpc_addr,
+        rpc_addr: a.rpc(),
+        metrics_addr: a.metrics_addr,
         genesis,
         proposer,
         consensus_key,
@@ -103,8 +156,10 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
 }
 
 pub fn run(a: NodeArgs) -> Result<()> {
+    let a = a.merge_file()?;
+    let log = a.log.clone().unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("--log")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&log).context("--log")?)
         .with_writer(std::io::stderr)
         .init();
     let cfg = config(&a)?;
@@ -136,6 +191,9 @@ fn print_banner(cfg: &NodeConfig, node: &Node, dev: bool) -> Result<()> {
     writeln!(out, "Data directory: {}", cfg.datadir.display())?;
     writeln!(out, "JSON-RPC: http://{}", node.rpc_addr)?;
     writeln!(out, "WebSocket: ws://{}", node.rpc_addr)?;
+    if let Some(m) = node.metrics_addr {
+        writeln!(out, "Metrics: http://{m}/metrics")?;
+    }
     if let (Some(p), Some(id)) = (&cfg.p2p, node.peer_id) {
         writeln!(out, "P2P: {}/p2p/{id}", p.listen)?;
     }
