@@ -11,6 +11,12 @@ use std::{path::Path, time::Duration};
 
 const N: usize = 4;
 
+/// Fixed listen ports for test `k`: below Linux's ephemeral range (32768 and up), where
+/// concurrent tests' outgoing connections would take them, and a region per test.
+fn region(k: u16) -> u16 {
+    10_000 + k * 11_000 + (std::process::id() % 1_000) as u16 * 10
+}
+
 struct Net {
     dir: tempfile::TempDir,
     genesis: String,
@@ -19,7 +25,7 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        Self::with_base(20_000 + (std::process::id() % 10_000) as u16)
+        Self::with_base(region(0))
     }
 
     fn with_base(base: u16) -> Net {
@@ -265,7 +271,7 @@ fn transfer() -> String {
 
 #[test]
 fn a_peer_sending_garbage_is_banned_and_consensus_carries_on() {
-    let net = Net::with_base(30_000 + (std::process::id() % 10_000) as u16);
+    let net = Net::with_base(region(1));
     let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
     wait_until("blocks", Duration::from_secs(60), || {
         nodes.iter().all(|n| height(n) >= 2)

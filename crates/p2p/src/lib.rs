@@ -154,7 +154,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
     let tx_topic = gossipsub::IdentTopic::new(format!("emc/{}/tx/1", cfg.chain_id));
     let sync_protocol = StreamProtocol::try_from_owned(format!("/emc/{}/sync/1", cfg.chain_id))
         .map_err(|e| P2pError::Setup(e.to_string()))?;
-    let err = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
+    let err = |e: &dyn std::fmt::Debug| P2pError::Setup(format!("{e:?}"));
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()

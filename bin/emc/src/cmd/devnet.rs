@@ -22,33 +22,33 @@ use std::{
     time::{Duration, Instant},
 };
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct DevnetArgs {
     #[arg(long, default_value_t = 4)]
-    validators: usize,
+    pub(crate) validators: usize,
     #[arg(long, default_value_t = 1)]
-    full_nodes: usize,
+    pub(crate) full_nodes: usize,
     /// Where the network keeps everything.
     #[arg(long, default_value = "emc-devnet")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// JSON-RPC port of the first node; the others follow.
     #[arg(long, default_value_t = 8545)]
-    rpc_port: u16,
+    pub(crate) rpc_port: u16,
     /// libp2p port of the first node; the others follow.
     #[arg(long, default_value_t = 30303)]
-    p2p_port: u16,
+    pub(crate) p2p_port: u16,
     #[arg(long, default_value_t = 1_000)]
-    block_time_ms: u64,
+    pub(crate) block_time_ms: u64,
     /// Delete the directory first and start a new chain.
     #[arg(long)]
-    fresh: bool,
+    pub(crate) fresh: bool,
 }
 
-struct Proc {
-    name: String,
-    rpc: String,
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) rpc: String,
     metrics: String,
-    child: Child,
+    pub(crate) child: Child,
 }
 
 fn validator_accounts(n: usize) -> Result<Vec<alloy_primitives::Address>> {
@@ -59,7 +59,7 @@ fn validator_accounts(n: usize) -> Result<Vec<alloy_primitives::Address>> {
         .collect())
 }
 
-fn genesis(a: &DevnetArgs) -> Result<Genesis> {
+fn genesis(a: &DevnetArgs, extra: &Extra) -> Result<Genesis> {
     let accounts = validator_accounts(a.validators)?;
     let validators: Vec<GenesisValidator> = (0..a.validators)
         .map(|i| GenesisValidator {
@@ -80,8 +80,27 @@ fn genesis(a: &DevnetArgs) -> Result<Genesis> {
             },
         );
     }
+    for addr in &extra.accounts {
+        g.alloc.insert(
+            *addr,
+            GenesisAccount {
+                balance: alloy_primitives::U256::from(emc_node::DEV_BALANCE_WEI),
+                ..Default::default()
+            },
+        );
+    }
+    if let Some(limit) = extra.gas_limit {
+        g.gas_limit = limit;
+    }
     g.validate()?;
     Ok(g)
+}
+
+/// What a benchmark adds to the development genesis.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub accounts: Vec<alloy_primitives::Address>,
+    pub gas_limit: Option<u64>,
 }
 
 fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
@@ -98,6 +117,13 @@ fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
 }
 
 pub fn run(a: DevnetArgs) -> Result<()> {
+    let (dir, g, procs) = launch(&a, &Extra::default())?;
+    monitor(&a, &dir, &g, procs)
+}
+
+/// Writes the genesis and starts every node; returns the directory, the genesis and
+/// the processes.
+pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis, Vec<Proc>)> {
     if a.validators == 0 {
         bail!("--validators must be at least 1");
     }
@@ -107,7 +133,7 @@ pub fn run(a: DevnetArgs) -> Result<()> {
     std::fs::create_dir_all(&a.dir)?;
     let dir = a.dir.canonicalize()?;
     let gpath = dir.join("genesis.json");
-    let g = genesis(&a)?;
+    let g = genesis(a, extra)?;
     match std::fs::read_to_string(&gpath) {
         Ok(existing) if Genesis::from_json(&existing).ok().as_ref() != Some(&g) => {
             bail!(
@@ -175,6 +201,10 @@ pub fn run(a: DevnetArgs) -> Result<()> {
         });
     }
 
+    Ok((dir, g, procs))
+}
+
+fn monitor(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Result<()> {
     println!(
         "EMC devnet: {} validators and {} full nodes, chain id {}, one block every {} ms",
         a.validators, a.full_nodes, g.chain_id, a.block_time_ms
@@ -244,7 +274,14 @@ pub fn run(a: DevnetArgs) -> Result<()> {
         }
     }
     println!("stopping {} nodes", procs.len());
-    for p in &procs {
+    stop_all(&mut procs);
+    println!("stopped; the chain stays in {}", dir.display());
+    Ok(())
+}
+
+/// SIGTERM every node, wait up to 15 s, then SIGKILL what is left.
+pub(crate) fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter() {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(p.child.id().to_string())
@@ -252,13 +289,11 @@ pub fn run(a: DevnetArgs) -> Result<()> {
             .status();
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    for p in &mut procs {
+    for p in procs.iter_mut() {
         while p.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = p.child.kill();
         let _ = p.child.wait();
     }
-    println!("stopped; the chain stays in {}", dir.display());
-    Ok(())
 }

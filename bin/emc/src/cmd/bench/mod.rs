@@ -31,6 +31,7 @@ sol! {
 }
 
 mod consensus;
+mod network;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
@@ -38,6 +39,8 @@ pub enum BenchCmd {
     Chain(ChainBench),
     /// IBFT messages, CPU and finality at n = 4, 16, 64, 100 with ed25519.
     Consensus(consensus::ConsensusBench),
+    /// TPS and latency of validator processes over libp2p, and sync time of a new node.
+    Network(network::NetworkBench),
 }
 
 #[derive(clap::Args)]
@@ -57,6 +60,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
     let a = match c {
         BenchCmd::Chain(a) => a,
         BenchCmd::Consensus(a) => return consensus::run(a),
+        BenchCmd::Network(a) => return network::run(a),
     };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");
