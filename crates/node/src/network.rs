@@ -52,6 +52,8 @@ pub async fn run(
     let verifier = Ed25519Crypto::from_seed([0; 32]);
     let mut peers: HashSet<emc_p2p::Peer> = HashSet::new();
     let mut syncing = false;
+    // Hashes of transactions that came in by gossip (bounded), not to publish again.
+    let mut from_gossip: HashSet<alloy_primitives::B256> = HashSet::new();
     let mut chain_events = chain.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -64,6 +66,10 @@ pub async fn run(
             }
             ev = chain_events.recv() => match ev {
                 Ok(ChainEvent::PendingTx(hash)) => {
+                    // Gossip already carries what arrived by gossip; publish only the rest.
+                    if from_gossip.remove(&hash) {
+                        continue;
+                    }
                     if let Some(tx) = chain.pool_tx(&hash) {
                         let _ = commands.send(Command::Publish(Topic::Transactions, tx.raw.to_vec()));
                     }
@@ -85,6 +91,10 @@ pub async fn run(
                         }
                     }
                     Event::Gossip { topic: Topic::Transactions, from, id, data } => {
+                        if from_gossip.len() > 100_000 {
+                            from_gossip.clear();
+                        }
+                        from_gossip.insert(alloy_primitives::keccak256(&data));
                         let c = chain.clone();
                         let verdict = match tokio::task::spawn_blocking(move || c.submit(&data)).await {
                             Ok(Ok(_)) => MessageAcceptance::Accept,

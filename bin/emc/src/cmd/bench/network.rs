@@ -199,11 +199,15 @@ fn throughput(
                     let Some((hash, raw)) = txs.get(n) else {
                         continue;
                     };
+                    let mut tries = 0;
                     loop {
                         match rpc(&url, &agent, "eth_sendRawTransaction", json!([raw])) {
                             Ok(_) => break,
-                            Err(e) if e.to_string().contains("full") => {
-                                std::thread::sleep(Duration::from_millis(50))
+                            Err(e) if e.to_string().contains("already known") => break,
+                            // A full pool or a node too busy to answer in time: try again.
+                            Err(_) if tries < 200 => {
+                                tries += 1;
+                                std::thread::sleep(Duration::from_millis(50));
                             }
                             Err(e) => return Err(e),
                         }
@@ -223,6 +227,12 @@ fn throughput(
     let mut blocks = 0;
     let deadline = Instant::now() + Duration::from_secs(600);
     while included.len() < total {
+        // A client that gave up fails the run now rather than after the deadline.
+        if let Some(pos) = clients.iter().position(|c| c.is_finished()) {
+            let c = clients.swap_remove(pos);
+            c.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        }
         if Instant::now() > deadline {
             bail!(
                 "only {} of {total} transactions were included in 10 minutes",
