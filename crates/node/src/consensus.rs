@@ -36,10 +36,11 @@ impl Gossip for NoPeers {
 }
 
 /// The validator set the genesis names, in proposer order.
-pub fn genesis_set(chain: &Chain) -> Result<ValidatorSet, emc_consensus::validators::SetError> {
+pub fn genesis_set(
+    genesis: &emc_types::Genesis,
+) -> Result<ValidatorSet, emc_consensus::validators::SetError> {
     ValidatorSet::new(
-        chain
-            .genesis()
+        genesis
             .validators
             .iter()
             .map(|v| Validator {
@@ -85,7 +86,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), crate::NodeError> {
-    let set = genesis_set(&chain).map_err(|e| crate::NodeError::Config(e.to_string()))?;
+    let set = genesis_set(chain.genesis()).map_err(|e| crate::NodeError::Config(e.to_string()))?;
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);
     let cfg = Config {
         chain_id: chain.chain_id(),

@@ -168,7 +168,8 @@ impl Node {
         let (rpc, rpc_addr) = emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
-        let set = consensus::genesis_set(&chain).map_err(|e| NodeError::Config(e.to_string()))?;
+        let set = consensus::genesis_set(chain.genesis())
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let metrics = Arc::new(metrics::Metrics::default());
         tokio::spawn(metrics.clone().follow(chain.clone()));
         let metrics_addr = match cfg.metrics_addr {

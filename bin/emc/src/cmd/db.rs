@@ -49,21 +49,10 @@ pub fn run(c: DbCmd) -> Result<()> {
 /// following node does; returns how many blocks carry one.
 fn verify_certificates(store: &emc_storage::Store, head: emc_types::Height) -> Result<u64> {
     use borsh::BorshDeserialize;
-    use emc_consensus::{
-        verify_certificate, CommitCertificate, Validator, ValidatorKey, ValidatorSet,
-    };
+    use emc_consensus::{verify_certificate, CommitCertificate};
     let genesis = store.genesis_json()?.context("no genesis stored")?;
     let genesis = emc_types::Genesis::from_json(&genesis)?;
-    let set = ValidatorSet::new(
-        genesis
-            .validators
-            .iter()
-            .map(|v| Validator {
-                key: ValidatorKey(v.consensus_key.0),
-                power: v.power,
-            })
-            .collect(),
-    )?;
+    let set = emc_node::consensus::genesis_set(&genesis)?;
     // Verification needs no secret; any key will do as the verifier.
     let verifier = emc_consensus::Ed25519Crypto::from_seed([0; 32]);
     let mut certified = 0;
