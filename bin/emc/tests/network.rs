@@ -14,7 +14,8 @@ const N: usize = 4;
 /// Fixed listen ports for test `k`: below Linux's ephemeral range (32768 and up), where
 /// concurrent tests' outgoing connections would take them, and a region per test.
 fn region(k: u16) -> u16 {
-    10_000 + k * 11_000 + (std::process::id() % 1_000) as u16 * 10
+    // Three regions of 7,100 ports from 10,000: the last ends below 31,300.
+    10_000 + k * 7_100 + (std::process::id() % 700) as u16 * 10
 }
 
 struct Net {
@@ -332,4 +333,84 @@ fn forged_prepare(i: u32) -> Vec<u8> {
         sig: Sig([i as u8; 64]),
     })
     .encode()
+}
+
+#[test]
+fn a_light_client_checks_state_proofs_from_a_peer() {
+    let net = Net::with_base(region(2));
+    let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
+    wait_until("blocks", Duration::from_secs(60), || {
+        nodes.iter().all(|n| height(n) >= 2)
+    });
+    let h = height(&nodes[1]);
+    // The light client trusts only a certified header's state root (read here over RPC).
+    let root: alloy_primitives::B256 = block(&nodes[1], h)["stateRoot"]
+        .as_str()
+        .expect("root")
+        .parse()
+        .expect("hex");
+    let who: alloy_primitives::Address = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        .parse()
+        .expect("addr");
+    let key = emc_storage::StateKey::Account(who);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let response = rt.block_on(async {
+        let mut light = emc_p2p::start(emc_p2p::P2pConfig {
+            key_seed: [0x11; 32],
+            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
+            bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
+            chain_id: 31337,
+        })
+        .expect("light client");
+        let target = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)));
+        let request = emc_p2p::StateRequest {
+            height: h,
+            key: serde_bytes::ByteBuf::from(borsh::to_vec(&key).expect("key")),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, light.events.recv())
+                .await
+                .expect("a state response in time");
+            match ev {
+                Some(emc_p2p::Event::Connected(p)) if p == target => {
+                    let _ = light.commands.send(emc_p2p::Command::RequestState {
+                        peer: p,
+                        request: request.clone(),
+                    });
+                }
+                Some(emc_p2p::Event::StateResponse { response, .. }) => return response,
+                Some(_) => {}
+                None => panic!("light client stopped"),
+            }
+        }
+    });
+    assert!(response.found);
+    let value = response.value.as_ref().map(|v| v.as_slice());
+    assert!(
+        emc_storage::verify_state_proof(root, &key, value, &response.proof),
+        "proof does not verify"
+    );
+    let acct: emc_storage::AccountState =
+        borsh::from_slice(value.expect("funded account")).expect("account");
+    let rpc_balance = nodes[1].result(
+        "eth_getBalance",
+        serde_json::json!([who, format!("{h:#x}")]),
+    );
+    assert_eq!(
+        format!("{:#x}", acct.balance),
+        rpc_balance.as_str().expect("hex")
+    );
+    // A peer lying about the balance is caught.
+    let lie = borsh::to_vec(&emc_storage::AccountState {
+        balance: acct.balance + alloy_primitives::U256::from(1),
+        ..acct
+    })
+    .expect("encode");
+    assert!(!emc_storage::verify_state_proof(
+        root,
+        &key,
+        Some(&lie),
+        &response.proof
+    ));
 }

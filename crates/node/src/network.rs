@@ -6,6 +6,9 @@
 //!   which gets a persistent offender banned.
 //! * Transaction gossip goes through `Chain::submit` (the same checks as JSON-RPC);
 //!   transactions this node accepts, from RPC or gossip, are published.
+//! * State queries: one key at one height, answered with a Merkle proof against that
+//!   height's state root, so a light client that trusts only certified headers can
+//!   check a balance or a storage slot.
 //! * Block sync: on connecting and every two seconds, the node asks a peer for the
 //!   blocks after its head. Each block is accepted only if its commit certificate
 //!   verifies against the validator set and it re-executes to the same header; then it
@@ -133,6 +136,13 @@ pub async fn run(
                         }
                     }
                     Event::SyncFailed { .. } => syncing = false,
+                    Event::StateRequest { request, channel, .. } => {
+                        let c = chain.clone();
+                        let response = tokio::task::spawn_blocking(move || serve_state(&c, request)).await.unwrap_or_default();
+                        let _ = commands.send(Command::RespondState(channel, response));
+                    }
+                    // This node asks for no state; a light client does.
+                    Event::StateResponse { .. } => {}
                     Event::Connected(p) => {
                         peers.insert(p);
                         metrics.peers.set(peers.len() as i64);
@@ -187,6 +197,24 @@ fn request_sync(
             request,
         })
         .is_ok()
+}
+
+/// One state key at one height with its proof against that height's state root.
+fn serve_state(chain: &Chain, req: emc_p2p::StateRequest) -> emc_p2p::StateResponse {
+    let Ok(key) = emc_storage::StateKey::try_from_slice(&req.key) else {
+        return Default::default();
+    };
+    let Ok(snapshot) = chain.state_at(Height(req.height)) else {
+        return Default::default();
+    };
+    match snapshot.prove(&key) {
+        Ok((value, proof)) => emc_p2p::StateResponse {
+            found: true,
+            value: value.map(serde_bytes::ByteBuf::from),
+            proof: serde_bytes::ByteBuf::from(proof),
+        },
+        Err(_) => Default::default(),
+    }
 }
 
 fn serve_sync(chain: &Chain, req: SyncRequest) -> SyncResponse {

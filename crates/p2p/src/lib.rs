@@ -13,6 +13,8 @@
 //!   many peers is delivered once.
 //! * Sync: request-response `/emc/sync/1`, blocks by height range, each with its commit
 //!   certificate (opaque bytes to this crate; the node verifies them).
+//! * State queries: request-response `/emc/state/1`, one state key at one height, with
+//!   a Merkle proof against that height's state root, for light clients.
 //!
 //! Every size from the network is bounded before it is allocated: gossip messages by
 //! `max_transmit_size`, sync requests and responses by the codec's limits, the number
@@ -68,6 +70,25 @@ pub struct SyncResponse {
     pub blocks: Vec<serde_bytes::ByteBuf>,
 }
 
+/// Ask a peer for one piece of state at a height, with its proof.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateRequest {
+    pub height: u64,
+    /// The node's encoding of the state key (small: at most [`MAX_STATE_KEY`] bytes).
+    pub key: serde_bytes::ByteBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateResponse {
+    /// False when the peer does not have that height.
+    pub found: bool,
+    pub value: Option<serde_bytes::ByteBuf>,
+    /// A proof against the state root of that height (opaque to this crate).
+    pub proof: serde_bytes::ByteBuf,
+}
+
+pub const MAX_STATE_KEY: usize = 128;
+
 #[derive(Debug)]
 pub enum Event {
     Gossip {
@@ -88,6 +109,15 @@ pub enum Event {
     SyncFailed {
         peer: PeerId,
     },
+    StateRequest {
+        peer: PeerId,
+        request: StateRequest,
+        channel: ResponseChannel<StateResponse>,
+    },
+    StateResponse {
+        peer: PeerId,
+        response: StateResponse,
+    },
     Connected(PeerId),
     Disconnected(PeerId),
 }
@@ -100,6 +130,11 @@ pub enum Command {
         request: SyncRequest,
     },
     Respond(ResponseChannel<SyncResponse>, SyncResponse),
+    RequestState {
+        peer: PeerId,
+        request: StateRequest,
+    },
+    RespondState(ResponseChannel<StateResponse>, StateResponse),
     /// The node caught this peer sending something invalid.
     Penalize(PeerId),
     Dial(Multiaddr),
@@ -134,6 +169,7 @@ fn keypair(seed: [u8; 32]) -> identity::Keypair {
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    state: request_response::cbor::Behaviour<StateRequest, StateResponse>,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
 }
@@ -153,6 +189,8 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
     let consensus_topic = gossipsub::IdentTopic::new(format!("emc/{}/consensus/1", cfg.chain_id));
     let tx_topic = gossipsub::IdentTopic::new(format!("emc/{}/tx/1", cfg.chain_id));
     let sync_protocol = StreamProtocol::try_from_owned(format!("/emc/{}/sync/1", cfg.chain_id))
+        .map_err(|e| P2pError::Setup(e.to_string()))?;
+    let state_protocol = StreamProtocol::try_from_owned(format!("/emc/{}/state/1", cfg.chain_id))
         .map_err(|e| P2pError::Setup(e.to_string()))?;
     let err = |e: &dyn std::fmt::Debug| P2pError::Setup(format!("{e:?}"));
 
@@ -192,6 +230,13 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
                 [(sync_protocol, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
             );
+            let state = request_response::cbor::Behaviour::with_codec(
+                request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(512)
+                    .set_response_size_maximum(64 * 1024),
+                [(state_protocol, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
             let identify =
                 identify::Behaviour::new(identify::Config::new("/emc/1".into(), key.public()));
             let mut kad_cfg = kad::Config::new(StreamProtocol::new("/emc/kad/1"));
@@ -204,6 +249,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 gossipsub,
                 sync,
+                state,
                 identify,
                 kad,
             })
@@ -320,6 +366,12 @@ fn command(
         }
         Command::Respond(channel, response) => {
             let _ = b.sync.send_response(channel, response);
+        }
+        Command::RequestState { peer, request } => {
+            b.state.send_request(&peer, request);
+        }
+        Command::RespondState(channel, response) => {
+            let _ = b.state.send_response(channel, response);
         }
         Command::Penalize(peer) => {
             let n = strikes.entry(peer).or_default();
@@ -453,6 +505,28 @@ async fn swarm_event(
             peer,
             ..
         })) => Some(Event::SyncFailed { peer }),
+        SwarmEvent::Behaviour(BehaviourEvent::State(request_response::Event::Message {
+            peer,
+            message,
+            ..
+        })) => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                if request.key.len() > MAX_STATE_KEY {
+                    None
+                } else {
+                    Some(Event::StateRequest {
+                        peer,
+                        request,
+                        channel,
+                    })
+                }
+            }
+            request_response::Message::Response { response, .. } => {
+                Some(Event::StateResponse { peer, response })
+            }
+        },
         _ => None,
     };
     match out {

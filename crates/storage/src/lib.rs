@@ -21,7 +21,8 @@ mod verify;
 
 pub use blocks::{LogFilter, StoredTx};
 pub use state::{
-    AccountState, PreparedState, StateChanges, StateKey, StateSnapshot, EMPTY_CODE_HASH,
+    verify_state_proof, AccountState, PreparedState, StateChanges, StateKey, StateSnapshot,
+    EMPTY_CODE_HASH,
 };
 pub use verify::VerifyReport;
 
@@ -201,5 +202,90 @@ mod tests {
             s.consensus_wal().expect("read").as_deref(),
             Some(&b"second"[..])
         );
+    }
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use alloy_primitives::{Address, U256};
+
+    #[test]
+    fn state_proofs_verify_against_the_root_and_catch_lies() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("chain.redb")).expect("open");
+        let mut changes = StateChanges::default();
+        let acct = AccountState {
+            nonce: 3,
+            balance: U256::from(99),
+            code_hash: EMPTY_CODE_HASH,
+        };
+        changes
+            .accounts
+            .insert(Address::repeat_byte(1), Some(acct.clone()));
+        changes
+            .accounts
+            .insert(Address::repeat_byte(2), Some(AccountState::default()));
+        let prepared = store
+            .state_at(emc_types::Height(0))
+            .expect("snap")
+            .prepare(&changes, 0)
+            .expect("prepare");
+        let root = prepared.root;
+        let block = emc_types::Block {
+            header: emc_types::Header {
+                parent_hash: Default::default(),
+                height: emc_types::Height(0),
+                timestamp: 0,
+                proposer: Address::ZERO,
+                state_root: root,
+                transactions_root: Default::default(),
+                receipts_root: Default::default(),
+                logs_bloom: Default::default(),
+                validator_set_hash: Default::default(),
+                gas_used: 0,
+                gas_limit: 1,
+                base_fee: 0,
+                extra_data: Default::default(),
+            },
+            transactions: vec![],
+        };
+        store
+            .commit_block(&block, &[], &[], &prepared, None, None)
+            .expect("commit");
+        let snap = store.state_at(emc_types::Height(0)).expect("snap");
+        let key = StateKey::Account(Address::repeat_byte(1));
+        let (value, proof) = snap.prove(&key).expect("prove");
+        assert_eq!(
+            value.as_deref(),
+            Some(&borsh::to_vec(&acct).expect("enc")[..])
+        );
+        assert!(verify_state_proof(root, &key, value.as_deref(), &proof));
+        // A lie about the value, the key or the root fails.
+        let fake = borsh::to_vec(&AccountState {
+            balance: U256::from(1_000_000),
+            ..acct
+        })
+        .expect("enc");
+        assert!(!verify_state_proof(root, &key, Some(&fake), &proof));
+        assert!(!verify_state_proof(
+            root,
+            &StateKey::Account(Address::repeat_byte(2)),
+            value.as_deref(),
+            &proof
+        ));
+        assert!(!verify_state_proof(
+            alloy_primitives::B256::repeat_byte(9),
+            &key,
+            value.as_deref(),
+            &proof
+        ));
+        // Absence is provable too.
+        let missing = StateKey::Account(Address::repeat_byte(7));
+        let (none, proof) = snap.prove(&missing).expect("prove");
+        assert!(none.is_none());
+        assert!(verify_state_proof(root, &missing, None, &proof));
+        assert!(!verify_state_proof(root, &missing, Some(b"x"), &proof));
+        assert!(!verify_state_proof(root, &key, None, b"garbage"));
     }
 }

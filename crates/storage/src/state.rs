@@ -33,7 +33,7 @@ impl AccountState {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
 pub enum StateKey {
     Account(Address),
     Storage(Address, U256),
@@ -141,6 +141,17 @@ impl StateSnapshot {
         }
     }
 
+    /// The value under `key` at this snapshot's height (borsh [`AccountState`] for an
+    /// account, a 32-byte word for a slot) with a borsh-encoded sparse Merkle proof
+    /// against the state root of that height: what a light client needs.
+    pub fn prove(&self, key: &StateKey) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
+        let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
+        let (value, proof) = tree
+            .get_with_proof(key.hash(), self.version)
+            .map_err(|e| StorageError::Tree(e.to_string()))?;
+        Ok((value, borsh::to_vec(&proof).map_err(corrupt)?))
+    }
+
     /// The root of the tree at this snapshot's version.
     pub fn root(&self) -> Result<B256> {
         let tree = JellyfishMerkleTree::<_, Sha256>::new(self);
@@ -246,4 +257,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Checks a state proof from an untrusted peer against a trusted state root (one from a
+/// certified header): `value` must be what the tree holds under `key`, or `None` and
+/// the proof one of absence.
+pub fn verify_state_proof(root: B256, key: &StateKey, value: Option<&[u8]>, proof: &[u8]) -> bool {
+    let Ok(p) = jmt::proof::SparseMerkleProof::<Sha256>::try_from_slice(proof) else {
+        return false;
+    };
+    p.verify(jmt::RootHash(root.0), key.hash(), value).is_ok()
 }
