@@ -193,6 +193,7 @@ impl Node {
                     listen: p.listen.clone(),
                     bootnodes: p.bootnodes.clone(),
                     chain_id: chain.chain_id(),
+                    max_message_bytes: None,
                 })
                 .map_err(|e| NodeError::Config(e.to_string()))?;
                 peer_id = Some(p2p.peer_id);

@@ -154,6 +154,8 @@ pub struct P2pConfig {
     pub bootnodes: Vec<Multiaddr>,
     /// Separates networks: topics and the sync protocol name carry it.
     pub chain_id: u64,
+    /// Largest gossip message sent or accepted ([`MAX_GOSSIP_BYTES`] unless set).
+    pub max_message_bytes: Option<usize>,
 }
 
 /// The peer id a key seed gives, so a devnet can name its bootnodes in advance.
@@ -193,6 +195,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
     let state_protocol = StreamProtocol::try_from_owned(format!("/emc/{}/state/1", cfg.chain_id))
         .map_err(|e| P2pError::Setup(e.to_string()))?;
     let err = |e: &dyn std::fmt::Debug| P2pError::Setup(format!("{e:?}"));
+    let max_message = cfg.max_message_bytes.unwrap_or(MAX_GOSSIP_BYTES);
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -206,7 +209,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
             let gcfg = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
-                .max_transmit_size(MAX_GOSSIP_BYTES)
+                .max_transmit_size(max_message)
                 .message_id_fn(|m: &gossipsub::Message| {
                     gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
                 })
