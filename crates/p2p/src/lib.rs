@@ -5,9 +5,7 @@
 //! * Discovery: identify tells each side the other's listen addresses; kademlia keeps a
 //!   routing table seeded from the bootnodes and walks it every few seconds; the node
 //!   dials what it learns until it has enough peers.
-//! * Gossip: gossipsub topics for consensus messages and transactions. A message over
-//!   the protocol limit (9 MiB) bans its sender at once; the codec drops frames over
-//!   twice that before decoding them, so no more is ever allocated. Messages are held
+//! * Gossip: gossipsub topics for consensus messages and transactions. Messages are held
 //!   until the node has validated them ([`Command::Validate`]): only valid ones are
 //!   forwarded; invalid ones lower the sender's gossipsub score, and a peer the node
 //!   reports too often ([`Command::Penalize`]) is disconnected and refused from then on.
@@ -211,7 +209,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
             let gcfg = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
-                .max_transmit_size(max_message.saturating_mul(2))
+                .max_transmit_size(max_message)
                 .message_id_fn(|m: &gossipsub::Message| {
                     gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
                 })
@@ -289,7 +287,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
         consensus: consensus_topic,
         tx: tx_topic,
     };
-    tokio::spawn(run(swarm, topics, cmd_rx, ev_tx, listen_tx, max_message));
+    tokio::spawn(run(swarm, topics, cmd_rx, ev_tx, listen_tx));
     Ok(P2p {
         peer_id,
         commands: cmd_tx,
@@ -321,7 +319,6 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<Event>,
     listening: tokio::sync::watch::Sender<Vec<Multiaddr>>,
-    max_message: usize,
 ) {
     let mut walk = tokio::time::interval(Duration::from_secs(5));
     let mut strikes: HashMap<PeerId, u32> = HashMap::new();
@@ -338,7 +335,7 @@ async fn run(
                 command(&mut swarm, &topics, cmd, &mut strikes, &mut banned);
             }
             ev = swarm.select_next_some() => {
-                if !swarm_event(&mut swarm, &topics, ev, &events, &mut banned, &listening, max_message).await {
+                if !swarm_event(&mut swarm, &topics, ev, &events, &banned, &listening).await {
                     return;
                 }
             }
@@ -399,9 +396,8 @@ async fn swarm_event(
     topics: &Topics,
     ev: SwarmEvent<BehaviourEvent>,
     events: &mpsc::Sender<Event>,
-    banned: &mut HashSet<PeerId>,
+    banned: &HashSet<PeerId>,
     listening: &tokio::sync::watch::Sender<Vec<Multiaddr>>,
-    max_message: usize,
 ) -> bool {
     let out = match ev {
         SwarmEvent::NewListenAddr { address, .. } => {
@@ -437,21 +433,6 @@ async fn swarm_event(
             message_id,
             message,
         })) => match topics.of(&message.topic) {
-            // Within the codec's hard cap (twice the limit) but over the protocol's:
-            // only the sender can have made it (honest nodes never forward one).
-            Some(_) if message.data.len() > max_message => {
-                tracing::warn!(peer = %propagation_source, bytes = message.data.len(), "banning a peer that sent an oversized message");
-                let g = &mut swarm.behaviour_mut().gossipsub;
-                g.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    MessageAcceptance::Reject,
-                );
-                g.blacklist_peer(&propagation_source);
-                banned.insert(propagation_source);
-                let _ = swarm.disconnect_peer_id(propagation_source);
-                None
-            }
             Some(topic) => Some(Event::Gossip {
                 topic,
                 from: propagation_source,
