@@ -345,7 +345,13 @@ fn send_raw_transaction(c: &Ctx, p: Params<'_>) -> R {
 
 fn get_transaction_by_hash(c: &Ctx, p: Params<'_>) -> R {
     let hash: B256 = p.one()?;
-    if let Some(t) = c.chain.store().transaction(hash).map_err(internal)? {
+    if let Some(t) = c
+        .chain
+        .store()
+        .transaction(hash)
+        .map_err(internal)?
+        .filter(|t| t.height <= c.chain.head().height)
+    {
         let env = json::decode_stored(&t.raw)
             .ok_or_else(|| internal("stored transaction does not decode"))?;
         return Ok(json::tx_json(
@@ -365,6 +371,11 @@ fn get_transaction_receipt(c: &Ctx, p: Params<'_>) -> R {
     let Some((rc, header)) = c.chain.store().receipt(hash).map_err(internal)? else {
         return Ok(Value::Null);
     };
+    // A block becomes visible only once the head names it, so every answer agrees
+    // with "latest" (the store commits a block just before the head moves to it).
+    if header.height > c.chain.head().height {
+        return Ok(Value::Null);
+    }
     let receipts = c
         .chain
         .store()
@@ -382,6 +393,9 @@ fn get_transaction_receipt(c: &Ctx, p: Params<'_>) -> R {
 // ---- blocks and logs -------------------------------------------------------------
 
 fn block_at(c: &Ctx, h: Height, full: bool) -> R {
+    if h > c.chain.head().height {
+        return Ok(Value::Null);
+    }
     Ok(match c.chain.store().block(h).map_err(internal)? {
         Some((block, senders)) => json::block_json(&block, &senders, full),
         None => Value::Null,
