@@ -15,7 +15,9 @@ const WS = process.env.EMC_WS_URL || RPC.replace(/^http/, "ws");
 const KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const KEY1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
-const provider = new ethers.JsonRpcProvider(RPC, undefined, { polling: true, pollingInterval: 200 });
+// cacheTimeout -1: ethers otherwise reuses an identical request's answer for 250 ms, and on a
+// fast chain two sends in a row would then both pick the same "pending" nonce.
+const provider = new ethers.JsonRpcProvider(RPC, undefined, { polling: true, pollingInterval: 200, cacheTimeout: -1 });
 const ws = new ethers.WebSocketProvider(WS);
 const alice = new ethers.Wallet(KEY0, provider);
 const bob = new ethers.Wallet(KEY1, provider);
