@@ -343,15 +343,8 @@ fn a_light_client_checks_state_proofs_from_a_peer() {
     let key = emc_storage::StateKey::Account(who);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let response = rt.block_on(async {
-        let mut light = emc_p2p::start(emc_p2p::P2pConfig {
-            key_seed: [0x11; 32],
-            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
-            bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
-            chain_id: 31337,
-            max_message_bytes: None,
-        })
-        .expect("light client");
-        let target = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)));
+        let mut light = test_peer(&net, 0x11, None);
+        let target = validator0();
         let request = emc_p2p::StateRequest {
             height: h,
             key: serde_bytes::ByteBuf::from(borsh::to_vec(&key).expect("key")),
@@ -415,15 +408,8 @@ fn flood(
 ) -> bool {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mut bad = emc_p2p::start(emc_p2p::P2pConfig {
-            key_seed: [seed; 32],
-            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
-            bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
-            chain_id: 31337,
-            max_message_bytes: max,
-        })
-        .expect("bad peer");
-        let target = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)));
+        let mut bad = test_peer(net, seed, max);
+        let target = validator0();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let mut connected = false;
         let mut i = 0u32;
@@ -443,4 +429,20 @@ fn flood(
             }
         }
     })
+}
+
+/// A libp2p peer run by the test itself, bootstrapping from validator 0.
+fn test_peer(net: &Net, seed: u8, max_message_bytes: Option<usize>) -> emc_p2p::P2p {
+    emc_p2p::start(emc_p2p::P2pConfig {
+        key_seed: [seed; 32],
+        listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
+        bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
+        chain_id: 31337,
+        max_message_bytes,
+    })
+    .expect("test peer")
+}
+
+fn validator0() -> emc_p2p::Peer {
+    emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
 }
