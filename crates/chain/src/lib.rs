@@ -20,7 +20,7 @@ mod genesis;
 use alloy_eips::eip1559::BaseFeeParams;
 use alloy_primitives::{keccak256, Address, B256};
 use emc_execution::{BlockContext, CallOutcome, CallRequest, ExecError, Executor};
-use emc_mempool::{AccountInfo, Inserted, Pool, PoolConfig, PoolError};
+use emc_mempool::{AccountInfo, Pool, PoolConfig, PoolError};
 use emc_storage::{PreparedState, StateSnapshot, StorageError, Store};
 use emc_types::{
     block::{logs_bloom, receipts_root, transactions_root},
@@ -209,13 +209,8 @@ impl Chain {
             nonce: a.nonce,
             balance: a.balance,
         });
-        let inserted = self.pool.lock().insert(tx, info, base_fee)?;
-        if matches!(
-            inserted,
-            Inserted::Pending | Inserted::Queued | Inserted::Replaced { .. }
-        ) {
-            let _ = self.events.send(ChainEvent::PendingTx(hash));
-        }
+        self.pool.lock().insert(tx, info, base_fee)?;
+        let _ = self.events.send(ChainEvent::PendingTx(hash));
         Ok(hash)
     }
 
