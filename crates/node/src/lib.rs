@@ -61,6 +61,20 @@ pub fn p2p_seed_of(key: &emc_crypto::ConsensusKey) -> [u8; 32] {
     sha2::Sha256::digest([b"emc p2p identity".as_slice(), &key.seed()].concat()).into()
 }
 
+/// The first `n` development validators: validator `i` earns into development account
+/// `DEV_ACCOUNTS + i` (unfunded, so its tips stand apart from users' balances) and signs
+/// with development consensus key `i`; power 1 each.
+pub fn dev_validators(n: u32) -> Result<Vec<emc_types::GenesisValidator>, NodeError> {
+    let accounts = emc_crypto::dev_accounts(DEV_ACCOUNTS + n)?;
+    Ok((0..n)
+        .map(|i| emc_types::GenesisValidator {
+            address: accounts[(DEV_ACCOUNTS + i) as usize].address(),
+            consensus_key: emc_crypto::ConsensusKey::dev(i).public(),
+            power: 1,
+        })
+        .collect())
+}
+
 /// A full node's network identity, kept in its data directory.
 fn p2p_seed_in(datadir: &std::path::Path) -> Result<[u8; 32], NodeError> {
     let path = datadir.join("p2p.key");
@@ -81,18 +95,13 @@ impl NodeConfig {
     /// (development account index 10, unfunded, so tips are visible apart from users',
     /// with development consensus key 0).
     pub fn dev(datadir: PathBuf, rpc_addr: SocketAddr) -> Result<Self, NodeError> {
-        let keys = emc_crypto::dev_accounts(DEV_ACCOUNTS + 1)?;
-        let accounts: Vec<Address> = keys[..DEV_ACCOUNTS as usize]
+        let accounts: Vec<Address> = emc_crypto::dev_accounts(DEV_ACCOUNTS)?
             .iter()
             .map(|k| k.address())
             .collect();
-        let proposer = keys[DEV_ACCOUNTS as usize].address();
+        let validator = dev_validators(1)?.remove(0);
+        let proposer = validator.address;
         let consensus_key = emc_crypto::ConsensusKey::dev(0);
-        let validator = emc_types::GenesisValidator {
-            address: proposer,
-            consensus_key: consensus_key.public(),
-            power: 1,
-        };
         let genesis = Genesis::dev(validator, &accounts, U256::from(DEV_BALANCE_WEI));
         Ok(Self {
             datadir,

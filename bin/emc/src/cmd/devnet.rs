@@ -10,7 +10,7 @@
 
 use crate::client::Rpc;
 use anyhow::{bail, Context, Result};
-use emc_types::{Genesis, GenesisAccount, GenesisValidator};
+use emc_types::{Genesis, GenesisAccount};
 use serde_json::json;
 use std::{
     path::{Path, PathBuf},
@@ -51,23 +51,8 @@ pub(crate) struct Proc {
     pub(crate) child: Child,
 }
 
-fn validator_accounts(n: usize) -> Result<Vec<alloy_primitives::Address>> {
-    let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + n as u32)?;
-    Ok(keys[emc_node::DEV_ACCOUNTS as usize..]
-        .iter()
-        .map(|k| k.address())
-        .collect())
-}
-
 fn genesis(a: &DevnetArgs, extra: &Extra) -> Result<Genesis> {
-    let accounts = validator_accounts(a.validators)?;
-    let validators: Vec<GenesisValidator> = (0..a.validators)
-        .map(|i| GenesisValidator {
-            address: accounts[i],
-            consensus_key: emc_crypto::ConsensusKey::dev(i as u32).public(),
-            power: 1,
-        })
-        .collect();
+    let validators = emc_node::dev_validators(a.validators as u32)?;
     let mut g = Genesis::dev(validators[0].clone(), &[], alloy_primitives::U256::ZERO);
     g.validators = validators;
     g.block_time_ms = a.block_time_ms;

@@ -65,12 +65,7 @@ fn parse_alloc(s: &str) -> Result<(Address, U256), String> {
 
 pub fn run(a: GenesisArgs) -> Result<()> {
     let validators = if a.validators.is_empty() {
-        let dev = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + 1)?;
-        vec![GenesisValidator {
-            address: dev[emc_node::DEV_ACCOUNTS as usize].address(),
-            consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
-            power: 1,
-        }]
+        emc_node::dev_validators(1)?
     } else {
         a.validators
     };
