@@ -49,6 +49,14 @@ pub struct Core {
     crypto: Box<dyn Crypto>,
     key: ValidatorKey,
     started: bool,
+    /// Everything about the height in progress; replaced whole at each `Start`.
+    h: HeightState,
+    future: BTreeMap<Height, Vec<Message>>,
+    future_len: usize,
+}
+
+#[derive(Default)]
+struct HeightState {
     height: Height,
     round: Round,
     set: Option<ValidatorSet>,
@@ -71,8 +79,6 @@ pub struct Core {
     requested: BTreeSet<Round>,
     votes_seen: HashMap<(ValidatorIndex, Round, Kind), Signed<Vote>>,
     evidence_sent: BTreeSet<(ValidatorIndex, Round, Kind)>,
-    future: BTreeMap<Height, Vec<Message>>,
-    future_len: usize,
 }
 
 impl Core {
@@ -83,47 +89,30 @@ impl Core {
             crypto,
             key,
             started: false,
-            height: Height(0),
-            round: Round(0),
-            set: None,
-            prev: None,
-            me: None,
-            committed: false,
-            accepted: None,
-            pending: BTreeMap::new(),
-            blocks: HashMap::new(),
-            prepares: BTreeMap::new(),
-            commits: BTreeMap::new(),
-            round_changes: BTreeMap::new(),
-            prepared: None,
-            signed: Vec::new(),
-            proposed: BTreeSet::new(),
-            requested: BTreeSet::new(),
-            votes_seen: HashMap::new(),
-            evidence_sent: BTreeSet::new(),
+            h: HeightState::default(),
             future: BTreeMap::new(),
             future_len: 0,
         }
     }
 
     pub fn height(&self) -> Height {
-        self.height
+        self.h.height
     }
     pub fn round(&self) -> Round {
-        self.round
+        self.h.round
     }
     pub fn public_key(&self) -> ValidatorKey {
         self.key
     }
     pub fn is_committed(&self) -> bool {
-        self.committed
+        self.h.committed
     }
     pub fn wal_state(&self) -> WalState {
         WalState {
-            height: self.height,
-            round: self.round,
-            prepared: self.prepared.clone(),
-            signed: self.signed.clone(),
+            height: self.h.height,
+            round: self.h.round,
+            prepared: self.h.prepared.clone(),
+            signed: self.h.signed.clone(),
         }
     }
 
@@ -161,11 +150,11 @@ impl Core {
     }
 
     fn set(&self) -> &ValidatorSet {
-        self.set.as_ref().expect("handlers run only after Start")
+        self.h.set.as_ref().expect("handlers run only after Start")
     }
 
     fn proposer(&self, r: Round) -> ValidatorIndex {
-        self.set().proposer(self.prev, r)
+        self.set().proposer(self.h.prev, r)
     }
 
     // ---- Start ------------------------------------------------------------------
@@ -178,30 +167,30 @@ impl Core {
         prev: Option<ValidatorIndex>,
         restore: Option<WalState>,
     ) {
+        self.h = HeightState::default();
         let future = std::mem::take(&mut self.future);
-        let (cfg, crypto) = (
-            self.cfg.clone(),
-            std::mem::replace(&mut self.crypto, Box::new(NoCrypto)),
-        );
-        *self = Core::new(cfg, crypto);
+        self.future_len = 0;
         self.started = true;
-        self.height = height;
-        self.me = set.index_of(&self.key);
-        self.set = Some(set);
-        self.prev = prev;
+        self.h.height = height;
+        self.h.me = set.index_of(&self.key);
+        self.h.set = Some(set);
+        self.h.prev = prev;
         if let Some(w) = restore.filter(|w| w.height == height) {
-            self.round = w.round;
-            self.prepared = w.prepared;
-            self.signed = w.signed;
+            self.h.round = w.round;
+            self.h.prepared = w.prepared;
+            self.h.signed = w.signed;
         }
         out.push(Output::ScheduleTimeout {
             height,
-            round: self.round,
-            after_ms: self.timeout_ms(self.round),
+            round: self.h.round,
+            after_ms: self.timeout_ms(self.h.round),
         });
         // Rule 1: the proposer of round 0 asks the chain for a block.
-        if self.round == Round(0) && self.me.is_some() && self.me == Some(self.proposer(Round(0))) {
-            self.requested.insert(Round(0));
+        if self.h.round == Round(0)
+            && self.h.me.is_some()
+            && self.h.me == Some(self.proposer(Round(0)))
+        {
+            self.h.requested.insert(Round(0));
             out.push(Output::RequestBlock {
                 height,
                 round: Round(0),
@@ -223,15 +212,15 @@ impl Core {
 
     fn on_message(&mut self, out: &mut Vec<Output>, m: Message) {
         let h = m.height();
-        if !self.started || h > self.height {
+        if !self.started || h > self.h.height {
             self.buffer(m);
             return;
         }
-        if h < self.height || self.committed {
+        if h < self.h.height || self.h.committed {
             return;
         }
         let r = m.round();
-        let within_window = r.0 <= self.round.0.saturating_add(self.cfg.round_window);
+        let within_window = r.0 <= self.h.round.0.saturating_add(self.cfg.round_window);
         if self.set().get(m.signer()).is_none() {
             return;
         }
@@ -246,7 +235,11 @@ impl Core {
 
     fn buffer(&mut self, m: Message) {
         let h = m.height();
-        let base = if self.started { self.height } else { Height(0) };
+        let base = if self.started {
+            self.h.height
+        } else {
+            Height(0)
+        };
         if h.0 > base.0.saturating_add(self.cfg.max_future_heights.max(1)) && self.started {
             return;
         }
@@ -276,14 +269,14 @@ impl Core {
     /// round from the same validator, reports the equivocation once and refuses it.
     fn record_vote(&mut self, out: &mut Vec<Output>, kind: Kind, v: &Signed<Vote>) -> bool {
         let key = (v.signer, v.body.round, kind);
-        match self.votes_seen.get(&key) {
+        match self.h.votes_seen.get(&key) {
             None => {
-                self.votes_seen.insert(key, v.clone());
+                self.h.votes_seen.insert(key, v.clone());
                 true
             }
             Some(prev) if prev.body.digest == v.body.digest => true,
             Some(prev) => {
-                if self.evidence_sent.insert(key) {
+                if self.h.evidence_sent.insert(key) {
                     out.push(Output::Equivocation(Evidence {
                         kind,
                         first: prev.clone(),
@@ -304,7 +297,7 @@ impl Core {
             round: r,
             digest: d,
         } = p.signed.body;
-        if r < self.round || p.signed.signer != self.proposer(r) {
+        if r < self.h.round || p.signed.signer != self.proposer(r) {
             return;
         }
         if !self.verify(
@@ -318,7 +311,7 @@ impl Core {
         if !self.record_vote(out, Kind::Proposal, &p.signed) {
             return;
         }
-        if self.pending.contains_key(&(r, d)) || self.accepted.is_some_and(|(ar, _)| ar >= r) {
+        if self.h.pending.contains_key(&(r, d)) || self.h.accepted.is_some_and(|(ar, _)| ar >= r) {
             return;
         }
         if r > Round(0)
@@ -341,7 +334,7 @@ impl Core {
             digest: d,
             block: p.block.clone(),
         });
-        self.pending.insert((r, d), p);
+        self.h.pending.insert((r, d), p);
     }
 
     fn on_block_validated(
@@ -352,16 +345,16 @@ impl Core {
         d: B256,
         valid: bool,
     ) {
-        if h != self.height || self.committed || !self.started {
+        if h != self.h.height || self.h.committed || !self.started {
             return;
         }
-        let Some(p) = self.pending.remove(&(r, d)) else {
+        let Some(p) = self.h.pending.remove(&(r, d)) else {
             return;
         };
-        if !valid || r < self.round || self.accepted.is_some_and(|(ar, _)| ar >= r) {
+        if !valid || r < self.h.round || self.h.accepted.is_some_and(|(ar, _)| ar >= r) {
             return;
         }
-        if r > self.round {
+        if r > self.h.round {
             // A justified proposal for a higher round moves the node there.
             self.enter_round(out, r, false);
         }
@@ -369,11 +362,11 @@ impl Core {
     }
 
     fn accept(&mut self, out: &mut Vec<Output>, r: Round, d: B256, block: Bytes) {
-        self.accepted = Some((r, d));
-        self.blocks.insert(d, block);
-        if let Some(me) = self.me {
+        self.h.accepted = Some((r, d));
+        self.h.blocks.insert(d, block);
+        if let Some(me) = self.h.me {
             let body = Vote {
-                height: self.height,
+                height: self.h.height,
                 round: r,
                 digest: d,
             };
@@ -394,14 +387,14 @@ impl Core {
             }
         }
         self.check_prepared(out);
-        let rounds: Vec<Round> = self.commits.keys().copied().collect();
+        let rounds: Vec<Round> = self.h.commits.keys().copied().collect();
         for cr in rounds {
             self.check_committed(out, cr, d);
         }
     }
 
     fn on_prepare(&mut self, out: &mut Vec<Output>, v: Signed<Vote>) {
-        if v.body.round < self.round || !self.verify(v.signer, Kind::Prepare, &v.body, &v.sig) {
+        if v.body.round < self.h.round || !self.verify(v.signer, Kind::Prepare, &v.body, &v.sig) {
             return;
         }
         if !self.record_vote(out, Kind::Prepare, &v) {
@@ -412,7 +405,8 @@ impl Core {
     }
 
     fn add_prepare(&mut self, v: Signed<Vote>) {
-        self.prepares
+        self.h
+            .prepares
             .entry(v.body.round)
             .or_default()
             .entry(v.body.digest)
@@ -423,38 +417,42 @@ impl Core {
 
     /// Rule 3: a PREPARE quorum for the accepted digest prepares it; COMMIT follows.
     fn check_prepared(&mut self, out: &mut Vec<Output>) {
-        let Some((r, d)) = self.accepted else { return };
-        if r != self.round
+        let Some((r, d)) = self.h.accepted else {
+            return;
+        };
+        if r != self.h.round
             || self
+                .h
                 .signed
                 .iter()
                 .any(|(sr, k, _)| *sr == r && *k == Kind::Commit)
         {
             return;
         }
-        let Some(votes) = self.prepares.get(&r).and_then(|m| m.get(&d)) else {
+        let Some(votes) = self.h.prepares.get(&r).and_then(|m| m.get(&d)) else {
             return;
         };
         if self.set().weight(votes.keys()) < self.set().quorum() {
             return;
         }
         let prepares: Vec<Signed<Vote>> = votes.values().cloned().collect();
-        let block = self.blocks.get(&d).cloned().unwrap_or_default();
+        let block = self.h.blocks.get(&d).cloned().unwrap_or_default();
         let already = self
+            .h
             .prepared
             .as_ref()
             .is_some_and(|p| p.round == r && p.digest == d);
         if !already {
-            self.prepared = Some(Prepared {
+            self.h.prepared = Some(Prepared {
                 round: r,
                 digest: d,
                 block,
                 prepares,
             });
         }
-        let Some(me) = self.me else { return };
+        let Some(me) = self.h.me else { return };
         let vote = Vote {
-            height: self.height,
+            height: self.h.height,
             round: r,
             digest: d,
         };
@@ -493,7 +491,8 @@ impl Core {
 
     fn add_commit(&mut self, c: Signed<CommitBody>) {
         let v = c.body.vote;
-        self.commits
+        self.h
+            .commits
             .entry(v.round)
             .or_default()
             .entry(v.digest)
@@ -504,22 +503,22 @@ impl Core {
 
     /// Rule 4: a COMMIT quorum for a block this node has makes it final.
     fn check_committed(&mut self, out: &mut Vec<Output>, r: Round, d: B256) {
-        if self.committed {
+        if self.h.committed {
             return;
         }
-        let Some(votes) = self.commits.get(&r).and_then(|m| m.get(&d)) else {
+        let Some(votes) = self.h.commits.get(&r).and_then(|m| m.get(&d)) else {
             return;
         };
         if self.set().weight(votes.keys()) < self.set().quorum() {
             return;
         }
-        let Some(block) = self.blocks.get(&d).cloned() else {
+        let Some(block) = self.h.blocks.get(&d).cloned() else {
             return;
         };
         let seals = votes.iter().map(|(i, c)| (*i, c.body.seal)).collect();
-        self.committed = true;
+        self.h.committed = true;
         out.push(Output::Commit(Finalized {
-            height: self.height,
+            height: self.h.height,
             digest: d,
             block,
             certificate: CommitCertificate { round: r, seals },
@@ -531,18 +530,18 @@ impl Core {
     /// Rule 5: the round timer expired: go to r+1 and say so with a ROUND-CHANGE that
     /// carries this node's prepared certificate.
     fn on_timeout(&mut self, out: &mut Vec<Output>, h: Height, r: Round) {
-        if !self.started || h != self.height || r != self.round || self.committed {
+        if !self.started || h != self.h.height || r != self.h.round || self.h.committed {
             return;
         }
         self.enter_round(out, Round(r.0 + 1), true);
     }
 
     fn enter_round(&mut self, out: &mut Vec<Output>, r: Round, send_round_change: bool) {
-        self.round = r;
-        self.accepted = None;
-        self.prepares = self.prepares.split_off(&r);
+        self.h.round = r;
+        self.h.accepted = None;
+        self.h.prepares = self.h.prepares.split_off(&r);
         out.push(Output::ScheduleTimeout {
-            height: self.height,
+            height: self.h.height,
             round: r,
             after_ms: self.timeout_ms(r),
         });
@@ -553,18 +552,18 @@ impl Core {
     }
 
     fn send_round_change(&mut self, out: &mut Vec<Output>) {
-        let Some(me) = self.me else { return };
+        let Some(me) = self.h.me else { return };
         let body = RoundChangeBody {
-            height: self.height,
-            round: self.round,
-            prepared: self.prepared.as_ref().map(|p| (p.round, p.digest)),
+            height: self.h.height,
+            round: self.h.round,
+            prepared: self.h.prepared.as_ref().map(|p| (p.round, p.digest)),
         };
         let id = B256::from(<[u8; 32]>::from(Sha256::digest(
             borsh::to_vec(&body).expect("borsh into a Vec never fails"),
         )));
         let Some(sig) = self.sign_once(
             out,
-            self.round,
+            self.h.round,
             Kind::RoundChange,
             id,
             payload(self.cfg.chain_id, Kind::RoundChange, &body),
@@ -577,15 +576,16 @@ impl Core {
                 signer: me,
                 sig,
             },
-            prepared_block: self.prepared.as_ref().map(|p| p.block.clone()),
+            prepared_block: self.h.prepared.as_ref().map(|p| p.block.clone()),
             prepares: self
+                .h
                 .prepared
                 .as_ref()
                 .map(|p| p.prepares.clone())
                 .unwrap_or_default(),
         };
         out.push(Output::Broadcast(Message::RoundChange(rc.clone())));
-        self.round_changes.insert(me, rc);
+        self.h.round_changes.insert(me, rc);
     }
 
     /// Rule 6: store the latest ROUND-CHANGE of each validator; jump ahead when those
@@ -594,6 +594,7 @@ impl Core {
         let signer = rc.signed.signer;
         let r = rc.signed.body.round;
         if self
+            .h
             .round_changes
             .get(&signer)
             .is_some_and(|old| old.signed.body.round >= r)
@@ -603,7 +604,7 @@ impl Core {
         if verify_round_change(&*self.crypto, self.cfg.chain_id, self.set(), &rc).is_err() {
             return;
         }
-        self.round_changes.insert(signer, rc);
+        self.h.round_changes.insert(signer, rc);
         if let Some(target) = self.jump_target() {
             self.enter_round(out, target, true);
         } else {
@@ -615,9 +616,10 @@ impl Core {
     /// >= r* hold more than 1/3 of the power: at least one honest validator is there.
     fn jump_target(&self) -> Option<Round> {
         let mut higher: Vec<(Round, ValidatorIndex)> = self
+            .h
             .round_changes
             .iter()
-            .filter(|(_, rc)| rc.signed.body.round > self.round)
+            .filter(|(_, rc)| rc.signed.body.round > self.h.round)
             .map(|(i, rc)| (rc.signed.body.round, *i))
             .collect();
         higher.sort_by(|a, b| b.cmp(a));
@@ -632,11 +634,11 @@ impl Core {
     }
 
     fn check_round_change_quorum(&mut self, out: &mut Vec<Output>) {
-        let r = self.round;
-        if self.committed
+        let r = self.h.round;
+        if self.h.committed
             || r == Round(0)
-            || self.me != Some(self.proposer(r))
-            || self.proposed.contains(&r)
+            || self.h.me != Some(self.proposer(r))
+            || self.h.proposed.contains(&r)
         {
             return;
         }
@@ -647,9 +649,9 @@ impl Core {
             // Re-propose the value of the highest prepared round: it may be final somewhere.
             Some((d, block)) => self.propose(out, r, d, block, justification),
             None => {
-                if self.requested.insert(r) {
+                if self.h.requested.insert(r) {
                     out.push(Output::RequestBlock {
-                        height: self.height,
+                        height: self.h.height,
                         round: r,
                     });
                 }
@@ -662,6 +664,7 @@ impl Core {
     #[allow(clippy::type_complexity)]
     fn justification(&self, r: Round) -> Option<(Justification, Option<(B256, Bytes)>)> {
         let rcs: Vec<&RoundChange> = self
+            .h
             .round_changes
             .values()
             .filter(|rc| rc.signed.body.round == r)
@@ -694,11 +697,11 @@ impl Core {
         block: Bytes,
     ) {
         if !self.started
-            || h != self.height
-            || r != self.round
-            || self.committed
-            || self.me != Some(self.proposer(r))
-            || self.proposed.contains(&r)
+            || h != self.h.height
+            || r != self.h.round
+            || self.h.committed
+            || self.h.me != Some(self.proposer(r))
+            || self.h.proposed.contains(&r)
         {
             return;
         }
@@ -722,9 +725,9 @@ impl Core {
         block: Bytes,
         justification: Justification,
     ) {
-        let Some(me) = self.me else { return };
+        let Some(me) = self.h.me else { return };
         let body = Vote {
-            height: self.height,
+            height: self.h.height,
             round: r,
             digest: d,
         };
@@ -737,20 +740,21 @@ impl Core {
         ) else {
             return;
         };
-        self.proposed.insert(r);
+        self.h.proposed.insert(r);
         let signed = Signed {
             body,
             signer: me,
             sig,
         };
-        self.votes_seen
+        self.h
+            .votes_seen
             .insert((me, r, Kind::Proposal), signed.clone());
         out.push(Output::Broadcast(Message::Proposal(Proposal {
             signed,
             block: block.clone(),
             justification,
         })));
-        if self.accepted.is_none() && r == self.round {
+        if self.h.accepted.is_none() && r == self.h.round {
             self.accept(out, r, d, block);
         }
     }
@@ -766,29 +770,20 @@ impl Core {
         d: B256,
         payload: Vec<u8>,
     ) -> Option<crate::Sig> {
-        match self.signed.iter().find(|(sr, k, _)| *sr == r && *k == kind) {
+        match self
+            .h
+            .signed
+            .iter()
+            .find(|(sr, k, _)| *sr == r && *k == kind)
+        {
             Some((_, _, prev)) if *prev != d => return None,
             Some(_) => {}
             None => {
-                self.signed.push((r, kind, d));
+                self.h.signed.push((r, kind, d));
                 out.push(Output::Persist(self.wal_state()));
             }
         }
         Some(self.crypto.sign(&payload))
-    }
-}
-
-/// Placeholder while a core is being reset; never used to sign.
-struct NoCrypto;
-impl Crypto for NoCrypto {
-    fn public_key(&self) -> ValidatorKey {
-        ValidatorKey([0; 32])
-    }
-    fn sign(&self, _: &[u8]) -> crate::Sig {
-        crate::Sig([0; 64])
-    }
-    fn verify(&self, _: &ValidatorKey, _: &[u8], _: &crate::Sig) -> bool {
-        false
     }
 }
 

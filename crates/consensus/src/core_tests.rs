@@ -725,7 +725,7 @@ fn messages_for_past_heights_and_far_rounds_are_dropped() {
     assert!(msg(&mut c, old).is_empty());
     let far = t.prepare(0, Round(1_000), d(1));
     assert!(msg(&mut c, far).is_empty());
-    assert!(c.prepares.is_empty());
+    assert!(c.h.prepares.is_empty());
 }
 
 #[test]
