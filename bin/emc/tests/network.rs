@@ -286,20 +286,33 @@ fn a_peer_sending_garbage_is_banned_and_consensus_carries_on() {
             forged_prepare(i)
         }
     };
+    let own = emc_p2p::GossipLimits::default();
     assert!(
-        flood(&net, 0xbd, None, 60, garbage),
+        flood(&net, 0xbd, own, 50, 60, garbage),
         "validator 0 never disconnected the peer sending garbage"
     );
-    // Messages over the 9 MiB gossip limit, from a peer that raised its own: gossipsub
-    // drops each frame before decoding it, so nothing is allocated or forwarded, and
-    // consensus carries on through a 10 s flood. (The sender is not yet scored down
-    // for it: the frame never becomes a message gossipsub can attribute.)
-    let before = nodes.iter().map(height).min().unwrap();
+    assert!(refused(&net, 0xbd), "the garbage peer was let back in");
+    // Messages over the consensus topic's limit (8.5 MiB) from a peer that raised its
+    // own: validator 0 reads them (frames up to twice the limit), blames the sender
+    // and bans it.
+    let raised = emc_p2p::GossipLimits {
+        consensus: 64 << 20,
+        transactions: 64 << 20,
+    };
     let oversized = |i: u32| vec![i as u8; 10 << 20];
-    flood(&net, 0xbe, Some(16 << 20), 10, oversized);
+    assert!(
+        flood(&net, 0xbe, raised, 300, 60, oversized),
+        "validator 0 never disconnected the peer sending oversized messages"
+    );
+    assert!(refused(&net, 0xbe), "the oversized peer was let back in");
+    // Frames beyond that cap are dropped unread (nothing allocated or forwarded) and
+    // cannot be blamed on a message; consensus carries on through a 10 s flood.
+    let before = nodes.iter().map(height).min().unwrap();
+    let huge = |i: u32| vec![i as u8; 24 << 20];
+    flood(&net, 0xbf, raised, 500, 10, huge);
     assert!(
         nodes.iter().map(height).min().unwrap() >= before + 3,
-        "consensus stalled under an oversized flood"
+        "consensus stalled under a flood of frames over the cap"
     );
     let h = nodes.iter().map(height).min().unwrap();
     wait_until("consensus carries on", Duration::from_secs(60), || {
@@ -343,7 +356,7 @@ fn a_light_client_checks_state_proofs_from_a_peer() {
     let key = emc_storage::StateKey::Account(who);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let response = rt.block_on(async {
-        let mut light = test_peer(&net, 0x11, None);
+        let mut light = test_peer(&net, 0x11, emc_p2p::GossipLimits::default());
         let target = validator0();
         let request = emc_p2p::StateRequest {
             height: h,
@@ -397,18 +410,19 @@ fn a_light_client_checks_state_proofs_from_a_peer() {
     ));
 }
 
-/// A peer that publishes `make(i)` on the consensus topic every 50 ms once connected to
-/// validator 0; true when validator 0 disconnects it within `secs` seconds.
+/// A peer that publishes `make(i)` on the consensus topic every `every_ms` once
+/// connected to validator 0; true when validator 0 disconnects it within `secs` seconds.
 fn flood(
     net: &Net,
     seed: u8,
-    max: Option<usize>,
+    limits: emc_p2p::GossipLimits,
+    every_ms: u64,
     secs: u64,
     make: impl Fn(u32) -> Vec<u8>,
 ) -> bool {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mut bad = test_peer(net, seed, max);
+        let mut bad = test_peer(net, seed, limits);
         let target = validator0();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let mut connected = false;
@@ -422,7 +436,7 @@ fn flood(
                     Some(_) => {}
                     None => return false,
                 },
-                _ = tokio::time::sleep(Duration::from_millis(50)), if connected => {
+                _ = tokio::time::sleep(Duration::from_millis(every_ms)), if connected => {
                     i += 1;
                     let _ = bad.commands.send(emc_p2p::Command::Publish(emc_p2p::Topic::Consensus, make(i)));
                 }
@@ -431,14 +445,46 @@ fn flood(
     })
 }
 
+/// True when a peer with this seed, dialling validator 0 again, is connected and
+/// dropped, and never let stay 3 s (an honest peer stays for as long as it likes).
+fn refused(net: &Net, seed: u8) -> bool {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut again = test_peer(net, seed, emc_p2p::GossipLimits::default());
+        let target = validator0();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        let mut since = None;
+        let mut dropped = false;
+        loop {
+            let stayed = since.map(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(3));
+            if stayed == Some(true) {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return dropped && since.is_none(),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                ev = again.events.recv() => match ev {
+                    Some(emc_p2p::Event::Connected(p)) if p == target => since = Some(tokio::time::Instant::now()),
+                    Some(emc_p2p::Event::Disconnected(p)) if p == target => {
+                        dropped = true;
+                        since = None;
+                    }
+                    Some(_) => {}
+                    None => return true,
+                },
+            }
+        }
+    })
+}
+
 /// A libp2p peer run by the test itself, bootstrapping from validator 0.
-fn test_peer(net: &Net, seed: u8, max_message_bytes: Option<usize>) -> emc_p2p::P2p {
+fn test_peer(net: &Net, seed: u8, limits: emc_p2p::GossipLimits) -> emc_p2p::P2p {
     emc_p2p::start(emc_p2p::P2pConfig {
         key_seed: [seed; 32],
         listen: "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
         bootnodes: vec![net.bootnode(0).parse().expect("bootnode")],
         chain_id: 31337,
-        max_message_bytes,
+        limits,
     })
     .expect("test peer")
 }

@@ -54,6 +54,17 @@ pub enum NodeError {
     Storage(#[from] emc_storage::StorageError),
 }
 
+/// Per-topic gossip limits: the largest consensus message and the largest
+/// transaction, each with room for gossipsub's envelope (source, sequence number,
+/// signature and topic, well under 1 KiB).
+pub fn gossip_limits() -> emc_p2p::GossipLimits {
+    const ENVELOPE: usize = 1024;
+    emc_p2p::GossipLimits {
+        consensus: emc_consensus::messages::MAX_MESSAGE_BYTES + ENVELOPE,
+        transactions: emc_types::MAX_TX_SIZE + ENVELOPE,
+    }
+}
+
 /// The network identity seed of a validator, derived from its consensus key, so a
 /// devnet can name its bootnodes before starting them.
 pub fn p2p_seed_of(key: &emc_crypto::ConsensusKey) -> [u8; 32] {
@@ -202,7 +213,7 @@ impl Node {
                     listen: p.listen.clone(),
                     bootnodes: p.bootnodes.clone(),
                     chain_id: chain.chain_id(),
-                    max_message_bytes: None,
+                    limits: gossip_limits(),
                 })
                 .map_err(|e| NodeError::Config(e.to_string()))?;
                 peer_id = Some(p2p.peer_id);

@@ -9,6 +9,7 @@
 //! | `emc_mempool_pending`, `emc_mempool_queued` | gauge | pool transactions ready / waiting for a nonce gap |
 //! | `emc_block_interval_seconds` | histogram | wall time between consecutive commits |
 //! | `emc_sync_blocks` | counter | blocks committed from block sync rather than consensus |
+//! | `emc_peers_banned` | counter | peers banned for invalid or oversized data |
 
 use emc_chain::{Chain, ChainEvent};
 use prometheus_client::{
@@ -28,6 +29,7 @@ pub struct Metrics {
     pub mempool_queued: Gauge,
     pub block_interval: Histogram,
     pub sync_blocks: Counter,
+    pub peers_banned: Counter,
 }
 
 impl Default for Metrics {
@@ -42,6 +44,7 @@ impl Default for Metrics {
             mempool_queued: Gauge::default(),
             block_interval: Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 60.0]),
             sync_blocks: Counter::default(),
+            peers_banned: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -79,6 +82,11 @@ impl Default for Metrics {
             "sync_blocks",
             "Blocks committed from block sync",
             m.sync_blocks.clone(),
+        );
+        registry.register(
+            "peers_banned",
+            "Peers banned for invalid or oversized data",
+            m.peers_banned.clone(),
         );
         Metrics { registry, ..m }
     }

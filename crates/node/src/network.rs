@@ -85,10 +85,8 @@ pub async fn run(
                 match ev {
                     Event::Gossip { topic: Topic::Consensus, from, id, data } => {
                         let verdict = consensus_gossip(&chain, &set, &verifier, &data);
+                        // A rejection counts against the sender's gossip score.
                         let _ = commands.send(Command::Validate(id, from, verdict.0));
-                        if verdict.0 == MessageAcceptance::Reject {
-                            let _ = commands.send(Command::Penalize(from));
-                        }
                         if let Some(m) = verdict.1 {
                             let _ = consensus.try_send(m);
                         }
@@ -101,10 +99,7 @@ pub async fn run(
                         let c = chain.clone();
                         let verdict = match tokio::task::spawn_blocking(move || c.submit(&data)).await {
                             Ok(Ok(_)) => MessageAcceptance::Accept,
-                            Ok(Err(SubmitError::Decode(_))) => {
-                                let _ = commands.send(Command::Penalize(from));
-                                MessageAcceptance::Reject
-                            }
+                            Ok(Err(SubmitError::Decode(_))) => MessageAcceptance::Reject,
                             _ => MessageAcceptance::Ignore,
                         };
                         let _ = commands.send(Command::Validate(id, from, verdict));
@@ -153,6 +148,9 @@ pub async fn run(
                     Event::Disconnected(p) => {
                         peers.remove(&p);
                         metrics.peers.set(peers.len() as i64);
+                    }
+                    Event::Banned(_) => {
+                        metrics.peers_banned.inc();
                     }
                 }
             }

@@ -7,25 +7,32 @@
 //!   dials what it learns until it has enough peers.
 //! * Gossip: gossipsub topics for consensus messages and transactions. Messages are held
 //!   until the node has validated them ([`Command::Validate`]): only valid ones are
-//!   forwarded; invalid ones lower the sender's gossipsub score, and a peer the node
-//!   reports too often ([`Command::Penalize`]) is disconnected and refused from then on.
-//!   Message ids are the sha256 of the content, so a transaction or vote relayed by
-//!   many peers is delivered once.
+//!   forwarded. Each topic has its own size limit ([`GossipLimits`]). A message the node
+//!   rejects, or one over its topic's limit, counts against the sender's gossipsub score
+//!   (P4, invalid deliveries, squared); a peer whose score falls below [`BAN_SCORE`] is
+//!   disconnected and refused for [`BAN_FOR`]. Message ids are the sha256 of the content,
+//!   so a transaction or vote relayed by many peers is delivered once.
+//! * Outside gossip (sync and state answers) the node reports bad data with
+//!   [`Command::Penalize`]; [`BAN_AFTER`] reports ban the peer the same way.
 //! * Sync: request-response `/emc/sync/1`, blocks by height range, each with its commit
 //!   certificate (opaque bytes to this crate; the node verifies them).
 //! * State queries: request-response `/emc/state/1`, one state key at one height, with
 //!   a Merkle proof against that height's state root, for light clients.
 //!
-//! Every size from the network is bounded before it is allocated: gossip messages by
-//! `max_transmit_size`, sync requests and responses by the codec's limits, the number
-//! of blocks per response by [`MAX_SYNC_BLOCKS`].
+//! Every size from the network is bounded before it is allocated: a gossip frame is
+//! buffered up to twice the largest topic limit and the stream is dropped beyond that
+//! (so a message between its topic's limit and that cap is still read, attributed and
+//! scored, while a larger frame is never buffered whole; after five such streams
+//! gossipsub refuses that connection's streams for good); sync requests and responses
+//! by the codec's limits; the number of blocks per response by [`MAX_SYNC_BLOCKS`];
+//! connections by [`MAX_CONNECTIONS`] in all and one per peer.
 //!
 //! This crate knows nothing of blocks or consensus: it moves bytes and reports events;
 //! `emc-node` decides what is valid.
 
 use futures::StreamExt;
 use libp2p::{
-    gossipsub, identify, identity, kad,
+    connection_limits, gossipsub, identify, identity, kad,
     request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
     Multiaddr, PeerId, StreamProtocol, Swarm,
@@ -47,9 +54,24 @@ pub use libp2p::{
 pub const MAX_SYNC_BLOCKS: u32 = 128;
 /// Largest gossip message: a consensus proposal with its block.
 pub const MAX_GOSSIP_BYTES: usize = 9 * 1024 * 1024;
+/// Largest transaction gossip message (a transaction is at most 128 KiB).
+pub const MAX_TX_GOSSIP_BYTES: usize = 130 * 1024;
 const MAX_SYNC_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-/// Reports before a peer is banned.
-const BAN_AFTER: u32 = 20;
+/// [`Command::Penalize`] reports before a peer is banned.
+pub const BAN_AFTER: u32 = 20;
+/// A gossipsub score below this bans the peer (gossipsub's own graylist threshold,
+/// under which it already ignores the peer's messages).
+pub const BAN_SCORE: f64 = -80.0;
+/// P4 weight: `n` invalid messages, decayed, score `-10·n²`, so a burst of three to
+/// six (depending on the peer's credit) bans the sender; an honest peer that relays
+/// an odd invalid message recovers as the count decays (halved each second).
+const INVALID_MESSAGE_WEIGHT: f64 = -10.0;
+/// The most positive score a peer can earn across topics.
+const SCORE_CREDIT_CAP: f64 = 100.0;
+/// How long a ban lasts.
+pub const BAN_FOR: Duration = Duration::from_secs(30 * 60);
+/// Established connections in all, and per peer.
+pub const MAX_CONNECTIONS: u32 = 128;
 const TARGET_PEERS: usize = 25;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,6 +142,8 @@ pub enum Event {
     },
     Connected(PeerId),
     Disconnected(PeerId),
+    /// This node banned the peer: disconnected, and refused for [`BAN_FOR`].
+    Banned(PeerId),
 }
 
 pub enum Command {
@@ -154,8 +178,75 @@ pub struct P2pConfig {
     pub bootnodes: Vec<Multiaddr>,
     /// Separates networks: topics and the sync protocol name carry it.
     pub chain_id: u64,
-    /// Largest gossip message sent or accepted ([`MAX_GOSSIP_BYTES`] unless set).
-    pub max_message_bytes: Option<usize>,
+    pub limits: GossipLimits,
+}
+
+/// The largest message, in encoded gossipsub bytes, each topic carries; larger ones
+/// are neither sent nor accepted, and count against their sender.
+#[derive(Clone, Copy, Debug)]
+pub struct GossipLimits {
+    pub consensus: usize,
+    pub transactions: usize,
+}
+
+impl Default for GossipLimits {
+    fn default() -> Self {
+        GossipLimits {
+            consensus: MAX_GOSSIP_BYTES,
+            transactions: MAX_TX_GOSSIP_BYTES,
+        }
+    }
+}
+
+impl GossipLimits {
+    /// The cap on a whole gossipsub frame: twice the largest topic limit, so that an
+    /// oversized message can still be read and blamed on its sender.
+    fn frame_cap(&self) -> usize {
+        2 * self.consensus.max(self.transactions)
+    }
+}
+
+/// Gossip scoring. Penalties: invalid or oversized messages (P4, squared, so a burst
+/// bans quickly) and, leniently, gossipsub's protocol faults (P7: broken IWANT
+/// promises, grafts during backoff; more than six in a decay window count, squared).
+/// Credit is small and capped (time in mesh, first deliveries; at most
+/// [`SCORE_CREDIT_CAP`] in all), so a peer that behaved for a while cannot bank
+/// enough to send invalid data freely. Left out: mesh-delivery quotas (P3), which
+/// punish honest peers on a quiet topic; IP colocation (P6), which punishes a devnet
+/// on one host (validators are known by key, so it is not needed to find them); and
+/// the slow-peer penalty, since a validator that falls behind under load is not a
+/// bad peer.
+fn score_params(topics: &[&gossipsub::IdentTopic]) -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams {
+        topic_score_cap: SCORE_CREDIT_CAP,
+        ip_colocation_factor_weight: 0.0,
+        behaviour_penalty_weight: -1.0,
+        behaviour_penalty_threshold: 6.0,
+        slow_peer_weight: 0.0,
+        ..Default::default()
+    };
+    for t in topics {
+        params.topics.insert(
+            t.hash(),
+            gossipsub::TopicScoreParams {
+                topic_weight: 1.0,
+                // +0.01 a second in the mesh, up to +36 after an hour.
+                time_in_mesh_weight: 0.01,
+                time_in_mesh_quantum: Duration::from_secs(1),
+                time_in_mesh_cap: 3600.0,
+                // +0.5 per message first delivered, the count halving each second.
+                first_message_deliveries_weight: 0.5,
+                first_message_deliveries_decay: 0.5,
+                first_message_deliveries_cap: 100.0,
+                mesh_message_deliveries_weight: 0.0,
+                mesh_failure_penalty_weight: 0.0,
+                invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+                invalid_message_deliveries_decay: 0.5,
+                ..Default::default()
+            },
+        );
+    }
+    params
 }
 
 /// The peer id a key seed gives, so a devnet can name its bootnodes in advance.
@@ -169,6 +260,7 @@ fn keypair(seed: [u8; 32]) -> identity::Keypair {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     state: request_response::cbor::Behaviour<StateRequest, StateResponse>,
@@ -195,7 +287,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
     let state_protocol = StreamProtocol::try_from_owned(format!("/emc/{}/state/1", cfg.chain_id))
         .map_err(|e| P2pError::Setup(e.to_string()))?;
     let err = |e: &dyn std::fmt::Debug| P2pError::Setup(format!("{e:?}"));
-    let max_message = cfg.max_message_bytes.unwrap_or(MAX_GOSSIP_BYTES);
+    let limits = cfg.limits;
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -209,7 +301,9 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
             let gcfg = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
-                .max_transmit_size(max_message)
+                .max_transmit_size(limits.frame_cap())
+                .max_transmit_size_for_topic(limits.consensus, consensus_topic.hash())
+                .max_transmit_size_for_topic(limits.transactions, tx_topic.hash())
                 .message_id_fn(|m: &gossipsub::Message| {
                     gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec())
                 })
@@ -222,8 +316,11 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
             )?;
             gossipsub
                 .with_peer_score(
-                    gossipsub::PeerScoreParams::default(),
-                    gossipsub::PeerScoreThresholds::default(),
+                    score_params(&[&consensus_topic, &tx_topic]),
+                    gossipsub::PeerScoreThresholds {
+                        graylist_threshold: BAN_SCORE,
+                        ..Default::default()
+                    },
                 )
                 .map_err(|e| e.to_string())?;
             let sync = request_response::cbor::Behaviour::with_codec(
@@ -249,7 +346,13 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
                 kad::store::MemoryStore::new(key.public().to_peer_id()),
                 kad_cfg,
             );
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_established_per_peer(Some(1)),
+            );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                limits,
                 gossipsub,
                 sync,
                 state,
@@ -321,8 +424,9 @@ async fn run(
     listening: tokio::sync::watch::Sender<Vec<Multiaddr>>,
 ) {
     let mut walk = tokio::time::interval(Duration::from_secs(5));
+    let mut scores = tokio::time::interval(Duration::from_millis(250));
     let mut strikes: HashMap<PeerId, u32> = HashMap::new();
-    let mut banned: HashSet<PeerId> = HashSet::new();
+    let mut banned = Bans::default();
     loop {
         tokio::select! {
             _ = walk.tick() => {
@@ -330,9 +434,15 @@ async fn run(
                     swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
                 }
             }
+            _ = scores.tick() => {
+                banned.expire(&mut swarm, &mut strikes);
+                ban_low_scores(&mut swarm, &mut banned);
+                banned.report(&events).await;
+            }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { return };
                 command(&mut swarm, &topics, cmd, &mut strikes, &mut banned);
+                banned.report(&events).await;
             }
             ev = swarm.select_next_some() => {
                 if !swarm_event(&mut swarm, &topics, ev, &events, &banned, &listening).await {
@@ -348,7 +458,7 @@ fn command(
     topics: &Topics,
     cmd: Command,
     strikes: &mut HashMap<PeerId, u32>,
-    banned: &mut HashSet<PeerId>,
+    banned: &mut Bans,
 ) {
     let b = swarm.behaviour_mut();
     match cmd {
@@ -379,10 +489,8 @@ fn command(
         Command::Penalize(peer) => {
             let n = strikes.entry(peer).or_default();
             *n += 1;
-            if *n >= BAN_AFTER && banned.insert(peer) {
-                tracing::warn!(%peer, "banning a peer that kept sending invalid data");
-                b.gossipsub.blacklist_peer(&peer);
-                let _ = swarm.disconnect_peer_id(peer);
+            if *n >= BAN_AFTER {
+                ban(swarm, banned, peer, "kept sending invalid data");
             }
         }
         Command::Dial(addr) => {
@@ -391,12 +499,77 @@ fn command(
     }
 }
 
+fn ban(swarm: &mut Swarm<Behaviour>, banned: &mut Bans, peer: PeerId, why: &str) {
+    if banned
+        .until
+        .insert(peer, tokio::time::Instant::now() + BAN_FOR)
+        .is_none()
+    {
+        banned.unreported.push(peer);
+        tracing::warn!(%peer, "banning a peer that {why}");
+        swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+}
+
+/// Peers refused until a deadline ([`BAN_FOR`] after the ban), and bans not yet
+/// reported to the node.
+#[derive(Default)]
+struct Bans {
+    until: HashMap<PeerId, tokio::time::Instant>,
+    unreported: Vec<PeerId>,
+}
+
+impl Bans {
+    fn contains(&self, p: &PeerId) -> bool {
+        self.until.contains_key(p)
+    }
+
+    /// Lifts the bans that have run their time; the peer's strikes start again.
+    fn expire(&mut self, swarm: &mut Swarm<Behaviour>, strikes: &mut HashMap<PeerId, u32>) {
+        let now = tokio::time::Instant::now();
+        self.until.retain(|p, until| {
+            let keep = *until > now;
+            if !keep {
+                tracing::info!(peer = %p, "ban lifted");
+                swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(p);
+                strikes.remove(p);
+            }
+            keep
+        });
+    }
+
+    /// Tells the node of the bans made since the last call.
+    async fn report(&mut self, events: &mpsc::Sender<Event>) {
+        for p in self.unreported.drain(..) {
+            let _ = events.send(Event::Banned(p)).await;
+        }
+    }
+}
+
+fn ban_low_scores(swarm: &mut Swarm<Behaviour>, banned: &mut Bans) {
+    let low: Vec<PeerId> = swarm
+        .connected_peers()
+        .filter(|p| {
+            swarm
+                .behaviour()
+                .gossipsub
+                .peer_score(p)
+                .is_some_and(|s| s < BAN_SCORE)
+        })
+        .copied()
+        .collect();
+    for peer in low {
+        ban(swarm, banned, peer, "fell below the gossip score floor");
+    }
+}
+
 async fn swarm_event(
     swarm: &mut Swarm<Behaviour>,
     topics: &Topics,
     ev: SwarmEvent<BehaviourEvent>,
     events: &mpsc::Sender<Event>,
-    banned: &HashSet<PeerId>,
+    banned: &Bans,
     listening: &tokio::sync::watch::Sender<Vec<Multiaddr>>,
 ) -> bool {
     let out = match ev {

@@ -33,10 +33,17 @@ impl DevNode {
         ])
     }
 
-    /// `emc node <args>` on a free loopback port.
+    /// `emc node <args>` on a free loopback port, logging at `warn` (or at the filter
+    /// in `EMC_TEST_LOG`, e.g. `warn,libp2p_gossipsub=debug`, when debugging a test).
     pub fn spawn(args: &[&str]) -> DevNode {
         let mut child = emc()
-            .args(["node", "--rpc-addr", "127.0.0.1:0", "--log", "warn"])
+            .args([
+                "node",
+                "--rpc-addr",
+                "127.0.0.1:0",
+                "--log",
+                &std::env::var("EMC_TEST_LOG").unwrap_or("warn".into()),
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

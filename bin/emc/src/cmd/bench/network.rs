@@ -91,6 +91,9 @@ pub fn run(a: NetworkBench) -> Result<()> {
         &procs.iter().map(|p| p.rpc.clone()).collect::<Vec<_>>(),
         genesis.chain_id,
     );
+    let banned = (0..a.validators)
+        .map(|i| peers_banned(a.port as usize + 100 + i))
+        .sum::<Result<u64>>();
     stop_all(&mut procs);
     let (tps, p50, p99, blocks) = result?;
     println!(
@@ -108,6 +111,8 @@ pub fn run(a: NetworkBench) -> Result<()> {
     );
     println!("{:<44} {:>9.0} ms", "latency p99", p99);
     println!("{:<44} {:>12}", "blocks that carried them", blocks);
+    // Honest validators under load must not ban each other.
+    println!("{:<44} {:>12}", "peers banned by validators", banned?);
     if a.sync_blocks > 0 {
         let (built, synced) = sync(&a, tmp.path())?;
         println!(
@@ -127,6 +132,19 @@ pub fn run(a: NetworkBench) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `emc_peers_banned_total` from a node's metrics port.
+fn peers_banned(metrics_port: usize) -> Result<u64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()?
+        .into_string()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("emc_peers_banned_total "))
+        .context("no emc_peers_banned_total in /metrics")?
+        .trim()
+        .parse()
+        .context("emc_peers_banned_total")
 }
 
 #[allow(clippy::type_complexity)]
