@@ -3,7 +3,9 @@
 
 use crate::{validator_set_hash, ChainError};
 use alloy_primitives::{keccak256, Bytes, U256};
-use emc_modules::{chain::ChainModule, CHAIN_ADDRESS, SYSTEM_ADDRESSES};
+use emc_modules::{
+    chain::ChainModule, staking::StakingModule, CHAIN_ADDRESS, STAKING_ADDRESS, SYSTEM_ADDRESSES,
+};
 use emc_storage::{AccountState, StateChanges, Store};
 use emc_types::{
     block::{receipts_root, transactions_root},
@@ -49,8 +51,15 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
             }),
         );
     }
-    for (slot, value) in ChainModule::genesis_storage(&genesis.validator_addresses()) {
+    for (slot, value) in ChainModule::genesis_storage(&genesis.validators) {
         changes.storage.insert((CHAIN_ADDRESS, slot), value);
+    }
+    // The staking module holds the genesis validators' stakes.
+    for (slot, value) in StakingModule::genesis_storage(genesis) {
+        changes.storage.insert((STAKING_ADDRESS, slot), value);
+    }
+    if let Some(Some(acc)) = changes.accounts.get_mut(&STAKING_ADDRESS) {
+        acc.balance = StakingModule::genesis_balance(genesis);
     }
     // Version 0 is built on an empty tree: a snapshot of the empty store reads nothing.
     let empty = store.state_at(Height::GENESIS)?;
@@ -69,10 +78,12 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
         gas_limit: genesis.gas_limit,
         base_fee: genesis.base_fee,
         extra_data: Default::default(),
+        parent_signers: Default::default(),
     };
     let block = Block {
         header,
         transactions: vec![],
+        parent_certificate: Default::default(),
     };
     store.commit_block(&block, &[], &[], &prepared, Some(&genesis.to_json()), None)?;
     Ok(())

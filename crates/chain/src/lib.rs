@@ -18,13 +18,14 @@
 mod genesis;
 
 use alloy_eips::eip1559::BaseFeeParams;
-use alloy_primitives::{keccak256, Address, B256};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use emc_execution::{BlockContext, CallOutcome, CallRequest, ExecError, Executor};
 use emc_mempool::{AccountInfo, Pool, PoolConfig, PoolError};
+use emc_modules::CHAIN_ADDRESS;
 use emc_storage::{PreparedState, StateSnapshot, StorageError, Store};
 use emc_types::{
     block::{logs_bloom, receipts_root, transactions_root},
-    decode_raw_tx, Block, Genesis, Header, Height, Receipt, SignedTx, TxError,
+    decode_raw_tx, Block, Genesis, GenesisValidator, Header, Height, Receipt, SignedTx, TxError,
 };
 use parking_lot::{Mutex, RwLock};
 use std::{collections::BTreeMap, path::Path, sync::Arc};
@@ -40,6 +41,8 @@ pub enum ChainError {
     Genesis(#[from] emc_types::GenesisError),
     #[error("block {0} is not stored")]
     UnknownBlock(u64),
+    #[error("commit certificate or validator set: {0}")]
+    BadCertificate(String),
 }
 
 /// Why a proposed block was refused.
@@ -236,6 +239,7 @@ impl Chain {
             gas_limit: header.gas_limit,
             chain_id: self.chain_id(),
             prevrandao: header.parent_hash,
+            parent_signers: header.parent_signers.clone(),
         }
     }
 
@@ -270,21 +274,35 @@ impl Chain {
         Ok(f(&state, &self.call_context(&header), &recent)?)
     }
 
-    /// Builds the next block from the pool's best transactions.
+    /// Builds the next block from the pool's best transactions, carrying the head's
+    /// commit certificate as this node holds it.
     pub fn build_block(&self, proposer: Address, timestamp: u64) -> Result<BuiltBlock, ChainError> {
         let parent = self.head();
         let base_fee = next_base_fee(&parent, &self.genesis);
         let candidates = self.pool.lock().best(base_fee, 20_000);
+        let parent_certificate = self
+            .store
+            .certificate(parent.height)?
+            .unwrap_or_default()
+            .into();
         self.build_on(
             &parent,
             proposer,
             timestamp.max(parent.timestamp),
             base_fee,
             candidates,
+            parent_certificate,
         )
     }
 
-    /// Executes `txs` on `parent`, skipping those that cannot be included.
+    /// The validator set that seals the block after `height`: the `Chain` module's set
+    /// in the state of `height` (the staking module rewrites it at each epoch's end).
+    pub fn validator_set_at(&self, height: Height) -> Result<Vec<GenesisValidator>, ChainError> {
+        validator_set_in(&self.store.state_at(height)?)
+    }
+
+    /// Executes `txs` on `parent`, skipping those that cannot be included, then the
+    /// end-of-block system call (fed the signers of `parent_certificate`).
     pub fn build_on(
         &self,
         parent: &Header,
@@ -292,9 +310,12 @@ impl Chain {
         timestamp: u64,
         base_fee: u64,
         txs: Vec<SignedTx>,
+        parent_certificate: Bytes,
     ) -> Result<BuiltBlock, ChainError> {
         let state = self.store.state_at(parent.height)?;
         let recent = self.recent.read().clone();
+        let parent_signers = signers_bitmap(&parent_certificate)
+            .map_err(|e| ChainError::BadCertificate(e.to_string()))?;
         let ctx = BlockContext {
             height: parent.height.next(),
             timestamp,
@@ -303,6 +324,7 @@ impl Chain {
             gas_limit: self.genesis.gas_limit,
             chain_id: self.chain_id(),
             prevrandao: parent.hash(),
+            parent_signers: parent_signers.clone(),
         };
         let started = std::time::Instant::now();
         let mut exec = Executor::new(&state, ctx, &recent);
@@ -315,9 +337,16 @@ impl Chain {
                 rejected.push((tx.hash, why.0));
             }
         }
-        let out = exec.finish();
+        let out = exec.finish()?;
         let executed = std::time::Instant::now();
         let prepared = state.prepare(&out.changes, parent.height.0 + 1)?;
+        // The set that seals the next block: this block's state.
+        let next_set = read_set(
+            |slot| match out.changes.storage.get(&(CHAIN_ADDRESS, slot)) {
+                Some(v) => Ok(*v),
+                None => state.storage(CHAIN_ADDRESS, slot),
+            },
+        )?;
         let timings = BuildTimings {
             execute: executed - started,
             state_root: executed.elapsed(),
@@ -331,11 +360,12 @@ impl Chain {
             transactions_root: transactions_root(&out.tx_hashes),
             receipts_root: receipts_root(&out.receipts),
             logs_bloom: logs_bloom(&out.receipts),
-            validator_set_hash: validator_set_hash(&self.genesis.validators),
+            validator_set_hash: validator_set_hash(&next_set),
             gas_used: out.gas_used,
             gas_limit: self.genesis.gas_limit,
             base_fee,
             extra_data: Default::default(),
+            parent_signers,
         };
         let nonces = out
             .changes
@@ -347,6 +377,7 @@ impl Chain {
             block: Block {
                 header,
                 transactions: out.transactions,
+                parent_certificate,
             },
             senders: out.senders,
             receipts: out.receipts,
@@ -402,6 +433,26 @@ impl Chain {
         Ok(header)
     }
 
+    /// Checks that `cert` finalizes `parent` under the set that sealed it.
+    fn check_parent_certificate(&self, parent: &Header, cert: &[u8]) -> Result<(), String> {
+        use borsh::BorshDeserialize;
+        let cert =
+            emc_consensus::CommitCertificate::try_from_slice(cert).map_err(|e| e.to_string())?;
+        let sealers = self
+            .validator_set_at(Height(parent.height.0 - 1))
+            .map_err(|e| e.to_string())?;
+        let set = consensus_set(&sealers).map_err(|e| e.to_string())?;
+        emc_consensus::verify_certificate(
+            &emc_consensus::Ed25519Crypto::verify_only(),
+            self.chain_id(),
+            &set,
+            parent.height,
+            parent.hash(),
+            &cert,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// Checks a block proposed on the head by re-executing it: every header field must
     /// come out exactly as proposed (state, transactions and receipts roots, bloom, gas,
     /// base fee, validator set), every transaction must be valid and included. Returns
@@ -422,16 +473,16 @@ impl Chain {
         if h.timestamp < parent.timestamp {
             return Err(invalid("timestamp before the parent's".into()));
         }
-        if !self
-            .genesis
-            .validators
-            .iter()
-            .any(|v| v.address == h.proposer)
-        {
+        let sealers = self.validator_set_at(parent.height)?;
+        if !sealers.iter().any(|v| v.address == h.proposer) {
             return Err(invalid(format!(
                 "proposer {} is not a validator",
                 h.proposer
             )));
+        }
+        if parent.height.0 > 0 && !block.parent_certificate.is_empty() {
+            self.check_parent_certificate(&parent, &block.parent_certificate)
+                .map_err(|e| invalid(format!("parent certificate: {e}")))?;
         }
         let base_fee = next_base_fee(&parent, &self.genesis);
         let mut txs = Vec::with_capacity(block.transactions.len().min(100_000));
@@ -441,7 +492,14 @@ impl Chain {
                     .map_err(|e| invalid(format!("transaction: {e}")))?,
             );
         }
-        let built = self.build_on(&parent, h.proposer, h.timestamp, base_fee, txs)?;
+        let built = self.build_on(
+            &parent,
+            h.proposer,
+            h.timestamp,
+            base_fee,
+            txs,
+            block.parent_certificate.clone(),
+        )?;
         if let Some((hash, why)) = built.rejected.first() {
             return Err(invalid(format!(
                 "transaction {hash} cannot be included: {why}"
@@ -464,6 +522,7 @@ impl Chain {
                     "validatorSetHash",
                     b.validator_set_hash != h.validator_set_hash,
                 ),
+                ("parentSigners", b.parent_signers != h.parent_signers),
             ]
             .into_iter()
             .find(|(_, differs)| *differs)
@@ -478,6 +537,74 @@ impl Chain {
         let built = self.build_block(proposer, timestamp)?;
         self.commit(built, None)
     }
+}
+
+/// The validator set a state names: the one that seals the block after it.
+pub fn validator_set_in(state: &StateSnapshot) -> Result<Vec<GenesisValidator>, ChainError> {
+    read_set(|slot| state.storage(CHAIN_ADDRESS, slot))
+}
+
+/// Reads the `Chain` module's validator set through a storage reader.
+fn read_set(
+    mut read: impl FnMut(U256) -> Result<U256, StorageError>,
+) -> Result<Vec<GenesisValidator>, ChainError> {
+    let mut failed = None;
+    let set = emc_modules::chain::ChainModule::set_from(|slot| {
+        read(slot).map_err(|e| {
+            let msg = e.to_string();
+            failed = Some(e);
+            emc_modules::ModuleError::Host(msg)
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(set
+        .map_err(|e| ChainError::BadCertificate(e.to_string()))?
+        .into_iter()
+        .map(|(address, consensus_key, power)| GenesisValidator {
+            address,
+            consensus_key,
+            power,
+        })
+        .collect())
+}
+
+/// The bitmap of set indices that sealed a certificate (empty without one).
+fn signers_bitmap(cert: &[u8]) -> Result<Bytes, std::io::Error> {
+    use borsh::BorshDeserialize;
+    if cert.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let cert = emc_consensus::CommitCertificate::try_from_slice(cert)?;
+    let top = cert
+        .seals
+        .iter()
+        .map(|(i, _)| i.0 as usize)
+        .max()
+        .unwrap_or(0);
+    if top >= emc_consensus::validators::MAX_VALIDATORS {
+        return Err(std::io::Error::other("seal index beyond any set"));
+    }
+    let mut bits = vec![0u8; top / 8 + 1];
+    for (i, _) in &cert.seals {
+        bits[i.0 as usize / 8] |= 1 << (i.0 % 8);
+    }
+    Ok(bits.into())
+}
+
+/// A set as consensus uses it.
+pub fn consensus_set(
+    set: &[GenesisValidator],
+) -> Result<emc_consensus::ValidatorSet, emc_consensus::validators::SetError> {
+    emc_consensus::ValidatorSet::new(
+        set.iter()
+            .map(|v| emc_consensus::Validator {
+                key: emc_consensus::ValidatorKey(v.consensus_key.0),
+                power: v.power,
+            })
+            .collect(),
+    )
 }
 
 /// Commits to the whole set: each validator's account, consensus key and power.

@@ -13,7 +13,7 @@ fn setup(dir: &Path) -> (Arc<Chain>, Vec<PrivateKeySigner>) {
     let v = emc_types::GenesisValidator {
         address: Address::repeat_byte(0xcc),
         consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
-        power: 1,
+        power: 1_000,
     };
     let g = Genesis::dev(v, &addrs, U256::from(100 * ETH));
     (Chain::open(dir, g).expect("open"), keys)

@@ -58,6 +58,23 @@ impl Ed25519Crypto {
             key: ed25519_consensus::SigningKey::from(seed),
         }
     }
+
+    /// For checking others' signatures only (a node importing a block verifies its
+    /// parent's certificate): the key is a fixed public one and must never sign.
+    pub fn verify_only() -> Self {
+        Self::from_seed([0u8; 32])
+    }
+}
+
+/// Checks one ed25519 signature (no private key needed: the staking module checks
+/// equivocation evidence with it).
+pub fn verify_ed25519(key: &ValidatorKey, payload: &[u8], sig: &Sig) -> bool {
+    match ed25519_consensus::VerificationKey::try_from(key.0) {
+        Ok(vk) => vk
+            .verify(&ed25519_consensus::Signature::from(sig.0), payload)
+            .is_ok(),
+        Err(_) => false,
+    }
 }
 
 impl Crypto for Ed25519Crypto {
@@ -70,12 +87,7 @@ impl Crypto for Ed25519Crypto {
     }
 
     fn verify(&self, key: &ValidatorKey, payload: &[u8], sig: &Sig) -> bool {
-        match ed25519_consensus::VerificationKey::try_from(key.0) {
-            Ok(vk) => vk
-                .verify(&ed25519_consensus::Signature::from(sig.0), payload)
-                .is_ok(),
-            Err(_) => false,
-        }
+        verify_ed25519(key, payload, sig)
     }
 
     fn verify_batch(&self, items: &[(ValidatorKey, Vec<u8>, Sig)]) -> bool {

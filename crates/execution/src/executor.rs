@@ -24,6 +24,9 @@ pub struct BlockContext {
     pub chain_id: u64,
     /// Feeds PREVRANDAO; the parent hash (there is no beacon randomness).
     pub prevrandao: B256,
+    /// Which members of the parent's sealing set signed its commit certificate (a
+    /// bitmap by set index), for the staking module's liveness count.
+    pub parent_signers: Bytes,
 }
 
 impl BlockContext {
@@ -198,10 +201,37 @@ impl<'s> Executor<'s> {
         Ok(Ok(self.out.receipts.last().expect("just pushed")))
     }
 
-    /// Applies genesis-style writes that are not transactions (used for genesis only).
-    pub fn finish(self) -> ExecutedBlock {
+    /// Ends the block: the system call to the staking module's `onBlock` (rewards,
+    /// liveness, and at an epoch's end the election), then the block's state changes.
+    pub fn finish(mut self) -> Result<ExecutedBlock, ExecError> {
+        use alloy_sol_types::SolCall;
+        use revm::handler::SystemCallCommitEvm;
+        let input = emc_modules::staking::IStaking::onBlockCall {
+            proposer: self.ctx.proposer,
+            signers: self.ctx.parent_signers.clone(),
+        }
+        .abi_encode();
+        let mut evm = Context::mainnet()
+            .with_db(&mut self.overlay)
+            .with_block(self.block_env.clone())
+            .with_cfg(self.cfg.clone())
+            .build_mainnet()
+            .with_precompiles(EmcPrecompiles::new(self.ctx.chain_id));
+        let result = evm
+            .system_call_with_caller_commit(
+                emc_modules::SYSTEM_CALLER,
+                emc_modules::STAKING_ADDRESS,
+                input.into(),
+            )
+            .map_err(|e| ExecError::Evm(format!("end-of-block system call: {e}")))?;
+        if !result.is_success() {
+            return Err(ExecError::Evm(format!(
+                "end-of-block system call failed: {result:?}"
+            )));
+        }
+        drop(evm);
         let mut out = self.out;
         out.changes = self.overlay.into_changes();
-        out
+        Ok(out)
     }
 }

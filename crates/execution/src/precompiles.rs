@@ -29,6 +29,28 @@ impl EmcPrecompiles {
     }
 }
 
+fn host_err(e: impl std::fmt::Display) -> ModuleError {
+    ModuleError::Host(e.to_string())
+}
+
+fn system_module(a: Address) -> Result<(), ModuleError> {
+    if SYSTEM_ADDRESSES.contains(&a) {
+        Ok(())
+    } else {
+        Err(ModuleError::Revert(format!("{a} is not a system module")))
+    }
+}
+
+impl<CTX> JournalHost<'_, CTX> {
+    fn writable(&self) -> Result<(), ModuleError> {
+        if self.is_static {
+            Err(ModuleError::Revert("state change in a static call".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 struct JournalHost<'c, CTX> {
     ctx: &'c mut CTX,
     address: Address,
@@ -54,6 +76,59 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
             .sstore(self.address, slot, value)
             .map(|_| ())
             .map_err(|e| ModuleError::Host(e.to_string()))
+    }
+
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
+        system_module(module)?;
+        let j = self.ctx.journal_mut();
+        j.load_account(module).map_err(host_err)?;
+        j.sload(module, slot).map(|s| s.data).map_err(host_err)
+    }
+
+    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError> {
+        system_module(module)?;
+        self.writable()?;
+        let j = self.ctx.journal_mut();
+        j.load_account(module).map_err(host_err)?;
+        j.sstore(module, slot, value).map(|_| ()).map_err(host_err)
+    }
+
+    fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        self.writable()?;
+        match self
+            .ctx
+            .journal_mut()
+            .transfer(self.address, to, amount)
+            .map_err(host_err)?
+        {
+            None => Ok(()),
+            Some(e) => Err(ModuleError::Revert(format!("payment failed: {e:?}"))),
+        }
+    }
+
+    fn mint(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        self.writable()?;
+        self.ctx
+            .journal_mut()
+            .balance_incr(to, amount)
+            .map_err(host_err)
+    }
+
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError> {
+        use revm::context_interface::journaled_state::account::JournaledAccountTr;
+        self.writable()?;
+        let mut acc = self
+            .ctx
+            .journal_mut()
+            .load_account_mut(self.address)
+            .map_err(host_err)?;
+        if acc.decr_balance(amount) {
+            Ok(())
+        } else {
+            Err(ModuleError::Revert(
+                "burn exceeds the module's balance".into(),
+            ))
+        }
     }
 
     fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
@@ -109,10 +184,13 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
             chain_id: self.chain_id,
             is_static: inputs.is_static,
         };
-        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, inputs.gas_limit)
-        else {
+        // The chain's own end-of-block call is not metered.
+        let system = inputs.caller == emc_modules::SYSTEM_CALLER;
+        let limit = if system { u64::MAX } else { inputs.gas_limit };
+        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, limit) else {
             return Ok(None);
         };
+        let used = if system { 0 } else { used };
         let mut gas = Gas::new(inputs.gas_limit);
         let result = match out {
             // `Metered` never reports more than the limit except as OutOfGas.

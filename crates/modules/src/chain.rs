@@ -1,10 +1,12 @@
 //! The `Chain` system contract: what a dApp asks of the chain itself.
 //!
-//! Storage (Solidity layout): slot 0 is `address[] validators`, the set that seals
-//! blocks. Genesis writes it; the staking module will rewrite it at epoch boundaries.
+//! Storage (Solidity layout): slot 0 `address[] validators`, slot 1 `bytes32[] keys`
+//! (their ed25519 consensus keys), slot 2 `uint256[] powers`: the set, in proposer
+//! order, that seals the blocks after the state it is read from. Genesis writes it;
+//! the staking module rewrites it at the last block of every epoch.
 
 use crate::{array_slot, Metered, ModuleCall, ModuleError};
-use alloy_primitives::{Address, Bytes, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
 use std::collections::BTreeMap;
 
@@ -15,10 +17,16 @@ sol! {
         function chainId() external view returns (uint256);
         function validators() external view returns (address[] memory);
         function isValidator(address account) external view returns (bool);
+        function validatorSet() external view returns (address[] memory validators, bytes32[] memory consensusKeys, uint256[] memory powers);
     }
 }
 
 pub const VALIDATORS_SLOT: U256 = U256::ZERO;
+pub const KEYS_SLOT: U256 = U256::from_limbs([1, 0, 0, 0]);
+pub const POWERS_SLOT: U256 = U256::from_limbs([2, 0, 0, 0]);
+
+/// A member of the set: account, consensus key, voting power.
+pub type SetMember = (Address, B256, u64);
 /// The most validators a set may hold; bounds every loop over the set.
 pub const MAX_VALIDATORS: u64 = 1_000;
 
@@ -44,6 +52,14 @@ impl ChainModule {
             IChain::IChainCalls::isValidator(c) => IChain::isValidatorCall::abi_encode_returns(
                 &Self::validators(m)?.contains(&c.account),
             ),
+            IChain::IChainCalls::validatorSet(_) => {
+                let set = Self::read_set(m)?;
+                IChain::validatorSetCall::abi_encode_returns(&IChain::validatorSetReturn {
+                    validators: set.iter().map(|v| v.0).collect(),
+                    consensusKeys: set.iter().map(|v| v.1).collect(),
+                    powers: set.iter().map(|v| U256::from(v.2)).collect(),
+                })
+            }
         }
         .into())
     }
@@ -59,43 +75,71 @@ impl ChainModule {
             .collect()
     }
 
-    /// The storage genesis writes for a validator set.
-    pub fn genesis_storage(validators: &[Address]) -> BTreeMap<U256, U256> {
+    /// The set as stored, read through any slot reader (a module call's host, or a
+    /// state snapshot for the node).
+    pub fn set_from(
+        mut read: impl FnMut(U256) -> Result<U256, ModuleError>,
+    ) -> Result<Vec<SetMember>, ModuleError> {
+        let n = read(VALIDATORS_SLOT)?;
+        let n: u64 = n.try_into().unwrap_or(u64::MAX).min(MAX_VALIDATORS);
+        (0..n)
+            .map(|i| {
+                let a = Address::from_word(read(array_slot(VALIDATORS_SLOT, i))?.into());
+                let k = B256::from(read(array_slot(KEYS_SLOT, i))?);
+                let p = read(array_slot(POWERS_SLOT, i))?;
+                Ok((a, k, p.try_into().unwrap_or(u64::MAX)))
+            })
+            .collect()
+    }
+
+    /// The set, read by another module (the staking module) through its host.
+    pub fn read_set(m: &mut Metered<'_>) -> Result<Vec<SetMember>, ModuleError> {
+        Self::set_from(|s| m.sload_at(crate::CHAIN_ADDRESS, s))
+    }
+
+    /// Replaces the set (the staking module, at an epoch's end).
+    pub fn write_set(m: &mut Metered<'_>, set: &[SetMember]) -> Result<(), ModuleError> {
+        for (k, v) in Self::set_storage(set) {
+            m.sstore_at(crate::CHAIN_ADDRESS, k, v)?;
+        }
+        Ok(())
+    }
+
+    /// The slots that hold `set` (stale entries past its length are ignored by readers).
+    pub fn set_storage(set: &[SetMember]) -> BTreeMap<U256, U256> {
         let mut s = BTreeMap::new();
-        s.insert(VALIDATORS_SLOT, U256::from(validators.len()));
-        for (i, v) in validators.iter().enumerate() {
+        for base in [VALIDATORS_SLOT, KEYS_SLOT, POWERS_SLOT] {
+            s.insert(base, U256::from(set.len()));
+        }
+        for (i, (a, k, p)) in set.iter().enumerate() {
+            let i = i as u64;
             s.insert(
-                array_slot(VALIDATORS_SLOT, i as u64),
-                U256::from_be_bytes(v.into_word().0),
+                array_slot(VALIDATORS_SLOT, i),
+                U256::from_be_bytes(a.into_word().0),
             );
+            s.insert(array_slot(KEYS_SLOT, i), U256::from_be_bytes(k.0));
+            s.insert(array_slot(POWERS_SLOT, i), U256::from(*p));
         }
         s
+    }
+
+    /// The storage genesis writes for a validator set.
+    pub fn genesis_storage(validators: &[emc_types::GenesisValidator]) -> BTreeMap<U256, U256> {
+        let set: Vec<SetMember> = validators
+            .iter()
+            .map(|v| (v.address, v.consensus_key, v.power))
+            .collect();
+        Self::set_storage(&set)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{dispatch, ModuleHost, CHAIN_ADDRESS};
+    use crate::{dispatch, CHAIN_ADDRESS};
     use alloy_primitives::B256;
 
-    struct MemHost(BTreeMap<U256, U256>);
-    impl ModuleHost for MemHost {
-        fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
-            Ok(self.0.get(&slot).copied().unwrap_or_default())
-        }
-        fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
-            self.0.insert(slot, value);
-            Ok(())
-        }
-        fn emit(&mut self, _: Vec<B256>, _: Bytes) {}
-        fn chain_id(&self) -> u64 {
-            42
-        }
-        fn height(&self) -> u64 {
-            1
-        }
-    }
+    use crate::testing::MemHost;
 
     fn call(host: &mut MemHost, input: Vec<u8>, gas: u64) -> (Result<Bytes, ModuleError>, u64) {
         let c = ModuleCall {
@@ -109,8 +153,16 @@ mod tests {
 
     #[test]
     fn reports_validators_from_storage() {
+        let gv = |b: u8| emc_types::GenesisValidator {
+            address: Address::repeat_byte(b),
+            consensus_key: B256::repeat_byte(b),
+            power: 7,
+        };
+        let mut host = MemHost::new(CHAIN_ADDRESS);
+        for (k, v) in ChainModule::genesis_storage(&[gv(1), gv(2)]) {
+            host.storage.insert((CHAIN_ADDRESS, k), v);
+        }
         let vals = vec![Address::repeat_byte(1), Address::repeat_byte(2)];
-        let mut host = MemHost(ChainModule::genesis_storage(&vals));
         let (out, gas) = call(&mut host, IChain::validatorsCall {}.abi_encode(), 1_000_000);
         let got = IChain::validatorsCall::abi_decode_returns(&out.expect("ok")).expect("decode");
         assert_eq!(got, vals);
@@ -124,7 +176,7 @@ mod tests {
 
     #[test]
     fn unknown_selector_reverts_and_gas_is_bounded() {
-        let mut host = MemHost(BTreeMap::new());
+        let mut host = MemHost::new(CHAIN_ADDRESS);
         assert!(matches!(
             call(&mut host, vec![1, 2, 3, 4], 1_000_000).0,
             Err(ModuleError::Revert(_))

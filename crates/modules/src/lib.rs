@@ -13,8 +13,17 @@
 //! | address | module | since |
 //! |---|---|---|
 //! | `0x0000000000000000000000000000000000001000` | [`chain::ChainModule`]: version, chain id, validator set | chain core |
+//! | `0x0000000000000000000000000000000000001001` | [`staking::StakingModule`]: stake, election, rewards, slashing | staking |
+//!
+//! Besides calls from transactions, the executor makes one *system call* at the end of
+//! every block (caller [`SYSTEM_CALLER`], as Ethereum's EIP-4788 does): the staking
+//! module's `onBlock`, which pays block rewards, counts missed commits, and at an
+//! epoch's last block elects the next set. System calls are not metered.
 
 pub mod chain;
+pub mod staking;
+#[cfg(test)]
+mod testing;
 
 use alloy_primitives::{address, Address, Bytes, B256, U256};
 
@@ -23,11 +32,20 @@ pub const GAS_BASE: u64 = 2_000;
 pub const GAS_SLOAD: u64 = 2_100;
 pub const GAS_SSTORE: u64 = 20_000;
 
+/// Gas for moving, minting or burning native balance.
+pub const GAS_BALANCE: u64 = 9_000;
+
 pub const CHAIN_ADDRESS: Address = address!("0x0000000000000000000000000000000000001000");
+pub const STAKING_ADDRESS: Address = address!("0x0000000000000000000000000000000000001001");
+/// Reserved for the proof-of-computing module, the only caller of
+/// `IStaking.setComputeScores`.
+pub const POC_ADDRESS: Address = address!("0x0000000000000000000000000000000000001002");
+/// The caller of system calls (revm's and Ethereum's system address).
+pub const SYSTEM_CALLER: Address = address!("0xfffffffffffffffffffffffffffffffffffffffe");
 
 /// Every system module's address. Genesis gives each a one-byte `INVALID` (0xfe) code so
 /// tools that check `eth_getCode` see a contract.
-pub const SYSTEM_ADDRESSES: &[Address] = &[CHAIN_ADDRESS];
+pub const SYSTEM_ADDRESSES: &[Address] = &[CHAIN_ADDRESS, STAKING_ADDRESS];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
@@ -43,6 +61,16 @@ pub enum ModuleError {
 pub trait ModuleHost {
     fn sload(&mut self, slot: U256) -> Result<U256, ModuleError>;
     fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError>;
+    /// Another system module's storage (the staking module writes the Chain module's
+    /// validator set). Hosts refuse addresses outside [`SYSTEM_ADDRESSES`].
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError>;
+    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError>;
+    /// Pays `amount` out of this module's own balance.
+    fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError>;
+    /// Creates `amount` new wei in `to`'s balance (emission).
+    fn mint(&mut self, to: Address, amount: U256) -> Result<(), ModuleError>;
+    /// Destroys `amount` of this module's own balance (slashing).
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError>;
     fn emit(&mut self, topics: Vec<B256>, data: Bytes);
     fn chain_id(&self) -> u64;
     fn height(&self) -> u64;
@@ -92,6 +120,40 @@ impl<'h> Metered<'h> {
         self.host.sstore(slot, value)
     }
 
+    pub fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
+        self.charge(GAS_SLOAD)?;
+        self.host.sload_at(module, slot)
+    }
+
+    pub fn sstore_at(
+        &mut self,
+        module: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<(), ModuleError> {
+        self.charge(GAS_SSTORE)?;
+        self.host.sstore_at(module, slot, value)
+    }
+
+    pub fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        self.charge(GAS_BALANCE)?;
+        self.host.pay(to, amount)
+    }
+
+    pub fn mint(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        self.charge(GAS_BALANCE)?;
+        self.host.mint(to, amount)
+    }
+
+    pub fn burn(&mut self, amount: U256) -> Result<(), ModuleError> {
+        self.charge(GAS_BALANCE)?;
+        self.host.burn(amount)
+    }
+
+    pub fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
+        self.host.emit(topics, data)
+    }
+
     pub fn host(&self) -> &dyn ModuleHost {
         &*self.host
     }
@@ -106,6 +168,9 @@ pub fn dispatch(
 ) -> Option<(Result<Bytes, ModuleError>, u64)> {
     match address {
         CHAIN_ADDRESS => Some(run(host, gas_limit, |m| chain::ChainModule::call(m, call))),
+        STAKING_ADDRESS => Some(run(host, gas_limit, |m| {
+            staking::StakingModule::call(m, call)
+        })),
         _ => None,
     }
 }
@@ -127,6 +192,20 @@ fn run(
             (out, used)
         }
     }
+}
+
+/// Slot of `mapping(key => ...)` declared at `slot`, Solidity's rule:
+/// `keccak256(key . slot)`.
+pub fn map_slot(slot: U256, key: B256) -> U256 {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(key.as_slice());
+    buf[32..].copy_from_slice(&slot.to_be_bytes::<32>());
+    U256::from_be_bytes(alloy_primitives::keccak256(buf).0)
+}
+
+/// An address as a mapping key (left-padded, as Solidity does).
+pub fn addr_key(a: Address) -> B256 {
+    a.into_word()
 }
 
 /// Slot of element `i` of a Solidity dynamic array whose length lives at `slot`.

@@ -17,8 +17,7 @@ use alloy_primitives::{Address, B256};
 use borsh::BorshDeserialize;
 use emc_chain::{BuiltBlock, Chain};
 use emc_consensus::{
-    Config, Core, Ed25519Crypto, Height, Input, Message, Output, Validator, ValidatorIndex,
-    ValidatorKey, ValidatorSet, WalState,
+    Config, Core, Ed25519Crypto, Height, Input, Message, Output, ValidatorIndex, WalState,
 };
 use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -35,35 +34,9 @@ impl Gossip for NoPeers {
     fn broadcast(&self, _: &Message) {}
 }
 
-/// The validator set the genesis names, in proposer order.
-pub fn genesis_set(
-    genesis: &emc_types::Genesis,
-) -> Result<ValidatorSet, emc_consensus::validators::SetError> {
-    ValidatorSet::new(
-        genesis
-            .validators
-            .iter()
-            .map(|v| Validator {
-                key: ValidatorKey(v.consensus_key.0),
-                power: v.power,
-            })
-            .collect(),
-    )
-}
-
-fn proposer_index(chain: &Chain, proposer: Address) -> Option<ValidatorIndex> {
-    chain
-        .genesis()
-        .validators
-        .iter()
-        .position(|v| v.address == proposer)
-        .map(|i| ValidatorIndex(i as u32))
-}
-
 struct Shell {
     chain: Arc<Chain>,
     core: Core,
-    set: ValidatorSet,
     account: Address,
     block_time: Duration,
     gossip: Arc<dyn Gossip>,
@@ -86,7 +59,6 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), crate::NodeError> {
-    let set = genesis_set(chain.genesis()).map_err(|e| crate::NodeError::Config(e.to_string()))?;
     let block_time = Duration::from_millis(chain.genesis().block_time_ms);
     let cfg = Config {
         chain_id: chain.chain_id(),
@@ -98,7 +70,6 @@ pub async fn run(
     let mut shell = Shell {
         chain: chain.clone(),
         core,
-        set,
         account,
         block_time,
         gossip,
@@ -137,14 +108,33 @@ pub async fn run(
 impl Shell {
     fn start_height(&mut self, restore: Option<WalState>) {
         let head = self.chain.head();
+        // The set the head's state names seals the next height (it changes at epoch
+        // boundaries, when the staking module elects the next one).
+        let members = match self.chain.validator_set_at(head.height) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "no validator set at the head");
+                return;
+            }
+        };
+        let set = match emc_chain::consensus_set(&members) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "the head's validator set is unusable");
+                return;
+            }
+        };
         let prev = if head.height == Height::GENESIS {
             None
         } else {
-            proposer_index(&self.chain, head.proposer)
+            members
+                .iter()
+                .position(|v| v.address == head.proposer)
+                .map(|i| ValidatorIndex(i as u32))
         };
         let input = Input::Start {
             height: head.height.next(),
-            set: self.set.clone(),
+            set,
             prev_proposer: prev,
             restore,
         };
@@ -205,12 +195,45 @@ impl Shell {
                 digest,
                 block,
             } => self.validate(height, round, digest, block),
-            Output::Equivocation(e) => {
-                tracing::warn!(signer = e.first.signer.0, round = %e.first.body.round, "validator equivocated")
-            }
+            Output::Equivocation(e) => match self.evidence_calldata(&e) {
+                Some((validator, data)) => tracing::warn!(
+                    %validator,
+                    height = %e.first.body.height,
+                    round = %e.first.body.round,
+                    "validator equivocated; anyone may submit the evidence: emc tx send --to {} --data {}",
+                    emc_modules::STAKING_ADDRESS,
+                    data
+                ),
+                None => tracing::warn!(signer = e.first.signer.0, "validator equivocated"),
+            },
             Output::Commit(_) => unreachable!("commits are handled by the caller"),
         }
         Ok(())
+    }
+
+    /// The staking module's `submitEvidence` call for an equivocation this node saw
+    /// (hex), with the validator's account; `None` if the signer is not in the set.
+    fn evidence_calldata(&self, e: &emc_consensus::Evidence) -> Option<(Address, String)> {
+        use alloy_sol_types::SolCall;
+        let members = self
+            .chain
+            .validator_set_at(Height(e.first.body.height.0.saturating_sub(1)))
+            .ok()?;
+        let validator = members.get(e.first.signer.0 as usize)?.address;
+        let call = emc_modules::staking::IStaking::submitEvidenceCall {
+            validator,
+            kind: e.kind as u8,
+            height: e.first.body.height.0,
+            round: e.first.body.round.0,
+            digestA: e.first.body.digest,
+            sigA: e.first.sig.0.to_vec().into(),
+            digestB: e.second.body.digest,
+            sigB: e.second.sig.0.to_vec().into(),
+        };
+        Some((
+            validator,
+            format!("0x{}", alloy_primitives::hex::encode(call.abi_encode())),
+        ))
     }
 
     fn build(&self, height: Height, round: emc_consensus::Round) {

@@ -81,7 +81,7 @@ pub fn dev_validators(n: u32) -> Result<Vec<emc_types::GenesisValidator>, NodeEr
         .map(|i| emc_types::GenesisValidator {
             address: accounts[(DEV_ACCOUNTS + i) as usize].address(),
             consensus_key: emc_crypto::ConsensusKey::dev(i).public(),
-            power: 1,
+            power: 1_000,
         })
         .collect())
 }
@@ -188,8 +188,9 @@ impl Node {
         let (rpc, rpc_addr) = emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
-        let set = consensus::genesis_set(chain.genesis())
-            .map_err(|e| NodeError::Config(e.to_string()))?;
+        // Refuse a genesis set consensus cannot use before starting anything.
+        emc_chain::consensus_set(&chain.genesis().validators)
+            .map_err(|e| NodeError::Config(format!("genesis validators: {e}")))?;
         let metrics = Arc::new(metrics::Metrics::default());
         tokio::spawn(metrics.clone().follow(chain.clone()));
         let metrics_addr = match cfg.metrics_addr {
@@ -220,7 +221,6 @@ impl Node {
                 let gossip = Arc::new(network::P2pGossip(p2p.commands.clone()));
                 tokio::spawn(network::run(
                     chain.clone(),
-                    set.clone(),
                     p2p,
                     inbound_tx.clone(),
                     stopped.clone(),

@@ -45,14 +45,14 @@ type SyncedBlock = (Block, Vec<u8>);
 
 pub async fn run(
     chain: Arc<Chain>,
-    set: ValidatorSet,
     mut p2p: emc_p2p::P2p,
     consensus: mpsc::Sender<Message>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     let commands = p2p.commands.clone();
-    let verifier = Ed25519Crypto::from_seed([0; 32]);
+    let verifier = Ed25519Crypto::verify_only();
+    let mut sets = SetCache::default();
     let mut peers: HashSet<emc_p2p::Peer> = HashSet::new();
     let mut syncing = false;
     // Hashes of transactions that came in by gossip (bounded), not to publish again.
@@ -84,7 +84,7 @@ pub async fn run(
                 let Some(ev) = ev else { return };
                 match ev {
                     Event::Gossip { topic: Topic::Consensus, from, id, data } => {
-                        let verdict = consensus_gossip(&chain, &set, &verifier, &data);
+                        let verdict = consensus_gossip(&chain, &mut sets, &verifier, &data);
                         // A rejection counts against the sender's gossip score.
                         let _ = commands.send(Command::Validate(id, from, verdict.0));
                         if let Some(m) = verdict.1 {
@@ -110,9 +110,9 @@ pub async fn run(
                         let _ = commands.send(Command::Respond(channel, response));
                     }
                     Event::SyncResponse { peer, response } => {
-                        let (c, s) = (chain.clone(), set.clone());
+                        let c = chain.clone();
                         let n = response.blocks.len();
-                        let applied = tokio::task::spawn_blocking(move || apply_sync(&c, &s, response)).await;
+                        let applied = tokio::task::spawn_blocking(move || apply_sync(&c, response)).await;
                         syncing = false;
                         match applied {
                             Ok(Ok(k)) if k > 0 => {
@@ -158,23 +158,54 @@ pub async fn run(
     }
 }
 
-/// Decodes and checks one consensus message; past-height ones are dropped quietly.
+/// Decodes and checks one consensus message against the set that seals its height;
+/// past-height ones are dropped quietly. A message for a later height than the next
+/// is checked against the next height's set: if it fails, the set may have changed
+/// at an epoch boundary this node has not reached, so it is ignored, not blamed.
 fn consensus_gossip(
     chain: &Chain,
-    set: &ValidatorSet,
+    sets: &mut SetCache,
     verifier: &dyn Crypto,
     data: &[u8],
 ) -> (MessageAcceptance, Option<Message>) {
     let Ok(m) = Message::decode(data) else {
         return (MessageAcceptance::Reject, None);
     };
-    if !verify_message(verifier, chain.chain_id(), set, &m) {
-        return (MessageAcceptance::Reject, None);
-    }
-    if m.height() <= chain.head().height {
+    let head = chain.head().height;
+    if m.height() <= head {
         return (MessageAcceptance::Ignore, None);
     }
+    let Some(set) = sets.get(chain, head) else {
+        return (MessageAcceptance::Ignore, None);
+    };
+    if !verify_message(verifier, chain.chain_id(), set, &m) {
+        let verdict = if m.height() == head.next() {
+            MessageAcceptance::Reject
+        } else {
+            MessageAcceptance::Ignore
+        };
+        return (verdict, None);
+    }
     (MessageAcceptance::Accept, Some(m))
+}
+
+/// The sealing set of the next height, read from state once per head.
+#[derive(Default)]
+struct SetCache(Option<(Height, ValidatorSet)>);
+
+impl SetCache {
+    fn get(&mut self, chain: &Chain, head: Height) -> Option<&ValidatorSet> {
+        if self.0.as_ref().is_none_or(|(h, _)| *h != head) {
+            self.0 = sealing_set(chain, head).map(|s| (head, s));
+        }
+        self.0.as_ref().map(|(_, s)| s)
+    }
+}
+
+/// The set that seals the block after `height`.
+pub(crate) fn sealing_set(chain: &Chain, height: Height) -> Option<ValidatorSet> {
+    let members = chain.validator_set_at(height).ok()?;
+    emc_chain::consensus_set(&members).ok()
 }
 
 fn request_sync(
@@ -241,8 +272,8 @@ fn serve_sync(chain: &Chain, req: SyncRequest) -> SyncResponse {
 }
 
 /// Verifies and commits synced blocks in order; returns how many were new.
-fn apply_sync(chain: &Chain, set: &ValidatorSet, resp: SyncResponse) -> Result<usize, String> {
-    let verifier = Ed25519Crypto::from_seed([0; 32]);
+fn apply_sync(chain: &Chain, resp: SyncResponse) -> Result<usize, String> {
+    let verifier = Ed25519Crypto::verify_only();
     let mut applied = 0;
     for raw in resp.blocks {
         let (block, cert_bytes) =
@@ -253,10 +284,13 @@ fn apply_sync(chain: &Chain, set: &ValidatorSet, resp: SyncResponse) -> Result<u
         }
         let cert = CommitCertificate::try_from_slice(&cert_bytes)
             .map_err(|e| format!("undecodable certificate: {e}"))?;
+        // The head is this block's parent here, so its state names the sealing set.
+        let set = sealing_set(chain, chain.head().height)
+            .ok_or_else(|| format!("block {height}: no validator set at the head"))?;
         verify_certificate(
             &verifier,
             chain.chain_id(),
-            set,
+            &set,
             height,
             block.hash(),
             &cert,

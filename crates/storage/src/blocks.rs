@@ -80,7 +80,11 @@ impl Store {
         {
             let header = borsh::to_vec(&block.header).map_err(corrupt)?;
             w.open_table(HEADERS)?.insert(height, &header[..])?;
-            let body = borsh::to_vec(&block.transactions).map_err(corrupt)?;
+            let body = borsh::to_vec(&emc_types::block::BlockBody {
+                transactions: block.transactions.clone(),
+                parent_certificate: block.parent_certificate.clone(),
+            })
+            .map_err(corrupt)?;
             w.open_table(BODIES)?.insert(height, &body[..])?;
             let s = borsh::to_vec(senders).map_err(corrupt)?;
             w.open_table(SENDERS)?.insert(height, &s[..])?;
@@ -150,10 +154,12 @@ impl Store {
         let senders = senders
             .get(height.0)?
             .ok_or(StorageError::MissingBlock(height.0))?;
+        let body: emc_types::block::BlockBody = de("body", body.value())?;
         Ok(Some((
             Block {
                 header,
-                transactions: de("body", body.value())?,
+                transactions: body.transactions,
+                parent_certificate: body.parent_certificate,
             },
             de("senders", senders.value())?,
         )))

@@ -247,8 +247,10 @@ mod proof_tests {
                 gas_limit: 1,
                 base_fee: 0,
                 extra_data: Default::default(),
+                parent_signers: Default::default(),
             },
             transactions: vec![],
+            parent_certificate: Default::default(),
         };
         store
             .commit_block(&block, &[], &[], &prepared, None, None)

@@ -29,6 +29,11 @@ pub struct Header {
     /// EIP-1559 base fee per gas, in wei; it is burnt.
     pub base_fee: u64,
     pub extra_data: Bytes,
+    /// Which members of the parent's sealing set signed the parent's commit certificate
+    /// (bit `i` for set index `i`); empty for block 1. The block carries that
+    /// certificate, so importers check the bitmap against real signatures, and the
+    /// staking module counts missed commits from it.
+    pub parent_signers: Bytes,
 }
 
 impl Header {
@@ -48,6 +53,16 @@ impl Header {
 pub struct Block {
     pub header: Header,
     pub transactions: Vec<Bytes>,
+    /// The parent's commit certificate as the proposer holds it (the consensus crate's
+    /// encoding; empty for block 1 and on chains sealed without consensus).
+    pub parent_certificate: Bytes,
+}
+
+/// What the store keeps of a block besides its header.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockBody {
+    pub transactions: Vec<Bytes>,
+    pub parent_certificate: Bytes,
 }
 
 impl Block {

@@ -24,21 +24,105 @@ pub struct Genesis {
     /// The validator set of the first epoch, in proposer order.
     pub validators: Vec<GenesisValidator>,
     pub alloc: BTreeMap<Address, GenesisAccount>,
+    /// Staking, election, rewards and slashing rules ([`StakingParams::default`] if
+    /// left out).
+    #[serde(default)]
+    pub staking: StakingParams,
 }
 
+/// One EMC in wei.
+pub const EMC: U256 = U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]);
+
+/// A lock a computing node may put on its stake: for `blocks`, its proof-of-computing
+/// rewards are multiplied by `multiplier_bps / 10_000`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockTier {
+    pub blocks: u64,
+    pub multiplier_bps: u32,
+}
+
+/// The staking module's rules, fixed at genesis. Amounts are in wei.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StakingParams {
+    /// Blocks per epoch; the set elected at the end of epoch E seals epoch E+1.
+    pub epoch_blocks: u64,
+    pub max_validators: u32,
+    pub min_validator_stake: U256,
+    pub min_router_stake: U256,
+    /// Zero lets computing nodes run without stake (non-continuous work only).
+    pub min_compute_stake: U256,
+    /// Blocks between `unstake` and the stake being withdrawable.
+    pub unbonding_blocks: u64,
+    /// Computing-node lock periods and their reward multipliers.
+    pub lock_tiers: Vec<LockTier>,
+    /// Emission per block, to the validators by stake.
+    pub block_reward: U256,
+    /// Emission per epoch, to routers by stake.
+    pub router_pool: U256,
+    /// Emission per epoch, to computing nodes by proof-of-computing score times lock
+    /// multiplier.
+    pub compute_pool: U256,
+    /// Share of stake (basis points) an equivocating validator loses.
+    pub slash_bps: u32,
+    /// A validator that misses more than this share (basis points) of an epoch's
+    /// commits is jailed.
+    pub jail_missed_bps: u32,
+    /// Epochs a jailed validator sits out.
+    pub jail_epochs: u64,
+}
+
+impl Default for StakingParams {
+    /// The public network's lock tiers (7, 30, 90, 180 days at 1 s blocks; 1.4x, 2.7x,
+    /// 6.2x, 10x); everything else a development network can live with.
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        let tier = |days: u64, bps: u32| LockTier {
+            blocks: days * DAY,
+            multiplier_bps: bps,
+        };
+        StakingParams {
+            epoch_blocks: 100,
+            max_validators: 21,
+            min_validator_stake: EMC * U256::from(100),
+            min_router_stake: EMC * U256::from(10),
+            min_compute_stake: U256::ZERO,
+            unbonding_blocks: 1_000,
+            lock_tiers: vec![
+                tier(7, 14_000),
+                tier(30, 27_000),
+                tier(90, 62_000),
+                tier(180, 100_000),
+            ],
+            block_reward: EMC * U256::from(2),
+            router_pool: EMC * U256::from(50),
+            compute_pool: EMC * U256::from(100),
+            slash_bps: 1_000,
+            jail_missed_bps: 5_000,
+            jail_epochs: 1,
+        }
+    }
+}
+
+/// Bounds on the staking rules, so every loop the module runs is bounded.
+pub const MAX_LOCK_TIERS: usize = 8;
+pub const MAX_ELECTED: u32 = 256;
+
 /// A validator: the account that earns its fees, the ed25519 key it signs consensus
-/// messages with, and its voting power.
+/// messages with, and its stake in whole EMC, which is also its voting power (the
+/// staking module holds `power` EMC for it from genesis).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenesisValidator {
     pub address: Address,
     pub consensus_key: B256,
-    #[serde(default = "one")]
+    #[serde(default = "default_stake")]
     pub power: u64,
 }
 
-fn one() -> u64 {
-    1
+fn default_stake() -> u64 {
+    1_000
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +162,7 @@ impl Genesis {
             base_fee: 1_000_000_000,
             block_time_ms: 1_000,
             validators: vec![validator],
+            staking: StakingParams::default(),
             alloc: accounts
                 .iter()
                 .map(|a| {
@@ -143,6 +228,43 @@ impl Genesis {
                     format!("{} has zero power", v.address),
                 ));
             }
+            if EMC * U256::from(v.power) < self.staking.min_validator_stake {
+                return Err(invalid(
+                    "validators",
+                    format!(
+                        "{} stakes {} EMC, below staking.minValidatorStake",
+                        v.address, v.power
+                    ),
+                ));
+            }
+        }
+        let st = &self.staking;
+        if st.epoch_blocks < 2 {
+            return Err(invalid("staking.epochBlocks", "must be at least 2"));
+        }
+        if st.max_validators == 0 || st.max_validators > MAX_ELECTED {
+            return Err(invalid(
+                "staking.maxValidators",
+                format!("must be in 1..={MAX_ELECTED}"),
+            ));
+        }
+        if st.min_validator_stake < EMC {
+            return Err(invalid(
+                "staking.minValidatorStake",
+                "must be at least 1 EMC (voting power counts whole EMC)",
+            ));
+        }
+        if st.lock_tiers.len() > MAX_LOCK_TIERS {
+            return Err(invalid(
+                "staking.lockTiers",
+                format!("at most {MAX_LOCK_TIERS} tiers"),
+            ));
+        }
+        if st.slash_bps > 10_000 || st.jail_missed_bps > 10_000 {
+            return Err(invalid(
+                "staking",
+                "slashBps and jailMissedBps are basis points (at most 10000)",
+            ));
         }
         if self.validators.len() > 1_000 {
             return Err(invalid("validators", "more than 1000 validators"));
@@ -175,6 +297,7 @@ impl Genesis {
         check("blockTimeMs", self.block_time_ms != other.block_time_ms);
         check("validators", self.validators != other.validators);
         check("alloc", self.alloc != other.alloc);
+        check("staking", self.staking != other.staking);
         d
     }
 
@@ -199,7 +322,7 @@ mod tests {
         GenesisValidator {
             address: Address::repeat_byte(i),
             consensus_key: B256::repeat_byte(i),
-            power: 1,
+            power: 1_000,
         }
     }
 

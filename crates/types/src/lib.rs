@@ -20,7 +20,9 @@ pub mod tx;
 
 pub use alloy_primitives::{address, b256, keccak256, Address, Bloom, Bytes, B256, U256};
 pub use block::{Block, Header};
-pub use genesis::{Genesis, GenesisAccount, GenesisError, GenesisValidator};
+pub use genesis::{
+    Genesis, GenesisAccount, GenesisError, GenesisValidator, LockTier, StakingParams, EMC,
+};
 pub use ids::{Epoch, Height, Round};
 pub use receipt::{Log, Receipt};
 pub use tx::{decode_raw_tx, SignedTx, TxError, MAX_TX_SIZE};

@@ -45,16 +45,15 @@ pub fn run(c: DbCmd) -> Result<()> {
     Ok(())
 }
 
-/// Checks every stored commit certificate against the genesis validator set, as a
-/// following node does; returns how many blocks carry one.
+/// Checks every stored commit certificate against the validator set that sealed its
+/// block (named by the parent's state), as a following node does; returns how many
+/// blocks carry one.
 fn verify_certificates(store: &emc_storage::Store, head: emc_types::Height) -> Result<u64> {
     use borsh::BorshDeserialize;
     use emc_consensus::{verify_certificate, CommitCertificate};
     let genesis = store.genesis_json()?.context("no genesis stored")?;
     let genesis = emc_types::Genesis::from_json(&genesis)?;
-    let set = emc_node::consensus::genesis_set(&genesis)?;
-    // Verification needs no secret; any key will do as the verifier.
-    let verifier = emc_consensus::Ed25519Crypto::from_seed([0; 32]);
+    let verifier = emc_consensus::Ed25519Crypto::verify_only();
     let mut certified = 0;
     for h in 1..=head.0 {
         let Some(bytes) = store.certificate(emc_types::Height(h))? else {
@@ -65,6 +64,8 @@ fn verify_certificates(store: &emc_storage::Store, head: emc_types::Height) -> R
         let header = store
             .header(emc_types::Height(h))?
             .with_context(|| format!("block {h} missing"))?;
+        let parent_state = store.state_at(emc_types::Height(h - 1))?;
+        let set = emc_chain::consensus_set(&emc_chain::validator_set_in(&parent_state)?)?;
         verify_certificate(
             &verifier,
             genesis.chain_id,

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 pub struct GenesisArgs {
     #[arg(long, default_value_t = emc_types::genesis::DEV_CHAIN_ID)]
     chain_id: u64,
-    /// A validator as ACCOUNT=KEY[@POWER]: KEY is its ed25519 consensus public key (0x…)
-    /// or a key file from `emc keys consensus-new`. Repeat for several, in proposer
-    /// order. Default: the development validator.
+    /// A validator as ACCOUNT=KEY[@STAKE]: KEY is its ed25519 consensus public key (0x…)
+    /// or a key file from `emc keys consensus-new`; STAKE, in whole EMC (default 1000),
+    /// is held for it by the staking module and is its voting power. Repeat for
+    /// several, in proposer order. Default: the development validator.
     #[arg(long = "validator", value_parser = parse_validator)]
     validators: Vec<GenesisValidator>,
     /// Premine, as ADDRESS=AMOUNT with AMOUNT in EMC (for example 0xabc...=1000).
@@ -33,13 +34,13 @@ pub struct GenesisArgs {
 }
 
 fn parse_validator(s: &str) -> Result<GenesisValidator, String> {
-    let (addr, rest) = s.split_once('=').ok_or("expected ACCOUNT=KEY[@POWER]")?;
+    let (addr, rest) = s.split_once('=').ok_or("expected ACCOUNT=KEY[@STAKE]")?;
     let address = addr
         .parse::<Address>()
         .map_err(|e| format!("account {addr}: {e}"))?;
     let (key, power) = match rest.rsplit_once('@') {
-        Some((k, p)) => (k, p.parse::<u64>().map_err(|e| format!("power {p}: {e}"))?),
-        None => (rest, 1),
+        Some((k, p)) => (k, p.parse::<u64>().map_err(|e| format!("stake {p}: {e}"))?),
+        None => (rest, 1_000),
     };
     let consensus_key = match key.parse::<alloy_primitives::B256>() {
         Ok(k) => k,

@@ -184,7 +184,7 @@ fn setup(
         emc_types::GenesisValidator {
             address: Address::repeat_byte(0xcc),
             consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
-            power: 1,
+            power: 1_000,
         },
         &addrs,
         U256::from(10u128.pow(24)),

@@ -317,7 +317,7 @@ fn sync(a: &NetworkBench, tmp: &std::path::Path) -> Result<(Duration, Duration)>
     let validator = emc_types::GenesisValidator {
         address: account,
         consensus_key: key.public(),
-        power: 1,
+        power: 1_000,
     };
     let mut genesis = emc_types::Genesis::dev(validator, &[], U256::ZERO);
     genesis.block_time_ms = 1_000;

@@ -1,0 +1,108 @@
+//! An in-memory host for module tests: storage per module, native balances, a
+//! height, and the logs emitted.
+
+use crate::{ModuleError, ModuleHost, SYSTEM_ADDRESSES};
+use alloy_primitives::{Address, Bytes, B256, U256};
+use std::collections::BTreeMap;
+
+pub struct MemHost {
+    /// The module being called.
+    pub me: Address,
+    pub storage: BTreeMap<(Address, U256), U256>,
+    pub balances: BTreeMap<Address, U256>,
+    pub height: u64,
+    pub chain_id: u64,
+    pub logs: Vec<(Vec<B256>, Bytes)>,
+}
+
+impl MemHost {
+    pub fn new(me: Address) -> Self {
+        MemHost {
+            me,
+            storage: BTreeMap::new(),
+            balances: BTreeMap::new(),
+            height: 1,
+            chain_id: 42,
+            logs: Vec::new(),
+        }
+    }
+
+    pub fn balance(&self, a: Address) -> U256 {
+        self.balances.get(&a).copied().unwrap_or_default()
+    }
+
+    /// Every balance together: the supply.
+    pub fn supply(&self) -> U256 {
+        self.balances.values().fold(U256::ZERO, |s, b| s + *b)
+    }
+
+    /// Moves `value` from `from` to the module, as the EVM does before a payable call.
+    pub fn send_value(&mut self, from: Address, value: U256) {
+        let b = self.balance(from);
+        assert!(b >= value, "test account cannot afford {value}");
+        self.balances.insert(from, b - value);
+        *self.balances.entry(self.me).or_default() += value;
+    }
+
+    fn system(&self, a: Address) -> Result<(), ModuleError> {
+        if SYSTEM_ADDRESSES.contains(&a) {
+            Ok(())
+        } else {
+            Err(ModuleError::Host(format!("{a} is not a system module")))
+        }
+    }
+}
+
+impl ModuleHost for MemHost {
+    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
+        let me = self.me;
+        self.sload_at(me, slot)
+    }
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
+        let me = self.me;
+        self.sstore_at(me, slot, value)
+    }
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
+        self.system(module)?;
+        Ok(self
+            .storage
+            .get(&(module, slot))
+            .copied()
+            .unwrap_or_default())
+    }
+    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError> {
+        self.system(module)?;
+        self.storage.insert((module, slot), value);
+        Ok(())
+    }
+    fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        let mine = self.balance(self.me);
+        if mine < amount {
+            return Err(ModuleError::Host("module balance too low".into()));
+        }
+        self.balances.insert(self.me, mine - amount);
+        *self.balances.entry(to).or_default() += amount;
+        Ok(())
+    }
+    fn mint(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        *self.balances.entry(to).or_default() += amount;
+        Ok(())
+    }
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError> {
+        let mine = self.balance(self.me);
+        if mine < amount {
+            return Err(ModuleError::Host("module balance too low".into()));
+        }
+        self.balances.insert(self.me, mine - amount);
+        Ok(())
+    }
+    fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
+        self.logs.push((topics, data));
+    }
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+    fn height(&self) -> u64 {
+        self.height
+    }
+}
