@@ -203,3 +203,154 @@ fn a_block_built_on_one_node_imports_on_another_and_tampering_is_caught() {
     b.import(&borsh::to_vec(&good).expect("encode"))
         .expect("the untampered block still imports");
 }
+
+fn call_tx(k: &PrivateKeySigner, nonce: u64, to: Address, value: U256, data: Vec<u8>) -> Vec<u8> {
+    let mut t = TxEip1559 {
+        chain_id: emc_types::genesis::DEV_CHAIN_ID,
+        nonce,
+        gas_limit: 300_000,
+        max_fee_per_gas: 3_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value,
+        input: data.into(),
+        ..Default::default()
+    };
+    let sig = k.sign_transaction_sync(&mut t).expect("sign");
+    TxEnvelope::from(t.into_signed(sig)).encoded_2718()
+}
+
+/// The staking module through real transactions and revm: value staked into the
+/// module, a candidate elected into the set the chain reads, rewards minted on claim,
+/// stake paid back only after unbonding.
+#[test]
+fn staking_by_transaction_elects_rewards_and_unbonds() {
+    use alloy_sol_types::SolCall;
+    use emc_modules::{staking::IStaking, STAKING_ADDRESS};
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = emc_crypto::dev_accounts(1).expect("keys");
+    let me = keys[0].address();
+    let genesis_validator = emc_types::GenesisValidator {
+        address: Address::repeat_byte(0xcc),
+        consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
+        power: 1_000,
+    };
+    let mut g = Genesis::dev(
+        genesis_validator,
+        &[me],
+        emc_types::EMC * U256::from(10_000),
+    );
+    g.staking.epoch_blocks = 4;
+    g.staking.unbonding_blocks = 3;
+    let chain = Chain::open(dir.path(), g).expect("open");
+    let emc = |n: u64| emc_types::EMC * U256::from(n);
+    let seal = |chain: &Chain| chain.seal(Address::repeat_byte(0xcc), 10).expect("seal");
+    let receipt_ok = |chain: &Chain, h: &Header| {
+        chain
+            .store()
+            .receipts(h.height)
+            .expect("read")
+            .expect("receipts")[0]
+            .success
+    };
+    let balance = |chain: &Chain| {
+        let s = chain.state_at(chain.head().height).expect("state");
+        s.account(me).expect("read").expect("account").balance
+    };
+
+    let stake = IStaking::stakeCall { role: 0 }.abi_encode();
+    chain
+        .submit(&call_tx(&keys[0], 0, STAKING_ADDRESS, emc(500), stake))
+        .expect("pool");
+    let key = emc_crypto::ConsensusKey::dev(5).public();
+    let register = IStaking::registerValidatorCall { consensusKey: key }.abi_encode();
+    chain
+        .submit(&call_tx(&keys[0], 1, STAKING_ADDRESS, U256::ZERO, register))
+        .expect("pool");
+    let h1 = seal(&chain);
+    assert!(receipt_ok(&chain, &h1));
+    let staked = chain.state_at(h1.height).expect("state");
+    assert_eq!(
+        staked
+            .account(STAKING_ADDRESS)
+            .expect("read")
+            .expect("module")
+            .balance,
+        emc(1_500),
+        "the genesis stake plus the value sent"
+    );
+    assert_eq!(chain.validator_set_at(h1.height).expect("set").len(), 1);
+    while chain.head().height.0 < 4 {
+        seal(&chain);
+    }
+    let set = chain.validator_set_at(Height(4)).expect("set");
+    assert_eq!(
+        set.iter().map(|v| (v.address, v.power)).collect::<Vec<_>>(),
+        vec![(Address::repeat_byte(0xcc), 1_000), (me, 500)],
+        "elected at the epoch's last block, by stake"
+    );
+    assert_eq!(set[1].consensus_key, key);
+    // Block 5 is sealed by the new set: a third of its reward is ours.
+    seal(&chain);
+    let before = balance(&chain);
+    let claim = IStaking::claimRewardsCall {}.abi_encode();
+    chain
+        .submit(&call_tx(&keys[0], 2, STAKING_ADDRESS, U256::ZERO, claim))
+        .expect("pool");
+    let h = seal(&chain);
+    assert!(receipt_ok(&chain, &h));
+    let r = &chain
+        .store()
+        .receipts(h.height)
+        .expect("read")
+        .expect("receipts")[0];
+    let fee = U256::from(r.gas_used as u128 * r.effective_gas_price);
+    let minted = emc(2) * U256::from(500) / U256::from(1_500);
+    assert_eq!(balance(&chain) + fee, before + minted);
+    // Unstake, then a withdrawal before the release fails and one after pays.
+    let unstake = IStaking::unstakeCall {
+        role: 0,
+        amount: emc(500),
+    }
+    .abi_encode();
+    chain
+        .submit(&call_tx(&keys[0], 3, STAKING_ADDRESS, U256::ZERO, unstake))
+        .expect("pool");
+    let h = seal(&chain);
+    assert!(receipt_ok(&chain, &h));
+    let withdraw = IStaking::withdrawCall {}.abi_encode();
+    chain
+        .submit(&call_tx(
+            &keys[0],
+            4,
+            STAKING_ADDRESS,
+            U256::ZERO,
+            withdraw.clone(),
+        ))
+        .expect("pool");
+    let h = seal(&chain);
+    assert!(
+        !receipt_ok(&chain, &h),
+        "withdrawn before the unbonding ended"
+    );
+    seal(&chain);
+    seal(&chain);
+    let before = balance(&chain);
+    chain
+        .submit(&call_tx(&keys[0], 5, STAKING_ADDRESS, U256::ZERO, withdraw))
+        .expect("pool");
+    let h = seal(&chain);
+    assert!(receipt_ok(&chain, &h));
+    let r = &chain
+        .store()
+        .receipts(h.height)
+        .expect("read")
+        .expect("receipts")[0];
+    let fee = U256::from(r.gas_used as u128 * r.effective_gas_price);
+    assert_eq!(balance(&chain) + fee, before + emc(500));
+    // It left the set at the epoch's end (block 8 closed epoch 1).
+    while chain.head().height.0 < 12 {
+        seal(&chain);
+    }
+    assert_eq!(chain.validator_set_at(Height(12)).expect("set").len(), 1);
+}
