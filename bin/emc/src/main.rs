@@ -31,6 +31,20 @@ enum Command {
     /// Sign and send transactions.
     #[command(subcommand)]
     Tx(cmd::tx::TxCmd),
+    /// Stake, unstake, lock, register as a validator, claim rewards.
+    #[command(subcommand)]
+    Stake(cmd::stake::StakeCmd),
+    /// The validator set sealing the next block, and every candidate.
+    Validators {
+        #[command(flatten)]
+        rpc: cmd::RpcArg,
+    },
+    /// An account's unclaimed rewards, and the network's emission and slashing.
+    Rewards {
+        address: alloy_primitives::Address,
+        #[command(flatten)]
+        rpc: cmd::RpcArg,
+    },
     /// Read balances, blocks and transactions from a node.
     #[command(subcommand)]
     Query(cmd::query::QueryCmd),
@@ -51,6 +65,9 @@ fn main() -> std::process::ExitCode {
         Command::Keys(c) => cmd::keys::run(c),
         Command::Tx(c) => cmd::tx::run(c),
         Command::Query(c) => cmd::query::run(c),
+        Command::Stake(c) => cmd::stake::run(c),
+        Command::Validators { rpc } => cmd::stake::validators(rpc),
+        Command::Rewards { address, rpc } => cmd::stake::rewards(address, rpc),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
     };

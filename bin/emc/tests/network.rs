@@ -30,6 +30,12 @@ impl Net {
     }
 
     fn with_base(base: u16) -> Net {
+        Self::with_genesis_args(base, &[])
+    }
+
+    /// Genesis with the four validators, and one more consensus key (`v4.json`) that
+    /// is in no set: a candidate's.
+    fn with_genesis_args(base: u16, extra: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("tmp");
         let mut args: Vec<String> = vec![
             "genesis".into(),
@@ -38,11 +44,15 @@ impl Net {
             "--block-time-ms".into(),
             "400".into(),
         ];
-        for i in 0..N {
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for i in 0..=N {
             let key = dir.path().join(format!("v{i}.json"));
             emc_crypto::ConsensusKey::dev(i as u32)
                 .write(&key)
                 .expect("key");
+            if i == N {
+                break;
+            }
             let account = format!("0x{:040x}", 0xfee0 + i);
             args.extend(["--validator".into(), format!("{account}={}", key.display())]);
         }
@@ -491,4 +501,173 @@ fn test_peer(net: &Net, seed: u8, limits: emc_p2p::GossipLimits) -> emc_p2p::P2p
 
 fn validator0() -> emc_p2p::Peer {
     emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
+}
+
+/// The staking module driving the validator set of real processes: a candidate process
+/// stakes, is elected at the epoch's end and proposes; a validator that equivocates is
+/// slashed from evidence anyone submits and leaves the set; the candidate unstakes and
+/// leaves; blocks never stop across the epoch changes and no node forks.
+#[test]
+fn staking_changes_the_validator_set_of_a_running_network() {
+    use alloy_sol_types::SolCall;
+    let net = Net::with_genesis_args(
+        region(2) + 60,
+        &["--epoch-blocks", "8", "--unbonding-blocks", "400"],
+    );
+    let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
+    // The candidate runs from the start with its key; it is in no set yet.
+    let candidate = net.start(N, true);
+    wait_until("blocks", Duration::from_secs(60), || {
+        nodes.iter().all(|n| height(n) >= 2)
+    });
+    let accounts = emc_crypto::dev_accounts(2).expect("dev accounts");
+    let key_hex = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
+    let me = accounts[0].address();
+    let cli = |args: &[&str]| {
+        let out = common::emc()
+            .args(args)
+            .args(["--rpc", &nodes[0].url])
+            .output()
+            .expect("emc");
+        assert!(
+            out.status.success(),
+            "emc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let pk0 = key_hex(0);
+    let v4 = net.dir.path().join("v4.json").display().to_string();
+    cli(&[
+        "stake",
+        "add",
+        "--role",
+        "validator",
+        "--amount",
+        "2000",
+        "--private-key",
+        &pk0,
+    ]);
+    cli(&[
+        "stake",
+        "register",
+        "--consensus-key",
+        &v4,
+        "--private-key",
+        &pk0,
+    ]);
+    let set = |n: &DevNode| -> Vec<String> {
+        n.result("emc_validators", json!([]))["validators"]
+            .as_array()
+            .expect("validators")
+            .iter()
+            .map(|v| v["address"].as_str().expect("address").to_lowercase())
+            .collect()
+    };
+    let me_hex = format!("{me:#x}");
+    wait_until("the candidate is elected", Duration::from_secs(60), || {
+        set(&nodes[0]).contains(&me_hex)
+    });
+    assert_eq!(set(&nodes[0])[0], me_hex, "ranked first by its 2,000 EMC");
+    let elected_at = height(&nodes[0]);
+    wait_until(
+        "the new validator proposes a block",
+        Duration::from_secs(60),
+        || {
+            (elected_at..=height(&nodes[0])).any(|h| {
+                block(&nodes[0], h)["miner"].as_str().map(str::to_lowercase) == Some(me_hex.clone())
+            })
+        },
+    );
+    assert!(cli(&["validators"]).contains(&me_hex));
+
+    // Validator 1 signs two PREPAREs for different blocks at one height and round;
+    // development account 1 submits the evidence.
+    let h = height(&nodes[0]);
+    let signer = emc_consensus::Ed25519Crypto::from_seed(emc_crypto::ConsensusKey::dev(1).seed());
+    let sign = |d: alloy_primitives::B256| {
+        use emc_consensus::Crypto;
+        let vote = emc_consensus::Vote {
+            height: emc_types::Height(h),
+            round: emc_types::Round(0),
+            digest: d,
+        };
+        let payload =
+            emc_consensus::messages::payload(31337, emc_consensus::messages::Kind::Prepare, &vote);
+        alloy_primitives::Bytes::from(signer.sign(&payload).0.to_vec())
+    };
+    let v1: alloy_primitives::Address = format!("0x{:040x}", 0xfee1).parse().expect("addr");
+    let (a, b) = (
+        alloy_primitives::B256::repeat_byte(1),
+        alloy_primitives::B256::repeat_byte(2),
+    );
+    let evidence = emc_modules::staking::IStaking::submitEvidenceCall {
+        validator: v1,
+        kind: 1,
+        height: h,
+        round: 0,
+        digestA: a,
+        sigA: sign(a),
+        digestB: b,
+        sigB: sign(b),
+    };
+    let data = format!("0x{}", alloy_primitives::hex::encode(evidence.abi_encode()));
+    let staking = format!("{}", emc_modules::STAKING_ADDRESS);
+    cli(&[
+        "tx",
+        "send",
+        "--to",
+        &staking,
+        "--data",
+        &data,
+        "--gas",
+        "500000",
+        "--private-key",
+        &key_hex(1),
+    ]);
+    let st = nodes[0].result("emc_staking", json!([v1]));
+    assert_eq!(
+        st["roles"]["validator"]["staked"],
+        json!(format!(
+            "{:#x}",
+            emc_types::EMC * alloy_primitives::U256::from(900)
+        )),
+        "10% of 1,000 EMC slashed"
+    );
+    let v1_hex = format!("{v1:#x}");
+    wait_until(
+        "the equivocator leaves the set",
+        Duration::from_secs(60),
+        || !set(&nodes[0]).contains(&v1_hex),
+    );
+    let rewards = nodes[0].result("emc_rewards", json!([me]));
+    assert_ne!(
+        rewards["pending"],
+        json!("0x0"),
+        "the new validator earned block rewards"
+    );
+
+    // The candidate unstakes and leaves at the next epoch's end.
+    cli(&[
+        "stake",
+        "remove",
+        "--role",
+        "validator",
+        "--amount",
+        "2000",
+        "--private-key",
+        &pk0,
+    ]);
+    wait_until(
+        "the unstaked validator leaves",
+        Duration::from_secs(60),
+        || !set(&nodes[0]).contains(&me_hex),
+    );
+    let h = nodes.iter().map(height).min().unwrap();
+    wait_until("blocks continue", Duration::from_secs(60), || {
+        nodes.iter().all(|n| height(n) >= h + 10)
+    });
+    let mut all: Vec<&DevNode> = nodes.iter().collect();
+    all.push(&candidate);
+    same_chain(&all);
 }

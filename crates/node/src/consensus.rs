@@ -37,6 +37,8 @@ impl Gossip for NoPeers {
 struct Shell {
     chain: Arc<Chain>,
     core: Core,
+    /// This node's consensus key, to find its account in each height's set.
+    key: alloy_primitives::B256,
     account: Address,
     block_time: Duration,
     gossip: Arc<dyn Gossip>,
@@ -70,6 +72,7 @@ pub async fn run(
     let mut shell = Shell {
         chain: chain.clone(),
         core,
+        key: key.public(),
         account,
         block_time,
         gossip,
@@ -124,6 +127,9 @@ impl Shell {
                 return;
             }
         };
+        if let Some(me) = members.iter().find(|v| v.consensus_key == self.key) {
+            self.account = me.address;
+        }
         let prev = if head.height == Height::GENESIS {
             None
         } else {

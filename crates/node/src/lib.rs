@@ -24,7 +24,9 @@ pub struct NodeConfig {
     pub datadir: PathBuf,
     pub rpc_addr: SocketAddr,
     pub genesis: Genesis,
-    /// The validator account this node seals as (its fees go there); unused by a full node.
+    /// The validator account this node seals as (its fees go there) while the genesis
+    /// set is in force; once the staking module elects sets, the account registered
+    /// with the node's consensus key. Unused by a full node.
     pub proposer: Address,
     /// The ed25519 key this validator signs consensus messages with; `None` for a full node.
     pub consensus_key: Option<emc_crypto::ConsensusKey>,
@@ -138,11 +140,9 @@ impl NodeConfig {
                 .iter()
                 .find(|v| v.consensus_key == key)
             {
-                None => {
-                    return Err(NodeError::Config(format!(
-                        "consensus key {key} is not a validator in this genesis"
-                    )))
-                }
+                // A candidate not in the genesis set: it signs once the staking module
+                // elects it, as the account it registered with.
+                None => {}
                 Some(v) if v.address != self.proposer => {
                     return Err(NodeError::Config(format!(
                         "consensus key {key} belongs to validator {}, not {}",

@@ -66,6 +66,13 @@ pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
 
 // ---- block resolution ----------------------------------------------------------
 
+pub(crate) fn resolve_block(
+    chain: &Chain,
+    id: Option<BlockId>,
+) -> Result<Height, ErrorObjectOwned> {
+    resolve(chain, id)
+}
+
 fn resolve(chain: &Chain, id: Option<BlockId>) -> Result<Height, ErrorObjectOwned> {
     let head = chain.head().height;
     match id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest)) {

@@ -1,6 +1,7 @@
 //! JSON-RPC for Ethereum tools: `eth_`, `net_` and `web3_` over HTTP and WebSocket on
 //! one port (jsonrpsee), so MetaMask, ethers.js, web3.py, Foundry and Hardhat talk to
-//! an EMC node unchanged.
+//! an EMC node unchanged; plus `emc_validators`, `emc_staking` and `emc_rewards`, views
+//! of the staking module for dashboards and the CLI.
 //!
 //! Errors use the codes clients act on: -32700 parse error, -32600 invalid request,
 //! -32601 method not found, -32602 invalid params (with the parameter named),
@@ -14,6 +15,7 @@
 //! Data flow: reads go to the chain's store and state snapshots; writes go only through
 //! [`emc_chain::Chain::submit`]; subscriptions follow the chain's event channel.
 
+mod emc;
 mod eth;
 mod json;
 mod subs;
@@ -99,6 +101,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 pub(crate) fn build_module(chain: Arc<Chain>, cfg: RpcConfig) -> Result<RpcModule<Ctx>, RpcError> {
     let mut m = RpcModule::new(Ctx { chain, cfg });
     eth::register(&mut m)?;
+    emc::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)
 }

@@ -28,6 +28,19 @@ pub struct GenesisArgs {
     /// Base fee of block 1 in wei.
     #[arg(long, default_value_t = 1_000_000_000)]
     base_fee: u64,
+    /// Blocks per staking epoch (the validator set changes between epochs).
+    #[arg(long)]
+    epoch_blocks: Option<u64>,
+    /// Blocks between unstaking and withdrawing.
+    #[arg(long)]
+    unbonding_blocks: Option<u64>,
+    /// The most validators an election picks.
+    #[arg(long)]
+    max_validators: Option<u32>,
+    /// The rest of the staking rules as JSON (the genesis file's `staking` object);
+    /// the flags above win over it.
+    #[arg(long)]
+    staking_json: Option<String>,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -76,6 +89,18 @@ pub fn run(a: GenesisArgs) -> Result<()> {
     g.block_time_ms = a.block_time_ms;
     g.gas_limit = a.gas_limit;
     g.base_fee = a.base_fee;
+    if let Some(j) = &a.staking_json {
+        g.staking = serde_json::from_str(j).context("--staking-json")?;
+    }
+    if let Some(n) = a.epoch_blocks {
+        g.staking.epoch_blocks = n;
+    }
+    if let Some(n) = a.unbonding_blocks {
+        g.staking.unbonding_blocks = n;
+    }
+    if let Some(n) = a.max_validators {
+        g.staking.max_validators = n;
+    }
     for k in emc_crypto::dev_accounts(a.dev_accounts)? {
         g.alloc.insert(
             k.address(),

@@ -5,6 +5,7 @@ pub mod genesis;
 pub mod keys;
 pub mod node;
 pub mod query;
+pub mod stake;
 pub mod tx;
 
 /// `--rpc` as every client command spells it.

@@ -124,18 +124,21 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
     };
     let proposer = match &consensus_key {
         None => Default::default(),
-        Some(k) => genesis
+        Some(k) => match genesis
             .validators
             .iter()
             .find(|v| v.consensus_key == k.public())
-            .map(|v| v.address)
-            .with_context(|| {
-                format!(
-                    "consensus key {} is not a validator in {}",
+        {
+            Some(v) => v.address,
+            None => {
+                eprintln!(
+                    "consensus key {} is not in the genesis set of {}: this node signs once the staking module elects it (`emc stake register`)",
                     k.public(),
                     path.display()
-                )
-            })?,
+                );
+                emc_types::Address::ZERO
+            }
+        },
     };
     Ok(NodeConfig {
         datadir: a

@@ -28,6 +28,16 @@ pub struct SendArgs {
     /// Gas limit (estimated when omitted).
     #[arg(long)]
     gas: Option<u64>,
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Return once the node accepts the transaction instead of waiting for its receipt.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// Who signs, and which node to send to.
+#[derive(clap::Args)]
+pub struct SignerArgs {
     /// Sign with this hex private key (or EMC_PRIVATE_KEY) instead of a keystore account.
     #[arg(
         long,
@@ -42,10 +52,7 @@ pub struct SendArgs {
     #[command(flatten)]
     ks: KeystoreArgs,
     #[command(flatten)]
-    rpc: RpcArg,
-    /// Return once the node accepts the transaction instead of waiting for its receipt.
-    #[arg(long)]
-    no_wait: bool,
+    pub rpc: RpcArg,
 }
 
 pub fn parse_amount(s: &str) -> Result<U256, String> {
@@ -66,25 +73,52 @@ pub fn parse_amount(s: &str) -> Result<U256, String> {
 
 pub fn run(c: TxCmd) -> Result<()> {
     let TxCmd::Send(a) = c;
-    let key = match (&a.private_key, a.from) {
-        (Some(k), _) => emc_crypto::key_from_hex(k)?,
-        (None, Some(from)) => emc_crypto::keystore_open(&a.ks.dir(), from, &a.ks.password()?)?,
-        (None, None) => bail!(
-            "say who signs: --from ADDRESS (a keystore account) or --private-key / EMC_PRIVATE_KEY"
-        ),
-    };
-    let rpc = Rpc::new(&a.rpc.rpc);
+    send(
+        &a.signer,
+        a.to,
+        a.value,
+        a.data.unwrap_or_default(),
+        a.gas,
+        !a.no_wait,
+    )
+}
+
+impl SignerArgs {
+    pub fn key(&self) -> Result<alloy_signer_local::PrivateKeySigner> {
+        Ok(match (&self.private_key, self.from) {
+            (Some(k), _) => emc_crypto::key_from_hex(k)?,
+            (None, Some(from)) => {
+                emc_crypto::keystore_open(&self.ks.dir(), from, &self.ks.password()?)?
+            }
+            (None, None) => bail!(
+                "say who signs: --from ADDRESS (a keystore account) or --private-key / EMC_PRIVATE_KEY"
+            ),
+        })
+    }
+}
+
+/// Signs and sends a transaction to `to`; with `wait`, waits for its receipt and fails
+/// if it reverted.
+pub fn send(
+    signer: &SignerArgs,
+    to: Address,
+    value: U256,
+    data: Bytes,
+    gas: Option<u64>,
+    wait: bool,
+) -> Result<()> {
+    let key = signer.key()?;
+    let rpc = Rpc::new(&signer.rpc.rpc);
     let from = key.address();
     let chain_id = rpc.quantity("eth_chainId", json!([]))? as u64;
     let nonce = rpc.quantity("eth_getTransactionCount", json!([from, "pending"]))? as u64;
     let tip = rpc.quantity("eth_maxPriorityFeePerGas", json!([]))?;
     let gas_price = rpc.quantity("eth_gasPrice", json!([]))?;
-    let data = a.data.unwrap_or_default();
-    let gas = match a.gas {
+    let gas = match gas {
         Some(g) => g,
         None => rpc.quantity(
             "eth_estimateGas",
-            json!([{"from": from, "to": a.to, "value": a.value, "data": data}]),
+            json!([{"from": from, "to": to, "value": value, "data": data}]),
         )? as u64,
     };
     let mut tx = TxEip1559 {
@@ -94,8 +128,8 @@ pub fn run(c: TxCmd) -> Result<()> {
         // Room for the base fee to double before the transaction is included.
         max_fee_per_gas: gas_price * 2,
         max_priority_fee_per_gas: tip,
-        to: TxKind::Call(a.to),
-        value: a.value,
+        to: TxKind::Call(to),
+        value,
         input: data,
         ..Default::default()
     };
@@ -103,7 +137,7 @@ pub fn run(c: TxCmd) -> Result<()> {
     let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
     let hash = rpc.call("eth_sendRawTransaction", json!([Bytes::from(raw)]))?;
     println!("{}", hash.as_str().unwrap_or_default());
-    if a.no_wait {
+    if !wait {
         return Ok(());
     }
     let start = Instant::now();
