@@ -195,3 +195,77 @@ test("a keystore written by `emc keys new` opens in ethers", { skip: !process.en
   const w = await ethers.Wallet.fromEncryptedJson(json, process.env.EMC_KEYSTORE_PASSWORD);
   assert.equal(w.address.toLowerCase(), process.env.EMC_KEYSTORE_ADDRESS.toLowerCase());
 });
+
+// The staking system contract through its ABI, as a dApp or wallet would drive it. The
+// Rust harness starts the node with 8-block epochs and a 12-block unbonding period.
+test("staking: stake, get elected, earn and claim, unstake, leave, withdraw", async () => {
+  const STAKING = "0x0000000000000000000000000000000000001001";
+  const staking = new ethers.Contract(
+    STAKING,
+    [
+      "event Staked(address indexed account, uint8 indexed role, uint256 amount)",
+      "event Unstaked(address indexed account, uint8 indexed role, uint256 amount, uint64 releaseHeight)",
+      "event CandidateRegistered(address indexed validator, bytes32 consensusKey)",
+      "event RewardsClaimed(address indexed account, uint256 amount)",
+      "event Withdrawn(address indexed account, uint256 amount)",
+      "function stake(uint8 role) payable",
+      "function unstake(uint8 role, uint256 amount)",
+      "function withdraw() returns (uint256)",
+      "function registerValidator(bytes32 consensusKey)",
+      "function claimRewards() returns (uint256)",
+      "function stakeOf(address account, uint8 role) view returns (uint256 staked, uint256 unbonding, uint64 releaseHeight)",
+      "function pendingRewards(address account) view returns (uint256)",
+      "function currentEpoch() view returns (uint64)",
+    ],
+    provider,
+  );
+  const chain = new ethers.Contract(
+    "0x0000000000000000000000000000000000001000",
+    ["function validators() view returns (address[])"],
+    provider,
+  );
+  const carol = ethers.Wallet.createRandom().connect(provider);
+  await (await alice.sendTransaction({ to: carol.address, value: ethers.parseEther("1000") })).wait();
+  const s = staking.connect(carol);
+  const parsed = (rc) => rc.logs.map((l) => staking.interface.parseLog(l)).filter(Boolean);
+
+  // Below the validator minimum (100 EMC): reverted with the module's reason.
+  await assert.rejects(s.stake(0, { value: ethers.parseEther("50") }), /below the minimum/);
+  let rc = await (await s.stake(0, { value: ethers.parseEther("300") })).wait();
+  const staked = parsed(rc).find((e) => e.name === "Staked");
+  assert.equal(staked.args.account, carol.address);
+  assert.equal(staked.args.amount, ethers.parseEther("300"));
+  const key = ethers.hexlify(ethers.randomBytes(32));
+  rc = await (await s.registerValidator(key)).wait();
+  assert.equal(parsed(rc).find((e) => e.name === "CandidateRegistered").args.consensusKey, key);
+
+  // Elected at the end of the epoch: the Chain contract lists it.
+  const until = async (what, f) => {
+    for (let i = 0; i < 200; i++) {
+      if (await f()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`timed out waiting for ${what}`);
+  };
+  await until("the election", async () => (await chain.validators()).includes(carol.address));
+  await until("block rewards", async () => (await staking.pendingRewards(carol.address)) > 0n);
+  const before = await provider.getBalance(carol.address);
+  rc = await (await s.claimRewards()).wait();
+  const claimed = parsed(rc).find((e) => e.name === "RewardsClaimed").args.amount;
+  assert.ok(claimed > 0n);
+  assert.equal(await provider.getBalance(carol.address), before + claimed - rc.fee);
+
+  // Unstake: the stake unbonds; withdrawing early reverts; it leaves the set.
+  rc = await (await s.unstake(0, ethers.parseEther("300"))).wait();
+  const release = parsed(rc).find((e) => e.name === "Unstaked").args.releaseHeight;
+  const st = await staking.stakeOf(carol.address, 0);
+  assert.equal(st.staked, 0n);
+  assert.equal(st.unbonding, ethers.parseEther("300"));
+  await assert.rejects(s.withdraw(), /nothing to withdraw yet/);
+  await until("leaving the set", async () => !(await chain.validators()).includes(carol.address));
+  await until("the release height", async () => BigInt(await provider.getBlockNumber()) >= release);
+  rc = await (await s.withdraw()).wait();
+  assert.equal(parsed(rc).find((e) => e.name === "Withdrawn").args.amount, ethers.parseEther("300"));
+  const rpc = await provider.send("emc_staking", [carol.address]);
+  assert.equal(rpc.roles.validator.unbonding, "0x0");
+});

@@ -19,7 +19,18 @@ fn ethers_js_drives_a_dev_node() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let node = common::DevNode::start(dir.path(), 250);
+    // Short staking epochs and unbonding, so the staking flow runs in seconds.
+    let node = common::DevNode::spawn(&[
+        "--dev",
+        "--datadir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--block-time-ms",
+        "250",
+        "--epoch-blocks",
+        "8",
+        "--unbonding-blocks",
+        "12",
+    ]);
     // A key made by our CLI, for ethers to decrypt (keystore v3 compatibility).
     let ks = dir.path().join("keystore");
     let made = common::emc()

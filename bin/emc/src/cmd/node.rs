@@ -41,6 +41,12 @@ pub struct NodeArgs {
     /// Override the block time (milliseconds), --dev only.
     #[arg(long, requires = "dev")]
     block_time_ms: Option<u64>,
+    /// Override the staking epoch length in blocks, --dev only.
+    #[arg(long, requires = "dev")]
+    epoch_blocks: Option<u64>,
+    /// Override the unbonding period in blocks, --dev only.
+    #[arg(long, requires = "dev")]
+    unbonding_blocks: Option<u64>,
     /// Log filter, as RUST_LOG (for example `info,emc_chain=debug`) [default: info].
     #[arg(long, env = "RUST_LOG")]
     log: Option<String>,
@@ -102,6 +108,12 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
             a.rpc(),
         )?;
         cfg.metrics_addr = a.metrics_addr;
+        if let Some(n) = a.epoch_blocks {
+            cfg.genesis.staking.epoch_blocks = n;
+        }
+        if let Some(n) = a.unbonding_blocks {
+            cfg.genesis.staking.unbonding_blocks = n;
+        }
         if let Some(ms) = a.block_time_ms {
             cfg.genesis.block_time_ms = ms;
         }
