@@ -30,6 +30,9 @@ pub enum Behavior {
     RoundChangeSpammer,
     /// With everything it sends, replays old messages it has received.
     Replayer,
+    /// Sends its honest PREPARE and a second one for a random digest: a provable
+    /// equivocation, for the staking module's slashing.
+    DoublePrepare,
 }
 
 type Targets = Option<Vec<usize>>;
@@ -96,6 +99,12 @@ pub(crate) fn rewrite(
             };
             vec![(None, Message::RoundChange(fake))]
         }
+        (Behavior::DoublePrepare, Message::Prepare(v)) => {
+            let mut w = v.clone();
+            w.body.digest = random_digest(sim);
+            w.sig = sign(sim, me, Kind::Prepare, &w.body);
+            vec![(None, Message::Prepare(v)), (None, Message::Prepare(w))]
+        }
         (Behavior::WrongDigestPrepare, Message::Prepare(mut v)) => {
             v.body.digest = random_digest(sim);
             v.sig = sign(sim, me, Kind::Prepare, &v.body);
@@ -147,6 +156,7 @@ fn alt_block(sim: &mut Sim, me: usize, height: u64, valid: bool) -> Vec<u8> {
         proposer: me as u32,
         valid,
         payload,
+        ops: Vec::new(),
     })
     .expect("borsh into a Vec never fails")
 }

@@ -8,6 +8,13 @@
 //! a peer that sees it send for an old height hands it that height's final block, which
 //! it accepts only after checking the commit certificate.
 //!
+//! With [`Staking`], the validator set changes at epoch boundaries as a pure function
+//! of the committed chain, as the staking module makes it: proposers put planned
+//! joins and leaves, and equivocation evidence their core reported, into blocks; the
+//! set of epoch E+1 applies what epochs up to E committed (evidence is checked against
+//! the offender's set and signatures first, and removes it). Every node derives its
+//! own sets from its own chain, and safety still holds across set changes.
+//!
 //! Safety (no two different final blocks at one height) is checked at every commit,
 //! at every node, against every other. The run's trace hash covers every event, so
 //! the same seed gives the same hash; a failing run reports its seed.
@@ -86,6 +93,36 @@ pub struct SimConfig {
     pub byzantine: Vec<(usize, Behavior)>,
     pub faults: Vec<Fault>,
     pub crypto: CryptoKind,
+    /// Epoch-based validator sets; `None`: every node, for ever.
+    pub staking: Option<Staking>,
+}
+
+/// Validator sets that change at epoch boundaries with the committed chain.
+#[derive(Clone, Debug)]
+pub struct Staking {
+    pub epoch_blocks: u64,
+    /// The first epoch's members (node ids), powers from [`SimConfig::powers`].
+    pub genesis: Vec<usize>,
+    /// Operations a proposer puts into the first block it builds at or above the
+    /// height, unless its chain already has them.
+    pub ops: Vec<(u64, StakeOp)>,
+    /// Proposers include the equivocation evidence their core reported.
+    pub submit_evidence: bool,
+}
+
+/// A staking transaction as the simulated chain carries it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum StakeOp {
+    Join {
+        node: u32,
+        power: u64,
+    },
+    Leave {
+        node: u32,
+    },
+    /// Two signatures of one kind by one validator at one (height, round) over
+    /// different digests.
+    Evidence(Box<emc_consensus::Evidence>),
 }
 
 impl SimConfig {
@@ -104,6 +141,7 @@ impl SimConfig {
             byzantine: Vec::new(),
             faults: Vec::new(),
             crypto: CryptoKind::Mac,
+            staking: None,
         }
     }
 
@@ -138,6 +176,16 @@ pub struct Outcome {
     pub max_round: u32,
     /// Virtual time of the first commit of each height, ms.
     pub commit_times: BTreeMap<u64, u64>,
+    /// For each final height: the set that sealed it (node ids), its proposer, and the
+    /// members whose seals its first certificate holds.
+    pub sealed: BTreeMap<u64, Sealed>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    pub set: Vec<usize>,
+    pub proposer: usize,
+    pub signers: Vec<usize>,
 }
 
 impl Outcome {
@@ -155,9 +203,11 @@ impl Outcome {
 #[derive(BorshSerialize, BorshDeserialize)]
 pub(crate) struct SimBlock {
     pub height: u64,
+    /// The proposer's node id.
     pub proposer: u32,
     pub valid: bool,
     pub payload: Vec<u8>,
+    pub ops: Vec<StakeOp>,
 }
 
 pub(crate) fn digest_of(block: &[u8]) -> B256 {
@@ -169,10 +219,17 @@ fn block_is_valid(block: &[u8], digest: B256, height: Height) -> bool {
         && SimBlock::try_from_slice(block).is_ok_and(|b| b.valid && b.height == height.0)
 }
 
-fn proposer_of(block: &[u8]) -> Option<ValidatorIndex> {
+/// The node id that proposed a block.
+fn proposer_of(block: &[u8]) -> Option<usize> {
     SimBlock::try_from_slice(block)
         .ok()
-        .map(|b| ValidatorIndex(b.proposer))
+        .map(|b| b.proposer as usize)
+}
+
+fn ops_of(block: &[u8]) -> Vec<StakeOp> {
+    SimBlock::try_from_slice(block)
+        .map(|b| b.ops)
+        .unwrap_or_default()
 }
 
 enum Event {
@@ -213,7 +270,10 @@ struct Node {
     crypto: Arc<dyn CryptoClone>,
     wal: Option<WalState>,
     chain: Vec<Finalized>,
-    prev_proposer: Option<ValidatorIndex>,
+    /// Node id of the last block's proposer.
+    prev_proposer: Option<usize>,
+    /// Evidence this node's core reported, for its next proposals.
+    evidence: Vec<emc_consensus::Evidence>,
     incarnation: u64,
     seen: Vec<Arc<Message>>,
     synced_to: BTreeMap<(usize, u64), u64>,
@@ -260,7 +320,8 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: HashMap<u64, Event>,
     nodes: Vec<Node>,
-    set: ValidatorSet,
+    keys: Vec<emc_consensus::ValidatorKey>,
+    powers: Vec<u64>,
     partition: Option<Vec<usize>>,
     final_digest: BTreeMap<u64, B256>,
     first_proposal: BTreeMap<u64, u64>,
@@ -271,6 +332,7 @@ pub struct Sim {
     finality: Vec<u64>,
     max_round: u32,
     commit_times: BTreeMap<u64, u64>,
+    sealed: BTreeMap<u64, Sealed>,
 }
 
 impl Sim {
@@ -291,17 +353,7 @@ impl Sim {
                 .collect(),
         };
         let powers = cfg.powers.clone().unwrap_or_else(|| vec![1; cfg.n]);
-        let set = ValidatorSet::new(
-            cryptos
-                .iter()
-                .zip(&powers)
-                .map(|(c, p)| Validator {
-                    key: c.public_key(),
-                    power: *p,
-                })
-                .collect(),
-        )
-        .expect("a valid simulated set");
+        let keys = cryptos.iter().map(|c| c.public_key()).collect();
         let nodes = cryptos
             .into_iter()
             .map(|crypto| Node {
@@ -310,6 +362,7 @@ impl Sim {
                 wal: None,
                 chain: Vec::new(),
                 prev_proposer: None,
+                evidence: Vec::new(),
                 incarnation: 0,
                 seen: Vec::new(),
                 synced_to: BTreeMap::new(),
@@ -322,7 +375,8 @@ impl Sim {
             queue: BinaryHeap::new(),
             events: HashMap::new(),
             nodes,
-            set,
+            keys,
+            powers,
             partition: None,
             final_digest: BTreeMap::new(),
             first_proposal: BTreeMap::new(),
@@ -333,6 +387,7 @@ impl Sim {
             finality: Vec::new(),
             max_round: 0,
             commit_times: BTreeMap::new(),
+            sealed: BTreeMap::new(),
             cfg,
         };
         for f in sim.cfg.faults.clone() {
@@ -400,6 +455,7 @@ impl Sim {
             finality_ms: self.finality,
             max_round: self.max_round,
             commit_times: self.commit_times,
+            sealed: self.sealed,
         })
     }
 
@@ -409,11 +465,13 @@ impl Sim {
         node.incarnation += 1;
         node.core = Some(Core::new(cfg, node.crypto.boxed()));
         let height = Height(node.chain.len() as u64 + 1);
+        let restore = node.wal.clone();
+        let (set, prev_proposer) = self.start_set(i, height.0);
         let input = Input::Start {
             height,
-            set: self.set.clone(),
-            prev_proposer: node.prev_proposer,
-            restore: node.wal.clone(),
+            set,
+            prev_proposer,
+            restore,
         };
         self.feed(i, input)
     }
@@ -443,10 +501,11 @@ impl Sim {
                     return Ok(());
                 }
                 let checker = node.crypto.boxed();
+                let set = self.set_of(&self.members(to, fin.height.0));
                 if verify_certificate(
                     &*checker,
                     CHAIN_ID,
-                    &self.set,
+                    &set,
                     fin.height,
                     fin.digest,
                     &fin.certificate,
@@ -480,11 +539,13 @@ impl Sim {
                     return Ok(());
                 }
                 let payload: Vec<u8> = (0..32).map(|_| self.rng.gen()).collect();
+                let ops = self.ops_to_propose(node, height.0);
                 let block = borsh::to_vec(&SimBlock {
                     height: height.0,
                     proposer: node as u32,
                     valid: true,
                     payload,
+                    ops,
                 })
                 .expect("borsh into a Vec never fails");
                 let digest = digest_of(&block);
@@ -655,7 +716,12 @@ impl Sim {
                 },
             ),
             Output::Commit(fin) => self.on_commit(i, fin)?,
-            Output::Equivocation(_) => self.equivocations += 1,
+            Output::Equivocation(e) => {
+                self.equivocations += 1;
+                if self.nodes[i].evidence.len() < 64 {
+                    self.nodes[i].evidence.push(e);
+                }
+            }
         }
         Ok(())
     }
@@ -679,6 +745,24 @@ impl Sim {
             None => {
                 self.final_digest.insert(h, fin.digest);
                 self.commit_times.insert(h, self.now);
+                if self.nodes[i].chain.len() as u64 + 1 == h {
+                    let set: Vec<usize> = self.members(i, h).into_iter().map(|(m, _)| m).collect();
+                    let signers = fin
+                        .certificate
+                        .seals
+                        .iter()
+                        .filter_map(|(k, _)| set.get(k.0 as usize).copied())
+                        .collect();
+                    let proposer = proposer_of(&fin.block).unwrap_or(usize::MAX);
+                    self.sealed.insert(
+                        h,
+                        Sealed {
+                            set,
+                            proposer,
+                            signers,
+                        },
+                    );
+                }
             }
         }
         if !self.cfg.is_byzantine(i) {
@@ -693,13 +777,146 @@ impl Sim {
         node.prev_proposer = proposer_of(&fin.block);
         node.chain.push(fin);
         node.wal = None;
+        let (set, prev_proposer) = self.start_set(i, h + 1);
         let next = Input::Start {
             height: Height(h + 1),
-            set: self.set.clone(),
-            prev_proposer: node.prev_proposer,
+            set,
+            prev_proposer,
             restore: None,
         };
         self.feed(i, next)
+    }
+
+    /// The set node `i` starts `height` with, and the index in it of the last block's
+    /// proposer.
+    fn start_set(&self, i: usize, height: u64) -> (ValidatorSet, Option<ValidatorIndex>) {
+        let members = self.members(i, height);
+        let prev = self.nodes[i]
+            .prev_proposer
+            .and_then(|p| members.iter().position(|(m, _)| *m == p))
+            .map(|k| ValidatorIndex(k as u32));
+        (self.set_of(&members), prev)
+    }
+
+    fn set_of(&self, members: &[(usize, u64)]) -> ValidatorSet {
+        ValidatorSet::new(
+            members
+                .iter()
+                .map(|(m, p)| Validator {
+                    key: self.keys[*m],
+                    power: *p,
+                })
+                .collect(),
+        )
+        .expect("a valid simulated set")
+    }
+
+    /// The members (node id, power), in node-id order, that seal `height` by node
+    /// `i`'s chain.
+    pub fn members(&self, i: usize, height: u64) -> Vec<(usize, u64)> {
+        let all = || (0..self.cfg.n).map(|m| (m, self.powers[m])).collect();
+        let Some(st) = &self.cfg.staking else {
+            return all();
+        };
+        let eb = st.epoch_blocks.max(1);
+        let epoch = height.saturating_sub(1) / eb;
+        let chain = &self.nodes[i].chain;
+        let mut sets: Vec<Vec<(usize, u64)>> =
+            vec![st.genesis.iter().map(|m| (*m, self.powers[*m])).collect()];
+        let checker = self.nodes[i].crypto.boxed();
+        for e in 0..epoch {
+            let mut next = sets[e as usize].clone();
+            let blocks = chain.iter().skip((e * eb) as usize).take(eb as usize);
+            for fin in blocks {
+                for op in ops_of(&fin.block) {
+                    match op {
+                        StakeOp::Join { node, power } => {
+                            let node = node as usize;
+                            if node < self.cfg.n
+                                && power > 0
+                                && !next.iter().any(|(m, _)| *m == node)
+                            {
+                                next.push((node, power));
+                            }
+                        }
+                        StakeOp::Leave { node } => next.retain(|(m, _)| *m != node as usize),
+                        StakeOp::Evidence(ev) => {
+                            if let Some(m) = self.offender(&*checker, &sets, eb, &ev) {
+                                next.retain(|(x, _)| *x != m);
+                            }
+                        }
+                    }
+                }
+            }
+            next.sort();
+            if next.is_empty() {
+                next = sets[e as usize].clone();
+            }
+            sets.push(next);
+        }
+        sets.pop().unwrap_or_else(all)
+    }
+
+    /// The node id evidence convicts: both signatures verify against the signer's key
+    /// in the set of the evidence's height, over different digests at one height and
+    /// round. `None` for anything else.
+    fn offender(
+        &self,
+        checker: &dyn Crypto,
+        sets: &[Vec<(usize, u64)>],
+        eb: u64,
+        ev: &emc_consensus::Evidence,
+    ) -> Option<usize> {
+        let (a, b) = (&ev.first, &ev.second);
+        if a.signer != b.signer
+            || a.body.height != b.body.height
+            || a.body.round != b.body.round
+            || a.body.digest == b.body.digest
+        {
+            return None;
+        }
+        let epoch = a.body.height.0.saturating_sub(1) / eb;
+        let (m, _) = sets.get(epoch as usize)?.get(a.signer.0 as usize)?;
+        let key = self.keys[*m];
+        let ok = |v: &emc_consensus::Signed<emc_consensus::Vote>| {
+            checker.verify(
+                &key,
+                &emc_consensus::messages::payload(CHAIN_ID, ev.kind, &v.body),
+                &v.sig,
+            )
+        };
+        (ok(a) && ok(b)).then_some(*m)
+    }
+
+    /// What node `i` puts into the block it builds at `height`: planned operations due
+    /// by then and the evidence it holds, less what its chain already has.
+    fn ops_to_propose(&self, i: usize, height: u64) -> Vec<StakeOp> {
+        let Some(st) = &self.cfg.staking else {
+            return Vec::new();
+        };
+        let done: Vec<StakeOp> = self.nodes[i]
+            .chain
+            .iter()
+            .flat_map(|f| ops_of(&f.block))
+            .collect();
+        let mut out: Vec<StakeOp> = st
+            .ops
+            .iter()
+            .filter(|(at, op)| *at <= height && !done.contains(op))
+            .map(|(_, op)| op.clone())
+            .collect();
+        if st.submit_evidence {
+            for e in &self.nodes[i].evidence {
+                let op = StakeOp::Evidence(Box::new(e.clone()));
+                let signer_done = done.iter().any(|d| {
+                    matches!(d, StakeOp::Evidence(x) if x.first.signer == e.first.signer && x.first.body.height == e.first.body.height)
+                });
+                if !signer_done && !out.contains(&op) {
+                    out.push(op);
+                }
+            }
+        }
+        out
     }
 
     fn broadcast(&mut self, from: usize, msg: Arc<Message>, only: Option<Vec<usize>>) {
