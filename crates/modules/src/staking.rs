@@ -17,8 +17,9 @@
 //!   writes them, with voting power = stake in whole EMC, into the `Chain` module: the
 //!   set that seals the next epoch. With no eligible candidate the set stays as it is,
 //!   so the chain never loses its validators.
-//! * **Rewards** (credited, then minted by `claimRewards()`): every block
-//!   `blockReward` split among the sealing set by power; every epoch `routerPool`
+//! * **Rewards** (credited, then minted by `claimRewards()`): `blockReward` for every
+//!   block, split among the set that sealed it by power (credited at the epoch's end,
+//!   since the set is fixed within an epoch); every epoch `routerPool`
 //!   split among routers by stake and `computePool` among computing nodes by
 //!   proof-of-computing score times lock multiplier (the scores come from the PoC
 //!   module through `setComputeScores`). Priority fees already go to the proposer.
@@ -125,7 +126,6 @@ const S_MINTED: u64 = 100;
 const S_SLASHED: u64 = 101;
 const S_LISTS: u64 = 102; // 102, 103, 104: account lists by role
 const S_TOTAL_STAKED: u64 = 105;
-const S_EPOCH_BLOCKS_SEEN: u64 = 106;
 const M_STAKE: u64 = 110; // [account][role]
 const M_UNBONDING: u64 = 111; // [account][role]
 const M_RELEASE: u64 = 112; // [account][role]
@@ -614,20 +614,11 @@ fn on_block(st: &mut St<'_, '_>, height: u64, signers: &[u8]) -> Result<(), Modu
     let set = ChainModule::read_set(st.m)?;
     let epoch_blocks = u64_of(st.param(P_EPOCH_BLOCKS)?).max(1);
     let epoch = epoch_of(height, epoch_blocks);
-    // Block reward to the sealing set, by power.
-    let reward = st.param(P_BLOCK_REWARD)?;
-    let total_power: u64 = set.iter().map(|v| v.2).sum();
-    if !reward.is_zero() && total_power > 0 {
-        for (a, _, p) in &set {
-            let share = reward * U256::from(*p) / U256::from(total_power);
-            st.add(map(M_REWARDS, addr_key(*a)), share)?;
-        }
-    }
     // Liveness: `signers` is a bitmap over the set that sealed the parent; it is the
-    // same set unless the parent closed the previous epoch.
+    // same set unless the parent closed the previous epoch. Only misses are written,
+    // so a block everyone signed changes no state here.
     let parent_same_epoch = height > 1 && epoch_of(height - 1, epoch_blocks) == epoch;
     if parent_same_epoch && !signers.is_empty() {
-        st.add(slot(S_EPOCH_BLOCKS_SEEN), U256::from(1))?;
         for (i, (a, _, _)) in set.iter().enumerate() {
             let signed = signers.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             if !signed {
@@ -648,19 +639,31 @@ fn end_epoch(
     set: &[(Address, B256, u64)],
 ) -> Result<(), ModuleError> {
     let next = epoch + 1;
-    // Jail validators that missed too many commits this epoch.
-    let seen = u64_of(st.get(slot(S_EPOCH_BLOCKS_SEEN))?);
+    let epoch_blocks = u64_of(st.param(P_EPOCH_BLOCKS)?).max(1);
+    // The block reward of every block of the epoch, to the set that sealed them (sets
+    // change only between epochs), by power: the same sums as crediting each block,
+    // written once an epoch instead of on every block.
+    let reward = st
+        .param(P_BLOCK_REWARD)?
+        .saturating_mul(U256::from(epoch_blocks));
+    let weights: Vec<(Address, U256)> = set.iter().map(|(a, _, p)| (*a, U256::from(*p))).collect();
+    split(st, reward, &weights)?;
+    // Jail validators that missed too many of the epoch's commits: every block but the
+    // first (whose parent closed the previous epoch) counts.
+    let seen = epoch_blocks - 1;
     let limit_bps = u64_of(st.param(P_JAIL_MISSED_BPS)?);
     let jail_epochs = u64_of(st.param(P_JAIL_EPOCHS)?);
     for (a, _, _) in set {
         let key = map(M_MISSED, addr_key(*a));
         let missed = u64_of(st.get(key)?);
+        if missed == 0 {
+            continue;
+        }
         if seen > 0 && missed.saturating_mul(10_000) > limit_bps.saturating_mul(seen) {
             jail(st, *a, next + jail_epochs)?;
         }
         st.set(key, U256::ZERO)?;
     }
-    st.set(slot(S_EPOCH_BLOCKS_SEEN), U256::ZERO)?;
     // Router pool by stake.
     let pool = st.param(P_ROUTER_POOL)?;
     let routers: Vec<(Address, U256)> = weigh(st, Role::Router, |st, a| st.stake(a, Role::Router))?;
@@ -670,6 +673,9 @@ fn end_epoch(
     let nodes = weigh(st, Role::Compute, |st, a| {
         let key = map(M_SCORE, addr_key(a));
         let score = st.get(key)?;
+        if score.is_zero() {
+            return Ok(U256::ZERO);
+        }
         st.set(key, U256::ZERO)?;
         Ok(score * st.multiplier_bps(a, height)?)
     })?;

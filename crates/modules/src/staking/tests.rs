@@ -330,12 +330,17 @@ fn block_rewards_follow_power_and_are_minted_on_claim() {
     let supply = w.host.supply();
     w.blocks(5);
     let a = val(0).address;
+    assert_eq!(
+        w.view(IStaking::pendingRewardsCall { account: a }),
+        U256::ZERO
+    );
+    w.finish_epoch();
     let pending = w.view(IStaking::pendingRewardsCall { account: a });
-    assert_eq!(pending, emc(5), "2 EMC a block, half each");
+    assert_eq!(pending, emc(10), "2 EMC for each of 10 blocks, half each");
     assert_eq!(w.host.supply(), supply, "credited, not yet minted");
-    assert_eq!(w.claim(a).expect("claim"), emc(5));
-    assert_eq!(w.host.supply(), supply + emc(5));
-    assert_eq!(w.minted(), emc(5));
+    assert_eq!(w.claim(a).expect("claim"), emc(10));
+    assert_eq!(w.host.supply(), supply + emc(10));
+    assert_eq!(w.minted(), emc(10));
     assert!(w.claim(a).is_err());
 }
 
