@@ -20,14 +20,30 @@ fn setup(dir: &Path) -> (Arc<Chain>, Vec<PrivateKeySigner>) {
 }
 
 fn transfer(k: &PrivateKeySigner, nonce: u64, to: Address, value: u128) -> Vec<u8> {
+    signed_tx(k, nonce, to, U256::from(value), Vec::new(), 21_000)
+}
+
+fn call_tx(k: &PrivateKeySigner, nonce: u64, to: Address, value: U256, data: Vec<u8>) -> Vec<u8> {
+    signed_tx(k, nonce, to, value, data, 300_000)
+}
+
+fn signed_tx(
+    k: &PrivateKeySigner,
+    nonce: u64,
+    to: Address,
+    value: U256,
+    data: Vec<u8>,
+    gas_limit: u64,
+) -> Vec<u8> {
     let mut t = TxEip1559 {
         chain_id: emc_types::genesis::DEV_CHAIN_ID,
         nonce,
-        gas_limit: 21_000,
+        gas_limit,
         max_fee_per_gas: 3_000_000_000,
         max_priority_fee_per_gas: 1_000_000_000,
         to: TxKind::Call(to),
-        value: U256::from(value),
+        value,
+        input: data.into(),
         ..Default::default()
     };
     let sig = k.sign_transaction_sync(&mut t).expect("sign");
@@ -202,22 +218,6 @@ fn a_block_built_on_one_node_imports_on_another_and_tampering_is_caught() {
     assert!(matches!(b.import(&[1, 2, 3]), Err(ImportError::Invalid(_))));
     b.import(&borsh::to_vec(&good).expect("encode"))
         .expect("the untampered block still imports");
-}
-
-fn call_tx(k: &PrivateKeySigner, nonce: u64, to: Address, value: U256, data: Vec<u8>) -> Vec<u8> {
-    let mut t = TxEip1559 {
-        chain_id: emc_types::genesis::DEV_CHAIN_ID,
-        nonce,
-        gas_limit: 300_000,
-        max_fee_per_gas: 3_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(to),
-        value,
-        input: data.into(),
-        ..Default::default()
-    };
-    let sig = k.sign_transaction_sync(&mut t).expect("sign");
-    TxEnvelope::from(t.into_signed(sig)).encoded_2718()
 }
 
 /// The staking module through real transactions and revm: value staked into the

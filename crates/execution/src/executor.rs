@@ -64,6 +64,18 @@ pub struct ExecutedBlock {
     pub changes: StateChanges,
 }
 
+/// revm over the block's overlay, with the block's environment and EMC's precompiles.
+macro_rules! evm {
+    ($exec:expr) => {
+        Context::mainnet()
+            .with_db(&mut $exec.overlay)
+            .with_block($exec.block_env.clone())
+            .with_cfg($exec.cfg.clone())
+            .build_mainnet()
+            .with_precompiles(EmcPrecompiles::new($exec.ctx.chain_id))
+    };
+}
+
 pub struct Executor<'s> {
     overlay: Overlay<'s>,
     ctx: BlockContext,
@@ -148,12 +160,7 @@ impl<'s> Executor<'s> {
                 self.ctx.base_fee
             ))));
         };
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.overlay)
-            .with_block(self.block_env.clone())
-            .with_cfg(self.cfg.clone())
-            .build_mainnet()
-            .with_precompiles(EmcPrecompiles::new(self.ctx.chain_id));
+        let mut evm = evm!(self);
         let result = match evm.transact_commit(tx_env(tx)) {
             Ok(r) => r,
             Err(EVMError::Transaction(e)) => return Ok(Err(TxRejected(e.to_string()))),
@@ -211,12 +218,7 @@ impl<'s> Executor<'s> {
             signers: self.ctx.parent_signers.clone(),
         }
         .abi_encode();
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.overlay)
-            .with_block(self.block_env.clone())
-            .with_cfg(self.cfg.clone())
-            .build_mainnet()
-            .with_precompiles(EmcPrecompiles::new(self.ctx.chain_id));
+        let mut evm = evm!(self);
         let result = evm
             .system_call_with_caller_commit(
                 emc_modules::SYSTEM_CALLER,
