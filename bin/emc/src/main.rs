@@ -51,6 +51,9 @@ enum Command {
     /// Inspect a node's database.
     #[command(subcommand)]
     Db(cmd::db::DbCmd),
+    /// Proof of computing: `emc poc run` measures this machine's E.
+    #[command(subcommand)]
+    Poc(cmd::poc::PocCmd),
     /// Measure this machine: `emc bench chain` prints a table.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Rewards { address, rpc } => cmd::stake::rewards(address, rpc),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Poc(c) => cmd::poc::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -139,6 +139,10 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
         self.ctx.journal_mut().log(log);
     }
 
+    fn switch_to(&mut self, module: Address) -> Address {
+        std::mem::replace(&mut self.address, module)
+    }
+
     fn chain_id(&self) -> u64 {
         self.chain_id
     }

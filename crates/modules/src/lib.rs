@@ -14,6 +14,8 @@
 //! |---|---|---|
 //! | `0x0000000000000000000000000000000000001000` | [`chain::ChainModule`]: version, chain id, validator set | chain core |
 //! | `0x0000000000000000000000000000000000001001` | [`staking::StakingModule`]: stake, election, rewards, slashing | staking |
+//! | `0x0000000000000000000000000000000000001002` | [`poc::PocModule`]: proof-of-computing attestations, E per epoch, faults | computing nodes |
+//! | `0x0000000000000000000000000000000000001003` | [`registry::RegistryModule`]: computing nodes, their owners, apps and prices | computing nodes |
 //!
 //! Besides calls from transactions, the executor makes one *system call* at the end of
 //! every block (caller [`SYSTEM_CALLER`], as Ethereum's EIP-4788 does): the staking
@@ -21,6 +23,8 @@
 //! epoch's last block elects the next set. System calls are not metered.
 
 pub mod chain;
+pub mod poc;
+pub mod registry;
 pub mod staking;
 #[cfg(test)]
 mod testing;
@@ -37,15 +41,21 @@ pub const GAS_BALANCE: u64 = 9_000;
 
 pub const CHAIN_ADDRESS: Address = address!("0x0000000000000000000000000000000000001000");
 pub const STAKING_ADDRESS: Address = address!("0x0000000000000000000000000000000000001001");
-/// Reserved for the proof-of-computing module, the only caller of
-/// `IStaking.setComputeScores`.
+/// The proof-of-computing module, the only caller of `IStaking.setComputeScores`
+/// and `IStaking.slashCompute`.
 pub const POC_ADDRESS: Address = address!("0x0000000000000000000000000000000000001002");
+pub const REGISTRY_ADDRESS: Address = address!("0x0000000000000000000000000000000000001003");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = address!("0xfffffffffffffffffffffffffffffffffffffffe");
 
 /// Every system module's address. Genesis gives each a one-byte `INVALID` (0xfe) code so
 /// tools that check `eth_getCode` see a contract.
-pub const SYSTEM_ADDRESSES: &[Address] = &[CHAIN_ADDRESS, STAKING_ADDRESS];
+pub const SYSTEM_ADDRESSES: &[Address] = &[
+    CHAIN_ADDRESS,
+    STAKING_ADDRESS,
+    POC_ADDRESS,
+    REGISTRY_ADDRESS,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
@@ -72,6 +82,9 @@ pub trait ModuleHost {
     /// Destroys `amount` of this module's own balance (slashing).
     fn burn(&mut self, amount: U256) -> Result<(), ModuleError>;
     fn emit(&mut self, topics: Vec<B256>, data: Bytes);
+    /// Makes `module` the module this host serves (for a nested module call) and
+    /// returns the one it served before.
+    fn switch_to(&mut self, module: Address) -> Address;
     fn chain_id(&self) -> u64;
     fn height(&self) -> u64;
 }
@@ -154,6 +167,30 @@ impl<'h> Metered<'h> {
         self.host.emit(topics, data)
     }
 
+    /// Calls another system module natively, as a CALL would: the callee sees this
+    /// module as its caller, runs on the gas left, and an error fails the whole call.
+    pub fn call_module(&mut self, module: Address, input: &[u8]) -> Result<Bytes, ModuleError> {
+        if !SYSTEM_ADDRESSES.contains(&module) {
+            return Err(ModuleError::Revert(format!(
+                "{module} is not a system module"
+            )));
+        }
+        let left = self.gas_limit.saturating_sub(self.gas_used);
+        let caller = self.host.switch_to(module);
+        let call = ModuleCall {
+            caller,
+            value: U256::ZERO,
+            input,
+            is_static: false,
+        };
+        let out = dispatch(module, &mut *self.host, &call, left);
+        self.host.switch_to(caller);
+        let (out, used) =
+            out.ok_or_else(|| ModuleError::Revert(format!("no module at {module}")))?;
+        self.charge(used)?;
+        out
+    }
+
     pub fn host(&self) -> &dyn ModuleHost {
         &*self.host
     }
@@ -170,6 +207,10 @@ pub fn dispatch(
         CHAIN_ADDRESS => Some(run(host, gas_limit, |m| chain::ChainModule::call(m, call))),
         STAKING_ADDRESS => Some(run(host, gas_limit, |m| {
             staking::StakingModule::call(m, call)
+        })),
+        POC_ADDRESS => Some(run(host, gas_limit, |m| poc::PocModule::call(m, call))),
+        REGISTRY_ADDRESS => Some(run(host, gas_limit, |m| {
+            registry::RegistryModule::call(m, call)
         })),
         _ => None,
     }

@@ -66,6 +66,7 @@ sol! {
         function claimRewards() external returns (uint256);
         function submitEvidence(address validator, uint8 kind, uint64 height, uint32 round, bytes32 digestA, bytes sigA, bytes32 digestB, bytes sigB) external;
         function setComputeScores(address[] nodes, uint256[] scores) external;
+        function slashCompute(address owner) external;
         function onBlock(address proposer, bytes signers) external;
 
         function stakeOf(address account, uint8 role) external view returns (uint256 staked, uint256 unbonding, uint64 releaseHeight);
@@ -167,6 +168,11 @@ fn u64_of(v: U256) -> u64 {
 
 /// The epoch a height belongs to: blocks 1..=E are epoch 0, and so on. Genesis (0)
 /// counts as epoch 0.
+/// The genesis epoch length, read by another module.
+pub fn epoch_blocks(m: &mut Metered<'_>) -> Result<u64, ModuleError> {
+    Ok(u64_of(m.sload_at(crate::STAKING_ADDRESS, slot(P_EPOCH_BLOCKS))?).max(1))
+}
+
 pub fn epoch_of(height: u64, epoch_blocks: u64) -> u64 {
     height.saturating_sub(1) / epoch_blocks.max(1)
 }
@@ -316,6 +322,15 @@ impl StakingModule {
                 for (n, s) in c.nodes.iter().zip(c.scores.iter()) {
                     st.set(map(M_SCORE, addr_key(*n)), *s)?;
                 }
+                Bytes::new()
+            }
+            C::slashCompute(c) => {
+                if caller != POC_ADDRESS {
+                    return Err(revert(
+                        "only the proof-of-computing module slashes computing nodes",
+                    ));
+                }
+                slash(&mut st, c.owner, Role::Compute, height)?;
                 Bytes::new()
             }
             C::onBlock(c) => {
@@ -843,7 +858,7 @@ fn evidence(
         }
     }
     st.set(once, U256::from(1))?;
-    slash(st, e.validator, e.height)?;
+    slash(st, e.validator, Role::Validator, e.height)?;
     let jail_epochs = u64_of(st.param(P_JAIL_EPOCHS)?);
     jail(
         st,
@@ -852,9 +867,9 @@ fn evidence(
     )
 }
 
-/// Burns `slashBps` of the validator's stake: bonded first, then unbonding.
-fn slash(st: &mut St<'_, '_>, a: Address, at: u64) -> Result<(), ModuleError> {
-    let (ak, rk) = (addr_key(a), role_key(Role::Validator));
+/// Burns `slashBps` of the account's stake in `role`: bonded first, then unbonding.
+fn slash(st: &mut St<'_, '_>, a: Address, role: Role, at: u64) -> Result<(), ModuleError> {
+    let (ak, rk) = (addr_key(a), role_key(role));
     let bonded = st.get(map2(M_STAKE, ak, rk))?;
     let unbonding = st.get(map2(M_UNBONDING, ak, rk))?;
     let bps = st.param(P_SLASH_BPS)?;

@@ -99,6 +99,9 @@ impl ModuleHost for MemHost {
     fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
         self.logs.push((topics, data));
     }
+    fn switch_to(&mut self, module: Address) -> Address {
+        std::mem::replace(&mut self.me, module)
+    }
     fn chain_id(&self) -> u64 {
         self.chain_id
     }

@@ -5,7 +5,8 @@
 //! by real IBFT with a quorum of one). A node without a consensus key is a full node:
 //! it follows by verifying commit certificates and never signs.
 
-pub mod consensus;
+pub mod compute;
+mod consensus;
 pub mod metrics;
 pub mod network;
 
@@ -34,6 +35,13 @@ pub struct NodeConfig {
     pub p2p: Option<P2pSettings>,
     /// Serve Prometheus metrics at `http://<addr>/metrics`.
     pub metrics_addr: Option<SocketAddr>,
+    /// The computing-node role: apps, routers, owner.
+    pub compute: Option<compute::ComputeSettings>,
+    /// The router role: keep the table of computing nodes that connect, and serve
+    /// calls to them over HTTP at this address.
+    pub router: Option<SocketAddr>,
+    /// The account a validator submits its proof-of-computing attestations from.
+    pub poc_account: Option<alloy_signer_local::PrivateKeySigner>,
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +96,27 @@ pub fn dev_validators(n: u32) -> Result<Vec<emc_types::GenesisValidator>, NodeEr
         .collect())
 }
 
+/// Builds the computing node's runtimes (loading models: seconds, so off the
+/// async threads).
+async fn build_agent(
+    key: emc_crypto::ConsensusKey,
+    c: &compute::ComputeSettings,
+) -> Result<emc_compute::Agent, NodeError> {
+    let (apps, capacity, max_queue) = (c.apps.clone(), c.capacity, c.max_queue);
+    tokio::task::spawn_blocking(move || {
+        let mut agent = emc_compute::Agent::new(key, capacity, max_queue);
+        for spec in &apps {
+            let rt = spec
+                .build()
+                .map_err(|e| NodeError::Config(format!("app {}: {e}", spec.name)))?;
+            agent.add_app(spec, rt);
+        }
+        Ok(agent)
+    })
+    .await
+    .map_err(|e| NodeError::Config(e.to_string()))?
+}
+
 /// A full node's network identity, kept in its data directory.
 fn p2p_seed_in(datadir: &std::path::Path) -> Result<[u8; 32], NodeError> {
     let path = datadir.join("p2p.key");
@@ -125,6 +154,9 @@ impl NodeConfig {
             rpc: Default::default(),
             p2p: None,
             metrics_addr: None,
+            compute: None,
+            router: None,
+            poc_account: None,
         })
     }
 
@@ -171,6 +203,12 @@ pub struct Node {
     pub peer_id: Option<emc_p2p::Peer>,
     /// Where `/metrics` is served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The computing node's own HTTP port, when it serves one.
+    pub compute_http: Option<SocketAddr>,
+    /// The router's HTTP port, when this node routes.
+    pub router_http: Option<SocketAddr>,
+    /// The computing node's agent (its node id, apps and load), when it computes.
+    pub agent: Option<Arc<emc_compute::Agent>>,
     rpc: jsonrpsee::server::ServerHandle,
     consensus: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -202,6 +240,7 @@ impl Node {
             ),
         };
         let mut peer_id = None;
+        let (mut compute_http, mut router_http, mut agent_out) = (None, None, None);
         let gossip: Arc<dyn consensus::Gossip> = match &cfg.p2p {
             None => Arc::new(consensus::NoPeers),
             Some(p) => {
@@ -218,6 +257,47 @@ impl Node {
                 })
                 .map_err(|e| NodeError::Config(e.to_string()))?;
                 peer_id = Some(p2p.peer_id);
+                let (control, commands) = (p2p.streams.clone(), p2p.commands.clone());
+                if let Some(c) = &cfg.compute {
+                    let node_key = emc_crypto::ConsensusKey::from_seed(key_seed);
+                    let agent = Arc::new(build_agent(node_key.clone(), c).await?);
+                    compute_http = compute::start_compute(
+                        chain.clone(),
+                        agent.clone(),
+                        control.clone(),
+                        commands.clone(),
+                        node_key,
+                        c.clone(),
+                        stopped.clone(),
+                    )
+                    .await?;
+                    agent_out = Some(agent);
+                }
+                if let Some(addr) = cfg.router {
+                    let table = Arc::new(compute::RouterTable::default());
+                    compute::start_router(control.clone(), table.clone())?;
+                    router_http = Some(
+                        compute::serve_router(addr, table, control.clone(), stopped.clone())
+                            .await?,
+                    );
+                }
+                if let Some(k) = &cfg.consensus_key {
+                    let p = chain.genesis().poc;
+                    let params = emc_compute::poc::PocParams {
+                        lanes: p.lanes,
+                        segments: p.segments,
+                        seg_steps: p.seg_steps,
+                        samples: p.samples,
+                    };
+                    tokio::spawn(compute::run_challenger(
+                        chain.clone(),
+                        control.clone(),
+                        k.clone(),
+                        cfg.poc_account.clone(),
+                        params,
+                        stopped.clone(),
+                    ));
+                }
                 let gossip = Arc::new(network::P2pGossip(p2p.commands.clone()));
                 tokio::spawn(network::run(
                     chain.clone(),
@@ -250,14 +330,23 @@ impl Node {
             rpc_addr,
             peer_id,
             metrics_addr,
+            compute_http,
+            router_http,
+            agent: agent_out,
             rpc,
             consensus,
             stop,
         })
     }
 
-    /// Stops consensus after the step in progress, then stops serving.
+    /// Drains the computing node (if any: no new calls, running ones finish, for up
+    /// to 30 s), stops consensus after the step in progress, then stops serving.
     pub async fn stop(self) {
+        if let Some(a) = &self.agent {
+            if !a.drain(std::time::Duration::from_secs(30)).await {
+                tracing::warn!("calls still running after 30 s; stopping anyway");
+            }
+        }
         let _ = self.stop.send(true);
         let _ = self.consensus.await;
         let _ = self.rpc.stop();

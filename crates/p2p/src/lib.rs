@@ -266,6 +266,9 @@ struct Behaviour {
     state: request_response::cbor::Behaviour<StateRequest, StateResponse>,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Raw streams for the compute protocols (calls, load reports, PoC challenges),
+    /// opened and accepted through [`P2p::streams`].
+    streams: libp2p_stream::Behaviour,
 }
 
 /// A running network: send [`Command`]s, receive [`Event`]s.
@@ -275,6 +278,8 @@ pub struct P2p {
     pub events: mpsc::Receiver<Event>,
     /// The addresses the node listens on, once bound.
     pub listening: tokio::sync::watch::Receiver<Vec<Multiaddr>>,
+    /// Opens and accepts streams of other protocols on this node's connections.
+    pub streams: libp2p_stream::Control,
 }
 
 pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
@@ -358,6 +363,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
                 state,
                 identify,
                 kad,
+                streams: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|e| err(&e))?
@@ -383,6 +389,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
         let _ = swarm.dial(addr.clone());
     }
 
+    let streams = swarm.behaviour().streams.new_control();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let (listen_tx, listen_rx) = tokio::sync::watch::channel(Vec::new());
@@ -396,6 +403,7 @@ pub fn start(cfg: P2pConfig) -> Result<P2p, P2pError> {
         commands: cmd_tx,
         events: ev_rx,
         listening: listen_rx,
+        streams,
     })
 }
 

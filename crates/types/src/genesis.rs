@@ -28,6 +28,33 @@ pub struct Genesis {
     /// left out).
     #[serde(default)]
     pub staking: StakingParams,
+    /// The proof-of-computing task validators challenge computing nodes with
+    /// ([`PocTask::default`] if left out).
+    #[serde(default)]
+    pub poc: PocTask,
+}
+
+/// The shape of the standard proof-of-computing task (see `emc_compute::poc`):
+/// `lanes` hash chains of `segments * seg_steps` SHA-256 steps, `samples` segments
+/// checked at random besides every lane's last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PocTask {
+    pub lanes: u32,
+    pub segments: u32,
+    pub seg_steps: u32,
+    pub samples: u32,
+}
+
+impl Default for PocTask {
+    fn default() -> Self {
+        PocTask {
+            lanes: 8,
+            segments: 1024,
+            seg_steps: 1024,
+            samples: 32,
+        }
+    }
 }
 
 /// One EMC in wei.
@@ -163,6 +190,7 @@ impl Genesis {
             block_time_ms: 1_000,
             validators: vec![validator],
             staking: StakingParams::default(),
+            poc: PocTask::default(),
             alloc: accounts
                 .iter()
                 .map(|a| {

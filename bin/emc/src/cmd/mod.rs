@@ -4,6 +4,7 @@ pub mod devnet;
 pub mod genesis;
 pub mod keys;
 pub mod node;
+pub mod poc;
 pub mod query;
 pub mod stake;
 pub mod tx;

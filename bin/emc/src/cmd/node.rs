@@ -50,6 +50,50 @@ pub struct NodeArgs {
     /// Log filter, as RUST_LOG (for example `info,emc_chain=debug`) [default: info].
     #[arg(long, env = "RUST_LOG")]
     log: Option<String>,
+    /// Extra roles: `compute` (serve apps, answer PoC challenges) and `router`
+    /// (keep the table of computing nodes, serve calls to them); repeat for both.
+    #[arg(long = "role", value_enum)]
+    roles: Vec<Role>,
+    /// An app this computing node serves: NAME=SOURCE[,price=WEI][,fuel=N][,memory_mb=N],
+    /// SOURCE one of http://HOST:PORT, builtin:minilm, builtin:smollm2, wasm:FILE.
+    #[arg(long = "app")]
+    apps: Vec<emc_compute::AppSpec>,
+    /// A router this computing node dials and keeps a connection to
+    /// (/ip4/…/tcp/…/p2p/<peer id>); repeat for several.
+    #[arg(long = "router")]
+    routers: Vec<emc_p2p::Addr>,
+    /// The computing node's own HTTP port (apps, load, direct calls).
+    #[arg(long)]
+    compute_http: Option<SocketAddr>,
+    /// Calls a computing node runs at once [default: the number of CPUs].
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Calls that may wait for a slot before new ones are refused as saturated.
+    #[arg(long, default_value_t = 16)]
+    max_queue: u32,
+    /// The account (hex private key, or EMC_OWNER_KEY) that owns this computing node:
+    /// the node registers itself from it (without it, it serves but is not registered).
+    #[arg(long, env = "EMC_OWNER_KEY", hide_env_values = true)]
+    owner_key: Option<String>,
+    /// Threads the computing node proves with (PoC) [default: the number of CPUs].
+    #[arg(long)]
+    poc_threads: Option<usize>,
+    /// Test networks only: answer PoC challenges with a wrong result.
+    #[arg(long, hide = true)]
+    poc_cheat: bool,
+    /// The router's HTTP address for calls (`/call/APP/...`) and its table (`/nodes`).
+    #[arg(long)]
+    router_http: Option<SocketAddr>,
+    /// The account (hex private key, or EMC_POC_ACCOUNT_KEY) a validator submits its
+    /// proof-of-computing attestations from; without it they are only logged.
+    #[arg(long, env = "EMC_POC_ACCOUNT_KEY", hide_env_values = true)]
+    poc_account_key: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Compute,
+    Router,
 }
 
 /// `node.toml`: the same settings as the flags.
@@ -108,6 +152,9 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
             a.rpc(),
         )?;
         cfg.metrics_addr = a.metrics_addr;
+        if !a.roles.is_empty() {
+            bail!("--role needs a network (--genesis and --p2p-addr); `emc devnet` starts one");
+        }
         if let Some(n) = a.epoch_blocks {
             cfg.genesis.staking.epoch_blocks = n;
         }
@@ -152,7 +199,7 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
             }
         },
     };
-    Ok(NodeConfig {
+    let mut cfg = NodeConfig {
         datadir: a
             .datadir
             .clone()
@@ -167,7 +214,88 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
             listen,
             bootnodes: a.bootnodes.clone(),
         }),
-    })
+        compute: None,
+        router: None,
+        poc_account: None,
+    };
+    roles(a, &mut cfg)?;
+    Ok(cfg)
+}
+
+fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let computes = a.roles.contains(&Role::Compute);
+    if computes && a.apps.is_empty() {
+        bail!("--role compute needs at least one --app NAME=SOURCE");
+    }
+    if !computes && (!a.apps.is_empty() || !a.routers.is_empty() || a.compute_http.is_some()) {
+        bail!("--app, --router and --compute-http are for --role compute");
+    }
+    if (computes || a.roles.contains(&Role::Router)) && cfg.p2p.is_none() {
+        bail!("the compute and router roles need --p2p-addr (they talk over libp2p)");
+    }
+    if computes {
+        cfg.compute = Some(emc_node::compute::ComputeSettings {
+            apps: a.apps.clone(),
+            routers: a.routers.clone(),
+            http: a.compute_http,
+            capacity: a.capacity.unwrap_or(cpus as u32),
+            max_queue: a.max_queue,
+            owner: a
+                .owner_key
+                .as_deref()
+                .map(emc_crypto::key_from_hex)
+                .transpose()
+                .context("--owner-key")?,
+            hardware: hardware(cpus),
+            poc_threads: a.poc_threads.unwrap_or(cpus),
+            poc_behaviour: if a.poc_cheat {
+                emc_compute::poc::Behaviour::WrongResult
+            } else {
+                emc_compute::poc::Behaviour::Honest
+            },
+        });
+    }
+    if a.roles.contains(&Role::Router) {
+        cfg.router = Some(
+            a.router_http
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8600))),
+        );
+    } else if a.router_http.is_some() {
+        bail!("--router-http is for --role router");
+    }
+    cfg.poc_account = a
+        .poc_account_key
+        .as_deref()
+        .map(emc_crypto::key_from_hex)
+        .transpose()
+        .context("--poc-account-key")?;
+    Ok(())
+}
+
+/// A one-line hardware summary for the registry.
+pub fn hardware(cpus: usize) -> String {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| format!(", {} GiB", kb / (1 << 20)))
+        .unwrap_or_default();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| format!(" ({})", m.trim()))
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs{model}{mem}")
 }
 
 pub fn run(a: NodeArgs) -> Result<()> {
@@ -211,6 +339,22 @@ fn print_banner(cfg: &NodeConfig, node: &Node, dev: bool) -> Result<()> {
     }
     if let (Some(p), Some(id)) = (&cfg.p2p, node.peer_id) {
         writeln!(out, "P2P: {}/p2p/{id}", p.listen)?;
+    }
+    if let Some(agent) = &node.agent {
+        writeln!(out, "Computing node id: {}", agent.id())?;
+        for app in agent.apps() {
+            writeln!(
+                out,
+                "  app {} ({}), {} wei per {:?}",
+                app.name, app.kind, app.price, app.unit
+            )?;
+        }
+    }
+    if let Some(h) = node.compute_http {
+        writeln!(out, "Compute HTTP: http://{h}")?;
+    }
+    if let Some(h) = node.router_http {
+        writeln!(out, "Router HTTP: http://{h}")?;
     }
     if dev {
         writeln!(

@@ -30,6 +30,7 @@ sol! {
     }
 }
 
+mod compute;
 mod consensus;
 mod network;
 
@@ -41,6 +42,8 @@ pub enum BenchCmd {
     Consensus(consensus::ConsensusBench),
     /// TPS and latency of validator processes over libp2p, and sync time of a new node.
     Network(network::NetworkBench),
+    /// Each runtime directly and through a computing node; tokens/s, embeddings/s, E.
+    Compute(compute::ComputeBench),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +64,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
         BenchCmd::Chain(a) => a,
         BenchCmd::Consensus(a) => return consensus::run(a),
         BenchCmd::Network(a) => return network::run(a),
+        BenchCmd::Compute(a) => return compute::run(a),
     };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");

@@ -1,0 +1,285 @@
+//! Computing nodes in a real network: one validator that also routes, three
+//! computing-node processes in front of a real Python HTTP app and a WASM job, each
+//! dialing the router over libp2p, registering itself on chain from its owner account,
+//! and answering the validator's proof-of-computing challenges. One proves on two
+//! threads, one on one, one lies about its result.
+//!
+//! Shown: the router's table fills from the nodes' own connections and load reports;
+//! calls through the router reach a node and come back signed by it (an event stream
+//! streamed); the registry lists the nodes; E is set on chain for the honest nodes,
+//! the faster one higher; the liar is marked faulty and its owner's stake slashed.
+
+mod common;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::SolCall;
+use common::{wait_until, DevNode};
+use emc_modules::poc::IPoc;
+use emc_modules::registry::IRegistry;
+use emc_modules::staking::IStaking;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn region() -> u16 {
+    // Network tests take regions 0..2 of 7,100 ports from 10,000 (see network.rs);
+    // this one shares region 1 at an offset they leave free.
+    10_000 + 7_100 + (std::process::id() % 700) as u16 * 10 + 5
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
+    let out = node.result("eth_call", json!([{"to": to, "data": alloy_primitives::hex::encode_prefixed(c.abi_encode())}, "latest"]));
+    let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
+    C::abi_decode_returns(&bytes).expect("decodes")
+}
+
+#[test]
+fn computing_nodes_serve_through_a_router_register_and_are_measured() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = region();
+    let key = dir.path().join("v0.json");
+    emc_crypto::ConsensusKey::dev(0).write(&key).expect("key");
+    let genesis = dir.path().join("genesis.json");
+    let out = common::emc()
+        .args([
+            "genesis",
+            "--dev-accounts",
+            "4",
+            "--block-time-ms",
+            "400",
+            "--epoch-blocks",
+            "25",
+        ])
+        .args([
+            "--validator",
+            &format!("0x{:040x}={}", 0xfee0, key.display()),
+        ])
+        .args(["--out", genesis.to_str().expect("utf8")])
+        .output()
+        .expect("emc genesis");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accounts = emc_crypto::dev_accounts(4).expect("dev accounts");
+    let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
+
+    // The validator routes too, and attests from development account 3.
+    let router_http = format!("127.0.0.1:{}", base + 9);
+    let p2p0 = format!("/ip4/127.0.0.1/tcp/{base}");
+    let v0 = DevNode::spawn(&[
+        "--genesis",
+        genesis.to_str().expect("utf8"),
+        "--datadir",
+        dir.path().join("v0").to_str().expect("utf8"),
+        "--consensus-key",
+        key.to_str().expect("utf8"),
+        "--p2p-addr",
+        &p2p0,
+        "--role",
+        "router",
+        "--router-http",
+        &router_http,
+        "--poc-account-key",
+        &hexkey(3),
+    ]);
+    let peer0 = emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)));
+    let boot = format!("{p2p0}/p2p/{peer0}");
+
+    // The real app.
+    let app_port = base + 8;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/compute/tests/fixtures/app.py"
+    );
+    let mut app = Command::new("python3")
+        .args([script, &app_port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(app.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let _app = Kill(app);
+    let job = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/compute/jobs/primes.wat"
+    );
+
+    // Three computing nodes: fast (2 threads), slow (1 thread), and a liar.
+    let node = |i: usize, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--genesis".into(),
+            genesis.display().to_string(),
+            "--datadir".into(),
+            dir.path().join(format!("c{i}")).display().to_string(),
+            "--p2p-addr".into(),
+            format!("/ip4/127.0.0.1/tcp/{}", base + 1 + i as u16),
+            "--bootnode".into(),
+            boot.clone(),
+            "--role".into(),
+            "compute".into(),
+            "--app".into(),
+            format!("py=http://127.0.0.1:{app_port},price=1000"),
+            "--app".into(),
+            format!("primes=wasm:{job},price=1"),
+            "--router".into(),
+            boot.clone(),
+            "--owner-key".into(),
+            hexkey(i),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        DevNode::spawn(&refs)
+    };
+    let _fast = node(0, &["--poc-threads", "2"]);
+    let _slow = node(1, &["--poc-threads", "1"]);
+    let _liar = node(2, &["--poc-threads", "2", "--poc-cheat"]);
+
+    // The liar's owner stakes as a computing node, so there is something to slash.
+    let out = common::emc()
+        .args([
+            "stake",
+            "add",
+            "--role",
+            "compute",
+            "--amount",
+            "100",
+            "--private-key",
+            &hexkey(2),
+            "--rpc",
+            &v0.url,
+        ])
+        .output()
+        .expect("emc stake");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The router's table fills from the nodes' own connections.
+    let nodes_url = format!("http://{router_http}/nodes");
+    wait_until("three nodes at the router", Duration::from_secs(60), || {
+        ureq::get(&nodes_url)
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok())
+            .and_then(|v| v.as_array().map(|a| a.len()))
+            == Some(3)
+    });
+    let table: serde_json::Value = ureq::get(&nodes_url)
+        .call()
+        .expect("nodes")
+        .into_json()
+        .expect("json");
+    for n in table.as_array().expect("array") {
+        assert_eq!(n["apps"].as_array().expect("apps").len(), 2, "{n}");
+        assert!(n["load"]["capacity"].as_u64().expect("capacity") >= 1);
+    }
+
+    // A call through the router comes back from a node, signed by it.
+    let r = ureq::post(&format!("http://{router_http}/call/py/echo"))
+        .send_string("via the router")
+        .expect("call");
+    let signed = emc_compute::SignedResult::from_header(r.header("x-emc-result").expect("signed"))
+        .expect("decodes");
+    let body = r.into_string().expect("body");
+    assert!(body.contains("via the router"), "{body}");
+    signed.verify().expect("verifies");
+    assert_eq!(
+        signed.claim.result_hash,
+        alloy_primitives::keccak256(body.as_bytes())
+    );
+    let r = ureq::post(&format!("http://{router_http}/call/primes"))
+        .send_string("1000")
+        .expect("wasm call");
+    assert_eq!(r.into_string().expect("body"), "168");
+    let events = ureq::get(&format!("http://{router_http}/call/py/events"))
+        .call()
+        .expect("stream")
+        .into_string()
+        .expect("body");
+    assert!(
+        events.starts_with("data: {\"n\": 0}\n\n") && events.ends_with("data: [DONE]\n\n"),
+        "{events}"
+    );
+    let e = ureq::post(&format!("http://{router_http}/call/nothing"))
+        .send_string("")
+        .expect_err("no node");
+    assert!(matches!(e, ureq::Error::Status(404, _)), "{e}");
+
+    // All three register themselves from their owners' accounts.
+    wait_until("three registered nodes", Duration::from_secs(60), || {
+        view(&v0, emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {}).len() == 3
+    });
+    let ids: Vec<B256> = table
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|n| n["node"].as_str().expect("id").parse().expect("b256"))
+        .collect();
+    let owner_of = |id: B256| {
+        view(
+            &v0,
+            emc_modules::REGISTRY_ADDRESS,
+            IRegistry::ownerOfCall { nodeId: id },
+        )
+    };
+    let id_of = |i: usize| {
+        *ids.iter()
+            .find(|id| owner_of(**id) == accounts[i].address())
+            .expect("registered by its owner")
+    };
+    let (fast, slow, liar) = (id_of(0), id_of(1), id_of(2));
+
+    // The validator challenges each node at the start of an epoch; E goes on chain.
+    let score = |id: B256| {
+        view(
+            &v0,
+            emc_modules::POC_ADDRESS,
+            IPoc::scoreOfCall { nodeId: id },
+        )
+        .score
+    };
+    wait_until("E for both honest nodes", Duration::from_secs(120), || {
+        score(fast) > 0 && score(slow) > 0
+    });
+    let (e_fast, e_slow) = (score(fast), score(slow));
+    assert!(
+        e_fast > e_slow,
+        "two threads prove faster than one: E {e_fast} vs {e_slow}"
+    );
+    assert_eq!(score(liar), 0);
+    wait_until("the liar marked faulty", Duration::from_secs(60), || {
+        view(
+            &v0,
+            emc_modules::POC_ADDRESS,
+            IPoc::faultsCall { nodeId: liar },
+        ) >= 1
+    });
+    let stake = view(
+        &v0,
+        emc_modules::STAKING_ADDRESS,
+        IStaking::stakeOfCall {
+            account: accounts[2].address(),
+            role: 2,
+        },
+    )
+    .staked;
+    assert!(
+        stake < U256::from(100u64) * emc_types::EMC,
+        "the liar's owner was slashed: {stake}"
+    );
+}

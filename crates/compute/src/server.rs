@@ -1,0 +1,212 @@
+//! The computing node's own HTTP port: the apps it serves, its load, and calls, for the
+//! operator, for a router on the same host, and for benchmarks of the node's overhead.
+//!
+//! * `GET /apps`, `GET /load`, `GET /health`
+//! * `POST /v1/embeddings`, `POST /v1/chat/completions`: OpenAI's shapes; the request's
+//!   `model` names an app, or else the first built-in model of the right kind serves.
+//! * `ANY /call/{app}/{path...}`: any app, the body passed through.
+//!
+//! A one-body reply carries the node's signed result in the `x-emc-result` header (hex
+//! of its borsh encoding). A streamed reply is passed on as it comes, and the signed
+//! result follows as the HTTP trailer `x-emc-result` (sent to clients that say
+//! `TE: trailers`, as HTTP asks).
+
+use crate::agent::{Agent, Frame, Served};
+use crate::runtime::{Call, MAX_REQUEST_BYTES};
+use crate::ComputeError;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use std::sync::Arc;
+
+pub const RESULT_HEADER: &str = "x-emc-result";
+
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/apps", get(apps))
+        .route("/load", get(load))
+        .route("/v1/embeddings", post(openai))
+        .route("/v1/chat/completions", post(openai))
+        .route("/call/{app}", any(call_root))
+        .route("/call/{app}/{*path}", any(call_path))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(agent)
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    agent: Arc<Agent>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(agent))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn apps(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    Json(serde_json::json!({"node": agent.id(), "apps": agent.apps()}))
+}
+
+async fn load(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
+    Json(agent.load())
+}
+
+/// An error in OpenAI's shape with the matching status.
+pub fn error_response(e: &ComputeError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::json!({"error": {"message": e.to_string(), "type": "emc_error"}});
+    (status, Json(body)).into_response()
+}
+
+async fn openai(
+    State(agent): State<Arc<Agent>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let kind = if path == "/v1/embeddings" {
+        "builtin:minilm"
+    } else {
+        "builtin:smollm2"
+    };
+    let model = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+    let apps = agent.apps();
+    let app = apps
+        .iter()
+        .find(|a| Some(&a.name) == model.as_ref() && a.kind == kind)
+        .or_else(|| apps.iter().find(|a| a.kind == kind));
+    let Some(app) = app else {
+        return error_response(&ComputeError::NoSuchApp(
+            model.unwrap_or_else(|| kind.to_string()),
+        ));
+    };
+    let call = Call {
+        app: app.name.clone(),
+        method: method.to_string(),
+        path,
+        content_type: content_type(&headers),
+        body,
+    };
+    respond(&agent, call, &headers).await
+}
+
+async fn call_root(
+    State(agent): State<Arc<Agent>>,
+    Path(app): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call_app(agent, app, "/".into(), method, headers, body).await
+}
+
+async fn call_path(
+    State(agent): State<Arc<Agent>>,
+    Path((app, path)): Path<(String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut path = format!("/{path}");
+    if let Some(q) = uri.query() {
+        path = format!("{path}?{q}");
+    }
+    call_app(agent, app, path, method, headers, body).await
+}
+
+async fn call_app(
+    agent: Arc<Agent>,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = Call {
+        app,
+        method: method.to_string(),
+        path,
+        content_type: content_type(&headers),
+        body,
+    };
+    respond(&agent, call, &headers).await
+}
+
+fn content_type(h: &HeaderMap) -> Option<String> {
+    h.get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn respond(agent: &Arc<Agent>, call: Call, req_headers: &HeaderMap) -> Response {
+    let served = match agent.call(call).await {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    let status = StatusCode::from_u16(served.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ct = HeaderValue::from_str(&served.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    if !served.streaming {
+        let (body, signed) = crate::agent::collect(served).await;
+        return match signed {
+            Ok(s) => {
+                let mut r = (status, body).into_response();
+                r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+                if let Ok(v) = HeaderValue::from_str(&s.to_header()) {
+                    r.headers_mut().insert(RESULT_HEADER, v);
+                }
+                r
+            }
+            Err(e) => error_response(&ComputeError::Unavailable(e)),
+        };
+    }
+    let wants_trailers = req_headers
+        .get(axum::http::header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("trailers"));
+    let mut r = Response::new(stream_body(served, wants_trailers));
+    *r.status_mut() = status;
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    if wants_trailers {
+        r.headers_mut().insert(
+            axum::http::header::TRAILER,
+            HeaderValue::from_static(RESULT_HEADER),
+        );
+    }
+    r
+}
+
+fn stream_body(served: Served, trailers: bool) -> Body {
+    use http_body::Frame as HFrame;
+    let frames = futures::stream::unfold(Some(served.frames), move |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Frame::Data(b)) => Some((Ok(HFrame::data(b)), Some(rx))),
+            Some(Frame::Done(s)) if trailers => {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&s.to_header()) {
+                    h.insert(RESULT_HEADER, v);
+                }
+                Some((Ok(HFrame::trailers(h)), None))
+            }
+            Some(Frame::Done(_)) | None => None,
+            Some(Frame::Failed(e)) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
+    Body::new(http_body_util::StreamBody::new(frames))
+}

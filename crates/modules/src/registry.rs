@@ -1,0 +1,379 @@
+//! The `Registry` system contract: computing nodes, who owns them, what they serve.
+//!
+//! A node is known by its id, its ed25519 node key (which is also its libp2p
+//! identity, so a router can tell that a connecting peer is the node it claims to be).
+//! An owner account registers a node with a signature by the node key over
+//! `"emc node registration v1" . chainId . owner . nodeId` ([`registration_message`]),
+//! so nobody can claim a node they do not run, and a node's key cannot be replayed on
+//! another chain or for another owner. The registration lists the apps the node serves
+//! with a price per unit for each, and a free-text hardware summary; the same owner may
+//! register again to update them, another owner may not. Stake and proof-of-computing
+//! rewards are the owner's (the staking module's computing-node role).
+//!
+//! Bounds: at most [`MAX_APPS`] apps of up to 64 bytes, a hardware summary up to 256
+//! bytes, and [`MAX_NODES`] nodes in all; every loop is bounded by them.
+
+use crate::{array_slot, map_slot, Metered, ModuleCall, ModuleError};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
+
+sol! {
+    /// The ABI at `REGISTRY_ADDRESS`.
+    interface IRegistry {
+        event NodeRegistered(bytes32 indexed nodeId, address indexed owner, string[] apps, uint256[] prices);
+        event NodeRemoved(bytes32 indexed nodeId, address indexed owner);
+
+        function register(bytes32 nodeId, bytes nodeSignature, string[] apps, uint256[] prices, string hardware) external;
+        function deregister(bytes32 nodeId) external;
+
+        function nodeInfo(bytes32 nodeId) external view returns (address owner, string[] apps, uint256[] prices, string hardware, uint64 registeredAt);
+        function ownerOf(bytes32 nodeId) external view returns (address);
+        function nodes() external view returns (bytes32[] memory);
+    }
+}
+
+pub const MAX_APPS: usize = 32;
+pub const MAX_NODES: u64 = 4_096;
+const MAX_NAME: usize = 64;
+const MAX_HARDWARE: usize = 256;
+
+const M_OWNER: u64 = 0;
+const M_INFO: u64 = 1; // [node] = blob length; blob words from keccak(slot)
+const M_AT: u64 = 2;
+const S_NODES: u64 = 3;
+const M_INDEX: u64 = 4; // [node] = index + 1
+
+fn revert(msg: impl Into<String>) -> ModuleError {
+    ModuleError::Revert(format!("Registry: {}", msg.into()))
+}
+
+fn map(base: u64, key: B256) -> U256 {
+    map_slot(U256::from(base), key)
+}
+
+/// What a node key signs to let `owner` register it on chain `chain_id`.
+pub fn registration_message(chain_id: u64, owner: Address, node: B256) -> Vec<u8> {
+    let mut m = b"emc node registration v1".to_vec();
+    m.extend_from_slice(&chain_id.to_be_bytes());
+    m.extend_from_slice(owner.as_slice());
+    m.extend_from_slice(node.as_slice());
+    m
+}
+
+pub struct RegistryModule;
+
+impl RegistryModule {
+    pub fn call(m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        if !call.value.is_zero() {
+            return Err(revert("not payable"));
+        }
+        let decoded = IRegistry::IRegistryCalls::abi_decode(call.input)
+            .map_err(|_| revert("unknown function or bad arguments"))?;
+        use IRegistry::IRegistryCalls as C;
+        let writes = matches!(decoded, C::register(_) | C::deregister(_));
+        if writes && call.is_static {
+            return Err(revert("state change in a static call"));
+        }
+        Ok(match decoded {
+            C::register(c) => {
+                register(m, call.caller, &c)?;
+                Bytes::new()
+            }
+            C::deregister(c) => {
+                let owner = owner_of(m, c.nodeId)?;
+                if owner != call.caller {
+                    return Err(revert("only the node's owner may remove it"));
+                }
+                remove(m, c.nodeId)?;
+                emit(
+                    m,
+                    IRegistry::NodeRemoved {
+                        nodeId: c.nodeId,
+                        owner,
+                    },
+                );
+                Bytes::new()
+            }
+            C::nodeInfo(c) => {
+                let owner = owner_of(m, c.nodeId)?;
+                let (apps, prices, hardware) = if owner.is_zero() {
+                    (vec![], vec![], String::new())
+                } else {
+                    read_info(m, c.nodeId)?
+                };
+                let at = m.sload(map(M_AT, c.nodeId))?.saturating_to::<u64>();
+                IRegistry::nodeInfoCall::abi_encode_returns(&IRegistry::nodeInfoReturn {
+                    owner,
+                    apps,
+                    prices,
+                    hardware,
+                    registeredAt: at,
+                })
+                .into()
+            }
+            C::ownerOf(c) => {
+                IRegistry::ownerOfCall::abi_encode_returns(&owner_of(m, c.nodeId)?).into()
+            }
+            C::nodes(_) => IRegistry::nodesCall::abi_encode_returns(&nodes(m)?).into(),
+        })
+    }
+
+    /// The owner of `node` (zero if unregistered), for another module.
+    pub fn owner(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
+        Ok(Address::from_word(
+            m.sload_at(crate::REGISTRY_ADDRESS, map(M_OWNER, node))?
+                .into(),
+        ))
+    }
+}
+
+fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
+    let log = e.encode_log_data();
+    m.emit(log.topics().to_vec(), log.data);
+}
+
+fn owner_of(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
+    Ok(Address::from_word(m.sload(map(M_OWNER, node))?.into()))
+}
+
+fn nodes(m: &mut Metered<'_>) -> Result<Vec<B256>, ModuleError> {
+    let base = U256::from(S_NODES);
+    let n = m.sload(base)?.saturating_to::<u64>().min(MAX_NODES);
+    (0..n)
+        .map(|i| Ok(B256::from(m.sload(array_slot(base, i))?)))
+        .collect()
+}
+
+fn register(
+    m: &mut Metered<'_>,
+    owner: Address,
+    c: &IRegistry::registerCall,
+) -> Result<(), ModuleError> {
+    if c.apps.is_empty() || c.apps.len() > MAX_APPS || c.apps.len() != c.prices.len() {
+        return Err(revert(format!("1 to {MAX_APPS} apps, each with a price")));
+    }
+    if c.apps.iter().any(|a| a.is_empty() || a.len() > MAX_NAME) {
+        return Err(revert(format!("app names are 1 to {MAX_NAME} bytes")));
+    }
+    if c.hardware.len() > MAX_HARDWARE {
+        return Err(revert(format!(
+            "the hardware summary is at most {MAX_HARDWARE} bytes"
+        )));
+    }
+    let vk = ed25519_consensus::VerificationKey::try_from(c.nodeId.0)
+        .map_err(|_| revert("the node id is not an ed25519 key"))?;
+    let sig: [u8; 64] = c
+        .nodeSignature
+        .as_ref()
+        .try_into()
+        .map_err(|_| revert("the node signature is 64 bytes"))?;
+    m.charge(3_000)?;
+    vk.verify(
+        &ed25519_consensus::Signature::from(sig),
+        &registration_message(m.host().chain_id(), owner, c.nodeId),
+    )
+    .map_err(|_| revert("the node key did not sign this registration"))?;
+    let current = owner_of(m, c.nodeId)?;
+    if !current.is_zero() && current != owner {
+        return Err(revert("the node is registered by another owner"));
+    }
+    if current.is_zero() {
+        let base = U256::from(S_NODES);
+        let n = m.sload(base)?.saturating_to::<u64>();
+        if n >= MAX_NODES {
+            return Err(revert(format!("the registry is full ({MAX_NODES} nodes)")));
+        }
+        m.sstore(array_slot(base, n), U256::from_be_bytes(c.nodeId.0))?;
+        m.sstore(base, U256::from(n + 1))?;
+        m.sstore(map(M_INDEX, c.nodeId), U256::from(n + 1))?;
+        m.sstore(
+            map(M_OWNER, c.nodeId),
+            U256::from_be_bytes(owner.into_word().0),
+        )?;
+    }
+    let height = m.host().height();
+    m.sstore(map(M_AT, c.nodeId), U256::from(height))?;
+    write_info(
+        m,
+        c.nodeId,
+        &(c.apps.clone(), c.prices.clone(), c.hardware.clone()).abi_encode(),
+    )?;
+    emit(
+        m,
+        IRegistry::NodeRegistered {
+            nodeId: c.nodeId,
+            owner,
+            apps: c.apps.clone(),
+            prices: c.prices.clone(),
+        },
+    );
+    Ok(())
+}
+
+fn remove(m: &mut Metered<'_>, node: B256) -> Result<(), ModuleError> {
+    let base = U256::from(S_NODES);
+    let n = m.sload(base)?.saturating_to::<u64>();
+    let idx = m.sload(map(M_INDEX, node))?.saturating_to::<u64>();
+    if idx == 0 || n == 0 {
+        return Err(revert("no such node"));
+    }
+    // Swap the last node into the freed place.
+    let last = B256::from(m.sload(array_slot(base, n - 1))?);
+    m.sstore(array_slot(base, idx - 1), U256::from_be_bytes(last.0))?;
+    m.sstore(map(M_INDEX, last), U256::from(idx))?;
+    m.sstore(array_slot(base, n - 1), U256::ZERO)?;
+    m.sstore(base, U256::from(n - 1))?;
+    m.sstore(map(M_INDEX, node), U256::ZERO)?;
+    m.sstore(map(M_OWNER, node), U256::ZERO)?;
+    m.sstore(map(M_INFO, node), U256::ZERO)
+}
+
+fn blob_slot(node: B256, i: u64) -> U256 {
+    let base = map(M_INFO, node);
+    U256::from_be_bytes(keccak256(base.to_be_bytes::<32>()).0).wrapping_add(U256::from(i))
+}
+
+fn write_info(m: &mut Metered<'_>, node: B256, blob: &[u8]) -> Result<(), ModuleError> {
+    m.sstore(map(M_INFO, node), U256::from(blob.len()))?;
+    for (i, chunk) in blob.chunks(32).enumerate() {
+        let mut w = [0u8; 32];
+        w[..chunk.len()].copy_from_slice(chunk);
+        m.sstore(blob_slot(node, i as u64), U256::from_be_bytes(w))?;
+    }
+    Ok(())
+}
+
+type Info = (Vec<String>, Vec<U256>, String);
+
+fn read_info(m: &mut Metered<'_>, node: B256) -> Result<Info, ModuleError> {
+    // Written by `register` within the bounds above, so at most a few KiB.
+    let len = (m.sload(map(M_INFO, node))?.saturating_to::<u64>()).min(16 * 1024) as usize;
+    let mut blob = Vec::with_capacity(len.div_ceil(32) * 32);
+    for i in 0..len.div_ceil(32) {
+        blob.extend_from_slice(&m.sload(blob_slot(node, i as u64))?.to_be_bytes::<32>());
+    }
+    blob.truncate(len);
+    Info::abi_decode(&blob).map_err(|e| ModuleError::Host(format!("registry blob: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemHost;
+    use crate::{dispatch, REGISTRY_ADDRESS};
+
+    fn call(h: &mut MemHost, from: Address, input: Vec<u8>) -> Result<Bytes, ModuleError> {
+        let c = ModuleCall {
+            caller: from,
+            value: U256::ZERO,
+            input: &input,
+            is_static: false,
+        };
+        dispatch(REGISTRY_ADDRESS, h, &c, 10_000_000)
+            .expect("module")
+            .0
+    }
+
+    fn reg(
+        key: &ed25519_consensus::SigningKey,
+        owner: Address,
+        chain: u64,
+        apps: &[&str],
+    ) -> Vec<u8> {
+        let node = B256::from(key.verification_key().to_bytes());
+        IRegistry::registerCall {
+            nodeId: node,
+            nodeSignature: key
+                .sign(&registration_message(chain, owner, node))
+                .to_bytes()
+                .to_vec()
+                .into(),
+            apps: apps.iter().map(|s| s.to_string()).collect(),
+            prices: apps.iter().map(|_| U256::from(5)).collect(),
+            hardware: "2 cores, 24 GiB".into(),
+        }
+        .abi_encode()
+    }
+
+    #[test]
+    fn owners_register_update_and_remove_their_nodes_only() {
+        let mut h = MemHost::new(REGISTRY_ADDRESS);
+        let (alice, bob) = (Address::repeat_byte(0xa1), Address::repeat_byte(0xb0));
+        let k1 = ed25519_consensus::SigningKey::from([1u8; 32]);
+        let k2 = ed25519_consensus::SigningKey::from([2u8; 32]);
+        let n1 = B256::from(k1.verification_key().to_bytes());
+        call(&mut h, alice, reg(&k1, alice, 42, &["embed", "chat"])).expect("registers");
+        call(&mut h, bob, reg(&k2, bob, 42, &["sd"])).expect("registers");
+        // Bob cannot take Alice's node, even with a signature made for him.
+        let e = call(&mut h, bob, reg(&k1, bob, 42, &["x"])).expect_err("taken");
+        assert!(e.to_string().contains("another owner"), "{e}");
+        // A signature for another owner or chain does not verify.
+        let e = call(&mut h, bob, reg(&k2, alice, 42, &["sd"])).expect_err("wrong owner");
+        assert!(e.to_string().contains("did not sign"), "{e}");
+        let e = call(&mut h, bob, reg(&k2, bob, 7, &["sd"])).expect_err("wrong chain");
+        assert!(e.to_string().contains("did not sign"), "{e}");
+        // Alice updates her apps.
+        call(&mut h, alice, reg(&k1, alice, 42, &["embed"])).expect("updates");
+        let out = call(
+            &mut h,
+            bob,
+            IRegistry::nodeInfoCall { nodeId: n1 }.abi_encode(),
+        )
+        .expect("info");
+        let info = IRegistry::nodeInfoCall::abi_decode_returns(&out).expect("decodes");
+        assert_eq!(
+            (info.owner, info.apps.clone(), info.hardware.as_str()),
+            (alice, vec!["embed".to_string()], "2 cores, 24 GiB")
+        );
+        let list = |h: &mut MemHost| {
+            IRegistry::nodesCall::abi_decode_returns(
+                &call(h, alice, IRegistry::nodesCall {}.abi_encode()).expect("nodes"),
+            )
+            .expect("decodes")
+        };
+        assert_eq!(list(&mut h).len(), 2);
+        assert!(call(
+            &mut h,
+            bob,
+            IRegistry::deregisterCall { nodeId: n1 }.abi_encode()
+        )
+        .is_err());
+        call(
+            &mut h,
+            alice,
+            IRegistry::deregisterCall { nodeId: n1 }.abi_encode(),
+        )
+        .expect("removes");
+        assert_eq!(
+            list(&mut h),
+            vec![B256::from(k2.verification_key().to_bytes())]
+        );
+        let out = call(
+            &mut h,
+            bob,
+            IRegistry::ownerOfCall { nodeId: n1 }.abi_encode(),
+        )
+        .expect("owner");
+        assert_eq!(
+            IRegistry::ownerOfCall::abi_decode_returns(&out).expect("decodes"),
+            Address::ZERO
+        );
+    }
+
+    #[test]
+    fn bad_registrations_are_refused_with_reasons() {
+        let mut h = MemHost::new(REGISTRY_ADDRESS);
+        let a = Address::repeat_byte(1);
+        let k = ed25519_consensus::SigningKey::from([3u8; 32]);
+        let e = call(&mut h, a, reg(&k, a, 42, &[])).expect_err("no apps");
+        assert!(e.to_string().contains("apps"), "{e}");
+        let long = "x".repeat(65);
+        let e = call(&mut h, a, reg(&k, a, 42, &[long.as_str()])).expect_err("long name");
+        assert!(e.to_string().contains("1 to 64 bytes"), "{e}");
+        let mut bad_sig =
+            IRegistry::registerCall::abi_decode(&reg(&k, a, 42, &["a"])).expect("decodes");
+        bad_sig.nodeSignature = vec![0u8; 10].into();
+        let e = call(&mut h, a, bad_sig.abi_encode()).expect_err("short sig");
+        assert!(e.to_string().contains("64 bytes"), "{e}");
+    }
+}
