@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (`emc node --dev` for a zero-config development chain).
-    Node(cmd::node::NodeArgs),
+    Node(Box<cmd::node::NodeArgs>),
     /// Run a local network of validator and full-node processes, with no config.
     Devnet(cmd::devnet::DevnetArgs),
     /// Write a genesis file.
@@ -62,7 +62,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Node(a) => cmd::node::run(a),
+        Command::Node(a) => cmd::node::run(*a),
         Command::Devnet(a) => cmd::devnet::run(a),
         Command::Genesis(a) => cmd::genesis::run(a),
         Command::Keys(c) => cmd::keys::run(c),

@@ -59,6 +59,12 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
             "--epoch-blocks",
             "25",
         ])
+        // A small task (8 lanes x 512 x 512 steps), so even a debug build proves it
+        // well within an epoch of 25 blocks of 400 ms.
+        .args([
+            "--poc-json",
+            r#"{"lanes": 8, "segments": 512, "segSteps": 512, "samples": 32}"#,
+        ])
         .args([
             "--validator",
             &format!("0x{:040x}={}", 0xfee0, key.display()),
@@ -253,13 +259,32 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         )
         .score
     };
-    wait_until("E for both honest nodes", Duration::from_secs(120), || {
-        score(fast) > 0 && score(slow) > 0
-    });
-    let (e_fast, e_slow) = (score(fast), score(slow));
+    // E per epoch for each honest node; the faster must win in most of three epochs
+    // (other tests share this machine's two cores, so one epoch may be unlucky).
+    let scored = |id: B256| {
+        let r = view(
+            &v0,
+            emc_modules::POC_ADDRESS,
+            IPoc::scoreOfCall { nodeId: id },
+        );
+        (r.epoch, r.score)
+    };
+    let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+    wait_until(
+        "E for both honest nodes in three epochs",
+        Duration::from_secs(180),
+        || {
+            let ((ef, sf), (es, ss)) = (scored(fast), scored(slow));
+            if ef == es && sf > 0 && ss > 0 && seen.last().is_none_or(|l| l.0 != ef) {
+                seen.push((ef, sf, ss));
+            }
+            seen.len() >= 3
+        },
+    );
+    let wins = seen.iter().filter(|(_, f, s)| f > s).count();
     assert!(
-        e_fast > e_slow,
-        "two threads prove faster than one: E {e_fast} vs {e_slow}"
+        wins >= 2,
+        "two threads prove faster than one: (epoch, E fast, E slow) {seen:?}"
     );
     assert_eq!(score(liar), 0);
     wait_until("the liar marked faulty", Duration::from_secs(60), || {

@@ -211,7 +211,7 @@ fn verify_proof(root: &B256, mut i: usize, mut x: B256, proof: &[B256], depth: u
         return false;
     }
     for sib in proof {
-        x = if i % 2 == 0 {
+        x = if i.is_multiple_of(2) {
             node(&x, sib)
         } else {
             node(sib, &x)

@@ -41,6 +41,10 @@ pub struct GenesisArgs {
     /// the flags above win over it.
     #[arg(long)]
     staking_json: Option<String>,
+    /// The proof-of-computing task as JSON (the genesis file's `poc` object:
+    /// lanes, segments, segSteps, samples).
+    #[arg(long)]
+    poc_json: Option<String>,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -94,6 +98,9 @@ pub fn run(a: GenesisArgs) -> Result<()> {
     }
     if let Some(n) = a.epoch_blocks {
         g.staking.epoch_blocks = n;
+    }
+    if let Some(j) = &a.poc_json {
+        g.poc = serde_json::from_str(j).context("--poc-json")?;
     }
     if let Some(n) = a.unbonding_blocks {
         g.staking.unbonding_blocks = n;
