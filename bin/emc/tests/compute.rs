@@ -144,14 +144,18 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
             boot.clone(),
             "--owner-key".into(),
             hexkey(i),
+            "--compute-http".into(),
+            format!("127.0.0.1:{}", base + 5 + i as u16),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         DevNode::spawn(&refs)
     };
-    let _fast = node(0, &["--poc-threads", "2"]);
-    let _slow = node(1, &["--poc-threads", "1"]);
-    let _liar = node(2, &["--poc-threads", "2", "--poc-cheat"]);
+    let mut computes = vec![
+        node(0, &["--poc-threads", "2"]),
+        node(1, &["--poc-threads", "1"]),
+        node(2, &["--poc-threads", "2", "--poc-cheat"]),
+    ];
 
     // The liar's owner stakes as a computing node, so there is something to slash.
     let out = common::emc()
@@ -307,4 +311,37 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         stake < U256::from(100u64) * emc_types::EMC,
         "the liar's owner was slashed: {stake}"
     );
+
+    // Graceful drain: SIGTERM the node serving a slow call; the call still completes,
+    // then the node exits.
+    let url = format!("http://{router_http}/call/py/slow");
+    let slow_call = std::thread::spawn(move || ureq::get(&url).call().map(|r| r.into_string()));
+    let load = |i: usize| -> serde_json::Value {
+        ureq::get(&format!("http://127.0.0.1:{}/load", base + 5 + i as u16))
+            .call()
+            .expect("load")
+            .into_json()
+            .expect("json")
+    };
+    let mut busy = None;
+    wait_until("the slow call to start", Duration::from_secs(10), || {
+        busy = (0..3).find(|i| load(*i)["running"] == 1);
+        busy.is_some()
+    });
+    let busy = busy.expect("a busy node");
+    let pid = computes[busy].child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let r = slow_call.join().expect("join").expect("the call finished");
+    assert_eq!(
+        r.expect("body"),
+        "late",
+        "the running call completed during the drain"
+    );
+    wait_until("the drained node to exit", Duration::from_secs(30), || {
+        matches!(computes[busy].child.try_wait(), Ok(Some(_)))
+    });
 }

@@ -173,7 +173,12 @@ impl NodeConfig {
                 .find(|v| v.consensus_key == key)
             {
                 // A candidate not in the genesis set: it signs once the staking module
-                // elects it, as the account it registered with.
+                // elects it, as the account it registered with; alone it never could.
+                None if self.p2p.is_none() => {
+                    return Err(NodeError::Config(format!(
+                        "consensus key {key} is not a validator of this genesis, and without p2p settings this node could never be elected or follow the chain"
+                    )))
+                }
                 None => {}
                 Some(v) if v.address != self.proposer => {
                     return Err(NodeError::Config(format!(
