@@ -315,7 +315,12 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     // Graceful drain: SIGTERM the node serving a slow call; the call still completes,
     // then the node exits.
     let url = format!("http://{router_http}/call/py/slow");
-    let slow_call = std::thread::spawn(move || ureq::get(&url).call().map(|r| r.into_string()));
+    let slow_call = std::thread::spawn(move || {
+        ureq::get(&url)
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.into_string().map_err(|e| e.to_string()))
+    });
     let load = |i: usize| -> serde_json::Value {
         ureq::get(&format!("http://127.0.0.1:{}/load", base + 5 + i as u16))
             .call()
