@@ -341,11 +341,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         .expect("kill")
         .success());
     let r = slow_call.join().expect("join").expect("the call finished");
-    assert_eq!(
-        r.expect("body"),
-        "late",
-        "the running call completed during the drain"
-    );
+    assert_eq!(r, "late", "the running call completed during the drain");
     wait_until("the drained node to exit", Duration::from_secs(30), || {
         matches!(computes[busy].child.try_wait(), Ok(Some(_)))
     });
