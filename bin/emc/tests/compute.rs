@@ -151,7 +151,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         DevNode::spawn(&refs)
     };
-    let mut computes = vec![
+    let mut computes = [
         node(0, &["--poc-threads", "2"]),
         node(1, &["--poc-threads", "1"]),
         node(2, &["--poc-threads", "2", "--poc-cheat"]),
