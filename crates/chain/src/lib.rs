@@ -43,6 +43,8 @@ pub enum ChainError {
     UnknownBlock(u64),
     #[error("commit certificate or validator set: {0}")]
     BadCertificate(String),
+    #[error("view call failed: {0}")]
+    View(String),
 }
 
 /// Why a proposed block was refused.
@@ -247,6 +249,29 @@ impl Chain {
         self.with_call_env(height, |state, ctx, recent| {
             emc_execution::call(state, ctx, recent, req)
         })
+    }
+
+    /// A read-only call at `height` (a system module's view), decoded by its ABI.
+    pub fn view<C: alloy_sol_types::SolCall>(
+        &self,
+        height: Height,
+        to: Address,
+        call: C,
+    ) -> Result<C::Return, ChainError> {
+        let req = CallRequest {
+            from: None,
+            to: Some(to),
+            gas: Some(50_000_000),
+            gas_price: None,
+            value: None,
+            data: Some(call.abi_encode().into()),
+        };
+        match self.call(height, &req)? {
+            CallOutcome::Success { output, .. } => {
+                C::abi_decode_returns(&output).map_err(|e| ChainError::View(e.to_string()))
+            }
+            other => Err(ChainError::View(format!("{other:?}"))),
+        }
     }
 
     pub fn estimate_gas(

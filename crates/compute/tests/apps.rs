@@ -203,68 +203,37 @@ async fn a_wasm_job_through_the_node_within_and_over_its_fuel() {
     let agent = Arc::new(agent);
     let addr = serve(agent.clone()).await;
     let client = reqwest_client();
-    let r = client
-        .post(format!("http://{addr}/call/primes"))
-        .body("10000")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 200);
-    let h = r
-        .headers()
-        .get(RESULT_HEADER)
-        .expect("signed")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    let body = r.bytes().await.expect("body");
+    let (status, h, body) = post(&client, format!("http://{addr}/call/primes"), "10000").await;
+    assert_eq!(status, 200);
     assert_eq!(&body[..], b"1229");
-    let s = check_signed(&h, &body, &agent);
+    let s = check_signed(&h.expect("signed"), &body, &agent);
     assert_eq!(s.claim.metering.unit, emc_compute::Unit::Fuel);
     let fuel = s.claim.metering.units;
     // The same job again: the same fuel, so anyone can re-run and check the charge.
-    let r = client
-        .post(format!("http://{addr}/call/primes"))
-        .body("10000")
-        .send()
-        .await
-        .expect("sent");
-    let h2 = r
-        .headers()
-        .get(RESULT_HEADER)
-        .expect("signed")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    assert_eq!(
-        SignedResult::from_header(&h2)
-            .expect("decodes")
-            .claim
-            .metering
-            .units,
-        fuel
-    );
+    let (_, h2, _) = post(&client, format!("http://{addr}/call/primes"), "10000").await;
+    let again = SignedResult::from_header(&h2.expect("signed")).expect("decodes");
+    assert_eq!(again.claim.metering.units, fuel);
     // Over its fuel limit: a clear error, charged exactly the limit.
-    let r = client
-        .post(format!("http://{addr}/call/tight"))
-        .body("10000")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 422);
+    let (status, h, body) = post(&client, format!("http://{addr}/call/tight"), "10000").await;
+    assert_eq!(status, 422);
+    assert!(String::from_utf8_lossy(&body).contains("out of fuel"));
+    let s = check_signed(&h.expect("signed"), &body, &agent);
+    assert_eq!(s.claim.metering.units, 100_000);
+}
+
+/// POSTs `body`: the status, the `x-emc-result` header, and the body.
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: &'static str,
+) -> (u16, Option<String>, bytes::Bytes) {
+    let r = client.post(url).body(body).send().await.expect("sent");
+    let status = r.status().as_u16();
     let h = r
         .headers()
         .get(RESULT_HEADER)
-        .expect("signed")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    let body = r.bytes().await.expect("body");
-    assert!(String::from_utf8_lossy(&body).contains("out of fuel"));
-    assert_eq!(
-        check_signed(&h, &body, &agent).claim.metering.units,
-        100_000
-    );
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (status, h, r.bytes().await.expect("body"))
 }
 
 /// Whether the built-in model files are present; in CI their absence fails the test.

@@ -44,6 +44,34 @@ impl MemHost {
         *self.balances.entry(self.me).or_default() += value;
     }
 
+    /// Calls `module` as a transaction would: the value moves first, and a call that
+    /// fails changes nothing (the EVM's journal does this for real).
+    pub fn call(
+        &mut self,
+        module: Address,
+        caller: Address,
+        value: U256,
+        input: &[u8],
+        gas: u64,
+    ) -> Result<Bytes, String> {
+        let before = (self.storage.clone(), self.balances.clone());
+        self.me = module;
+        if !value.is_zero() {
+            self.send_value(caller, value);
+        }
+        let c = crate::ModuleCall {
+            caller,
+            value,
+            input,
+            is_static: false,
+        };
+        let (out, _) = crate::dispatch(module, self, &c, gas).expect("a system module");
+        out.map_err(|e| {
+            (self.storage, self.balances) = before;
+            e.to_string()
+        })
+    }
+
     fn system(&self, a: Address) -> Result<(), ModuleError> {
         if SYSTEM_ADDRESSES.contains(&a) {
             Ok(())

@@ -25,7 +25,6 @@ use emc_compute::poc::{Behaviour, PocParams};
 use emc_compute::runtime::Call;
 use emc_compute::wire::{self, Msg};
 use emc_compute::{ComputeError, Frame, NodeId};
-use emc_execution::{CallOutcome, CallRequest};
 use emc_modules::poc::{attestation_message, IPoc};
 use emc_modules::registry::{registration_message, IRegistry};
 use emc_modules::{POC_ADDRESS, REGISTRY_ADDRESS};
@@ -69,23 +68,9 @@ pub struct ComputeSettings {
 
 /// A read-only call to a system module at the head.
 pub fn view<C: SolCall>(chain: &Chain, to: Address, call: C) -> Result<C::Return, String> {
-    let req = CallRequest {
-        from: None,
-        to: Some(to),
-        gas: Some(50_000_000),
-        gas_price: None,
-        value: None,
-        data: Some(call.abi_encode().into()),
-    };
-    match chain
-        .call(chain.head().height, &req)
-        .map_err(|e| e.to_string())?
-    {
-        CallOutcome::Success { output, .. } => {
-            C::abi_decode_returns(&output).map_err(|e| e.to_string())
-        }
-        other => Err(format!("{other:?}")),
-    }
+    chain
+        .view(chain.head().height, to, call)
+        .map_err(|e| e.to_string())
 }
 
 /// Signs and submits a call to a system module from `key`'s account.

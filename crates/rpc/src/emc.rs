@@ -5,7 +5,6 @@
 use crate::{eth::resolve_block, internal, json, server_error, Ctx, RpcError};
 use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
-use emc_execution::{CallOutcome, CallRequest};
 use emc_modules::{chain::IChain, staking::IStaking, CHAIN_ADDRESS, STAKING_ADDRESS};
 use emc_types::Height;
 use jsonrpsee::{types::ErrorObjectOwned, types::Params, RpcModule};
@@ -34,20 +33,10 @@ fn view<C: SolCall>(
     to: alloy_primitives::Address,
     call: C,
 ) -> Result<C::Return, ErrorObjectOwned> {
-    let req = CallRequest {
-        from: None,
-        to: Some(to),
-        gas: Some(50_000_000),
-        gas_price: None,
-        value: None,
-        data: Some(call.abi_encode().into()),
-    };
-    match c.chain.call(at, &req).map_err(internal)? {
-        CallOutcome::Success { output, .. } => C::abi_decode_returns(&output).map_err(internal),
-        other => Err(server_error(format!(
-            "system contract call failed: {other:?}"
-        ))),
-    }
+    c.chain.view(at, to, call).map_err(|e| match e {
+        emc_chain::ChainError::View(m) => server_error(format!("system contract call failed: {m}")),
+        other => internal(other),
+    })
 }
 
 fn q(v: U256) -> Value {

@@ -50,8 +50,8 @@ impl Default for PocTask {
     fn default() -> Self {
         PocTask {
             lanes: 8,
-            segments: 1024,
-            seg_steps: 1024,
+            segments: 2048,
+            seg_steps: 512,
             samples: 32,
         }
     }

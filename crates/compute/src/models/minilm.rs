@@ -147,26 +147,9 @@ impl Runtime for std::sync::Arc<MiniLm> {
     }
 
     async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
-        if call.path != "/v1/embeddings" {
-            return Ok(Reply::error(
-                404,
-                "invalid_request_error",
-                "this app serves POST /v1/embeddings",
-                Unit::Tokens,
-                0,
-            ));
-        }
-        let inputs = match parse(&call.body) {
-            Ok(i) => i,
-            Err(e) => {
-                return Ok(Reply::error(
-                    400,
-                    "invalid_request_error",
-                    &e,
-                    Unit::Tokens,
-                    0,
-                ))
-            }
+        let inputs = match super::openai_request(&call, "/v1/embeddings", parse) {
+            Ok(r) => r,
+            Err(reply) => return Ok(reply),
         };
         let me = self.clone();
         let (vecs, tokens) = tokio::task::spawn_blocking(move || me.embed(&inputs))

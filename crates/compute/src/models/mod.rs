@@ -4,7 +4,24 @@
 pub mod minilm;
 pub mod smollm;
 
+use crate::result::Unit;
+use crate::runtime::{Call, Reply};
 use std::path::PathBuf;
+
+/// Checks an OpenAI-shaped call: the path the model serves, and a body `parse`
+/// accepts; otherwise the 404 or 400 reply (in OpenAI's error shape) to send instead.
+pub(crate) fn openai_request<T>(
+    call: &Call,
+    path: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, Reply> {
+    let bad =
+        |status, msg: &str| Reply::error(status, "invalid_request_error", msg, Unit::Tokens, 0);
+    if call.path != path {
+        return Err(bad(404, &format!("this app serves POST {path}")));
+    }
+    parse(&call.body).map_err(|e| bad(400, &e))
+}
 
 /// The model cache directory.
 pub fn model_dir() -> PathBuf {

@@ -273,26 +273,9 @@ impl Runtime for Arc<SmolLm> {
     }
 
     async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
-        if call.path != "/v1/chat/completions" {
-            return Ok(Reply::error(
-                404,
-                "invalid_request_error",
-                "this app serves POST /v1/chat/completions",
-                Unit::Tokens,
-                0,
-            ));
-        }
-        let req = match parse(&call.body) {
+        let req = match super::openai_request(&call, "/v1/chat/completions", parse) {
             Ok(r) => r,
-            Err(e) => {
-                return Ok(Reply::error(
-                    400,
-                    "invalid_request_error",
-                    &e,
-                    Unit::Tokens,
-                    0,
-                ))
-            }
+            Err(reply) => return Ok(reply),
         };
         let id = format!(
             "chatcmpl-{}",

@@ -90,22 +90,7 @@ impl World {
         value: U256,
         input: Vec<u8>,
     ) -> Result<Bytes, String> {
-        let before = (self.host.storage.clone(), self.host.balances.clone());
-        self.host.me = module;
-        if !value.is_zero() {
-            self.host.send_value(caller, value);
-        }
-        let c = ModuleCall {
-            caller,
-            value,
-            input: &input,
-            is_static: false,
-        };
-        let (out, _) = dispatch(module, &mut self.host, &c, 30_000_000).expect("module");
-        out.map_err(|e| {
-            (self.host.storage, self.host.balances) = before;
-            e.to_string()
-        })
+        self.host.call(module, caller, value, &input, 30_000_000)
     }
 
     fn attest_as(

@@ -58,22 +58,8 @@ impl World {
     }
 
     fn call(&mut self, caller: Address, value: U256, input: Vec<u8>) -> Result<Bytes, String> {
-        let before = (self.host.storage.clone(), self.host.balances.clone());
-        if !value.is_zero() {
-            self.host.send_value(caller, value);
-        }
-        let c = ModuleCall {
-            caller,
-            value,
-            input: &input,
-            is_static: false,
-        };
-        let (out, _) = dispatch(STAKING_ADDRESS, &mut self.host, &c, 10_000_000).expect("module");
-        out.map_err(|e| {
-            // A reverted call changes nothing (the EVM's journal does this for real).
-            (self.host.storage, self.host.balances) = before;
-            e.to_string()
-        })
+        self.host
+            .call(STAKING_ADDRESS, caller, value, &input, 10_000_000)
     }
 
     fn stake(&mut self, who: Address, role: u8, amount: U256) -> Result<(), String> {
