@@ -5,9 +5,7 @@
 use super::*;
 use crate::registry::{registration_message, IRegistry};
 use crate::staking::StakingModule;
-use crate::{
-    dispatch, testing::MemHost, CHAIN_ADDRESS, POC_ADDRESS, REGISTRY_ADDRESS, SYSTEM_CALLER,
-};
+use crate::{testing::MemHost, CHAIN_ADDRESS, POC_ADDRESS, REGISTRY_ADDRESS, SYSTEM_CALLER};
 use alloy_primitives::Address;
 use emc_types::{Genesis, GenesisValidator, EMC};
 

@@ -3,7 +3,7 @@
 //! failing case and keeps it in `proptest-regressions/`).
 
 use super::*;
-use crate::{chain::ChainModule, dispatch, testing::MemHost, CHAIN_ADDRESS, STAKING_ADDRESS};
+use crate::{chain::ChainModule, testing::MemHost, CHAIN_ADDRESS, STAKING_ADDRESS};
 use emc_consensus::{crypto::Crypto, messages::Kind, Ed25519Crypto};
 use emc_types::GenesisValidator;
 use proptest::prelude::*;
