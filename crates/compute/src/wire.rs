@@ -29,8 +29,9 @@ pub const POC_PROTOCOL: &str = "/emc/poc/1";
 
 /// Largest frame of a call exchange (a request body plus its envelope).
 pub const MAX_CALL_FRAME: usize = MAX_REQUEST_BYTES + 64 * 1024;
-/// Largest frame of the load and PoC exchanges.
-pub const MAX_SMALL_FRAME: usize = 256 * 1024;
+/// Largest frame of the load and PoC exchanges (the largest openings a task within
+/// `poc`'s bounds can ask for are about 350 KiB).
+pub const MAX_SMALL_FRAME: usize = 1024 * 1024;
 /// Data frames of a reply carry at most this much.
 pub const DATA_CHUNK: usize = 256 * 1024;
 
