@@ -176,13 +176,25 @@ pub enum Frame {
     Failed(String),
 }
 
-/// A reply on its way: status and type at once, the body as frames.
+/// A reply on its way: status and type at once, the body as frames. The call counts
+/// as running until this is dropped, i.e. until whoever relays it has sent it all, so
+/// a draining node does not stop while a reply is still on its way out.
 pub struct Served {
     pub status: u16,
     pub content_type: String,
     pub streaming: bool,
     pub request_hash: B256,
     pub frames: mpsc::Receiver<Frame>,
+    _running: Running,
+}
+
+/// Counts a call as running while it lives.
+struct Running(Arc<Agent>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.finish_one();
+    }
 }
 
 struct App {
@@ -334,7 +346,6 @@ impl Agent {
                     break; // the caller went away; dropping `chunks` stops the runtime
                 }
             }
-            me.finish_one();
         });
         Ok(Served {
             status,
@@ -342,6 +353,7 @@ impl Agent {
             streaming,
             request_hash: rh,
             frames: rx,
+            _running: Running(self.clone()),
         })
     }
 

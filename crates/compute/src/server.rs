@@ -193,10 +193,12 @@ async fn respond(agent: &Arc<Agent>, call: Call, req_headers: &HeaderMap) -> Res
 
 fn stream_body(served: Served, trailers: bool) -> Body {
     use http_body::Frame as HFrame;
-    let frames = futures::stream::unfold(Some(served.frames), move |rx| async move {
-        let mut rx = rx?;
-        match rx.recv().await {
-            Some(Frame::Data(b)) => Some((Ok(HFrame::data(b)), Some(rx))),
+    // The whole `Served` rides along, so the call counts as running until the last
+    // frame is handed to the connection.
+    let frames = futures::stream::unfold(Some(served), move |state| async move {
+        let mut served = state?;
+        match served.frames.recv().await {
+            Some(Frame::Data(b)) => Some((Ok(HFrame::data(b)), Some(served))),
             Some(Frame::Done(s)) if trailers => {
                 let mut h = HeaderMap::new();
                 if let Ok(v) = HeaderValue::from_str(&s.to_header()) {

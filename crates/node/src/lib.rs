@@ -351,6 +351,9 @@ impl Node {
             if !a.drain(std::time::Duration::from_secs(30)).await {
                 tracing::warn!("calls still running after 30 s; stopping anyway");
             }
+            // The last replies are written; give the connections a moment to carry
+            // them out before the process goes.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
         let _ = self.stop.send(true);
         let _ = self.consensus.await;
