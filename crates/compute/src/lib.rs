@@ -62,4 +62,18 @@ impl ComputeError {
             ComputeError::Config(_) | ComputeError::Runtime(_) => 500,
         }
     }
+
+    /// The error a peer reported with [`ComputeError::status`] (the inverse, as far
+    /// as a status tells).
+    pub fn from_status(status: u16, message: String) -> Self {
+        match status {
+            400 => ComputeError::BadRequest(message),
+            404 => ComputeError::NoSuchApp(message),
+            413 => ComputeError::TooLarge(message),
+            429 => ComputeError::Saturated(message),
+            503 => ComputeError::Unavailable(message),
+            504 => ComputeError::Timeout(message),
+            _ => ComputeError::Runtime(message),
+        }
+    }
 }

@@ -195,14 +195,7 @@ pub async fn send_call<S: AsyncRead + AsyncWrite + Unpin>(
             content_type,
             streaming,
         } => Ok((status, content_type, streaming)),
-        Msg::Refused { status, message } => Err(match status {
-            404 => ComputeError::NoSuchApp(message),
-            429 => ComputeError::Saturated(message),
-            503 => ComputeError::Unavailable(message),
-            413 => ComputeError::TooLarge(message),
-            400 => ComputeError::BadRequest(message),
-            _ => ComputeError::Runtime(message),
-        }),
+        Msg::Refused { status, message } => Err(ComputeError::from_status(status, message)),
         other => Err(ComputeError::BadRequest(format!(
             "expected a reply head, got {other:?}"
         ))),

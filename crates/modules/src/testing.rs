@@ -137,3 +137,12 @@ impl ModuleHost for MemHost {
         self.height
     }
 }
+
+/// Genesis validator `i`: a fixed account and development consensus key `i`, power 1,000.
+pub fn val(i: u32) -> emc_types::GenesisValidator {
+    emc_types::GenesisValidator {
+        address: Address::repeat_byte(0xa0 + i as u8),
+        consensus_key: emc_crypto::ConsensusKey::dev(i).public(),
+        power: 1_000,
+    }
+}

@@ -290,8 +290,6 @@ pub struct NodeEntry {
     pub peer: String,
     pub apps: Vec<AppInfo>,
     pub load: Load,
-    #[serde(skip)]
-    pub last_seen: Option<Instant>,
 }
 
 /// The router's table of connected computing nodes.
@@ -376,7 +374,6 @@ async fn follow_node(
             peer: peer.to_string(),
             apps,
             load,
-            last_seen: Some(Instant::now()),
         },
     );
     loop {
@@ -390,7 +387,6 @@ async fn follow_node(
             Some(Msg::Load(l)) => {
                 if let Some(e) = table.nodes.write().get_mut(&peer) {
                     e.load = l;
-                    e.last_seen = Some(Instant::now());
                 }
             }
             None => return Ok(()),

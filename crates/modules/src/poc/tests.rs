@@ -5,17 +5,10 @@
 use super::*;
 use crate::registry::{registration_message, IRegistry};
 use crate::staking::StakingModule;
+use crate::testing::val;
 use crate::{testing::MemHost, CHAIN_ADDRESS, POC_ADDRESS, REGISTRY_ADDRESS, SYSTEM_CALLER};
 use alloy_primitives::Address;
-use emc_types::{Genesis, GenesisValidator, EMC};
-
-fn val(i: u32) -> GenesisValidator {
-    GenesisValidator {
-        address: Address::repeat_byte(0xa0 + i as u8),
-        consensus_key: emc_crypto::ConsensusKey::dev(i).public(),
-        power: 1_000,
-    }
-}
+use emc_types::{Genesis, EMC};
 
 struct World {
     host: MemHost,

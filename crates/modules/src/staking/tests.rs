@@ -3,9 +3,9 @@
 //! failing case and keeps it in `proptest-regressions/`).
 
 use super::*;
+use crate::testing::val;
 use crate::{chain::ChainModule, testing::MemHost, CHAIN_ADDRESS, STAKING_ADDRESS};
 use emc_consensus::{crypto::Crypto, messages::Kind, Ed25519Crypto};
-use emc_types::GenesisValidator;
 use proptest::prelude::*;
 
 fn emc(n: u64) -> U256 {
@@ -14,14 +14,6 @@ fn emc(n: u64) -> U256 {
 
 fn user(i: u8) -> Address {
     Address::repeat_byte(0x10 + i)
-}
-
-fn val(i: u32) -> GenesisValidator {
-    GenesisValidator {
-        address: Address::repeat_byte(0xa0 + i as u8),
-        consensus_key: emc_crypto::ConsensusKey::dev(i).public(),
-        power: 1_000,
-    }
 }
 
 struct World {
