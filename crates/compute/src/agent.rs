@@ -185,7 +185,28 @@ pub struct Served {
     pub streaming: bool,
     pub request_hash: B256,
     pub frames: mpsc::Receiver<Frame>,
-    _running: Running,
+    _running: Option<Running>,
+}
+
+impl Served {
+    /// A reply relayed from another node (a router's view of it): nothing here counts
+    /// it as running.
+    pub fn relayed(
+        status: u16,
+        content_type: String,
+        streaming: bool,
+        request_hash: B256,
+        frames: mpsc::Receiver<Frame>,
+    ) -> Self {
+        Self {
+            status,
+            content_type,
+            streaming,
+            request_hash,
+            frames,
+            _running: None,
+        }
+    }
 }
 
 /// Counts a call as running while it lives.
@@ -353,7 +374,7 @@ impl Agent {
             streaming,
             request_hash: rh,
             frames: rx,
-            _running: Running(self.clone()),
+            _running: Some(Running(self.clone())),
         })
     }
 

@@ -13,7 +13,7 @@
 
 use crate::agent::{Agent, Frame, Served};
 use crate::runtime::{Call, MAX_REQUEST_BYTES};
-use crate::ComputeError;
+use crate::{ComputeError, SignedResult};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -150,16 +150,27 @@ fn content_type(h: &HeaderMap) -> Option<String> {
 }
 
 async fn respond(agent: &Arc<Agent>, call: Call, req_headers: &HeaderMap) -> Response {
-    let served = match agent.call(call).await {
-        Ok(s) => s,
-        Err(e) => return error_response(&e),
-    };
+    match agent.call(call).await {
+        Ok(served) => to_response(served, req_headers, |_, _| Ok(())).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A reply as HTTP: a one-body reply is collected, its signed result passed to
+/// `check` (a router checks the node's signature and result hash there) and sent in
+/// the `x-emc-result` header; a stream is passed on as it comes, the signed result as
+/// a trailer when the client sent `TE: trailers`.
+pub async fn to_response(
+    served: Served,
+    req_headers: &HeaderMap,
+    check: impl FnOnce(&SignedResult, &[u8]) -> Result<(), String>,
+) -> Response {
     let status = StatusCode::from_u16(served.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let ct = HeaderValue::from_str(&served.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     if !served.streaming {
         let (body, signed) = crate::agent::collect(served).await;
-        return match signed {
+        return match signed.and_then(|s| check(&s, &body).map(|()| s)) {
             Ok(s) => {
                 let mut r = (status, body).into_response();
                 r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);

@@ -404,7 +404,8 @@ pub async fn call_node(
     mut control: Control,
     peer: Peer,
     call: Call,
-) -> Result<(u16, String, bool, mpsc::Receiver<Frame>), ComputeError> {
+) -> Result<emc_compute::agent::Served, ComputeError> {
+    let request_hash = emc_compute::result::request_hash(&call.app, &call.path, &call.body);
     let mut stream = control
         .open_stream(peer, protocol(wire::CALL_PROTOCOL))
         .await
@@ -423,7 +424,13 @@ pub async fn call_node(
             }
         }
     });
-    Ok((status, ct, streaming, rx))
+    Ok(emc_compute::agent::Served::relayed(
+        status,
+        ct,
+        streaming,
+        request_hash,
+        rx,
+    ))
 }
 
 /// The challenger: at the first block of each epoch, challenge every registered node.
@@ -621,7 +628,6 @@ async fn route(
     headers: axum::http::HeaderMap,
     body: bytes::Bytes,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
     let peer = match s.table.pick(&app) {
         Ok(p) => p,
         Err(e) => return emc_compute::server::error_response(&e),
@@ -636,59 +642,20 @@ async fn route(
             .map(str::to_string),
         body,
     };
-    let (status, ct, streaming, mut frames) = match call_node(s.control.clone(), peer, call).await {
+    let served = match call_node(s.control.clone(), peer, call).await {
         Ok(r) => r,
         Err(e) => return emc_compute::server::error_response(&e),
     };
-    let status =
-        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    let ct = axum::http::HeaderValue::from_str(&ct).unwrap_or(
-        axum::http::HeaderValue::from_static("application/octet-stream"),
-    );
-    if !streaming {
-        let mut body = Vec::new();
-        let signed = loop {
-            match frames.recv().await {
-                Some(Frame::Data(b)) => body.extend_from_slice(&b),
-                Some(Frame::Done(r)) => break Ok(r),
-                Some(Frame::Failed(e)) => break Err(e),
-                None => break Err("the node's reply ended early".into()),
-            }
-        };
-        let signed = signed.and_then(|r| {
-            r.verify().map_err(|e| e.to_string())?;
-            if r.claim.result_hash != alloy_primitives::keccak256(&body)
-                || peer_of(&r.claim.node) != Some(peer)
-            {
-                return Err("the node's signed result does not match what it sent".into());
-            }
-            Ok(r)
-        });
-        return match signed {
-            Ok(r) => {
-                let mut resp = (status, body).into_response();
-                resp.headers_mut()
-                    .insert(axum::http::header::CONTENT_TYPE, ct);
-                if let Ok(v) = axum::http::HeaderValue::from_str(&r.to_header()) {
-                    resp.headers_mut()
-                        .insert(emc_compute::server::RESULT_HEADER, v);
-                }
-                resp
-            }
-            Err(e) => emc_compute::server::error_response(&ComputeError::Unavailable(e)),
-        };
-    }
-    let stream = futures::stream::unfold(Some(frames), |rx| async move {
-        let mut rx = rx?;
-        match rx.recv().await {
-            Some(Frame::Data(b)) => Some((Ok::<_, std::io::Error>(b), Some(rx))),
-            Some(Frame::Done(_)) | None => None,
-            Some(Frame::Failed(e)) => Some((Err(std::io::Error::other(e)), None)),
+    let asked = served.request_hash;
+    emc_compute::server::to_response(served, &headers, |r, body| {
+        r.verify().map_err(|e| e.to_string())?;
+        if r.claim.result_hash != alloy_primitives::keccak256(body)
+            || r.claim.request_hash != asked
+            || peer_of(&r.claim.node) != Some(peer)
+        {
+            return Err("the node's signed result does not match what was asked and sent".into());
         }
-    });
-    let mut resp = axum::response::Response::new(axum::body::Body::from_stream(stream));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(axum::http::header::CONTENT_TYPE, ct);
-    resp
+        Ok(())
+    })
+    .await
 }
