@@ -86,22 +86,15 @@ async fn an_http_app_behind_the_node_with_a_streamed_reply() {
     let client = reqwest_client();
 
     // A one-body reply, with its signature in a header.
-    let r = client
-        .post(format!("http://{addr}/call/py/echo"))
-        .header("content-type", "text/plain")
-        .body("hello node")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 200);
-    let header = r
-        .headers()
-        .get(RESULT_HEADER)
-        .expect("signed")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    let body = r.bytes().await.expect("body");
+    let (status, header, body) = send(
+        client
+            .post(format!("http://{addr}/call/py/echo"))
+            .header("content-type", "text/plain")
+            .body("hello node"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let header = header.expect("signed");
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["got"], "hello node");
     assert_eq!(v["ct"], "text/plain");
@@ -203,31 +196,42 @@ async fn a_wasm_job_through_the_node_within_and_over_its_fuel() {
     let agent = Arc::new(agent);
     let addr = serve(agent.clone()).await;
     let client = reqwest_client();
-    let (status, h, body) = post(&client, format!("http://{addr}/call/primes"), "10000").await;
+    let (status, h, body) = send(
+        client
+            .post(format!("http://{addr}/call/primes"))
+            .body("10000"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(&body[..], b"1229");
     let s = check_signed(&h.expect("signed"), &body, &agent);
     assert_eq!(s.claim.metering.unit, emc_compute::Unit::Fuel);
     let fuel = s.claim.metering.units;
     // The same job again: the same fuel, so anyone can re-run and check the charge.
-    let (_, h2, _) = post(&client, format!("http://{addr}/call/primes"), "10000").await;
+    let (_, h2, _) = send(
+        client
+            .post(format!("http://{addr}/call/primes"))
+            .body("10000"),
+    )
+    .await;
     let again = SignedResult::from_header(&h2.expect("signed")).expect("decodes");
     assert_eq!(again.claim.metering.units, fuel);
     // Over its fuel limit: a clear error, charged exactly the limit.
-    let (status, h, body) = post(&client, format!("http://{addr}/call/tight"), "10000").await;
+    let (status, h, body) = send(
+        client
+            .post(format!("http://{addr}/call/tight"))
+            .body("10000"),
+    )
+    .await;
     assert_eq!(status, 422);
     assert!(String::from_utf8_lossy(&body).contains("out of fuel"));
     let s = check_signed(&h.expect("signed"), &body, &agent);
     assert_eq!(s.claim.metering.units, 100_000);
 }
 
-/// POSTs `body`: the status, the `x-emc-result` header, and the body.
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    body: &'static str,
-) -> (u16, Option<String>, bytes::Bytes) {
-    let r = client.post(url).body(body).send().await.expect("sent");
+/// Sends a request: the status, the `x-emc-result` header, and the body.
+async fn send(req: reqwest::RequestBuilder) -> (u16, Option<String>, bytes::Bytes) {
+    let r = req.send().await.expect("sent");
     let status = r.status().as_u16();
     let h = r
         .headers()
@@ -277,22 +281,13 @@ async fn the_built_in_models_answer_in_openai_shapes() {
     let client = reqwest_client();
 
     // Embeddings match the reference model: similar sentences close, unrelated far.
-    let r = client
-        .post(format!("http://{addr}/v1/embeddings"))
-        .json(&serde_json::json!({"model": "embed", "input": [
-            "The cat sits on the mat.", "A kitten is resting on a rug.", "Stock markets fell sharply today."]}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(r.status(), 200);
-    let h = r
-        .headers()
-        .get(RESULT_HEADER)
-        .expect("signed")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    let body = r.bytes().await.expect("body");
+    let (status, h, body) = send(client.post(format!("http://{addr}/v1/embeddings")).json(
+        &serde_json::json!({"model": "embed", "input": [
+            "The cat sits on the mat.", "A kitten is resting on a rug.", "Stock markets fell sharply today."]}),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let h = h.expect("signed");
     check_signed(&h, &body, &agent);
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let e: Vec<Vec<f64>> = (0..3)
