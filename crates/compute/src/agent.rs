@@ -314,7 +314,7 @@ impl Agent {
                 p.map_err(|_| ComputeError::Draining)?
             }
         };
-        let rh = request_hash(&call.app, &call.path, &call.body);
+        let (rh, call_id) = (request_hash(&call.app, &call.path, &call.body), call.id);
         self.running.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
         let reply = match app.runtime.call(call).await {
@@ -343,6 +343,7 @@ impl Agent {
                     Ok(Chunk::End { unit, units }) => {
                         let claim = ResultClaim {
                             request_hash: rh,
+                            call: call_id,
                             result_hash: std::mem::take(&mut hasher).finalize(),
                             node: me.id,
                             metering: Metering {
@@ -461,6 +462,7 @@ mod tests {
 
     fn call(n: &str) -> Call {
         Call {
+            id: alloy_primitives::B256::ZERO,
             app: "primes".into(),
             method: "POST".into(),
             path: "/".into(),
@@ -487,6 +489,7 @@ mod tests {
         assert!(matches!(
             agent
                 .call(Call {
+                    id: alloy_primitives::B256::ZERO,
                     app: "nope".into(),
                     ..call("1")
                 })

@@ -3,7 +3,7 @@
 //!
 //! For every call the node signs, with its ed25519 node key, the borsh encoding of
 //! [`ResultClaim`] under the domain tag `"emc result v1"`: the keccak256 of the request
-//! it was given, the keccak256 of every byte of the result it sent (the streamed body,
+//! it was given, the caller's call id, the keccak256 of every byte of the result it sent (the streamed body,
 //! concatenated), its node id (the public key itself, so a claim names who signed it),
 //! and the metering (units of the runtime's measure, and wall time). A router checks
 //! the signature and recomputes the result hash over what it relayed; settlement checks
@@ -66,6 +66,8 @@ pub struct Metering {
 )]
 pub struct ResultClaim {
     pub request_hash: B256,
+    /// The caller's call id ([`crate::runtime::Call::id`]).
+    pub call: B256,
     pub result_hash: B256,
     pub node: NodeId,
     pub metering: Metering,
@@ -152,6 +154,7 @@ mod tests {
     fn claim(key: &emc_crypto::ConsensusKey) -> ResultClaim {
         ResultClaim {
             request_hash: request_hash("embed", "/v1/embeddings", b"{}"),
+            call: B256::repeat_byte(7),
             result_hash: keccak256(b"result"),
             node: NodeId(key.public()),
             metering: Metering {

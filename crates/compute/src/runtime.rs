@@ -7,6 +7,7 @@
 
 use crate::result::Unit;
 use crate::ComputeError;
+use alloy_primitives::B256;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -17,6 +18,10 @@ pub const MAX_RESULT_BYTES: u64 = 64 << 20;
 
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The caller's id for this call (a router's, unique per forwarded call; zero for
+    /// direct calls). The node signs it back in its result, so a settled call cannot
+    /// be settled again under the same id.
+    pub id: B256,
     pub app: String,
     /// HTTP method for http-apps (`POST` elsewhere).
     pub method: String,

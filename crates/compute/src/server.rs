@@ -91,6 +91,7 @@ async fn openai(
         ));
     };
     let call = Call {
+        id: alloy_primitives::B256::ZERO,
         app: app.name.clone(),
         method: method.to_string(),
         path,
@@ -134,6 +135,7 @@ async fn call_app(
     body: Bytes,
 ) -> Response {
     let call = Call {
+        id: alloy_primitives::B256::ZERO,
         app,
         method: method.to_string(),
         path,

@@ -38,6 +38,7 @@ pub const DATA_CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub enum Msg {
     Call {
+        id: B256,
         app: String,
         method: String,
         path: String,
@@ -123,12 +124,14 @@ pub async fn serve_call<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), ComputeError> {
     let call = match expect(s, MAX_CALL_FRAME).await? {
         Msg::Call {
+            id,
             app,
             method,
             path,
             content_type,
             body,
         } => Call {
+            id,
             app,
             method,
             path,
@@ -182,6 +185,7 @@ pub async fn send_call<S: AsyncRead + AsyncWrite + Unpin>(
     call: &Call,
 ) -> Result<(u16, String, bool), ComputeError> {
     let m = Msg::Call {
+        id: call.id,
         app: call.app.clone(),
         method: call.method.clone(),
         path: call.path.clone(),

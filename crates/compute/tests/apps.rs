@@ -158,6 +158,7 @@ async fn an_http_app_that_is_slow_too_big_or_gone_gets_a_clear_error() {
     );
     let agent = Arc::new(agent);
     let get = |path: &str| Call {
+        id: alloy_primitives::B256::ZERO,
         app: "py".into(),
         method: "GET".into(),
         path: path.into(),

@@ -150,6 +150,10 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
     fn height(&self) -> u64 {
         self.ctx.block().number().saturating_to()
     }
+
+    fn timestamp(&self) -> u64 {
+        self.ctx.block().timestamp().saturating_to()
+    }
 }
 
 impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {

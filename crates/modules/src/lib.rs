@@ -16,6 +16,7 @@
 //! | `0x0000000000000000000000000000000000001001` | [`staking::StakingModule`]: stake, election, rewards, slashing | staking |
 //! | `0x0000000000000000000000000000000000001002` | [`poc::PocModule`]: proof-of-computing attestations, E per epoch, faults | computing nodes |
 //! | `0x0000000000000000000000000000000000001003` | [`registry::RegistryModule`]: computing nodes, their owners, apps and prices | computing nodes |
+//! | `0x0000000000000000000000000000000000001004` | [`tasks::TasksModule`]: client escrow, settlement of doubly signed call receipts | smart routers |
 //!
 //! Besides calls from transactions, the executor makes one *system call* at the end of
 //! every block (caller [`SYSTEM_CALLER`], as Ethereum's EIP-4788 does): the staking
@@ -26,6 +27,7 @@ pub mod chain;
 pub mod poc;
 pub mod registry;
 pub mod staking;
+pub mod tasks;
 #[cfg(test)]
 mod testing;
 
@@ -45,6 +47,7 @@ pub const STAKING_ADDRESS: Address = address!("0x0000000000000000000000000000000
 /// and `IStaking.slashCompute`.
 pub const POC_ADDRESS: Address = address!("0x0000000000000000000000000000000000001002");
 pub const REGISTRY_ADDRESS: Address = address!("0x0000000000000000000000000000000000001003");
+pub const TASKS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001004");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = address!("0xfffffffffffffffffffffffffffffffffffffffe");
 
@@ -55,6 +58,7 @@ pub const SYSTEM_ADDRESSES: &[Address] = &[
     STAKING_ADDRESS,
     POC_ADDRESS,
     REGISTRY_ADDRESS,
+    TASKS_ADDRESS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,8 @@ pub trait ModuleHost {
     fn switch_to(&mut self, module: Address) -> Address;
     fn chain_id(&self) -> u64;
     fn height(&self) -> u64;
+    /// The block's timestamp, Unix seconds.
+    fn timestamp(&self) -> u64;
 }
 
 /// One call into a module.
@@ -212,6 +218,7 @@ pub fn dispatch(
         REGISTRY_ADDRESS => Some(run(host, gas_limit, |m| {
             registry::RegistryModule::call(m, call)
         })),
+        TASKS_ADDRESS => Some(run(host, gas_limit, |m| tasks::TasksModule::call(m, call))),
         _ => None,
     }
 }

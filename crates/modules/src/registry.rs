@@ -118,6 +118,24 @@ impl RegistryModule {
         })
     }
 
+    /// The owner of `node` and its price per unit for `app`, for another module; `None`
+    /// when the node is not registered or does not serve the app.
+    pub fn price(
+        m: &mut Metered<'_>,
+        node: B256,
+        app: &str,
+    ) -> Result<Option<(Address, U256)>, ModuleError> {
+        let owner = Self::owner(m, node)?;
+        if owner.is_zero() {
+            return Ok(None);
+        }
+        let (apps, prices, _) = read_info(m, node)?;
+        Ok(apps
+            .iter()
+            .position(|a| a == app)
+            .and_then(|i| prices.get(i).map(|p| (owner, *p))))
+    }
+
     /// The owner of `node` (zero if unregistered), for another module.
     pub fn owner(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
         Ok(Address::from_word(
@@ -246,11 +264,16 @@ fn write_info(m: &mut Metered<'_>, node: B256, blob: &[u8]) -> Result<(), Module
 type Info = (Vec<String>, Vec<U256>, String);
 
 fn read_info(m: &mut Metered<'_>, node: B256) -> Result<Info, ModuleError> {
-    // Written by `register` within the bounds above, so at most a few KiB.
-    let len = (m.sload(map(M_INFO, node))?.saturating_to::<u64>()).min(16 * 1024) as usize;
+    // Written by `register` within the bounds above, so at most a few KiB. Read at the
+    // registry's address, so other modules read it too.
+    let at = crate::REGISTRY_ADDRESS;
+    let len = (m.sload_at(at, map(M_INFO, node))?.saturating_to::<u64>()).min(16 * 1024) as usize;
     let mut blob = Vec::with_capacity(len.div_ceil(32) * 32);
     for i in 0..len.div_ceil(32) {
-        blob.extend_from_slice(&m.sload(blob_slot(node, i as u64))?.to_be_bytes::<32>());
+        blob.extend_from_slice(
+            &m.sload_at(at, blob_slot(node, i as u64))?
+                .to_be_bytes::<32>(),
+        );
     }
     blob.truncate(len);
     Info::abi_decode(&blob).map_err(|e| ModuleError::Host(format!("registry blob: {e}")))

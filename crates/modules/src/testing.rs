@@ -11,6 +11,7 @@ pub struct MemHost {
     pub storage: BTreeMap<(Address, U256), U256>,
     pub balances: BTreeMap<Address, U256>,
     pub height: u64,
+    pub timestamp: u64,
     pub chain_id: u64,
     pub logs: Vec<(Vec<B256>, Bytes)>,
 }
@@ -22,6 +23,7 @@ impl MemHost {
             storage: BTreeMap::new(),
             balances: BTreeMap::new(),
             height: 1,
+            timestamp: 1_800_000_000,
             chain_id: 42,
             logs: Vec::new(),
         }
@@ -135,6 +137,9 @@ impl ModuleHost for MemHost {
     }
     fn height(&self) -> u64 {
         self.height
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
     }
 }
 

@@ -633,6 +633,7 @@ async fn route(
         Err(e) => return emc_compute::server::error_response(&e),
     };
     let call = Call {
+        id: alloy_primitives::B256::ZERO,
         app,
         method: method.to_string(),
         path,

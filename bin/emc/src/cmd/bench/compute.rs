@@ -174,6 +174,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
         let wasm = wasm.clone();
         async move {
             let call = emc_compute::runtime::Call {
+                id: alloy_primitives::B256::ZERO,
                 app: "primes".into(),
                 method: "POST".into(),
                 path: "/".into(),
@@ -213,6 +214,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
                 let (rt, body) = (rt.clone(), body.clone());
                 async move {
                     let call = emc_compute::runtime::Call {
+                        id: alloy_primitives::B256::ZERO,
                         app: String::new(),
                         method: "POST".into(),
                         path: path.into(),

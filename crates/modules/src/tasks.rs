@@ -1,0 +1,432 @@
+//! The `Tasks` system contract: clients' escrow, and settlement of compute calls.
+//!
+//! A client deposits native EMC into escrow (`deposit`). To call the network through a
+//! router it signs a **grant** with its Ethereum account (EIP-191 `personal_sign` over
+//! the readable text of [`grant_message`], so any wallet can make one): the chain, the
+//! router it trusts (or any), a nonce, an expiry, a spending limit, and optionally the
+//! one request it pays for. An API key is a grant for any request; a per-request
+//! signature is a grant bound to one request hash, so a router cannot reuse it.
+//!
+//! For each call the router forwards it gives the node a fresh call id; the node signs
+//! its result over the request hash, that call id, the result hash and its metering
+//! (`emc_compute::result::ResultClaim`, re-encoded here byte for byte by
+//! [`claim_signing_bytes`]). A **receipt** is the pair: the client's grant and
+//! signature, and the node's claim and signature. The router batches receipts into
+//! `settle`; for each one the module
+//!
+//! 1. recovers the client's account from the grant signature and checks the chain,
+//!    the router, the expiry (plus [`SETTLE_WINDOW`] for batching) and, for a
+//!    one-request grant, the request hash;
+//! 2. verifies the node's ed25519 signature over its claim;
+//! 3. reads the node's owner and its registered price for the app from the Registry;
+//! 4. charges `units × price` to the node owner plus the router's fee of
+//!    [`ROUTER_FEE_BPS`], refusing a receipt already settled (its id is
+//!    `keccak(grantId, callId)`), one that would take the grant past its limit, or one
+//!    the escrow cannot cover.
+//!
+//! A receipt that fails a check is skipped with a `Rejected` event naming the reason,
+//! so one bad receipt does not sink the batch. The client pays exactly what the node
+//! and the router receive; the router's reservation of a call's price cap is released
+//! off chain once the receipt settles (nothing beyond the charge ever leaves escrow).
+//!
+//! Withdrawals wait [`WITHDRAW_DELAY`] blocks after `requestWithdraw`, and settlement
+//! may still draw on the amount waiting, so a client cannot empty its escrow under
+//! calls that routers have already served.
+
+use crate::registry::RegistryModule;
+use crate::{map_slot, Metered, ModuleCall, ModuleError};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
+
+sol! {
+    /// The ABI at `TASKS_ADDRESS`.
+    interface ITasks {
+        /// What a client's account signs to let a router spend its escrow.
+        struct Grant {
+            uint64 chainId;
+            /// The router allowed to settle it; zero: any.
+            address router;
+            uint64 nonce;
+            /// Unix seconds.
+            uint64 expires;
+            /// Most wei all calls under this grant may cost together.
+            uint256 limit;
+            /// The one request hash it pays for; zero: any request (an API key).
+            bytes32 request;
+        }
+
+        /// A doubly signed call: the client's grant and the node's signed result.
+        struct Receipt {
+            Grant grant;
+            /// 65 bytes (r, s, v) by the client's account over `grant_message(grant)`.
+            bytes grantSignature;
+            string app;
+            bytes32 requestHash;
+            bytes32 callId;
+            bytes32 resultHash;
+            bytes32 nodeId;
+            /// emc_compute::result::Unit: 0 call, 1 fuel, 2 tokens.
+            uint8 unit;
+            uint64 units;
+            uint64 bytesOut;
+            uint64 wallUs;
+            /// 64 bytes by the node key over the claim.
+            bytes nodeSignature;
+        }
+
+        event Deposited(address indexed account, uint256 amount);
+        event WithdrawRequested(address indexed account, uint256 amount, uint64 unlockAt);
+        event Withdrawn(address indexed account, uint256 amount);
+        event Settled(bytes32 indexed receiptId, address indexed account, bytes32 indexed nodeId, address router, uint256 nodeAmount, uint256 routerFee);
+        event Rejected(bytes32 indexed receiptId, string reason);
+
+        function deposit() external payable;
+        function requestWithdraw(uint256 amount) external;
+        function withdraw() external;
+        function settle(Receipt[] receipts) external returns (uint256 settled, uint256 charged);
+
+        function escrowOf(address account) external view returns (uint256 balance, uint256 pending, uint64 unlockAt);
+        function spent(bytes32 grantId) external view returns (uint256);
+        function isSettled(bytes32 receiptId) external view returns (bool);
+        function routerFeeBps() external view returns (uint64);
+    }
+}
+
+/// The router's fee, in basis points of the node's charge, paid by the client on top.
+pub const ROUTER_FEE_BPS: u64 = 500;
+/// Blocks between `requestWithdraw` and `withdraw`.
+pub const WITHDRAW_DELAY: u64 = 30;
+/// Seconds after a grant's expiry during which its receipts may still be settled.
+pub const SETTLE_WINDOW: u64 = 3_600;
+/// Most receipts in one `settle`.
+pub const MAX_RECEIPTS: usize = 512;
+
+const M_BALANCE: u64 = 0; // [account]
+const M_PENDING: u64 = 1; // [account] = amount
+const M_UNLOCK: u64 = 2; // [account] = height
+const M_SPENT: u64 = 3; // [grantId]
+const M_SETTLED: u64 = 4; // [receiptId]
+
+fn revert(msg: impl Into<String>) -> ModuleError {
+    ModuleError::Revert(format!("Tasks: {}", msg.into()))
+}
+
+fn map(base: u64, key: B256) -> U256 {
+    map_slot(U256::from(base), key)
+}
+
+/// The text a client's account signs (EIP-191) to make a grant. Readable, so a wallet
+/// shows what it allows.
+pub fn grant_message(g: &ITasks::Grant) -> String {
+    let or_any = |zero: bool, s: String| if zero { "any".to_string() } else { s };
+    format!(
+        "EMC compute grant\nchain: {}\nrouter: {}\nnonce: {}\nexpires: {}\nlimit: {} wei\nrequest: {}",
+        g.chainId,
+        or_any(g.router.is_zero(), g.router.to_checksum(None)),
+        g.nonce,
+        g.expires,
+        g.limit,
+        or_any(g.request.is_zero(), g.request.to_string()),
+    )
+}
+
+/// A grant's id: the account and the grant's fields, not its signature (which could be
+/// re-encoded).
+pub fn grant_id(account: Address, g: &ITasks::Grant) -> B256 {
+    keccak256((account, g.clone()).abi_encode())
+}
+
+/// A settled call's id: each call id counts once per grant.
+pub fn receipt_id(grant_id: B256, call_id: B256) -> B256 {
+    keccak256([grant_id.as_slice(), call_id.as_slice()].concat())
+}
+
+/// The account that signed a grant.
+pub fn grant_signer(g: &ITasks::Grant, signature: &[u8]) -> Result<Address, String> {
+    let sig = alloy_primitives::Signature::try_from(signature)
+        .map_err(|_| "the grant signature is not 65 bytes of r, s, v".to_string())?;
+    sig.recover_address_from_msg(grant_message(g).as_bytes())
+        .map_err(|e| format!("the grant signature does not recover: {e}"))
+}
+
+/// The bytes a node signs for its result: `"emc result v1"` and the borsh encoding of
+/// `emc_compute::result::ResultClaim` (fixed-size fields, integers little-endian, the
+/// unit as one byte).
+pub fn claim_signing_bytes(r: &ITasks::Receipt) -> Vec<u8> {
+    let mut b = b"emc result v1".to_vec();
+    b.extend_from_slice(r.requestHash.as_slice());
+    b.extend_from_slice(r.callId.as_slice());
+    b.extend_from_slice(r.resultHash.as_slice());
+    b.extend_from_slice(r.nodeId.as_slice());
+    b.push(r.unit);
+    b.extend_from_slice(&r.units.to_le_bytes());
+    b.extend_from_slice(&r.bytesOut.to_le_bytes());
+    b.extend_from_slice(&r.wallUs.to_le_bytes());
+    b
+}
+
+/// The charge of a call: the node's amount and the router's fee.
+pub fn charge(units: u64, price: U256) -> (U256, U256) {
+    let amount = U256::from(units).saturating_mul(price);
+    let fee = amount.saturating_mul(U256::from(ROUTER_FEE_BPS)) / U256::from(10_000u64);
+    (amount, fee)
+}
+
+pub struct TasksModule;
+
+impl TasksModule {
+    pub fn call(m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        let decoded = ITasks::ITasksCalls::abi_decode(call.input)
+            .map_err(|_| revert("unknown function or bad arguments"))?;
+        use ITasks::ITasksCalls as C;
+        let writes = matches!(
+            decoded,
+            C::deposit(_) | C::requestWithdraw(_) | C::withdraw(_) | C::settle(_)
+        );
+        if writes && call.is_static {
+            return Err(revert("state change in a static call"));
+        }
+        if !call.value.is_zero() && !matches!(decoded, C::deposit(_)) {
+            return Err(revert("only deposit is payable"));
+        }
+        let who = call.caller.into_word();
+        Ok(match decoded {
+            C::deposit(_) => {
+                if call.value.is_zero() {
+                    return Err(revert("deposit some value"));
+                }
+                let b = m.sload(map(M_BALANCE, who))?;
+                m.sstore(map(M_BALANCE, who), b + call.value)?;
+                emit(
+                    m,
+                    ITasks::Deposited {
+                        account: call.caller,
+                        amount: call.value,
+                    },
+                );
+                Bytes::new()
+            }
+            C::requestWithdraw(c) => {
+                let b = m.sload(map(M_BALANCE, who))?;
+                if c.amount.is_zero() || c.amount > b {
+                    return Err(revert(format!(
+                        "cannot withdraw {} wei of a balance of {b}",
+                        c.amount
+                    )));
+                }
+                let pending = m.sload(map(M_PENDING, who))?;
+                let unlock = m.host().height() + WITHDRAW_DELAY;
+                m.sstore(map(M_BALANCE, who), b - c.amount)?;
+                m.sstore(map(M_PENDING, who), pending + c.amount)?;
+                m.sstore(map(M_UNLOCK, who), U256::from(unlock))?;
+                emit(
+                    m,
+                    ITasks::WithdrawRequested {
+                        account: call.caller,
+                        amount: pending + c.amount,
+                        unlockAt: unlock,
+                    },
+                );
+                Bytes::new()
+            }
+            C::withdraw(_) => {
+                let pending = m.sload(map(M_PENDING, who))?;
+                let unlock = m.sload(map(M_UNLOCK, who))?.saturating_to::<u64>();
+                if pending.is_zero() {
+                    return Err(revert("nothing to withdraw; requestWithdraw first"));
+                }
+                if m.host().height() < unlock {
+                    return Err(revert(format!("the withdrawal unlocks at block {unlock}")));
+                }
+                m.sstore(map(M_PENDING, who), U256::ZERO)?;
+                m.pay(call.caller, pending)?;
+                emit(
+                    m,
+                    ITasks::Withdrawn {
+                        account: call.caller,
+                        amount: pending,
+                    },
+                );
+                Bytes::new()
+            }
+            C::settle(c) => {
+                if c.receipts.len() > MAX_RECEIPTS {
+                    return Err(revert(format!(
+                        "at most {MAX_RECEIPTS} receipts per settlement"
+                    )));
+                }
+                let (mut settled, mut charged) = (U256::ZERO, U256::ZERO);
+                for r in &c.receipts {
+                    if let Some(total) = settle_one(m, call.caller, r)? {
+                        settled += U256::from(1);
+                        charged += total;
+                    }
+                }
+                ITasks::settleCall::abi_encode_returns(&ITasks::settleReturn { settled, charged })
+                    .into()
+            }
+            C::escrowOf(c) => {
+                let k = c.account.into_word();
+                ITasks::escrowOfCall::abi_encode_returns(&ITasks::escrowOfReturn {
+                    balance: m.sload(map(M_BALANCE, k))?,
+                    pending: m.sload(map(M_PENDING, k))?,
+                    unlockAt: m.sload(map(M_UNLOCK, k))?.saturating_to(),
+                })
+                .into()
+            }
+            C::spent(c) => {
+                ITasks::spentCall::abi_encode_returns(&m.sload(map(M_SPENT, c.grantId))?).into()
+            }
+            C::isSettled(c) => ITasks::isSettledCall::abi_encode_returns(
+                &!m.sload(map(M_SETTLED, c.receiptId))?.is_zero(),
+            )
+            .into(),
+            C::routerFeeBps(_) => {
+                ITasks::routerFeeBpsCall::abi_encode_returns(&ROUTER_FEE_BPS).into()
+            }
+        })
+    }
+}
+
+fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
+    let log = e.encode_log_data();
+    m.emit(log.topics().to_vec(), log.data);
+}
+
+/// Settles one receipt; `Ok(None)` (and a `Rejected` event) when a check fails.
+fn settle_one(
+    m: &mut Metered<'_>,
+    router: Address,
+    r: &ITasks::Receipt,
+) -> Result<Option<U256>, ModuleError> {
+    // Two signature checks, priced like the precompiles that do them.
+    m.charge(6_000)?;
+    let g = &r.grant;
+    let account = grant_signer(g, &r.grantSignature);
+    let gid = account
+        .as_ref()
+        .map(|a| grant_id(*a, g))
+        .unwrap_or_default();
+    let rid = receipt_id(gid, r.callId);
+    match check(m, router, r, account) {
+        Ok((account, owner, amount, fee)) => {
+            let total = amount + fee;
+            let who = account.into_word();
+            let (b, p) = (m.sload(map(M_BALANCE, who))?, m.sload(map(M_PENDING, who))?);
+            let from_balance = total.min(b);
+            m.sstore(map(M_BALANCE, who), b - from_balance)?;
+            if total > from_balance {
+                m.sstore(map(M_PENDING, who), p - (total - from_balance))?;
+            }
+            let spent = m.sload(map(M_SPENT, gid))?;
+            m.sstore(map(M_SPENT, gid), spent + total)?;
+            m.sstore(map(M_SETTLED, rid), U256::from(1))?;
+            if !amount.is_zero() {
+                m.pay(owner, amount)?;
+            }
+            if !fee.is_zero() {
+                m.pay(router, fee)?;
+            }
+            emit(
+                m,
+                ITasks::Settled {
+                    receiptId: rid,
+                    account,
+                    nodeId: r.nodeId,
+                    router,
+                    nodeAmount: amount,
+                    routerFee: fee,
+                },
+            );
+            Ok(Some(total))
+        }
+        Err(Reject::Fatal(e)) => Err(e),
+        Err(Reject::Skip(reason)) => {
+            emit(
+                m,
+                ITasks::Rejected {
+                    receiptId: rid,
+                    reason,
+                },
+            );
+            Ok(None)
+        }
+    }
+}
+
+enum Reject {
+    Skip(String),
+    Fatal(ModuleError),
+}
+
+impl From<ModuleError> for Reject {
+    fn from(e: ModuleError) -> Self {
+        Reject::Fatal(e)
+    }
+}
+
+/// Every check of a receipt: its account, the node owner, the amount and the fee.
+fn check(
+    m: &mut Metered<'_>,
+    router: Address,
+    r: &ITasks::Receipt,
+    account: Result<Address, String>,
+) -> Result<(Address, Address, U256, U256), Reject> {
+    let skip = |s: String| Err(Reject::Skip(s));
+    let g = &r.grant;
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => return skip(e),
+    };
+    if g.chainId != m.host().chain_id() {
+        return skip(format!("the grant is for chain {}", g.chainId));
+    }
+    if !g.router.is_zero() && g.router != router {
+        return skip(format!("the grant names router {}", g.router));
+    }
+    if m.host().timestamp() > g.expires.saturating_add(SETTLE_WINDOW) {
+        return skip("the grant expired".into());
+    }
+    if !g.request.is_zero() && g.request != r.requestHash {
+        return skip("the grant pays for another request".into());
+    }
+    let node_sig: [u8; 64] = match r.nodeSignature.as_ref().try_into() {
+        Ok(s) => s,
+        Err(_) => return skip("the node signature is not 64 bytes".into()),
+    };
+    let verified = ed25519_consensus::VerificationKey::try_from(r.nodeId.0)
+        .and_then(|vk| vk.verify(&node_sig.into(), &claim_signing_bytes(r)));
+    if verified.is_err() {
+        return skip("the node did not sign this result".into());
+    }
+    let Some((owner, price)) = RegistryModule::price(m, r.nodeId, &r.app)? else {
+        return skip(format!("the node is not registered for {:?}", r.app));
+    };
+    let gid = grant_id(account, g);
+    if !m
+        .sload(map(M_SETTLED, receipt_id(gid, r.callId)))?
+        .is_zero()
+    {
+        return skip("already settled".into());
+    }
+    let (amount, fee) = charge(r.units, price);
+    let total = amount + fee;
+    let spent = m.sload(map(M_SPENT, gid))?;
+    if spent + total > g.limit {
+        return skip(format!(
+            "the grant's limit of {} wei would be passed ({spent} spent, {total} more)",
+            g.limit
+        ));
+    }
+    let who = account.into_word();
+    let escrow = m.sload(map(M_BALANCE, who))? + m.sload(map(M_PENDING, who))?;
+    if escrow < total {
+        return skip(format!(
+            "the escrow holds {escrow} wei, the call costs {total}"
+        ));
+    }
+    Ok((account, owner, amount, fee))
+}
+
+#[cfg(test)]
+mod tests;
