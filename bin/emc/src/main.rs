@@ -45,6 +45,20 @@ enum Command {
         #[command(flatten)]
         rpc: cmd::RpcArg,
     },
+    /// Client API keys for the gateway: `emc gateway key`.
+    #[command(subcommand)]
+    Gateway(cmd::gateway::GatewayCmd),
+    /// Deposit into, withdraw from and show a client's escrow.
+    #[command(subcommand)]
+    Escrow(cmd::gateway::EscrowCmd),
+    /// What the network serves: every registered node's apps and prices.
+    Apps {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rpc: cmd::RpcArg,
+    },
     /// Read balances, blocks and transactions from a node.
     #[command(subcommand)]
     Query(cmd::query::QueryCmd),
@@ -71,6 +85,9 @@ fn main() -> std::process::ExitCode {
         Command::Stake(c) => cmd::stake::run(c),
         Command::Validators { rpc } => cmd::stake::validators(rpc),
         Command::Rewards { address, rpc } => cmd::stake::rewards(address, rpc),
+        Command::Gateway(cmd::gateway::GatewayCmd::Key(a)) => cmd::gateway::key(a),
+        Command::Escrow(c) => cmd::gateway::escrow(c),
+        Command::Apps { json, rpc } => cmd::gateway::apps(rpc, json),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Poc(c) => cmd::poc::run(c),

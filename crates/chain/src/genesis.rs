@@ -42,11 +42,18 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
     let marker_hash = keccak256(&marker);
     changes.code.insert(marker_hash, marker);
     for addr in SYSTEM_ADDRESSES {
+        // A module may hold value from the start (the Tasks module, escrow allocated
+        // in genesis); its storage comes from the alloc too.
+        let balance = genesis
+            .alloc
+            .get(addr)
+            .map(|a| a.balance)
+            .unwrap_or_default();
         changes.accounts.insert(
             *addr,
             Some(AccountState {
                 nonce: 1,
-                balance: U256::ZERO,
+                balance,
                 code_hash: marker_hash,
             }),
         );

@@ -46,6 +46,12 @@ pub enum ComputeError {
     Runtime(String),
     #[error("signature: {0}")]
     BadSignature(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("payment required: {0}")]
+    Payment(String),
+    #[error("replayed: {0}")]
+    Replayed(String),
 }
 
 impl ComputeError {
@@ -58,7 +64,9 @@ impl ComputeError {
             ComputeError::Saturated(_) => 429,
             ComputeError::Draining | ComputeError::Unavailable(_) => 503,
             ComputeError::Timeout(_) => 504,
-            ComputeError::BadSignature(_) => 401,
+            ComputeError::BadSignature(_) | ComputeError::Unauthorized(_) => 401,
+            ComputeError::Payment(_) => 402,
+            ComputeError::Replayed(_) => 409,
             ComputeError::Config(_) | ComputeError::Runtime(_) => 500,
         }
     }
@@ -68,6 +76,9 @@ impl ComputeError {
     pub fn from_status(status: u16, message: String) -> Self {
         match status {
             400 => ComputeError::BadRequest(message),
+            401 => ComputeError::Unauthorized(message),
+            402 => ComputeError::Payment(message),
+            409 => ComputeError::Replayed(message),
             404 => ComputeError::NoSuchApp(message),
             413 => ComputeError::TooLarge(message),
             429 => ComputeError::Saturated(message),

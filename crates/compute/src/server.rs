@@ -14,6 +14,7 @@
 use crate::agent::{Agent, Frame, Served};
 use crate::runtime::{Call, MAX_REQUEST_BYTES};
 use crate::{ComputeError, SignedResult};
+use alloy_primitives::{keccak256, Keccak256, B256};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -153,26 +154,27 @@ fn content_type(h: &HeaderMap) -> Option<String> {
 
 async fn respond(agent: &Arc<Agent>, call: Call, req_headers: &HeaderMap) -> Response {
     match agent.call(call).await {
-        Ok(served) => to_response(served, req_headers, |_, _| Ok(())).await,
+        Ok(served) => to_response(served, req_headers, Box::new(|_, _| Ok(()))).await,
         Err(e) => error_response(&e),
     }
 }
 
+/// What a relay does with a reply's signed result and the keccak256 of the bytes it
+/// relayed (a router checks the node's signature and result hash, and records the
+/// receipt); an error fails the reply.
+pub type Check = Box<dyn FnOnce(&SignedResult, B256) -> Result<(), String> + Send>;
+
 /// A reply as HTTP: a one-body reply is collected, its signed result passed to
-/// `check` (a router checks the node's signature and result hash there) and sent in
-/// the `x-emc-result` header; a stream is passed on as it comes, the signed result as
-/// a trailer when the client sent `TE: trailers`.
-pub async fn to_response(
-    served: Served,
-    req_headers: &HeaderMap,
-    check: impl FnOnce(&SignedResult, &[u8]) -> Result<(), String>,
-) -> Response {
+/// `check` and sent in the `x-emc-result` header; a stream is passed on as it comes,
+/// hashed on the way, its signed result checked at the end and sent as a trailer when
+/// the client sent `TE: trailers` (a stream whose check fails ends in an error).
+pub async fn to_response(served: Served, req_headers: &HeaderMap, check: Check) -> Response {
     let status = StatusCode::from_u16(served.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let ct = HeaderValue::from_str(&served.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     if !served.streaming {
         let (body, signed) = crate::agent::collect(served).await;
-        return match signed.and_then(|s| check(&s, &body).map(|()| s)) {
+        return match signed.and_then(|s| check(&s, keccak256(&body)).map(|()| s)) {
             Ok(s) => {
                 let mut r = (status, body).into_response();
                 r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
@@ -188,7 +190,7 @@ pub async fn to_response(
         .get(axum::http::header::TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("trailers"));
-    let mut r = Response::new(stream_body(served, wants_trailers));
+    let mut r = Response::new(stream_body(served, wants_trailers, check));
     *r.status_mut() = status;
     r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
     r.headers_mut().insert(
@@ -204,22 +206,32 @@ pub async fn to_response(
     r
 }
 
-fn stream_body(served: Served, trailers: bool) -> Body {
+fn stream_body(served: Served, trailers: bool, check: Check) -> Body {
     use http_body::Frame as HFrame;
     // The whole `Served` rides along, so the call counts as running until the last
     // frame is handed to the connection.
-    let frames = futures::stream::unfold(Some(served), move |state| async move {
-        let mut served = state?;
+    let state = Some((served, Keccak256::new(), check));
+    let frames = futures::stream::unfold(state, move |state| async move {
+        let (mut served, mut hasher, check) = state?;
         match served.frames.recv().await {
-            Some(Frame::Data(b)) => Some((Ok(HFrame::data(b)), Some(served))),
-            Some(Frame::Done(s)) if trailers => {
+            Some(Frame::Data(b)) => {
+                hasher.update(&b);
+                Some((Ok(HFrame::data(b)), Some((served, hasher, check))))
+            }
+            Some(Frame::Done(s)) => {
+                if let Err(e) = check(&s, hasher.finalize()) {
+                    return Some((Err(std::io::Error::other(e)), None));
+                }
+                if !trailers {
+                    return None;
+                }
                 let mut h = HeaderMap::new();
                 if let Ok(v) = HeaderValue::from_str(&s.to_header()) {
                     h.insert(RESULT_HEADER, v);
                 }
                 Some((Ok(HFrame::trailers(h)), None))
             }
-            Some(Frame::Done(_)) | None => None,
+            None => None,
             Some(Frame::Failed(e)) => Some((Err(std::io::Error::other(e)), None)),
         }
     });

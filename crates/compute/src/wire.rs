@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 pub const CALL_PROTOCOL: &str = "/emc/compute/1";
 pub const LOAD_PROTOCOL: &str = "/emc/compute-load/1";
 pub const POC_PROTOCOL: &str = "/emc/poc/1";
+/// Round trips a router measures: 8 bytes out, the same 8 bytes back, for as long as
+/// the stream stays open.
+pub const PING_PROTOCOL: &str = "/emc/ping/1";
 
 /// Largest frame of a call exchange (a request body plus its envelope).
 pub const MAX_CALL_FRAME: usize = MAX_REQUEST_BYTES + 64 * 1024;
@@ -341,6 +344,37 @@ pub async fn challenge<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::time::timeout(deadline, run)
         .await
         .map_err(|_| ComputeError::Timeout(format!("no PoC answer within {deadline:?}")))?
+}
+
+/// The node's side of `/emc/ping/1`: echoes every 8 bytes until the stream ends.
+pub async fn serve_ping<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<(), ComputeError> {
+    let mut b = [0u8; 8];
+    loop {
+        if s.read_exact(&mut b).await.is_err() {
+            return Ok(());
+        }
+        s.write_all(&b).await.map_err(io)?;
+        s.flush().await.map_err(io)?;
+    }
+}
+
+/// One round trip on a `/emc/ping/1` stream; `seq` tells one ping from the next.
+pub async fn ping<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    seq: u64,
+) -> Result<Duration, ComputeError> {
+    let t = Instant::now();
+    let out = seq.to_le_bytes();
+    s.write_all(&out).await.map_err(io)?;
+    s.flush().await.map_err(io)?;
+    let mut back = [0u8; 8];
+    s.read_exact(&mut back).await.map_err(io)?;
+    if back != out {
+        return Err(ComputeError::BadRequest(
+            "the ping came back changed".into(),
+        ));
+    }
+    Ok(t.elapsed())
 }
 
 #[cfg(test)]

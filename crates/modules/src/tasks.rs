@@ -40,6 +40,7 @@ use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
 
 sol! {
     /// The ABI at `TASKS_ADDRESS`.
+    #[sol(all_derives)]
     interface ITasks {
         /// What a client's account signs to let a router spend its escrow.
         struct Grant {
@@ -170,6 +171,12 @@ pub fn charge(units: u64, price: U256) -> (U256, U256) {
     let amount = U256::from(units).saturating_mul(price);
     let fee = amount.saturating_mul(U256::from(ROUTER_FEE_BPS)) / U256::from(10_000u64);
     (amount, fee)
+}
+
+/// The storage a genesis allocates to give `account` an escrow balance (the Tasks
+/// module's own balance must hold the sum): `(slot, value)`.
+pub fn genesis_escrow(account: Address, amount: U256) -> (B256, B256) {
+    (map(M_BALANCE, account.into_word()).into(), amount.into())
 }
 
 pub struct TasksModule;

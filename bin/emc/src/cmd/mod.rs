@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod db;
 pub mod devnet;
+pub mod gateway;
 pub mod genesis;
 pub mod keys;
 pub mod node;

@@ -81,9 +81,17 @@ pub struct NodeArgs {
     /// Test networks only: answer PoC challenges with a wrong result.
     #[arg(long, hide = true)]
     poc_cheat: bool,
-    /// The router's HTTP address for calls (`/call/APP/...`) and its table (`/nodes`).
+    /// The router's gateway address: OpenAI endpoints, `/call/APP/...`, `/nodes`.
     #[arg(long)]
     router_http: Option<SocketAddr>,
+    /// The router's account (hex private key, or EMC_ROUTER_KEY): it settles calls on
+    /// chain, paying the gas, and receives the router's fee. Required by --role router.
+    #[arg(long, env = "EMC_ROUTER_KEY", hide_env_values = true)]
+    router_key: Option<String>,
+    /// What a call reserves of the client's escrow unless it sends x-emc-max-cost
+    /// ("0.01emc", "1000wei").
+    #[arg(long, value_parser = crate::cmd::tx::parse_amount, default_value = "0.01emc")]
+    reserve: alloy_primitives::U256,
     /// The account (hex private key, or EMC_POC_ACCOUNT_KEY) a validator submits its
     /// proof-of-computing attestations from; without it they are only logged.
     #[arg(long, env = "EMC_POC_ACCOUNT_KEY", hide_env_values = true)]
@@ -259,12 +267,22 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
         });
     }
     if a.roles.contains(&Role::Router) {
-        cfg.router = Some(
-            a.router_http
+        let account = a
+            .router_key
+            .as_deref()
+            .map(emc_crypto::key_from_hex)
+            .transpose()
+            .context("--router-key")?
+            .context("--role router needs --router-key (or EMC_ROUTER_KEY): the account that settles calls and earns the router's fee")?;
+        cfg.router = Some(emc_node::router::RouterSettings {
+            http: a
+                .router_http
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8600))),
-        );
-    } else if a.router_http.is_some() {
-        bail!("--router-http is for --role router");
+            account,
+            reserve: a.reserve,
+        });
+    } else if a.router_http.is_some() || a.router_key.is_some() {
+        bail!("--router-http and --router-key are for --role router");
     }
     cfg.poc_account = a
         .poc_account_key
@@ -355,6 +373,7 @@ fn print_banner(cfg: &NodeConfig, node: &Node, dev: bool) -> Result<()> {
     }
     if let Some(h) = node.router_http {
         writeln!(out, "Router HTTP: http://{h}")?;
+        writeln!(out, "Gateway (OpenAI base_url): http://{h}/v1")?;
     }
     if dev {
         writeln!(

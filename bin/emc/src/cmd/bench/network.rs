@@ -79,6 +79,9 @@ pub fn run(a: NetworkBench) -> Result<()> {
         p2p_port: a.port + 200,
         block_time_ms: 1_000,
         fresh: true,
+        routers: 0,
+        compute_nodes: 0,
+        gateway_port: None,
     };
     let extra = Extra {
         accounts: keys.iter().map(|k| k.address()).collect(),

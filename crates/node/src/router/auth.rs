@@ -1,0 +1,178 @@
+//! API keys: a client's grant (see `emc_modules::tasks`) and its account's signature,
+//! as one string a client sends as `Authorization: Bearer <key>` (what the `openai`
+//! clients send for `api_key`).
+//!
+//! The key is `emc_` and the hex of the ABI encoding of `(Grant, bytes signature)`.
+//! The gateway recovers the account from the signature, so a key made for one account
+//! cannot spend another's escrow, and changing any field of the grant changes the
+//! account it recovers (which then has no escrow). A key whose grant names one request
+//! (`request` not zero) pays for that request once: the gateway refuses it again as a
+//! replay, and the chain settles it at most once.
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_signer::SignerSync;
+use alloy_sol_types::SolValue;
+use emc_compute::ComputeError;
+use emc_modules::tasks::{grant_id, grant_message, grant_signer, ITasks::Grant};
+
+pub const KEY_PREFIX: &str = "emc_";
+/// An API key is a few hundred bytes; anything much longer is not one.
+const MAX_KEY: usize = 2_048;
+
+/// A parsed, signature-checked API key.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub grant: Grant,
+    pub signature: Bytes,
+    pub account: Address,
+    pub id: B256,
+}
+
+/// Makes an API key: `signer` signs `grant`.
+pub fn make(signer: &alloy_signer_local::PrivateKeySigner, grant: Grant) -> Result<String, String> {
+    let sig = signer
+        .sign_message_sync(grant_message(&grant).as_bytes())
+        .map_err(|e| e.to_string())?;
+    let bytes: Bytes = sig.as_bytes().to_vec().into();
+    Ok(format!(
+        "{KEY_PREFIX}{}",
+        alloy_primitives::hex::encode((grant, bytes).abi_encode_params())
+    ))
+}
+
+/// A grant for any request, from now for `secs` seconds, up to `limit` wei.
+pub fn grant(chain_id: u64, router: Address, nonce: u64, secs: u64, limit: U256) -> Grant {
+    Grant {
+        chainId: chain_id,
+        router,
+        nonce,
+        expires: now() + secs,
+        limit,
+        request: B256::ZERO,
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unauthorized(m: impl Into<String>) -> ComputeError {
+    ComputeError::Unauthorized(m.into())
+}
+
+/// Decodes a key and recovers its account.
+pub fn parse(key: &str) -> Result<ApiKey, ComputeError> {
+    if key.len() > MAX_KEY {
+        return Err(unauthorized("the API key is too long to be an EMC key"));
+    }
+    let hex = key.strip_prefix(KEY_PREFIX).ok_or_else(|| {
+        unauthorized(format!(
+            "an EMC API key starts with {KEY_PREFIX:?}; make one with `emc gateway key`"
+        ))
+    })?;
+    let raw = alloy_primitives::hex::decode(hex)
+        .map_err(|_| unauthorized("the API key is not hex after its prefix"))?;
+    let (grant, signature) = <(Grant, Bytes)>::abi_decode_params(&raw)
+        .map_err(|_| unauthorized("the API key does not decode as a grant and signature"))?;
+    let account = grant_signer(&grant, &signature).map_err(unauthorized)?;
+    Ok(ApiKey {
+        id: grant_id(account, &grant),
+        grant,
+        signature,
+        account,
+    })
+}
+
+/// Checks a key against this chain, this router and the time.
+pub fn check(k: &ApiKey, chain_id: u64, router: Address, now: u64) -> Result<(), ComputeError> {
+    if k.grant.chainId != chain_id {
+        return Err(unauthorized(format!(
+            "the API key is for chain {}, this network is chain {chain_id}",
+            k.grant.chainId
+        )));
+    }
+    if !k.grant.router.is_zero() && k.grant.router != router {
+        return Err(unauthorized(format!(
+            "the API key is for router {}, this is {router}",
+            k.grant.router
+        )));
+    }
+    if now >= k.grant.expires {
+        return Err(unauthorized(format!(
+            "the API key expired {} s ago",
+            now - k.grant.expires
+        )));
+    }
+    Ok(())
+}
+
+/// The key from a request's headers: `Authorization: Bearer <key>` or `x-api-key`.
+pub fn from_headers(h: &axum::http::HeaderMap) -> Result<ApiKey, ComputeError> {
+    let v = h
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .ok_or_else(|| {
+            unauthorized(
+                "no API key: send `Authorization: Bearer <key>` (make one with `emc gateway key`)",
+            )
+        })?;
+    parse(v.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> alloy_signer_local::PrivateKeySigner {
+        alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap()
+    }
+
+    #[test]
+    fn a_key_names_its_account_and_any_change_breaks_it() {
+        let s = signer();
+        let key = make(&s, grant(42, Address::ZERO, 1, 60, U256::from(100))).unwrap();
+        let k = parse(&key).unwrap();
+        assert_eq!(k.account, s.address());
+        check(&k, 42, Address::repeat_byte(1), now()).unwrap();
+        // Flip one hex digit inside the grant's limit: another account, or no key.
+        let mut bad = key.clone().into_bytes();
+        let i = KEY_PREFIX.len() + 64 * 4 + 60;
+        bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+        match parse(std::str::from_utf8(&bad).unwrap()) {
+            Ok(k2) => assert_ne!(k2.account, s.address()),
+            Err(e) => assert_eq!(e.status(), 401),
+        }
+    }
+
+    #[test]
+    fn bad_keys_are_refused_with_reasons() {
+        let s = signer();
+        let msg = |r: Result<ApiKey, ComputeError>| r.unwrap_err().to_string();
+        assert!(msg(parse("sk-123")).contains("starts with \"emc_\""));
+        assert!(msg(parse("emc_zz")).contains("not hex"));
+        assert!(msg(parse("emc_00")).contains("does not decode"));
+        assert!(msg(parse(&"x".repeat(5000))).contains("too long"));
+        let expired = grant(42, Address::ZERO, 1, 0, U256::from(1));
+        let k = parse(&make(&s, expired).unwrap()).unwrap();
+        assert!(check(&k, 42, Address::ZERO, now() + 5)
+            .unwrap_err()
+            .to_string()
+            .contains("expired"));
+        let k = parse(&make(&s, grant(7, Address::ZERO, 1, 60, U256::from(1))).unwrap()).unwrap();
+        assert!(check(&k, 42, Address::ZERO, now())
+            .unwrap_err()
+            .to_string()
+            .contains("chain 7"));
+        let k = parse(&make(&s, grant(42, Address::repeat_byte(3), 1, 60, U256::from(1))).unwrap())
+            .unwrap();
+        assert!(check(&k, 42, Address::repeat_byte(4), now())
+            .unwrap_err()
+            .to_string()
+            .contains("for router"));
+    }
+}

@@ -1,0 +1,644 @@
+//! The client gateway: HTTP in front of the router.
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `POST /v1/embeddings`, `POST /v1/chat/completions` | OpenAI's API; `model` names the app; `"stream": true` streams server-sent events |
+//! | `GET /v1/models` | every model the network serves through this router (no key needed) |
+//! | `ANY /call/{app}/{path...}` | any app: an HTTP app gets the method, path, query and body |
+//! | `GET /nodes` | the routing table: load, RTT, E, prices, outcomes |
+//! | `GET /health` | `ok` |
+//!
+//! Every call needs an API key ([`super::auth`]) as `Authorization: Bearer`. Per
+//! request a caller may send `x-emc-max-price` (wei per unit), `x-emc-max-cost` (wei
+//! reserved for the call), `x-emc-weights` (routing weights) and `x-emc-cache: allow`
+//! (answer a deterministic call from the cache). A reply carries `x-emc-node`,
+//! `x-emc-call`, `x-emc-charge` (wei, one-body replies) and the node's signed result
+//! in `x-emc-result` (a trailer for streams, with `TE: trailers`).
+//!
+//! A call goes to the best node by [`super::policy`]; if the node cannot be reached,
+//! refuses, or fails before its reply is complete (a one-body reply) or before its
+//! stream starts, the next one is tried, up to [`MAX_TRIES`], and only the call that
+//! returns a signed result is charged. Errors use OpenAI's shape:
+//! `{"error": {"message", "type"}}` with 400 (malformed), 401 (no, bad or expired key),
+//! 402 (escrow, limit or price cap), 404 (no such app), 409 (replayed request),
+//! 413 (too large), 429 (saturated), 503 (every node failed).
+
+use super::auth::{self, ApiKey};
+use super::ledger::{Ledger, Reservation};
+use super::policy::{self, NoRoute, Weights};
+use super::{call_node, RouterSettings, RouterTable};
+use crate::compute::{peer_of, view};
+use crate::NodeError;
+use alloy_primitives::{keccak256, Address, B256, U256};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Json;
+use bytes::Bytes;
+use emc_chain::Chain;
+use emc_compute::runtime::{Call, MAX_REQUEST_BYTES};
+use emc_compute::server::{error_response, RESULT_HEADER};
+use emc_compute::{ComputeError, SignedResult};
+use emc_modules::tasks::{self, ITasks};
+use emc_modules::TASKS_ADDRESS;
+use emc_p2p::Peer;
+use libp2p_stream::Control;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most nodes one call is tried on.
+pub const MAX_TRIES: usize = 3;
+/// How long one node may take to complete a one-body reply, or start a stream.
+const TRY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The result cache: bytes in all, and the largest reply kept.
+const CACHE_BYTES: usize = 64 << 20;
+const CACHE_ENTRY: usize = 1 << 20;
+/// Parsed API keys kept (parsing recovers a signature).
+const KEY_CACHE: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Gateway {
+    chain: Arc<Chain>,
+    table: Arc<RouterTable>,
+    control: Control,
+    ledger: Arc<Ledger>,
+    account: Address,
+    reserve: U256,
+    cache: Arc<Mutex<ResultCache>>,
+    keys: Arc<Mutex<HashMap<String, ApiKey>>>,
+}
+
+impl Gateway {
+    pub fn new(
+        chain: Arc<Chain>,
+        table: Arc<RouterTable>,
+        control: Control,
+        ledger: Arc<Ledger>,
+        s: &RouterSettings,
+    ) -> Self {
+        Gateway {
+            chain,
+            table,
+            control,
+            ledger,
+            account: s.account.address(),
+            reserve: s.reserve,
+            cache: Arc::default(),
+            keys: Arc::default(),
+        }
+    }
+}
+
+pub async fn serve(
+    g: Gateway,
+    addr: std::net::SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr, NodeError> {
+    let app = axum::Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/nodes", get(nodes))
+        .route("/v1/models", get(models))
+        .route("/v1/embeddings", post(openai))
+        .route("/v1/chat/completions", post(openai))
+        .route("/call/{app}", any(call_root))
+        .route("/call/{app}/{*path}", any(call_path))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(g);
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::Config(format!("gateway on {addr}: {e}")))?;
+    let bound = l
+        .local_addr()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Ok(bound)
+}
+
+async fn nodes(State(g): State<Gateway>) -> impl IntoResponse {
+    Json(g.table.snapshot())
+}
+
+/// OpenAI's model list: every app a connected node serves, with its cheapest
+/// registered price.
+async fn models(State(g): State<Gateway>) -> impl IntoResponse {
+    let mut by_app: std::collections::BTreeMap<String, (String, Option<U256>, usize)> =
+        Default::default();
+    for n in g.table.snapshot() {
+        for a in &n.apps {
+            let e = by_app
+                .entry(a.name.clone())
+                .or_insert((a.kind.clone(), None, 0));
+            e.2 += 1;
+            if let Some(p) = n.registered.get(&a.name) {
+                e.1 = Some(e.1.map_or(*p, |q: U256| q.min(*p)));
+            }
+        }
+    }
+    let data: Vec<serde_json::Value> = by_app
+        .into_iter()
+        .map(|(id, (kind, price, nodes))| {
+            serde_json::json!({
+                "id": id, "object": "model", "created": 0, "owned_by": "emc",
+                "kind": kind, "nodes": nodes, "price": price.map(|p| p.to_string()),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({"object": "list", "data": data}))
+}
+
+fn bad(m: impl Into<String>) -> Response {
+    error_response(&ComputeError::BadRequest(m.into()))
+}
+
+async fn openai(
+    State(g): State<Gateway>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let kind = if path == "/v1/embeddings" {
+        "builtin:minilm"
+    } else {
+        "builtin:smollm2"
+    };
+    let json: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not JSON: {e}")),
+    };
+    let Some(model) = json.get("model").and_then(|m| m.as_str()) else {
+        return bad("name a model (GET /v1/models lists them)");
+    };
+    let known = g
+        .table
+        .snapshot()
+        .into_iter()
+        .flat_map(|n| n.apps)
+        .find(|a| a.name == model);
+    match known {
+        None => {
+            return error_response(&ComputeError::NoSuchApp(format!(
+                "{model} (GET /v1/models lists the models served)"
+            )))
+        }
+        Some(a) if a.kind != kind => {
+            return bad(format!("{model} is a {} app, not one for {path}", a.kind))
+        }
+        Some(_) => {}
+    }
+    let app = model.to_string();
+    call(g, app, path, Method::POST, headers, body).await
+}
+
+async fn call_root(
+    State(g): State<Gateway>,
+    Path(app): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    call(g, app, "/".into(), method, headers, body).await
+}
+
+async fn call_path(
+    State(g): State<Gateway>,
+    Path((app, path)): Path<(String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut path = format!("/{path}");
+    if let Some(q) = uri.query() {
+        path = format!("{path}?{q}");
+    }
+    call(g, app, path, method, headers, body).await
+}
+
+/// What a caller asked of the routing, from its headers.
+struct Ask {
+    max_price: Option<U256>,
+    max_cost: Option<U256>,
+    weights: Weights,
+    cache: bool,
+}
+
+fn ask(h: &HeaderMap) -> Result<Ask, ComputeError> {
+    let text = |name: &str| -> Result<Option<&str>, ComputeError> {
+        h.get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ComputeError::BadRequest(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    let wei = |name: &str| -> Result<Option<U256>, ComputeError> {
+        text(name)?
+            .map(|s| {
+                s.trim().parse::<U256>().map_err(|_| {
+                    ComputeError::BadRequest(format!("{name} must be a whole number of wei"))
+                })
+            })
+            .transpose()
+    };
+    Ok(Ask {
+        max_price: wei("x-emc-max-price")?,
+        max_cost: wei("x-emc-max-cost")?,
+        weights: text("x-emc-weights")?
+            .map(|s| s.parse::<Weights>())
+            .transpose()
+            .map_err(|e| ComputeError::BadRequest(format!("x-emc-weights: {e}")))?
+            .unwrap_or_default(),
+        cache: text("x-emc-cache")?.is_some_and(|v| v.eq_ignore_ascii_case("allow")),
+    })
+}
+
+impl Gateway {
+    fn key(&self, headers: &HeaderMap) -> Result<ApiKey, ComputeError> {
+        let raw = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .or_else(|| headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let cached = self.keys.lock().get(&raw).cloned();
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                let k = auth::from_headers(headers)?;
+                let mut keys = self.keys.lock();
+                if keys.len() >= KEY_CACHE {
+                    keys.clear();
+                }
+                keys.insert(raw, k.clone());
+                k
+            }
+        };
+        auth::check(&key, self.chain.chain_id(), self.account, auth::now())?;
+        Ok(key)
+    }
+
+    fn reserve(&self, key: &ApiKey, amount: U256) -> Result<Reservation, ComputeError> {
+        let escrow = view(
+            &self.chain,
+            TASKS_ADDRESS,
+            ITasks::escrowOfCall {
+                account: key.account,
+            },
+        )
+        .map_err(ComputeError::Unavailable)?
+        .balance;
+        let spent = view(
+            &self.chain,
+            TASKS_ADDRESS,
+            ITasks::spentCall { grantId: key.id },
+        )
+        .map_err(ComputeError::Unavailable)?;
+        self.ledger.reserve(key, amount, escrow, spent, auth::now())
+    }
+}
+
+fn no_route(e: NoRoute) -> ComputeError {
+    match e {
+        NoRoute::NoApp(_) => ComputeError::NoSuchApp(e.to_string()),
+        NoRoute::Unregistered(_) => ComputeError::Unavailable(e.to_string()),
+        NoRoute::AboveCap { .. } => ComputeError::Payment(e.to_string()),
+        NoRoute::Saturated(_) => ComputeError::Saturated(e.to_string()),
+    }
+}
+
+/// One call through the gateway: authenticate, route, reserve, forward (retrying on
+/// another node), check the node's signed result, charge.
+async fn call(
+    g: Gateway,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match try_call(g, app, path, method, headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn try_call(
+    g: Gateway,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ComputeError> {
+    let key = g.key(&headers)?;
+    let ask = ask(&headers)?;
+    let request_hash = emc_compute::result::request_hash(&app, &path, &body);
+    if !key.grant.request.is_zero() && key.grant.request != request_hash {
+        return Err(ComputeError::Unauthorized(format!(
+            "the key was signed for request {}, this request is {request_hash}",
+            key.grant.request
+        )));
+    }
+    if ask.cache {
+        if let Some(hit) = g.cache.lock().get(&request_hash) {
+            return Ok(hit);
+        }
+    }
+    let cands = g.table.candidates(&app);
+    let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.2.clone()).collect();
+    let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights).map_err(no_route)?;
+    let mut reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?);
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut failures = Vec::new();
+    for &i in order.iter().take(MAX_TRIES) {
+        let (peer, entry, _) = &cands[i];
+        let peer = *peer;
+        let price = entry.registered.get(&app).copied().unwrap_or_default();
+        let deterministic = entry.apps.iter().any(|a| a.name == app && a.deterministic);
+        let call = Call {
+            id: B256::from(rand::random::<[u8; 32]>()),
+            app: app.clone(),
+            method: method.to_string(),
+            path: path.clone(),
+            content_type: content_type.clone(),
+            body: body.clone(),
+        };
+        let call_id = call.id;
+        g.table.started(&peer);
+        let served =
+            match tokio::time::timeout(TRY_TIMEOUT, call_node(g.control.clone(), peer, call)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    failures.push(format!("{}: {e}", entry.node));
+                    if e.status() != 429 {
+                        g.table.record(&peer, false);
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    failures.push(format!("{}: no reply in {TRY_TIMEOUT:?}", entry.node));
+                    g.table.record(&peer, false);
+                    continue;
+                }
+            };
+        let receipt = Receipting {
+            key: key.clone(),
+            app: app.clone(),
+            peer,
+            price,
+            request_hash,
+            call_id,
+            ledger_table: g.table.clone(),
+        };
+        if served.streaming {
+            let res = reservation.take().expect("one reservation per call");
+            let mut r = emc_compute::server::to_response(
+                served,
+                &headers,
+                Box::new(move |s, hash| receipt.charge(res, s, hash).map(|_| ())),
+            )
+            .await;
+            meta(&mut r, &entry.node.to_string(), call_id, None);
+            return Ok(r);
+        }
+        let (status, ct) = (served.status, served.content_type.clone());
+        let collected =
+            tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served)).await;
+        let (out, signed) = match collected {
+            Ok((out, Ok(s))) => (Bytes::from(out), s),
+            Ok((_, Err(e))) => {
+                failures.push(format!("{}: {e}", entry.node));
+                g.table.record(&peer, false);
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!(
+                    "{}: no complete reply in {TRY_TIMEOUT:?}",
+                    entry.node
+                ));
+                g.table.record(&peer, false);
+                continue;
+            }
+        };
+        let res = reservation.take().expect("one reservation per call");
+        let total = match receipt.charge(res, &signed, keccak256(&out)) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{}: {e}", entry.node));
+                reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?);
+                continue;
+            }
+        };
+        let mut r = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            out.clone(),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&ct) {
+            r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&signed.to_header()) {
+            r.headers_mut().insert(RESULT_HEADER, v);
+        }
+        meta(&mut r, &entry.node.to_string(), call_id, Some(total));
+        if deterministic && status == 200 && out.len() <= CACHE_ENTRY {
+            g.cache.lock().put(request_hash, status, ct, out, signed);
+        }
+        return Ok(r);
+    }
+    Err(ComputeError::Unavailable(format!(
+        "{} node(s) tried, none answered: {}",
+        failures.len(),
+        failures.join("; ")
+    )))
+}
+
+fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(node) {
+        h.insert("x-emc-node", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&call.to_string()) {
+        h.insert("x-emc-call", v);
+    }
+    if let Some(c) = charge.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
+        h.insert("x-emc-charge", c);
+    }
+}
+
+/// Turns a node's signed result into a receipt, once it checks out.
+struct Receipting {
+    key: ApiKey,
+    app: String,
+    peer: Peer,
+    price: U256,
+    request_hash: B256,
+    call_id: B256,
+    ledger_table: Arc<RouterTable>,
+}
+
+impl Receipting {
+    /// Checks the node's result against what was asked and relayed, charges the call
+    /// and queues its receipt; returns the total charged.
+    fn charge(self, res: Reservation, s: &SignedResult, relayed: B256) -> Result<U256, String> {
+        let ok = s.verify().is_ok()
+            && s.claim.result_hash == relayed
+            && s.claim.request_hash == self.request_hash
+            && s.claim.call == self.call_id
+            && peer_of(&s.claim.node) == Some(self.peer);
+        self.ledger_table.record(&self.peer, ok);
+        if !ok {
+            return Err("the node's signed result does not match what was asked and sent".into());
+        }
+        let (amount, fee) = tasks::charge(s.claim.metering.units, self.price);
+        let total = amount + fee;
+        res.charge(receipt_of(&self.key, self.app, s), total);
+        Ok(total)
+    }
+}
+
+/// The receipt of a call: the client's grant and the node's signed result.
+pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult) -> ITasks::Receipt {
+    let m = s.claim.metering;
+    ITasks::Receipt {
+        grant: key.grant.clone(),
+        grantSignature: key.signature.clone(),
+        app,
+        requestHash: s.claim.request_hash,
+        callId: s.claim.call,
+        resultHash: s.claim.result_hash,
+        nodeId: s.claim.node.0,
+        unit: m.unit as u8,
+        units: m.units,
+        bytesOut: m.bytes,
+        wallUs: m.wall_us,
+        nodeSignature: s.signature.to_vec().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emc_compute::{Metering, NodeId, ResultClaim, Unit};
+
+    /// The chain re-encodes the node's claim by hand; it must be the node's bytes.
+    #[test]
+    fn the_chain_checks_the_very_bytes_the_node_signed() {
+        let node = emc_crypto::ConsensusKey::dev(3);
+        for (unit, units) in [
+            (Unit::Call, 1),
+            (Unit::Fuel, 123_456_789),
+            (Unit::Tokens, 7),
+        ] {
+            let claim = ResultClaim {
+                request_hash: B256::repeat_byte(1),
+                call: B256::repeat_byte(2),
+                result_hash: B256::repeat_byte(3),
+                node: NodeId(node.public()),
+                metering: Metering {
+                    unit,
+                    units,
+                    bytes: 999,
+                    wall_us: 1_234,
+                },
+            };
+            let signed = SignedResult::sign(&node, claim);
+            let s =
+                alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();
+            let key = auth::parse(
+                &auth::make(&s, auth::grant(1, Address::ZERO, 0, 60, U256::from(1))).unwrap(),
+            )
+            .unwrap();
+            let r = receipt_of(&key, "a".into(), &signed);
+            assert_eq!(tasks::claim_signing_bytes(&r), claim.signing_bytes());
+        }
+    }
+}
+
+/// Replies to deterministic calls, by request hash, oldest dropped first.
+#[derive(Default)]
+struct ResultCache {
+    map: HashMap<B256, Cached>,
+    order: VecDeque<B256>,
+    bytes: usize,
+}
+
+struct Cached {
+    status: u16,
+    content_type: String,
+    body: Bytes,
+    signed: SignedResult,
+}
+
+impl ResultCache {
+    fn get(&self, k: &B256) -> Option<Response> {
+        let c = self.map.get(k)?;
+        let mut r = (
+            StatusCode::from_u16(c.status).unwrap_or(StatusCode::OK),
+            c.body.clone(),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&c.content_type) {
+            r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&c.signed.to_header()) {
+            r.headers_mut().insert(RESULT_HEADER, v);
+        }
+        meta(
+            &mut r,
+            &c.signed.claim.node.to_string(),
+            c.signed.claim.call,
+            Some(U256::ZERO),
+        );
+        r.headers_mut()
+            .insert("x-emc-cache", HeaderValue::from_static("hit"));
+        Some(r)
+    }
+
+    fn put(
+        &mut self,
+        k: B256,
+        status: u16,
+        content_type: String,
+        body: Bytes,
+        signed: SignedResult,
+    ) {
+        if self.map.contains_key(&k) {
+            return;
+        }
+        self.bytes += body.len();
+        self.map.insert(
+            k,
+            Cached {
+                status,
+                content_type,
+                body,
+                signed,
+            },
+        );
+        self.order.push_back(k);
+        while self.bytes > CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.map.remove(&old) {
+                self.bytes -= c.body.len();
+            }
+        }
+    }
+}

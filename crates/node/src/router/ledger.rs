@@ -1,0 +1,278 @@
+//! The router's book of what its clients owe before the chain has settled it.
+//!
+//! Before a call is forwarded, its price cap is *reserved* against the client's escrow
+//! (as the chain last showed it) and the grant's limit, minus everything this router
+//! already holds for that client: reservations of calls in flight and charges of
+//! served calls not yet settled. When the node's signed result arrives the reservation
+//! becomes the call's real charge and its receipt waits for the next settlement batch;
+//! a call that fails releases its reservation whole, so a retried call is charged once.
+//! Once a settlement transaction is in a block the chain's escrow shows the debit and
+//! the hold is dropped.
+
+use super::auth::ApiKey;
+use alloy_primitives::{Address, B256, U256};
+use emc_compute::ComputeError;
+use emc_modules::tasks::ITasks::Receipt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most one-request grants remembered against replay (expired ones are dropped first).
+const MAX_SEEN: usize = 1 << 20;
+
+/// A served call waiting to be settled.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub receipt: Receipt,
+    pub account: Address,
+    pub grant: B256,
+    pub total: U256,
+}
+
+#[derive(Default)]
+struct Inner {
+    held: HashMap<Address, U256>,
+    grant_held: HashMap<B256, U256>,
+    queue: Vec<Pending>,
+    seen: HashMap<B256, u64>,
+}
+
+impl Inner {
+    fn hold(&mut self, account: Address, grant: B256, amount: U256) {
+        *self.held.entry(account).or_default() += amount;
+        *self.grant_held.entry(grant).or_default() += amount;
+    }
+
+    fn release(&mut self, account: Address, grant: B256, amount: U256) {
+        if let Some(h) = self.held.get_mut(&account) {
+            *h = h.saturating_sub(amount);
+            if h.is_zero() {
+                self.held.remove(&account);
+            }
+        }
+        if let Some(h) = self.grant_held.get_mut(&grant) {
+            *h = h.saturating_sub(amount);
+            if h.is_zero() {
+                self.grant_held.remove(&grant);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    inner: Mutex<Inner>,
+}
+
+/// A call's reserved price; dropped unused, it is released.
+pub struct Reservation {
+    ledger: Arc<Ledger>,
+    account: Address,
+    grant: B256,
+    amount: U256,
+    one_request: bool,
+    used: bool,
+}
+
+impl Ledger {
+    /// What this router holds for `account` (reserved and unsettled).
+    pub fn held(&self, account: Address) -> U256 {
+        self.inner
+            .lock()
+            .held
+            .get(&account)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Reserves `amount` for a call under `key`, given the escrow balance and the
+    /// grant's spending that the chain shows.
+    pub fn reserve(
+        self: &Arc<Self>,
+        key: &ApiKey,
+        amount: U256,
+        escrow: U256,
+        spent: U256,
+        now: u64,
+    ) -> Result<Reservation, ComputeError> {
+        let mut i = self.inner.lock();
+        let one_request = !key.grant.request.is_zero();
+        if one_request && i.seen.contains_key(&key.id) {
+            return Err(ComputeError::Replayed(
+                "this signed request was already used".into(),
+            ));
+        }
+        let held = i.held.get(&key.account).copied().unwrap_or_default();
+        let free = escrow.saturating_sub(held);
+        if free < amount {
+            return Err(ComputeError::Payment(format!(
+                "the escrow of {} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); this call reserves {amount} (deposit with `emc escrow deposit`, or lower x-emc-max-cost)",
+                key.account
+            )));
+        }
+        let grant_held = i.grant_held.get(&key.id).copied().unwrap_or_default();
+        let left = key.grant.limit.saturating_sub(spent + grant_held);
+        if left < amount {
+            return Err(ComputeError::Payment(format!(
+                "the API key's limit of {} wei has {left} left; this call reserves {amount}",
+                key.grant.limit
+            )));
+        }
+        if one_request {
+            if i.seen.len() >= MAX_SEEN {
+                i.seen.retain(|_, exp| *exp > now);
+            }
+            if i.seen.len() >= MAX_SEEN {
+                return Err(ComputeError::Saturated(
+                    "too many one-request grants in flight".into(),
+                ));
+            }
+            i.seen.insert(key.id, key.grant.expires);
+        }
+        i.hold(key.account, key.id, amount);
+        Ok(Reservation {
+            ledger: self.clone(),
+            account: key.account,
+            grant: key.id,
+            amount,
+            one_request,
+            used: false,
+        })
+    }
+
+    /// Up to `max` receipts for the next settlement, oldest first.
+    pub fn take_batch(&self, max: usize) -> Vec<Pending> {
+        let mut i = self.inner.lock();
+        let n = i.queue.len().min(max);
+        i.queue.drain(..n).collect()
+    }
+
+    /// Puts a batch whose transaction did not make it back in front of the queue.
+    pub fn requeue(&self, batch: Vec<Pending>) {
+        let mut i = self.inner.lock();
+        let rest = std::mem::take(&mut i.queue);
+        i.queue = batch;
+        i.queue.extend(rest);
+    }
+
+    /// A batch is in a block: the chain's escrow now shows it; drop the holds.
+    pub fn settled(&self, batch: &[Pending]) {
+        let mut i = self.inner.lock();
+        for p in batch {
+            i.release(p.account, p.grant, p.total);
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+}
+
+impl Reservation {
+    /// The call was served: hold its real charge instead and queue its receipt.
+    pub fn charge(mut self, receipt: Receipt, total: U256) {
+        self.used = true;
+        let mut i = self.ledger.inner.lock();
+        i.release(self.account, self.grant, self.amount);
+        i.hold(self.account, self.grant, total);
+        i.queue.push(Pending {
+            receipt,
+            account: self.account,
+            grant: self.grant,
+            total,
+        });
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        let mut i = self.ledger.inner.lock();
+        i.release(self.account, self.grant, self.amount);
+        if self.one_request {
+            // Not served: the client may send the same signed request again.
+            i.seen.remove(&self.grant);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::auth;
+
+    fn key(limit: u64, request: B256) -> ApiKey {
+        let s = alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();
+        let mut g = auth::grant(42, Address::ZERO, 1, 60, U256::from(limit));
+        g.request = request;
+        auth::parse(&auth::make(&s, g).unwrap()).unwrap()
+    }
+
+    fn receipt() -> Receipt {
+        Receipt {
+            grant: key(1, B256::ZERO).grant,
+            grantSignature: Default::default(),
+            app: "a".into(),
+            requestHash: B256::ZERO,
+            callId: B256::ZERO,
+            resultHash: B256::ZERO,
+            nodeId: B256::ZERO,
+            unit: 0,
+            units: 1,
+            bytesOut: 0,
+            wallUs: 0,
+            nodeSignature: Default::default(),
+        }
+    }
+
+    #[test]
+    fn reservations_hold_escrow_until_settled_and_failures_release_them() {
+        let l = Arc::new(Ledger::default());
+        let k = key(1_000, B256::ZERO);
+        let u = |n: u64| U256::from(n);
+        let r1 = l.reserve(&k, u(60), u(100), u(0), 0).unwrap();
+        // 60 of 100 held: a second reservation of 60 does not fit.
+        let e = l.reserve(&k, u(60), u(100), u(0), 0).err().unwrap();
+        assert_eq!(e.status(), 402);
+        // The call costs 10: 90 free again, the receipt queued.
+        r1.charge(receipt(), u(10));
+        assert_eq!(l.held(k.account), u(10));
+        let r2 = l.reserve(&k, u(60), u(100), u(0), 0).unwrap();
+        drop(r2); // failed: released whole
+        assert_eq!(l.held(k.account), u(10));
+        let batch = l.take_batch(10);
+        assert_eq!(batch.len(), 1);
+        l.settled(&batch);
+        assert_eq!(l.held(k.account), u(0));
+        // The grant's limit counts what the chain has spent under it.
+        let e = l.reserve(&k, u(60), u(100), u(950), 0).err().unwrap();
+        assert!(e.to_string().contains("50 left"), "{e}");
+    }
+
+    #[test]
+    fn a_one_request_grant_is_used_once_unless_its_call_failed() {
+        let l = Arc::new(Ledger::default());
+        let k = key(100, B256::repeat_byte(1));
+        let u = |n: u64| U256::from(n);
+        let r = l.reserve(&k, u(10), u(100), u(0), 0).unwrap();
+        assert_eq!(
+            l.reserve(&k, u(10), u(100), u(0), 0)
+                .err()
+                .unwrap()
+                .status(),
+            409
+        );
+        drop(r);
+        let r = l.reserve(&k, u(10), u(100), u(0), 0).unwrap();
+        r.charge(receipt(), u(5));
+        assert_eq!(
+            l.reserve(&k, u(10), u(100), u(0), 0)
+                .err()
+                .unwrap()
+                .status(),
+            409
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! The router role: the table of computing nodes, the routing policy, the client
+//! gateway, and settlement of what clients owe.
+//!
+//! * **Table.** Computing nodes dial their routers and keep a `/emc/compute-load/1`
+//!   stream open with their apps and load; the router checks that the node id a peer
+//!   announces is the peer's own key, pings each node on `/emc/ping/1` to measure the
+//!   round trip itself, counts every call's outcome, and follows the chain for what
+//!   the node registered (owner, price per app, in the Registry module) and its last
+//!   E (the Poc module). A node that has not registered an app is listed but gets no
+//!   paid call for it: its receipt could not be settled.
+//! * **Policy** ([`policy`]): the cheapest weighted cost of distance, load, price, E
+//!   and reliability wins; the rest are the retry order.
+//! * **Gateway** ([`gateway`]): OpenAI-compatible endpoints and `/call/{app}/{path}`
+//!   over HTTP, authenticated by API keys that are grants signed by the client's
+//!   Ethereum account ([`auth`]).
+//! * **Settlement** ([`ledger`]): each call's price cap is reserved against the
+//!   client's escrow before it is forwarded; each served call becomes a receipt (the
+//!   client's grant and the node's signed result) that the router submits in batches
+//!   to the Tasks module from its own account, which receives the router's fee.
+
+pub mod auth;
+pub mod gateway;
+pub mod ledger;
+pub mod policy;
+
+use crate::compute::{peer_of, protocol, submit_call_with_gas, view, LOAD_EVERY};
+use crate::NodeError;
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::SolCall;
+use emc_chain::Chain;
+use emc_compute::agent::{AppInfo, Load, Served};
+use emc_compute::runtime::Call;
+use emc_compute::wire::{self, Msg};
+use emc_compute::{ComputeError, Frame, NodeId};
+use emc_modules::poc::IPoc;
+use emc_modules::registry::IRegistry;
+use emc_modules::tasks::ITasks;
+use emc_modules::{POC_ADDRESS, REGISTRY_ADDRESS, TASKS_ADDRESS};
+use emc_p2p::Peer;
+use futures::StreamExt;
+use libp2p_stream::Control;
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often the router re-reads registrations and E from the chain.
+const CHAIN_EVERY: Duration = Duration::from_secs(2);
+/// How often receipts are batched into a settlement.
+const SETTLE_EVERY: Duration = Duration::from_secs(2);
+/// Receipts per settlement transaction, and the gas each may use.
+const BATCH: usize = 64;
+const GAS_PER_RECEIPT: u64 = 200_000;
+
+#[derive(Clone, Debug)]
+pub struct RouterSettings {
+    /// The gateway's HTTP address.
+    pub http: std::net::SocketAddr,
+    /// The router's account: it submits settlements (paying their gas) and receives
+    /// the router's fee.
+    pub account: alloy_signer_local::PrivateKeySigner,
+    /// What a call reserves of the client's escrow when the client sets no
+    /// `x-emc-max-cost`.
+    pub reserve: U256,
+}
+
+/// A computing node as a router sees it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeEntry {
+    pub node: NodeId,
+    pub peer: String,
+    pub apps: Vec<AppInfo>,
+    pub load: Load,
+    /// Measured round trip, milliseconds (a moving average).
+    pub rtt_ms: Option<f64>,
+    pub ok: u64,
+    pub failed: u64,
+    /// From the chain: the owner, the registered price per app, the last E.
+    pub owner: Address,
+    pub registered: BTreeMap<String, U256>,
+    pub e: u64,
+}
+
+/// The router's table of connected computing nodes.
+#[derive(Default)]
+pub struct RouterTable {
+    nodes: RwLock<BTreeMap<Peer, NodeEntry>>,
+}
+
+impl RouterTable {
+    pub fn snapshot(&self) -> Vec<NodeEntry> {
+        self.nodes.read().values().cloned().collect()
+    }
+
+    /// The nodes serving `app`, as the policy sees them.
+    pub fn candidates(&self, app: &str) -> Vec<(Peer, NodeEntry, policy::Candidate)> {
+        self.nodes
+            .read()
+            .iter()
+            .filter(|(_, n)| n.apps.iter().any(|a| a.name == app))
+            .map(|(p, n)| {
+                let c = policy::Candidate {
+                    price: n.registered.get(app).copied(),
+                    load: n.load,
+                    distance_ms: n.rtt_ms,
+                    e: n.e,
+                    ok: n.ok,
+                    failed: n.failed,
+                };
+                (*p, n.clone(), c)
+            })
+            .collect()
+    }
+
+    /// Counts a call's outcome for the node's reliability.
+    pub fn record(&self, peer: &Peer, ok: bool) {
+        if let Some(n) = self.nodes.write().get_mut(peer) {
+            if ok {
+                n.ok += 1;
+            } else {
+                n.failed += 1;
+            }
+        }
+    }
+
+    /// Counts a call that started on the node, until its load report shows it.
+    fn started(&self, peer: &Peer) {
+        if let Some(n) = self.nodes.write().get_mut(peer) {
+            n.load.running += 1;
+        }
+    }
+
+    fn rtt(&self, peer: &Peer, d: Duration) {
+        if let Some(n) = self.nodes.write().get_mut(peer) {
+            let ms = d.as_secs_f64() * 1e3;
+            n.rtt_ms = Some(n.rtt_ms.map_or(ms, |m| m * 0.7 + ms * 0.3));
+        }
+    }
+}
+
+/// Starts the router role: the table, the chain follower, settlement and the gateway.
+/// Returns the gateway's bound address.
+pub async fn start(
+    chain: Arc<Chain>,
+    mut control: Control,
+    s: RouterSettings,
+    stopped: watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr, NodeError> {
+    let table = Arc::new(RouterTable::default());
+    let mut loads = control
+        .accept(protocol(wire::LOAD_PROTOCOL))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let (t, c) = (table.clone(), control.clone());
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = loads.next().await {
+            let (table, control) = (t.clone(), c.clone());
+            tokio::spawn(async move {
+                let pinger = tokio::spawn(keep_pinging(table.clone(), control, peer));
+                let r = follow_node(&table, peer, &mut stream).await;
+                pinger.abort();
+                table.nodes.write().remove(&peer);
+                tracing::info!(%peer, reason = ?r.err(), "computing node left");
+            });
+        }
+    });
+    tokio::spawn(follow_chain(chain.clone(), table.clone(), stopped.clone()));
+    let ledger = Arc::new(ledger::Ledger::default());
+    tokio::spawn(settle(
+        chain.clone(),
+        ledger.clone(),
+        s.account.clone(),
+        stopped.clone(),
+    ));
+    gateway::serve(
+        gateway::Gateway::new(chain, table, control, ledger, &s),
+        s.http,
+        stopped,
+    )
+    .await
+}
+
+async fn keep_pinging(table: Arc<RouterTable>, mut control: Control, peer: Peer) {
+    let mut seq = 0u64;
+    loop {
+        if let Ok(mut s) = control
+            .open_stream(peer, protocol(wire::PING_PROTOCOL))
+            .await
+        {
+            loop {
+                seq += 1;
+                match tokio::time::timeout(LOAD_EVERY * 2, wire::ping(&mut s, seq)).await {
+                    Ok(Ok(d)) => table.rtt(&peer, d),
+                    _ => break,
+                }
+                tokio::time::sleep(LOAD_EVERY).await;
+            }
+        }
+        tokio::time::sleep(LOAD_EVERY).await;
+    }
+}
+
+async fn follow_node(
+    table: &RouterTable,
+    peer: Peer,
+    stream: &mut libp2p::Stream,
+) -> Result<(), ComputeError> {
+    let (node, apps, load) = match wire::read_msg(stream, wire::MAX_SMALL_FRAME).await? {
+        Some(Msg::Hello { node, apps, load }) => (node, apps, load),
+        other => {
+            return Err(ComputeError::BadRequest(format!(
+                "expected hello, got {other:?}"
+            )))
+        }
+    };
+    if peer_of(&node) != Some(peer) {
+        return Err(ComputeError::BadSignature(format!(
+            "peer {peer} announced node id {node}, not its own key"
+        )));
+    }
+    tracing::info!(%peer, %node, apps = apps.len(), "computing node connected");
+    table.nodes.write().insert(
+        peer,
+        NodeEntry {
+            node,
+            peer: peer.to_string(),
+            apps,
+            load,
+            rtt_ms: None,
+            ok: 0,
+            failed: 0,
+            owner: Address::ZERO,
+            registered: BTreeMap::new(),
+            e: 0,
+        },
+    );
+    loop {
+        let next = tokio::time::timeout(
+            LOAD_EVERY * 3,
+            wire::read_msg(stream, wire::MAX_SMALL_FRAME),
+        )
+        .await
+        .map_err(|_| ComputeError::Timeout("no load report".into()))??;
+        match next {
+            Some(Msg::Load(l)) => {
+                if let Some(e) = table.nodes.write().get_mut(&peer) {
+                    e.load = l;
+                }
+            }
+            None => return Ok(()),
+            Some(other) => {
+                return Err(ComputeError::BadRequest(format!(
+                    "expected load, got {other:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// Re-reads each connected node's registration and E.
+async fn follow_chain(
+    chain: Arc<Chain>,
+    table: Arc<RouterTable>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHAIN_EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let ids: Vec<(Peer, NodeId)> = table
+            .nodes
+            .read()
+            .iter()
+            .map(|(p, n)| (*p, n.node))
+            .collect();
+        for (peer, node) in ids {
+            let info = view(
+                &chain,
+                REGISTRY_ADDRESS,
+                IRegistry::nodeInfoCall { nodeId: node.0 },
+            );
+            let e = view(&chain, POC_ADDRESS, IPoc::scoreOfCall { nodeId: node.0 });
+            if let Some(n) = table.nodes.write().get_mut(&peer) {
+                if let Ok(i) = info {
+                    n.owner = i.owner;
+                    n.registered = i.apps.into_iter().zip(i.prices).collect();
+                }
+                if let Ok(e) = e {
+                    n.e = e.score;
+                }
+            }
+        }
+    }
+}
+
+/// Batches receipts into `ITasks.settle` transactions from the router's account and
+/// drops their holds once they are in a block. A batch not in a block within a minute
+/// is sent again: receipts already settled are refused on chain, so none pays twice.
+async fn settle(
+    chain: Arc<Chain>,
+    ledger: Arc<ledger::Ledger>,
+    account: alloy_signer_local::PrivateKeySigner,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SETTLE_EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let batch = ledger.take_batch(BATCH);
+        if batch.is_empty() {
+            continue;
+        }
+        let call = ITasks::settleCall {
+            receipts: batch.iter().map(|p| p.receipt.clone()).collect(),
+        };
+        let gas = 100_000 + GAS_PER_RECEIPT * batch.len() as u64;
+        let tx = match submit_call_with_gas(&chain, &account, TASKS_ADDRESS, call.abi_encode(), gas)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "settlement not submitted");
+                ledger.requeue(batch);
+                continue;
+            }
+        };
+        tracing::info!(%tx, receipts = batch.len(), "settlement submitted");
+        let included = wait_included(&chain, tx, Duration::from_secs(60), &mut stopped).await;
+        if included {
+            ledger.settled(&batch);
+        } else {
+            tracing::warn!(%tx, "settlement not in a block in time; sending again");
+            ledger.requeue(batch);
+        }
+    }
+}
+
+async fn wait_included(
+    chain: &Chain,
+    tx: B256,
+    within: Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if matches!(chain.store().receipt(tx), Ok(Some(_))) {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stopped.wait_for(|s| *s) => return false,
+        }
+    }
+    false
+}
+
+/// A router's call to a node: the reply head and its frames.
+pub async fn call_node(
+    mut control: Control,
+    peer: Peer,
+    call: Call,
+) -> Result<Served, ComputeError> {
+    let request_hash = emc_compute::result::request_hash(&call.app, &call.path, &call.body);
+    let mut stream = control
+        .open_stream(peer, protocol(wire::CALL_PROTOCOL))
+        .await
+        .map_err(|e| ComputeError::Unavailable(format!("node {peer}: {e}")))?;
+    let (status, ct, streaming) = wire::send_call(&mut stream, &call).await?;
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(async move {
+        loop {
+            let f = match wire::read_reply(&mut stream).await {
+                Ok(f) => f,
+                Err(e) => Frame::Failed(e.to_string()),
+            };
+            let end = !matches!(f, Frame::Data(_));
+            if tx.send(f).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    Ok(Served::relayed(status, ct, streaming, request_hash, rx))
+}
