@@ -5,8 +5,8 @@
 //! threads, one on one, one lies about its result.
 //!
 //! Shown: the router's table fills from the nodes' own connections and load reports;
-//! calls through the router reach a node and come back signed by it (an event stream
-//! streamed); the registry lists the nodes; E is set on chain for the honest nodes,
+//! calls through the router with a client's API key reach a node and come back signed
+//! by it (an event stream streamed); the registry lists the nodes; E is set on chain for the honest nodes,
 //! the faster one higher; the liar is marked faulty and its owner's stake slashed.
 
 mod common;
@@ -53,7 +53,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         .args([
             "genesis",
             "--dev-accounts",
-            "4",
+            "6",
             "--block-time-ms",
             "400",
             "--epoch-blocks",
@@ -77,10 +77,11 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let accounts = emc_crypto::dev_accounts(4).expect("dev accounts");
+    let accounts = emc_crypto::dev_accounts(6).expect("dev accounts");
     let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
 
-    // The validator routes too, and attests from development account 3.
+    // The validator routes too (settling from development account 5), and attests
+    // from account 3.
     let router_http = format!("127.0.0.1:{}", base + 9);
     let p2p0 = format!("/ip4/127.0.0.1/tcp/{base}");
     let v0 = DevNode::spawn(&[
@@ -96,6 +97,8 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         "router",
         "--router-http",
         &router_http,
+        "--router-key",
+        &hexkey(5),
         "--poc-account-key",
         &hexkey(3),
     ]);
@@ -199,8 +202,47 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         assert!(n["load"]["capacity"].as_u64().expect("capacity") >= 1);
     }
 
+    // All three register themselves from their owners' accounts; only then can their
+    // calls be settled, so only then does the router send them any.
+    wait_until("three registered nodes", Duration::from_secs(60), || {
+        view(&v0, emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {}).len() == 3
+    });
+    // A client (account 4) deposits escrow and makes an API key.
+    let cli = |args: &[&str]| {
+        let out = common::emc().args(args).output().expect("emc");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let client = hexkey(4);
+    cli(&[
+        "escrow",
+        "deposit",
+        "10",
+        "--private-key",
+        &client,
+        "--rpc",
+        &v0.url,
+    ]);
+    let key = cli(&["gateway", "key", "--private-key", &client, "--rpc", &v0.url]);
+    let auth = format!("Bearer {key}");
+    wait_until(
+        "the router to see the registrations",
+        Duration::from_secs(30),
+        || {
+            ureq::post(&format!("http://{router_http}/call/py/echo"))
+                .set("Authorization", &auth)
+                .send_string("ping")
+                .is_ok()
+        },
+    );
+
     // A call through the router comes back from a node, signed by it.
     let r = ureq::post(&format!("http://{router_http}/call/py/echo"))
+        .set("Authorization", &auth)
         .send_string("via the router")
         .expect("call");
     let signed = emc_compute::SignedResult::from_header(r.header("x-emc-result").expect("signed"))
@@ -213,10 +255,12 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         alloy_primitives::keccak256(body.as_bytes())
     );
     let r = ureq::post(&format!("http://{router_http}/call/primes"))
+        .set("Authorization", &auth)
         .send_string("1000")
         .expect("wasm call");
     assert_eq!(r.into_string().expect("body"), "168");
     let events = ureq::get(&format!("http://{router_http}/call/py/events"))
+        .set("Authorization", &auth)
         .call()
         .expect("stream")
         .into_string()
@@ -226,14 +270,11 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         "{events}"
     );
     let e = ureq::post(&format!("http://{router_http}/call/nothing"))
+        .set("Authorization", &auth)
         .send_string("")
         .expect_err("no node");
     assert!(matches!(e, ureq::Error::Status(404, _)), "{e}");
 
-    // All three register themselves from their owners' accounts.
-    wait_until("three registered nodes", Duration::from_secs(60), || {
-        view(&v0, emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {}).len() == 3
-    });
     let ids: Vec<B256> = table
         .as_array()
         .expect("array")
@@ -317,6 +358,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     let url = format!("http://{router_http}/call/py/slow");
     let slow_call = std::thread::spawn(move || {
         ureq::get(&url)
+            .set("Authorization", &auth)
             .call()
             .map_err(|e| e.to_string())
             .and_then(|r| r.into_string().map_err(|e| e.to_string()))
