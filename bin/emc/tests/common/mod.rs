@@ -36,6 +36,12 @@ impl DevNode {
     /// `emc node <args>` on a free loopback port, logging at `warn` (or at the filter
     /// in `EMC_TEST_LOG`, e.g. `warn,libp2p_gossipsub=debug`, when debugging a test).
     pub fn spawn(args: &[&str]) -> DevNode {
+        Self::spawn_with(args, &[]).0
+    }
+
+    /// [`DevNode::spawn`], also returning what the node printed after each of
+    /// `prefixes` (for example `"Router HTTP: "`), in order.
+    pub fn spawn_with(args: &[&str], prefixes: &[&str]) -> (DevNode, Vec<String>) {
         let mut child = emc()
             .args([
                 "node",
@@ -62,9 +68,25 @@ impl DevNode {
                 break u.trim().to_string();
             }
         };
+        let mut found: Vec<Option<String>> = vec![None; prefixes.len()];
+        while found.iter().any(Option::is_none) {
+            assert!(Instant::now() < deadline, "node did not print {prefixes:?}");
+            let line = lines
+                .next()
+                .expect("node exited before printing what was asked")
+                .expect("read");
+            for (i, p) in prefixes.iter().enumerate() {
+                if let Some(v) = line.strip_prefix(p) {
+                    found[i] = Some(v.trim().to_string());
+                }
+            }
+        }
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        DevNode { child, url }
+        (
+            DevNode { child, url },
+            found.into_iter().map(|f| f.unwrap_or_default()).collect(),
+        )
     }
 
     pub fn ws_url(&self) -> String {

@@ -378,7 +378,7 @@ async fn try_call(
             body: body.clone(),
         };
         let call_id = call.id;
-        g.table.started(&peer);
+        let inflight = g.table.started(peer);
         let served =
             match tokio::time::timeout(TRY_TIMEOUT, call_node(g.control.clone(), peer, call)).await
             {
@@ -410,7 +410,10 @@ async fn try_call(
             let mut r = emc_compute::server::to_response(
                 served,
                 &headers,
-                Box::new(move |s, hash| receipt.charge(res, s, hash).map(|_| ())),
+                Box::new(move |s, hash| {
+                    drop(inflight);
+                    receipt.charge(res, s, hash).map(|_| ())
+                }),
             )
             .await;
             meta(&mut r, &entry.node.to_string(), call_id, None);
@@ -419,6 +422,7 @@ async fn try_call(
         let (status, ct) = (served.status, served.content_type.clone());
         let collected =
             tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served)).await;
+        drop(inflight);
         let (out, signed) = match collected {
             Ok((out, Ok(s))) => (Bytes::from(out), s),
             Ok((_, Err(e))) => {

@@ -74,6 +74,8 @@ pub struct NodeEntry {
     pub load: Load,
     /// Measured round trip, milliseconds (a moving average).
     pub rtt_ms: Option<f64>,
+    /// Calls this router has running on the node now.
+    pub inflight: u32,
     pub ok: u64,
     pub failed: u64,
     /// From the chain: the owner, the registered price per app, the last E.
@@ -100,9 +102,13 @@ impl RouterTable {
             .iter()
             .filter(|(_, n)| n.apps.iter().any(|a| a.name == app))
             .map(|(p, n)| {
+                // The node's own report, or this router's calls on it if more (the
+                // report is up to two seconds old).
+                let mut load = n.load;
+                load.running = load.running.max(n.inflight.saturating_sub(load.queued));
                 let c = policy::Candidate {
                     price: n.registered.get(app).copied(),
-                    load: n.load,
+                    load,
                     distance_ms: n.rtt_ms,
                     e: n.e,
                     ok: n.ok,
@@ -124,10 +130,14 @@ impl RouterTable {
         }
     }
 
-    /// Counts a call that started on the node, until its load report shows it.
-    fn started(&self, peer: &Peer) {
-        if let Some(n) = self.nodes.write().get_mut(peer) {
-            n.load.running += 1;
+    /// Counts a call of this router's running on the node until the guard drops.
+    fn started(self: &Arc<Self>, peer: Peer) -> Inflight {
+        if let Some(n) = self.nodes.write().get_mut(&peer) {
+            n.inflight += 1;
+        }
+        Inflight {
+            table: self.clone(),
+            peer,
         }
     }
 
@@ -135,6 +145,20 @@ impl RouterTable {
         if let Some(n) = self.nodes.write().get_mut(peer) {
             let ms = d.as_secs_f64() * 1e3;
             n.rtt_ms = Some(n.rtt_ms.map_or(ms, |m| m * 0.7 + ms * 0.3));
+        }
+    }
+}
+
+/// One call running on a node, counted in the table while it lives.
+pub struct Inflight {
+    table: Arc<RouterTable>,
+    peer: Peer,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        if let Some(n) = self.table.nodes.write().get_mut(&self.peer) {
+            n.inflight = n.inflight.saturating_sub(1);
         }
     }
 }
@@ -227,6 +251,7 @@ async fn follow_node(
             apps,
             load,
             rtt_ms: None,
+            inflight: 0,
             ok: 0,
             failed: 0,
             owner: Address::ZERO,

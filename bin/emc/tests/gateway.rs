@@ -1,0 +1,659 @@
+//! Smart routers end to end: one validator, two routers, three computing-node
+//! processes serving a real Python HTTP app and the built-in models (all-MiniLM-L6-v2
+//! and SmolLM2), a client with escrow and an API key made by `emc gateway key`.
+//!
+//! The nodes differ: K proves on two threads and is idle (the best), S proves on one
+//! thread (a lower E: slow), L has room for one call and is kept busy (loaded).
+//!
+//! Shown:
+//! * the official `openai` Python client (base_url and api_key only) gets embeddings,
+//!   a streamed chat and a plain chat from K, lists the models, and gets a clear
+//!   not-found for a model nobody serves; curl calls through the other router;
+//! * K is killed (SIGKILL) during a call: the call is retried on S and completes, and
+//!   the next calls go to S, never to the loaded L;
+//! * unsigned, malformed, expired, replayed, over-escrow, over-cap, oversized and
+//!   malformed-body requests each get their HTTP error;
+//! * every served call is settled on chain once: the escrow went down by exactly what
+//!   the node owners received plus the routers' fees, one settlement per call served,
+//!   none for the call cut off by the kill nor for any refused request.
+
+mod common;
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::{SolCall, SolEvent};
+use common::{wait_until, DevNode};
+use emc_modules::poc::IPoc;
+use emc_modules::tasks::ITasks;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn base() -> u16 {
+    // Region 0 of the network tests' layout, at offsets 5..8 they leave free.
+    10_000 + (std::process::id() % 700) as u16 * 10 + 5
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
+    let out = node.result(
+        "eth_call",
+        json!([{"to": to, "data": alloy_primitives::hex::encode_prefixed(c.abi_encode())}, "latest"]),
+    );
+    let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
+    C::abi_decode_returns(&bytes).expect("decodes")
+}
+
+fn balance(node: &DevNode, a: Address) -> U256 {
+    let v = node.result("eth_getBalance", json!([a, "latest"]));
+    v.as_str().expect("hex").parse().expect("quantity")
+}
+
+/// An HTTP reply: status, headers (lower-case names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// curl, as a user would run it.
+fn curl(args: &[&str]) -> Reply {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "120"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = text
+        .strip_prefix("HTTP/1.1 100 Continue\r\n\r\n")
+        .unwrap_or(&text);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
+    let python = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/.venv/bin/python"
+    );
+    assert!(
+        std::path::Path::new(python).exists(),
+        "the openai client's venv is missing: run ./scripts/test (it installs tests/e2e/requirements.txt)"
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = base();
+    let vkey = dir.path().join("v0.json");
+    emc_crypto::ConsensusKey::dev(0).write(&vkey).expect("key");
+    let genesis = dir.path().join("genesis.json");
+    let out = common::emc()
+        .args(["genesis", "--dev-accounts", "8", "--block-time-ms", "400"])
+        .args(["--epoch-blocks", "150"])
+        .args([
+            "--poc-json",
+            r#"{"lanes": 8, "segments": 512, "segSteps": 512, "samples": 32}"#,
+        ])
+        .args([
+            "--validator",
+            &format!("0x{:040x}={}", 0xfee0, vkey.display()),
+        ])
+        .args(["--out", genesis.to_str().expect("utf8")])
+        .output()
+        .expect("emc genesis");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
+    let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
+    let gen = genesis.to_str().expect("utf8").to_string();
+
+    let p2p0 = format!("/ip4/127.0.0.1/tcp/{base}");
+    let v0 = DevNode::spawn(&[
+        "--genesis",
+        &gen,
+        "--datadir",
+        dir.path().join("v0").to_str().expect("utf8"),
+        "--consensus-key",
+        vkey.to_str().expect("utf8"),
+        "--p2p-addr",
+        &p2p0,
+        "--poc-account-key",
+        &hexkey(3),
+    ]);
+    let boot = format!(
+        "{p2p0}/p2p/{}",
+        emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
+    );
+
+    // Two routers (accounts 4 and 5), with identities fixed in advance so nodes can
+    // name them.
+    let mut routers = Vec::new();
+    let mut gateways = Vec::new();
+    let mut router_addrs = Vec::new();
+    for r in 0..2usize {
+        let data = dir.path().join(format!("r{r}"));
+        std::fs::create_dir_all(&data).expect("dir");
+        let seed = alloy_primitives::keccak256(format!("gateway test router {r}")).0;
+        std::fs::write(data.join("p2p.key"), seed).expect("key");
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", base + 1 + r as u16);
+        router_addrs.push(format!("{p2p}/p2p/{}", emc_p2p::peer_id_of(seed)));
+        let (node, found) = DevNode::spawn_with(
+            &[
+                "--genesis",
+                &gen,
+                "--datadir",
+                data.to_str().expect("utf8"),
+                "--p2p-addr",
+                &p2p,
+                "--bootnode",
+                &boot,
+                "--role",
+                "router",
+                "--router-http",
+                "127.0.0.1:0",
+                "--router-key",
+                &hexkey(4 + r),
+            ],
+            &["Router HTTP: "],
+        );
+        routers.push(node);
+        gateways.push(found[0].clone());
+    }
+
+    // The real HTTP app.
+    let app_port = base + 3;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/compute/tests/fixtures/app.py"
+    );
+    let mut app = Command::new("python3")
+        .args([script, &app_port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(app.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let _app = Kill(app);
+
+    // K (best), S (slow: one proving thread), L (room for one call).
+    let node = |i: usize, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--genesis".into(),
+            gen.clone(),
+            "--datadir".into(),
+            dir.path().join(format!("c{i}")).display().to_string(),
+            "--p2p-addr".into(),
+            "/ip4/127.0.0.1/tcp/0".into(),
+            "--bootnode".into(),
+            boot.clone(),
+            "--role".into(),
+            "compute".into(),
+            "--app".into(),
+            format!("py=http://127.0.0.1:{app_port},price=1000000"),
+            "--app".into(),
+            "minilm=builtin:minilm,price=1000".into(),
+            "--app".into(),
+            "smollm=builtin:smollm2,price=100000".into(),
+            "--owner-key".into(),
+            hexkey(i),
+            "--compute-http".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for r in &router_addrs {
+            args.extend(["--router".into(), r.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        DevNode::spawn_with(&refs, &["Computing node id: ", "Compute HTTP: "])
+    };
+    let (mut k_node, k) = node(0, &["--poc-threads", "2", "--capacity", "4"]);
+    let (_s_node, s) = node(1, &["--poc-threads", "1", "--capacity", "4"]);
+    let (_l_node, l) = node(
+        2,
+        &["--poc-threads", "2", "--capacity", "1", "--max-queue", "4"],
+    );
+    let (k_id, s_id, l_id) = (k[0].clone(), s[0].clone(), l[0].clone());
+    let owners: Vec<Address> = (0..3).map(|i| accounts[i].address()).collect();
+
+    // Both routers see all three, registered on chain.
+    let table = |r: usize| -> Vec<Value> {
+        ureq::get(&format!("{}/nodes", gateways[r]))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "three registered nodes at both routers",
+        Duration::from_secs(120),
+        || {
+            (0..2).all(|r| {
+                let t = table(r);
+                t.len() == 3
+                    && t.iter()
+                        .all(|n| n["registered"].as_object().is_some_and(|m| m.len() == 3))
+            })
+        },
+    );
+
+    // E on chain for K and S in the same epoch, K's the higher (two threads against
+    // one; an epoch measured while the machine was busy elsewhere is waited out).
+    let scored = |id: &str| {
+        view(
+            &v0,
+            emc_modules::POC_ADDRESS,
+            IPoc::scoreOfCall {
+                nodeId: id.parse().expect("id"),
+            },
+        )
+    };
+    wait_until("E for K above S's", Duration::from_secs(180), || {
+        let (ek, es) = (scored(&k_id), scored(&s_id));
+        ek.epoch == es.epoch && es.score > 0 && ek.score * 2 > es.score * 3
+    });
+    wait_until("the routers to read E", Duration::from_secs(30), || {
+        (0..2).all(|r| {
+            table(r)
+                .iter()
+                .all(|n| n["node"] == json!(l_id) || n["e"].as_u64() > Some(0))
+        })
+    });
+
+    // The client (account 6): escrow and an API key, from the CLI.
+    let cli = |args: &[&str]| {
+        let out = common::emc().args(args).output().expect("emc");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let client = accounts[6].address();
+    cli(&[
+        "escrow",
+        "deposit",
+        "50",
+        "--private-key",
+        &hexkey(6),
+        "--rpc",
+        &v0.url,
+    ]);
+    let key = cli(&[
+        "gateway",
+        "key",
+        "--private-key",
+        &hexkey(6),
+        "--rpc",
+        &v0.url,
+    ]);
+    let bearer = format!("Authorization: Bearer {key}");
+    let escrow = || {
+        view(
+            &v0,
+            emc_modules::TASKS_ADDRESS,
+            ITasks::escrowOfCall { account: client },
+        )
+        .balance
+    };
+    let escrow_before = escrow();
+    let owners_before: Vec<U256> = owners.iter().map(|o| balance(&v0, *o)).collect();
+    let mut paid_calls = 0usize;
+
+    // Keep L busy: a long call straight to its own port, past the router.
+    let l_http = l[1].clone();
+    let hold = std::thread::spawn(move || {
+        ureq::get(&format!("{l_http}/call/py/hold/60"))
+            .call()
+            .map(|_| ())
+    });
+    wait_until(
+        "the routers to see L loaded",
+        Duration::from_secs(20),
+        || {
+            (0..2).all(|r| {
+                table(r)
+                    .iter()
+                    .any(|n| n["node"] == json!(l_id) && n["load"]["running"].as_u64() >= Some(1))
+            })
+        },
+    );
+
+    // The official openai client, through router 0.
+    let out = Command::new(python)
+        .args([
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/e2e/openai_client.py"
+            ),
+            &format!("{}/v1", gateways[0]),
+            &key,
+            "minilm",
+            "smollm",
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "openai client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(o["embeddings"], json!([384, 384]), "{o}");
+    assert_eq!(
+        o["embed_node"],
+        json!(k_id),
+        "embeddings from the best node: {o}"
+    );
+    assert!(o["stream_chunks"].as_u64() > Some(2), "{o}");
+    assert!(!o["stream_text"].as_str().unwrap_or("").is_empty(), "{o}");
+    assert!(o["chat_tokens"].as_u64() > Some(0), "{o}");
+    assert_eq!(o["chat_node"], json!(k_id), "{o}");
+    assert_eq!(o["models"], json!(["minilm", "py", "smollm"]), "{o}");
+    assert!(
+        o["unknown_model"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("NotFoundError"),
+        "{o}"
+    );
+    paid_calls += 3;
+
+    // curl through router 1: a call and an event stream, both from K.
+    let r = curl(&[
+        "-H",
+        &bearer,
+        "--data",
+        "via curl",
+        &format!("{}/call/py/echo", gateways[1]),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("via curl"), "{}", r.body);
+    assert_eq!(r.header("x-emc-node"), Some(k_id.as_str()));
+    let charge: U256 = r
+        .header("x-emc-charge")
+        .expect("charge")
+        .parse()
+        .expect("wei");
+    assert_eq!(
+        charge,
+        U256::from(1_050_000),
+        "1 call at 1,000,000 wei plus the 5% fee"
+    );
+    let r = curl(&[
+        "-N",
+        "-H",
+        &bearer,
+        &format!("{}/call/py/events", gateways[1]),
+    ]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.matches("data: ").count(), 6, "{}", r.body);
+    paid_calls += 2;
+
+    // K dies during a call: the router retries it on S.
+    let (g1, auth) = (gateways[1].clone(), bearer.clone());
+    let slow = std::thread::spawn(move || curl(&["-H", &auth, &format!("{g1}/call/py/slow")]));
+    let k_load = format!("{}/load", k[1]);
+    wait_until("the slow call to run on K", Duration::from_secs(10), || {
+        ureq::get(&k_load)
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .is_some_and(|v| v["running"] == 1)
+    });
+    k_node.kill();
+    let r = slow.join().expect("join");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "late"),
+        "the call survived the kill"
+    );
+    assert_eq!(r.header("x-emc-node"), Some(s_id.as_str()), "retried on S");
+    paid_calls += 1;
+    for g in &gateways {
+        let r = curl(&[
+            "-H",
+            &bearer,
+            "--data",
+            "after",
+            &format!("{g}/call/py/echo"),
+        ]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.header("x-emc-node"),
+            Some(s_id.as_str()),
+            "S, not the loaded L"
+        );
+        paid_calls += 1;
+    }
+
+    // Bad input: each refused with its status, none charged.
+    let g0 = &gateways[0];
+    let status = |args: &[&str]| {
+        let r = curl(args);
+        (r.status, r.body)
+    };
+    let echo = format!("{g0}/call/py/echo");
+    let (st, body) = status(&["--data", "x", &echo]);
+    assert_eq!(st, 401, "unsigned: {body}");
+    assert!(body.contains("no API key"), "{body}");
+    let (st, body) = status(&["-H", "Authorization: Bearer sk-123", "--data", "x", &echo]);
+    assert_eq!(st, 401, "not an EMC key: {body}");
+    let signer = &accounts[6];
+    let chain_id = 31337;
+    let mut expired = emc_node::router::auth::grant(
+        chain_id,
+        Address::ZERO,
+        9,
+        60,
+        U256::from(10u64).pow(U256::from(18)),
+    );
+    expired.expires = emc_node::router::auth::now() - 10;
+    let expired = emc_node::router::auth::make(signer, expired).expect("key");
+    let (st, body) = status(&[
+        "-H",
+        &format!("Authorization: Bearer {expired}"),
+        "--data",
+        "x",
+        &echo,
+    ]);
+    assert_eq!(st, 401, "expired: {body}");
+    assert!(body.contains("expired"), "{body}");
+    // A key signed for exactly one request: good once, then a replay.
+    let mut once =
+        emc_node::router::auth::grant(chain_id, Address::ZERO, 10, 60, U256::from(10_000_000u64));
+    once.request = emc_compute::result::request_hash("py", "/echo", b"once");
+    let once = format!(
+        "Authorization: Bearer {}",
+        emc_node::router::auth::make(signer, once).expect("key")
+    );
+    let (st, body) = status(&[
+        "-H",
+        &once,
+        "-H",
+        "x-emc-max-cost: 2000000",
+        "--data",
+        "once",
+        &echo,
+    ]);
+    assert_eq!(st, 200, "{body}");
+    paid_calls += 1;
+    let (st, body) = status(&[
+        "-H",
+        &once,
+        "-H",
+        "x-emc-max-cost: 2000000",
+        "--data",
+        "once",
+        &echo,
+    ]);
+    assert_eq!(st, 409, "replayed: {body}");
+    let (st, body) = status(&[
+        "-H",
+        &once,
+        "-H",
+        "x-emc-max-cost: 2000000",
+        "--data",
+        "other",
+        &echo,
+    ]);
+    assert_eq!(st, 401, "another request under a one-request key: {body}");
+    let (st, body) = status(&[
+        "-H",
+        &bearer,
+        "-H",
+        "x-emc-max-cost: 1000000000000000000000",
+        "--data",
+        "x",
+        &echo,
+    ]);
+    assert_eq!(st, 402, "over escrow: {body}");
+    assert!(body.contains("escrow"), "{body}");
+    let (st, body) = status(&[
+        "-H",
+        &bearer,
+        "-H",
+        "x-emc-max-price: 10",
+        "--data",
+        "x",
+        &echo,
+    ]);
+    assert_eq!(st, 402, "over the price cap: {body}");
+    assert!(body.contains("cap of 10 wei"), "{body}");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 9 << 20]).expect("write");
+    let (st, _) = status(&[
+        "-H",
+        &bearer,
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &echo,
+    ]);
+    assert_eq!(st, 413, "oversized");
+    let (st, body) = status(&[
+        "-H",
+        &bearer,
+        "-H",
+        "content-type: application/json",
+        "--data",
+        "{not json",
+        &format!("{g0}/v1/embeddings"),
+    ]);
+    assert_eq!(st, 400, "malformed: {body}");
+    let (st, body) = status(&[
+        "-H",
+        &bearer,
+        "-H",
+        "x-emc-weights: speed=9",
+        "--data",
+        "x",
+        &echo,
+    ]);
+    assert_eq!(st, 400, "bad weights: {body}");
+    let (st, _) = status(&["-H", &bearer, "--data", "x", &format!("{g0}/call/nothing")]);
+    assert_eq!(st, 404, "no such app");
+
+    // Settlement: every served call once, and the sums add up to the wei.
+    let settled = || -> Vec<ITasks::Settled> {
+        let logs = v0.result(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x0", "toBlock": "latest", "address": emc_modules::TASKS_ADDRESS, "topics": [ITasks::Settled::SIGNATURE_HASH]}]),
+        );
+        logs.as_array()
+            .expect("logs")
+            .iter()
+            .map(|l| {
+                let topics: Vec<B256> = l["topics"]
+                    .as_array()
+                    .expect("topics")
+                    .iter()
+                    .map(|t| t.as_str().expect("t").parse().expect("b256"))
+                    .collect();
+                let data =
+                    alloy_primitives::hex::decode(l["data"].as_str().expect("data")).expect("hex");
+                ITasks::Settled::decode_raw_log(topics, &data).expect("decodes")
+            })
+            .collect()
+    };
+    wait_until("every served call settled", Duration::from_secs(60), || {
+        settled().len() >= paid_calls
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let events = settled();
+    assert_eq!(events.len(), paid_calls, "one settlement per call served");
+    let (mut node_total, mut fees) = (U256::ZERO, U256::ZERO);
+    let mut per_owner = [U256::ZERO; 3];
+    let ids = [&k_id, &s_id, &l_id];
+    for e in &events {
+        assert_eq!(e.account, client);
+        assert_eq!(
+            e.routerFee,
+            e.nodeAmount * U256::from(500) / U256::from(10_000)
+        );
+        node_total += e.nodeAmount;
+        fees += e.routerFee;
+        let i = ids
+            .iter()
+            .position(|id| id.parse::<B256>().ok() == Some(e.nodeId))
+            .expect("one of ours");
+        per_owner[i] += e.nodeAmount;
+    }
+    assert_eq!(
+        escrow_before - escrow(),
+        node_total + fees,
+        "the escrow paid exactly the nodes and the fees"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            balance(&v0, owners[i]) - owners_before[i],
+            per_owner[i],
+            "owner {i} received its calls' charges"
+        );
+    }
+    assert_eq!(
+        per_owner[2],
+        U256::ZERO,
+        "the loaded node got no routed call"
+    );
+    drop(hold);
+}
