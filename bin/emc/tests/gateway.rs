@@ -3,14 +3,16 @@
 //! and SmolLM2), a client with escrow and an API key made by `emc gateway key`.
 //!
 //! The nodes differ: K proves on two threads and is idle (the best), S proves on one
-//! thread (a lower E: slow), L has room for one call and is kept busy (loaded).
+//! thread (a lower E: slow), L has room for one call and is kept busy (loaded). K
+//! dials both routers, S only router 1, L only router 0: the routers are peers of one
+//! mesh, so each reaches the other's node through it.
 //!
 //! Shown:
 //! * the official `openai` Python client (base_url and api_key only) gets embeddings,
 //!   a streamed chat and a plain chat from K, lists the models, and gets a clear
 //!   not-found for a model nobody serves; curl calls through the other router;
 //! * K is killed (SIGKILL) during a call: the call is retried on S and completes, and
-//!   the next calls go to S, never to the loaded L;
+//!   the next calls go to S (from router 0, through router 1), never to the loaded L;
 //! * unsigned, malformed, expired, replayed, over-escrow, over-cap, oversized and
 //!   malformed-body requests each get their HTTP error;
 //! * every served call is settled on chain once: the escrow went down by exactly what
@@ -170,10 +172,15 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     for r in 0..2usize {
         let data = dir.path().join(format!("r{r}"));
         std::fs::create_dir_all(&data).expect("dir");
+        // Fixed identities, so nodes and the other router can name each router.
         let seed = alloy_primitives::keccak256(format!("gateway test router {r}")).0;
         std::fs::write(data.join("p2p.key"), seed).expect("key");
         let p2p = format!("/ip4/127.0.0.1/tcp/{}", base + 1 + r as u16);
         router_addrs.push(format!("{p2p}/p2p/{}", emc_p2p::peer_id_of(seed)));
+    }
+    for r in 0..2usize {
+        let data = dir.path().join(format!("r{r}"));
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", base + 1 + r as u16);
         let (node, found) = DevNode::spawn_with(
             &[
                 "--genesis",
@@ -190,6 +197,8 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
                 "127.0.0.1:0",
                 "--router-key",
                 &hexkey(4 + r),
+                "--peer-router",
+                &router_addrs[1 - r],
             ],
             &["Router HTTP: "],
         );
@@ -214,8 +223,10 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         .expect("ready");
     let _app = Kill(app);
 
-    // K (best), S (slow: one proving thread), L (room for one call).
-    let node = |i: usize, extra: &[&str]| {
+    // K (best) dials both routers; S (slow: one proving thread) only router 1 and L
+    // (room for one call) only router 0, so each router reaches one of them through
+    // the other.
+    let node = |i: usize, routers: &[usize], extra: &[&str]| {
         let mut args: Vec<String> = vec![
             "--genesis".into(),
             gen.clone(),
@@ -238,40 +249,46 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
             "--compute-http".into(),
             "127.0.0.1:0".into(),
         ];
-        for r in &router_addrs {
-            args.extend(["--router".into(), r.clone()]);
+        for r in routers {
+            args.extend(["--router".into(), router_addrs[*r].clone()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         DevNode::spawn_with(&refs, &["Computing node id: ", "Compute HTTP: "])
     };
-    let (mut k_node, k) = node(0, &["--poc-threads", "2", "--capacity", "4"]);
-    let (_s_node, s) = node(1, &["--poc-threads", "1", "--capacity", "4"]);
+    let (mut k_node, k) = node(0, &[0, 1], &["--poc-threads", "2", "--capacity", "4"]);
+    let (_s_node, s) = node(1, &[1], &["--poc-threads", "1", "--capacity", "4"]);
     let (_l_node, l) = node(
         2,
+        &[0],
         &["--poc-threads", "2", "--capacity", "1", "--max-queue", "4"],
     );
     let (k_id, s_id, l_id) = (k[0].clone(), s[0].clone(), l[0].clone());
     let owners: Vec<Address> = (0..3).map(|i| accounts[i].address()).collect();
 
     // Both routers see all three, registered on chain.
-    let table = |r: usize| -> Vec<Value> {
-        ureq::get(&format!("{}/nodes", gateways[r]))
+    let get = |r: usize, what: &str| -> Vec<Value> {
+        ureq::get(&format!("{}/{what}", gateways[r]))
             .call()
             .ok()
             .and_then(|r| r.into_json::<Value>().ok())
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
     };
+    let table = |r: usize| get(r, "nodes");
+    let mesh = |r: usize| get(r, "mesh");
     wait_until(
-        "three registered nodes at both routers",
+        "both routers' nodes registered, and each other's in the mesh",
         Duration::from_secs(120),
         || {
             (0..2).all(|r| {
                 let t = table(r);
-                t.len() == 3
+                t.len() == 2
                     && t.iter()
                         .all(|n| n["registered"].as_object().is_some_and(|m| m.len() == 3))
+                    && mesh(r)
+                        .iter()
+                        .any(|n| n["node"] == json!(if r == 0 { &s_id } else { &l_id }))
             })
         },
     );
@@ -295,6 +312,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         (0..2).all(|r| {
             table(r)
                 .iter()
+                .chain(mesh(r).iter())
                 .all(|n| n["node"] == json!(l_id) || n["e"].as_u64() > Some(0))
         })
     });
@@ -354,6 +372,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
             (0..2).all(|r| {
                 table(r)
                     .iter()
+                    .chain(mesh(r).iter())
                     .any(|n| n["node"] == json!(l_id) && n["load"]["running"].as_u64() >= Some(1))
             })
         },
@@ -450,6 +469,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     );
     assert_eq!(r.header("x-emc-node"), Some(s_id.as_str()), "retried on S");
     paid_calls += 1;
+    // Router 0 reaches S only through router 1's mesh relay.
     for g in &gateways {
         let r = curl(&[
             "-H",

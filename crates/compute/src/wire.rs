@@ -29,6 +29,25 @@ pub const POC_PROTOCOL: &str = "/emc/poc/1";
 /// Round trips a router measures: 8 bytes out, the same 8 bytes back, for as long as
 /// the stream stays open.
 pub const PING_PROTOCOL: &str = "/emc/ping/1";
+/// Routers' summaries of their tables, each way between mesh peers.
+pub const MESH_PROTOCOL: &str = "/emc/router-mesh/1";
+/// A call through a peer router: `RelayTo(node)`, then `/emc/compute/1` as is.
+pub const RELAY_PROTOCOL: &str = "/emc/relay/1";
+/// Most nodes one summary lists.
+pub const MAX_SUMMARY: usize = 4_096;
+
+/// A router's view of one of its directly connected nodes, for its mesh peers.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct NodeSummary {
+    pub node: NodeId,
+    pub apps: Vec<AppInfo>,
+    pub load: Load,
+    /// The router's measured round trip to the node, microseconds.
+    pub rtt_us: Option<u64>,
+    pub e: u64,
+    /// Registered prices per app (big-endian U256), as the router read them on chain.
+    pub prices: Vec<(String, [u8; 32])>,
+}
 
 /// Largest frame of a call exchange (a request body plus its envelope).
 pub const MAX_CALL_FRAME: usize = MAX_REQUEST_BYTES + 64 * 1024;
@@ -66,6 +85,8 @@ pub enum Msg {
         load: Load,
     },
     Load(Load),
+    Summary(Vec<NodeSummary>),
+    RelayTo(NodeId),
     Challenge {
         seed: B256,
         params: PocParams,

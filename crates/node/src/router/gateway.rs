@@ -101,6 +101,7 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/nodes", get(nodes))
+        .route("/mesh", get(mesh))
         .route("/v1/models", get(models))
         .route("/v1/embeddings", post(openai))
         .route("/v1/chat/completions", post(openai))
@@ -126,6 +127,10 @@ pub async fn serve(
 
 async fn nodes(State(g): State<Gateway>) -> impl IntoResponse {
     Json(g.table.snapshot())
+}
+
+async fn mesh(State(g): State<Gateway>) -> impl IntoResponse {
+    Json(g.table.remote_snapshot())
 }
 
 /// OpenAI's model list: every app a connected node serves, with its cheapest
@@ -356,7 +361,7 @@ async fn try_call(
         }
     }
     let cands = g.table.candidates(&app);
-    let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.2.clone()).collect();
+    let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights).map_err(no_route)?;
     let mut reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?);
     let content_type = headers
@@ -365,9 +370,9 @@ async fn try_call(
         .map(str::to_string);
     let mut failures = Vec::new();
     for &i in order.iter().take(MAX_TRIES) {
-        let (peer, entry, _) = &cands[i];
-        let peer = *peer;
-        let price = entry.registered.get(&app).copied().unwrap_or_default();
+        let entry = &cands[i];
+        let peer = entry.peer;
+        let price = entry.price.unwrap_or_default();
         let deterministic = entry.apps.iter().any(|a| a.name == app && a.deterministic);
         let call = Call {
             id: B256::from(rand::random::<[u8; 32]>()),
@@ -379,23 +384,26 @@ async fn try_call(
         };
         let call_id = call.id;
         let inflight = g.table.started(peer);
-        let served =
-            match tokio::time::timeout(TRY_TIMEOUT, call_node(g.control.clone(), peer, call)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    failures.push(format!("{}: {e}", entry.node));
-                    if e.status() != 429 {
-                        g.table.record(&peer, false);
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    failures.push(format!("{}: no reply in {TRY_TIMEOUT:?}", entry.node));
+        let served = match tokio::time::timeout(
+            TRY_TIMEOUT,
+            call_node(g.control.clone(), entry, call),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                failures.push(format!("{}: {e}", entry.node));
+                if e.status() != 429 {
                     g.table.record(&peer, false);
-                    continue;
                 }
-            };
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{}: no reply in {TRY_TIMEOUT:?}", entry.node));
+                g.table.record(&peer, false);
+                continue;
+            }
+        };
         let receipt = Receipting {
             key: key.clone(),
             app: app.clone(),

@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod gateway;
 pub mod ledger;
+pub mod mesh;
 pub mod policy;
 
 use crate::compute::{peer_of, protocol, submit_call_with_gas, view, LOAD_EVERY};
@@ -36,7 +37,7 @@ use emc_modules::poc::IPoc;
 use emc_modules::registry::IRegistry;
 use emc_modules::tasks::ITasks;
 use emc_modules::{POC_ADDRESS, REGISTRY_ADDRESS, TASKS_ADDRESS};
-use emc_p2p::Peer;
+use emc_p2p::{Addr, Command, Peer};
 use futures::StreamExt;
 use libp2p_stream::Control;
 use parking_lot::RwLock;
@@ -63,6 +64,8 @@ pub struct RouterSettings {
     /// What a call reserves of the client's escrow when the client sets no
     /// `x-emc-max-cost`.
     pub reserve: U256,
+    /// Peer routers of the mesh (each `/ip4/…/tcp/…/p2p/<peer id>`).
+    pub peers: Vec<Addr>,
 }
 
 /// A computing node as a router sees it.
@@ -84,10 +87,24 @@ pub struct NodeEntry {
     pub e: u64,
 }
 
-/// The router's table of connected computing nodes.
+/// The router's table of connected computing nodes, and of its mesh peers' nodes.
 #[derive(Default)]
 pub struct RouterTable {
     nodes: RwLock<BTreeMap<Peer, NodeEntry>>,
+    remote: RwLock<BTreeMap<(Peer, NodeId), mesh::Remote>>,
+    routers_rtt: RwLock<BTreeMap<Peer, f64>>,
+}
+
+/// How a call reaches a node: directly, or through a peer router.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub node: NodeId,
+    /// The node's own peer id (its result must be signed by it).
+    pub peer: Peer,
+    pub via: Option<Peer>,
+    pub apps: Vec<AppInfo>,
+    pub price: Option<U256>,
+    pub candidate: policy::Candidate,
 }
 
 impl RouterTable {
@@ -95,10 +112,11 @@ impl RouterTable {
         self.nodes.read().values().cloned().collect()
     }
 
-    /// The nodes serving `app`, as the policy sees them.
-    pub fn candidates(&self, app: &str) -> Vec<(Peer, NodeEntry, policy::Candidate)> {
-        self.nodes
-            .read()
+    /// Every way to a node serving `app`: direct nodes, then peers' nodes that are not
+    /// also direct (through the nearest peer that has them).
+    pub fn candidates(&self, app: &str) -> Vec<Route> {
+        let nodes = self.nodes.read();
+        let mut routes: Vec<Route> = nodes
             .iter()
             .filter(|(_, n)| n.apps.iter().any(|a| a.name == app))
             .map(|(p, n)| {
@@ -106,17 +124,103 @@ impl RouterTable {
                 // report is up to two seconds old).
                 let mut load = n.load;
                 load.running = load.running.max(n.inflight.saturating_sub(load.queued));
-                let c = policy::Candidate {
-                    price: n.registered.get(app).copied(),
-                    load,
-                    distance_ms: n.rtt_ms,
-                    e: n.e,
-                    ok: n.ok,
-                    failed: n.failed,
-                };
-                (*p, n.clone(), c)
+                let price = n.registered.get(app).copied();
+                Route {
+                    node: n.node,
+                    peer: *p,
+                    via: None,
+                    apps: n.apps.clone(),
+                    price,
+                    candidate: policy::Candidate {
+                        price,
+                        load,
+                        distance_ms: n.rtt_ms,
+                        e: n.e,
+                        ok: n.ok,
+                        failed: n.failed,
+                    },
+                }
+            })
+            .collect();
+        let rtts = self.routers_rtt.read();
+        let mut best: BTreeMap<NodeId, Route> = BTreeMap::new();
+        for ((router, node), r) in self.remote.read().iter() {
+            let s = &r.summary;
+            let Some(peer) = peer_of(node) else { continue };
+            if nodes.contains_key(&peer) || !mesh::fresh(r) || !s.apps.iter().any(|a| a.name == app)
+            {
+                continue;
+            }
+            let hop = rtts.get(router).copied().unwrap_or(50.0);
+            let distance = hop + s.rtt_us.map_or(50.0, |us| us as f64 / 1e3);
+            let price = mesh::remote_price(s, app);
+            let route = Route {
+                node: *node,
+                peer,
+                via: Some(*router),
+                apps: s.apps.clone(),
+                price,
+                candidate: policy::Candidate {
+                    price,
+                    load: s.load,
+                    distance_ms: Some(distance),
+                    e: s.e,
+                    ok: 0,
+                    failed: 0,
+                },
+            };
+            let nearer = best
+                .get(node)
+                .is_none_or(|b| b.candidate.distance_ms > route.candidate.distance_ms);
+            if nearer {
+                best.insert(*node, route);
+            }
+        }
+        routes.extend(best.into_values());
+        routes
+    }
+
+    /// Whether `peer` is a node connected to this router.
+    pub fn is_direct(&self, peer: &Peer) -> bool {
+        self.nodes.read().contains_key(peer)
+    }
+
+    /// Summaries of the direct nodes, for mesh peers.
+    pub fn summaries(&self) -> Vec<emc_compute::wire::NodeSummary> {
+        self.nodes
+            .read()
+            .values()
+            .take(emc_compute::wire::MAX_SUMMARY)
+            .map(mesh::summary_of)
+            .collect()
+    }
+
+    /// The peers' nodes, for `GET /mesh`.
+    pub fn remote_snapshot(&self) -> Vec<serde_json::Value> {
+        let rtts = self.routers_rtt.read();
+        self.remote
+            .read()
+            .iter()
+            .map(|((router, node), r)| {
+                serde_json::json!({
+                    "node": node,
+                    "via": router.to_string(),
+                    "via_rtt_ms": rtts.get(router),
+                    "rtt_ms": r.summary.rtt_us.map(|us| us as f64 / 1e3),
+                    "apps": r.summary.apps,
+                    "load": r.summary.load,
+                    "e": r.summary.e,
+                    "fresh": mesh::fresh(r),
+                })
             })
             .collect()
+    }
+
+    fn router_rtt(&self, peer: &Peer, d: Duration) {
+        let ms = d.as_secs_f64() * 1e3;
+        let mut m = self.routers_rtt.write();
+        let e = m.entry(*peer).or_insert(ms);
+        *e = *e * 0.7 + ms * 0.3;
     }
 
     /// Counts a call's outcome for the node's reliability.
@@ -168,6 +272,7 @@ impl Drop for Inflight {
 pub async fn start(
     chain: Arc<Chain>,
     mut control: Control,
+    commands: mpsc::UnboundedSender<Command>,
     s: RouterSettings,
     stopped: watch::Receiver<bool>,
 ) -> Result<std::net::SocketAddr, NodeError> {
@@ -180,7 +285,8 @@ pub async fn start(
         while let Some((peer, mut stream)) = loads.next().await {
             let (table, control) = (t.clone(), c.clone());
             tokio::spawn(async move {
-                let pinger = tokio::spawn(keep_pinging(table.clone(), control, peer));
+                let pinger =
+                    tokio::spawn(keep_pinging(table.clone(), control, peer, RouterTable::rtt));
                 let r = follow_node(&table, peer, &mut stream).await;
                 pinger.abort();
                 table.nodes.write().remove(&peer);
@@ -189,6 +295,13 @@ pub async fn start(
         }
     });
     tokio::spawn(follow_chain(chain.clone(), table.clone(), stopped.clone()));
+    mesh::start(
+        table.clone(),
+        control.clone(),
+        commands,
+        s.peers.clone(),
+        stopped.clone(),
+    )?;
     let ledger = Arc::new(ledger::Ledger::default());
     tokio::spawn(settle(
         chain.clone(),
@@ -204,7 +317,13 @@ pub async fn start(
     .await
 }
 
-async fn keep_pinging(table: Arc<RouterTable>, mut control: Control, peer: Peer) {
+/// Pings `peer` every period and hands each round trip to `record`.
+async fn keep_pinging(
+    table: Arc<RouterTable>,
+    mut control: Control,
+    peer: Peer,
+    record: fn(&RouterTable, &Peer, Duration),
+) {
     let mut seq = 0u64;
     loop {
         if let Ok(mut s) = control
@@ -214,7 +333,7 @@ async fn keep_pinging(table: Arc<RouterTable>, mut control: Control, peer: Peer)
             loop {
                 seq += 1;
                 match tokio::time::timeout(LOAD_EVERY * 2, wire::ping(&mut s, seq)).await {
-                    Ok(Ok(d)) => table.rtt(&peer, d),
+                    Ok(Ok(d)) => record(&table, &peer, d),
                     _ => break,
                 }
                 tokio::time::sleep(LOAD_EVERY).await;
@@ -380,17 +499,29 @@ async fn wait_included(
     false
 }
 
-/// A router's call to a node: the reply head and its frames.
+/// A router's call to a node, directly or through a peer router: the reply head and
+/// its frames.
 pub async fn call_node(
     mut control: Control,
-    peer: Peer,
+    route: &Route,
     call: Call,
 ) -> Result<Served, ComputeError> {
     let request_hash = emc_compute::result::request_hash(&call.app, &call.path, &call.body);
-    let mut stream = control
-        .open_stream(peer, protocol(wire::CALL_PROTOCOL))
-        .await
-        .map_err(|e| ComputeError::Unavailable(format!("node {peer}: {e}")))?;
+    let node = route.node;
+    let mut stream = match route.via {
+        None => control
+            .open_stream(route.peer, protocol(wire::CALL_PROTOCOL))
+            .await
+            .map_err(|e| ComputeError::Unavailable(format!("node {node}: {e}")))?,
+        Some(router) => {
+            let mut s = control
+                .open_stream(router, protocol(wire::RELAY_PROTOCOL))
+                .await
+                .map_err(|e| ComputeError::Unavailable(format!("router {router}: {e}")))?;
+            wire::write_msg(&mut s, &Msg::RelayTo(node)).await?;
+            s
+        }
+    };
     let (status, ct, streaming) = wire::send_call(&mut stream, &call).await?;
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {

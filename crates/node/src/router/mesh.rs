@@ -1,0 +1,285 @@
+//! The router mesh: routers that name each other (`--peer-router`) exchange summaries
+//! of their tables and relay calls to each other's nodes.
+//!
+//! * Every [`LOAD_EVERY`] a router sends each peer, on a `/emc/router-mesh/1` stream it
+//!   keeps open, the summary of the nodes connected to it directly (apps, load, its
+//!   RTT to each, E, registered prices). Only direct nodes are summarised, so a path
+//!   is at most one router hop long and summaries never loop.
+//! * A peer's node becomes a candidate at the distance *RTT to the peer router + the
+//!   peer's RTT to the node*, so the policy weighs the hop like any other distance.
+//!   A summary is trusted for routing only: what a call pays is what the chain says.
+//! * A call to a peer's node opens `/emc/relay/1` to the peer with `RelayTo(node)`;
+//!   the peer opens `/emc/compute/1` to its node and pipes bytes both ways. The
+//!   node signs its result as always, and the gateway router checks that signature,
+//!   so a relay cannot alter a reply unseen.
+//! * Mesh and relay streams are accepted only from configured peers; entries of a
+//!   peer whose stream ended or went quiet for three periods are dropped.
+
+use super::{keep_pinging, RouterTable};
+use crate::compute::{peer_of, protocol, LOAD_EVERY};
+use crate::NodeError;
+use alloy_primitives::U256;
+use emc_compute::wire::{self, Msg, NodeSummary};
+use emc_compute::{ComputeError, NodeId};
+use emc_p2p::{Addr, Command, Peer};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p_stream::Control;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// A node that a peer router serves.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub summary: NodeSummary,
+    pub at: Instant,
+}
+
+fn peer_in(addr: &Addr) -> Option<Peer> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// Joins the mesh: accepts summaries and relays from `peers`, and keeps a summary
+/// stream open to each of them.
+pub fn start(
+    table: Arc<RouterTable>,
+    mut control: Control,
+    commands: mpsc::UnboundedSender<Command>,
+    peers: Vec<Addr>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let mut ids = BTreeSet::new();
+    for a in &peers {
+        ids.insert(peer_in(a).ok_or_else(|| {
+            NodeError::Config(format!("--peer-router {a} must end in /p2p/<peer id>"))
+        })?);
+    }
+    let ids = Arc::new(ids);
+    let mut summaries = control
+        .accept(protocol(wire::MESH_PROTOCOL))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let (t, allowed) = (table.clone(), ids.clone());
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = summaries.next().await {
+            if !allowed.contains(&peer) {
+                tracing::debug!(%peer, "mesh stream from a router not configured as a peer");
+                continue;
+            }
+            let t = t.clone();
+            tokio::spawn(async move {
+                let r = follow_peer(&t, peer, &mut stream).await;
+                t.remote.write().retain(|(r, _), _| *r != peer);
+                tracing::info!(%peer, reason = ?r.err(), "peer router's summaries ended");
+            });
+        }
+    });
+    let mut relays = control
+        .accept(protocol(wire::RELAY_PROTOCOL))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let (t, c, allowed) = (table.clone(), control.clone(), ids.clone());
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = relays.next().await {
+            if !allowed.contains(&peer) {
+                continue;
+            }
+            let (t, c) = (t.clone(), c.clone());
+            tokio::spawn(async move {
+                if let Err(e) = relay(&t, c, stream).await {
+                    tracing::debug!(%peer, error = %e, "relay");
+                }
+            });
+        }
+    });
+    for addr in peers {
+        let Some(peer) = peer_in(&addr) else { continue };
+        tokio::spawn(keep_pinging(
+            table.clone(),
+            control.clone(),
+            peer,
+            RouterTable::router_rtt,
+        ));
+        tokio::spawn(keep_peer(
+            table.clone(),
+            control.clone(),
+            commands.clone(),
+            addr,
+            peer,
+            stopped.clone(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends this router's summary to a peer every period, redialing when it breaks.
+async fn keep_peer(
+    table: Arc<RouterTable>,
+    mut control: Control,
+    commands: mpsc::UnboundedSender<Command>,
+    addr: Addr,
+    peer: Peer,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let _ = commands.send(Command::Dial(addr.clone()));
+        let attempt = async {
+            let mut s = control
+                .open_stream(peer, protocol(wire::MESH_PROTOCOL))
+                .await
+                .map_err(|e| ComputeError::Unavailable(e.to_string()))?;
+            tracing::info!(%peer, "sending summaries to peer router");
+            loop {
+                wire::write_msg(&mut s, &Msg::Summary(table.summaries())).await?;
+                tokio::time::sleep(LOAD_EVERY).await;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), ComputeError>(())
+        };
+        tokio::select! {
+            r = attempt => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "peer router stream ended; redialing");
+                }
+            }
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn follow_peer(
+    table: &RouterTable,
+    peer: Peer,
+    stream: &mut libp2p::Stream,
+) -> Result<(), ComputeError> {
+    loop {
+        let next = tokio::time::timeout(
+            LOAD_EVERY * 3,
+            wire::read_msg(stream, wire::MAX_SMALL_FRAME),
+        )
+        .await
+        .map_err(|_| ComputeError::Timeout("no summary".into()))??;
+        let list = match next {
+            Some(Msg::Summary(list)) => list,
+            None => return Ok(()),
+            Some(other) => {
+                return Err(ComputeError::BadRequest(format!(
+                    "expected a summary, got {other:?}"
+                )))
+            }
+        };
+        if list.len() > wire::MAX_SUMMARY {
+            return Err(ComputeError::TooLarge(format!(
+                "a summary of {} nodes",
+                list.len()
+            )));
+        }
+        let now = Instant::now();
+        let mut remote = table.remote.write();
+        remote.retain(|(r, _), _| *r != peer);
+        for s in list {
+            remote.insert(
+                (peer, s.node),
+                Remote {
+                    summary: s,
+                    at: now,
+                },
+            );
+        }
+    }
+}
+
+/// The relaying side of `/emc/relay/1`.
+async fn relay(
+    table: &RouterTable,
+    mut control: Control,
+    mut stream: libp2p::Stream,
+) -> Result<(), ComputeError> {
+    let node = match wire::read_msg(&mut stream, wire::MAX_SMALL_FRAME).await? {
+        Some(Msg::RelayTo(n)) => n,
+        other => {
+            return Err(ComputeError::BadRequest(format!(
+                "expected RelayTo, got {other:?}"
+            )))
+        }
+    };
+    let refuse = |m: String| Msg::Refused {
+        status: 503,
+        message: m,
+    };
+    let target = match peer_of(&node).filter(|p| table.is_direct(p)) {
+        Some(p) => p,
+        None => {
+            let m = refuse(format!("node {node} is not connected to this router"));
+            return wire::write_msg(&mut stream, &m).await;
+        }
+    };
+    let out = match control
+        .open_stream(target, protocol(wire::CALL_PROTOCOL))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let m = refuse(format!("node {node}: {e}"));
+            return wire::write_msg(&mut stream, &m).await;
+        }
+    };
+    let (mut ar, mut aw) = stream.split();
+    let (mut br, mut bw) = out.split();
+    let up = async {
+        let r = futures::io::copy(&mut ar, &mut bw).await;
+        let _ = bw.close().await;
+        r
+    };
+    let down = async {
+        let r = futures::io::copy(&mut br, &mut aw).await;
+        let _ = aw.close().await;
+        r
+    };
+    // The reply ends the exchange; a caller that goes away ends it too.
+    tokio::pin!(up, down);
+    tokio::select! {
+        r = &mut down => { r.map_err(|e| ComputeError::Unavailable(e.to_string()))?; }
+        _ = &mut up => { let _ = down.await; }
+    }
+    Ok(())
+}
+
+/// A summary entry for this router's direct node.
+pub fn summary_of(n: &super::NodeEntry) -> NodeSummary {
+    NodeSummary {
+        node: n.node,
+        apps: n.apps.clone(),
+        load: n.load,
+        rtt_us: n.rtt_ms.map(|ms| (ms * 1e3) as u64),
+        e: n.e,
+        prices: n
+            .registered
+            .iter()
+            .map(|(a, p)| (a.clone(), p.to_be_bytes::<32>()))
+            .collect(),
+    }
+}
+
+/// A remote node's registered price for `app`, from its summary.
+pub fn remote_price(s: &NodeSummary, app: &str) -> Option<U256> {
+    s.prices
+        .iter()
+        .find(|(a, _)| a == app)
+        .map(|(_, p)| U256::from_be_bytes(*p))
+}
+
+/// Whether a summary is recent enough to route by.
+pub fn fresh(r: &Remote) -> bool {
+    r.at.elapsed() < LOAD_EVERY * 3
+}
+
+pub fn node_of(r: &Remote) -> NodeId {
+    r.summary.node
+}
