@@ -13,6 +13,8 @@
 //!   not-found for a model nobody serves; curl calls through the other router;
 //! * K is killed (SIGKILL) during a call: the call is retried on S and completes, and
 //!   the next calls go to S (from router 0, through router 1), never to the loaded L;
+//! * a message published on a WebSocket channel at one router reaches a subscriber
+//!   at the other, naming the publisher's account;
 //! * unsigned, malformed, expired, replayed, over-escrow, over-cap, oversized and
 //!   malformed-body requests each get their HTTP error;
 //! * every served call is settled on chain once: the escrow went down by exactly what
@@ -486,6 +488,49 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         );
         paid_calls += 1;
     }
+
+    // Pub/sub: a subscriber at router 1, a publisher at router 0; the message
+    // crosses the mesh and names the publisher's account. No key, no socket.
+    let ws = |r: usize, channel: &str, key: Option<&str>| {
+        let url = format!(
+            "{}/pubsub/{channel}{}",
+            gateways[r].replacen("http", "ws", 1),
+            key.map(|k| format!("?key={k}")).unwrap_or_default()
+        );
+        tungstenite::connect(url.as_str())
+    };
+    match ws(0, "news", None) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a socket without a key: {:?}", other.map(|_| ())),
+    }
+    let (mut sub, _) = ws(1, "news", Some(&key)).expect("subscriber");
+    let (mut publisher, _) = ws(0, "news", Some(&key)).expect("publisher");
+    let mut got = None;
+    wait_until(
+        "a publication across the mesh",
+        Duration::from_secs(20),
+        || {
+            // Until the subscription is known, publications before it are missed.
+            publisher
+                .send(tungstenite::Message::text("hello mesh"))
+                .expect("send");
+            if let tungstenite::stream::MaybeTlsStream::Plain(s) = sub.get_ref() {
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .expect("timeout");
+            }
+            match sub.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    got = Some(t.to_string());
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    let m: Value = serde_json::from_str(&got.expect("a message")).expect("json");
+    assert_eq!(m["data"], "hello mesh");
+    assert_eq!(m["channel"], "news");
+    assert_eq!(m["from"], json!(client));
 
     // Bad input: each refused with its status, none charged.
     let g0 = &gateways[0];

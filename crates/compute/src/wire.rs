@@ -36,6 +36,21 @@ pub const RELAY_PROTOCOL: &str = "/emc/relay/1";
 /// Most nodes one summary lists.
 pub const MAX_SUMMARY: usize = 4_096;
 
+/// A message on a publish/subscribe channel, as routers pass it along the mesh.
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct Publication {
+    /// Unique per message (routers drop one they have seen).
+    pub id: B256,
+    pub channel: String,
+    /// The publisher's account, as its API key proved to the router it used.
+    pub from: [u8; 20],
+    pub data: Vec<u8>,
+    /// Unix milliseconds at the first router.
+    pub at: u64,
+    /// Routers it may still cross.
+    pub hops: u8,
+}
+
 /// A router's view of one of its directly connected nodes, for its mesh peers.
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub struct NodeSummary {
@@ -86,6 +101,7 @@ pub enum Msg {
     },
     Load(Load),
     Summary(Vec<NodeSummary>),
+    Publish(Publication),
     RelayTo(NodeId),
     Challenge {
         seed: B256,

@@ -5,7 +5,8 @@
 //! | `POST /v1/embeddings`, `POST /v1/chat/completions` | OpenAI's API; `model` names the app; `"stream": true` streams server-sent events |
 //! | `GET /v1/models` | every model the network serves through this router (no key needed) |
 //! | `ANY /call/{app}/{path...}` | any app: an HTTP app gets the method, path, query and body |
-//! | `GET /nodes` | the routing table: load, RTT, E, prices, outcomes |
+//! | `GET /pubsub/{channel}` (WebSocket), `POST /pubsub/{channel}` | publish/subscribe, see [`super::pubsub`] |
+//! | `GET /nodes`, `GET /mesh` | the routing table: load, RTT, E, prices, outcomes; the peers' nodes |
 //! | `GET /health` | `ok` |
 //!
 //! Every call needs an API key ([`super::auth`]) as `Authorization: Bearer`. Per
@@ -26,6 +27,7 @@
 use super::auth::{self, ApiKey};
 use super::ledger::{Ledger, Reservation};
 use super::policy::{self, NoRoute, Weights};
+use super::pubsub::{self, PubSub};
 use super::{call_node, RouterSettings, RouterTable};
 use crate::compute::{peer_of, view};
 use crate::NodeError;
@@ -70,6 +72,7 @@ pub struct Gateway {
     reserve: U256,
     cache: Arc<Mutex<ResultCache>>,
     keys: Arc<Mutex<HashMap<String, ApiKey>>>,
+    pubsub: Arc<PubSub>,
 }
 
 impl Gateway {
@@ -78,6 +81,7 @@ impl Gateway {
         table: Arc<RouterTable>,
         control: Control,
         ledger: Arc<Ledger>,
+        pubsub: Arc<PubSub>,
         s: &RouterSettings,
     ) -> Self {
         Gateway {
@@ -89,6 +93,7 @@ impl Gateway {
             reserve: s.reserve,
             cache: Arc::default(),
             keys: Arc::default(),
+            pubsub,
         }
     }
 }
@@ -105,6 +110,7 @@ pub async fn serve(
         .route("/v1/models", get(models))
         .route("/v1/embeddings", post(openai))
         .route("/v1/chat/completions", post(openai))
+        .route("/pubsub/{channel}", get(subscribe).post(publish))
         .route("/call/{app}", any(call_root))
         .route("/call/{app}/{*path}", any(call_path))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
@@ -138,15 +144,13 @@ async fn mesh(State(g): State<Gateway>) -> impl IntoResponse {
 async fn models(State(g): State<Gateway>) -> impl IntoResponse {
     let mut by_app: std::collections::BTreeMap<String, (String, Option<U256>, usize)> =
         Default::default();
-    for n in g.table.snapshot() {
-        for a in &n.apps {
-            let e = by_app
-                .entry(a.name.clone())
-                .or_insert((a.kind.clone(), None, 0));
-            e.2 += 1;
-            if let Some(p) = n.registered.get(&a.name) {
-                e.1 = Some(e.1.map_or(*p, |q: U256| q.min(*p)));
-            }
+    for (a, price) in g.table.apps() {
+        let e = by_app
+            .entry(a.name.clone())
+            .or_insert((a.kind.clone(), None, 0));
+        e.2 += 1;
+        if let Some(p) = price {
+            e.1 = Some(e.1.map_or(p, |q: U256| q.min(p)));
         }
     }
     let data: Vec<serde_json::Value> = by_app
@@ -186,9 +190,9 @@ async fn openai(
     };
     let known = g
         .table
-        .snapshot()
+        .apps()
         .into_iter()
-        .flat_map(|n| n.apps)
+        .map(|(a, _)| a)
         .find(|a| a.name == model);
     match known {
         None => {
@@ -270,17 +274,29 @@ fn ask(h: &HeaderMap) -> Result<Ask, ComputeError> {
 
 impl Gateway {
     fn key(&self, headers: &HeaderMap) -> Result<ApiKey, ComputeError> {
+        self.key_or(headers, None)
+    }
+
+    /// The request's API key: from its headers, or `query_key` (WebSocket clients in
+    /// browsers cannot set headers).
+    fn key_or(&self, headers: &HeaderMap, query_key: Option<&str>) -> Result<ApiKey, ComputeError> {
         let raw = headers
             .get(axum::http::header::AUTHORIZATION)
             .or_else(|| headers.get("x-api-key"))
             .and_then(|v| v.to_str().ok())
+            .or(query_key)
             .unwrap_or_default()
             .to_string();
         let cached = self.keys.lock().get(&raw).cloned();
         let key = match cached {
             Some(k) => k,
             None => {
-                let k = auth::from_headers(headers)?;
+                let k = match query_key {
+                    Some(q) if !headers.contains_key(axum::http::header::AUTHORIZATION) => {
+                        auth::parse(q)?
+                    }
+                    _ => auth::from_headers(headers)?,
+                };
                 let mut keys = self.keys.lock();
                 if keys.len() >= KEY_CACHE {
                     keys.clear();
@@ -652,5 +668,87 @@ impl ResultCache {
                 self.bytes -= c.body.len();
             }
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+/// `GET /pubsub/{channel}`: a WebSocket that publishes what the client sends and
+/// delivers what anyone publishes.
+async fn subscribe(
+    State(g): State<Gateway>,
+    Path(channel): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<KeyQuery>,
+    headers: HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let key = match g.key_or(&headers, q.key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let rx = match g.pubsub.subscribe(&channel) {
+        Ok(rx) => rx,
+        Err(e) => return error_response(&e),
+    };
+    ws.max_message_size(pubsub::MAX_MESSAGE)
+        .on_upgrade(move |socket| session(g, channel, key.account, rx, socket))
+}
+
+async fn session(
+    g: Gateway,
+    channel: String,
+    account: Address,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<emc_compute::wire::Publication>>,
+    mut socket: axum::extract::ws::WebSocket,
+) {
+    use axum::extract::ws::Message;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            got = rx.recv() => {
+                let text = match got {
+                    Ok(p) => pubsub::to_json(&p),
+                    Err(RecvError::Lagged(n)) => serde_json::json!({"channel": channel, "missed": n}).to_string(),
+                    Err(RecvError::Closed) => return,
+                };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            msg = socket.recv() => {
+                let data = match msg {
+                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(b))) => b.to_vec(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                if let Err(e) = g.pubsub.publish(&channel, account, data) {
+                    let text = serde_json::json!({"error": e.to_string()}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /pubsub/{channel}`: publishes the body once.
+async fn publish(
+    State(g): State<Gateway>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = match g.key(&headers) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    match g.pubsub.publish(&channel, key.account, body.to_vec()) {
+        Ok(n) => Json(serde_json::json!({"delivered_here": n})).into_response(),
+        Err(e) => error_response(&e),
     }
 }

@@ -12,9 +12,11 @@
 //!   the peer opens `/emc/compute/1` to its node and pipes bytes both ways. The
 //!   node signs its result as always, and the gateway router checks that signature,
 //!   so a relay cannot alter a reply unseen.
+//! * Publications of the pub/sub channels ([`super::pubsub`]) ride the same streams.
 //! * Mesh and relay streams are accepted only from configured peers; entries of a
 //!   peer whose stream ended or went quiet for three periods are dropped.
 
+use super::pubsub::PubSub;
 use super::{keep_pinging, RouterTable};
 use crate::compute::{peer_of, protocol, LOAD_EVERY};
 use crate::NodeError;
@@ -47,6 +49,7 @@ fn peer_in(addr: &Addr) -> Option<Peer> {
 /// stream open to each of them.
 pub fn start(
     table: Arc<RouterTable>,
+    pubsub: Arc<PubSub>,
     mut control: Control,
     commands: mpsc::UnboundedSender<Command>,
     peers: Vec<Addr>,
@@ -62,16 +65,16 @@ pub fn start(
     let mut summaries = control
         .accept(protocol(wire::MESH_PROTOCOL))
         .map_err(|e| NodeError::Config(e.to_string()))?;
-    let (t, allowed) = (table.clone(), ids.clone());
+    let (t, ps, allowed) = (table.clone(), pubsub.clone(), ids.clone());
     tokio::spawn(async move {
         while let Some((peer, mut stream)) = summaries.next().await {
             if !allowed.contains(&peer) {
                 tracing::debug!(%peer, "mesh stream from a router not configured as a peer");
                 continue;
             }
-            let t = t.clone();
+            let (t, ps) = (t.clone(), ps.clone());
             tokio::spawn(async move {
-                let r = follow_peer(&t, peer, &mut stream).await;
+                let r = follow_peer(&t, &ps, peer, &mut stream).await;
                 t.remote.write().retain(|(r, _), _| *r != peer);
                 tracing::info!(%peer, reason = ?r.err(), "peer router's summaries ended");
             });
@@ -104,6 +107,7 @@ pub fn start(
         ));
         tokio::spawn(keep_peer(
             table.clone(),
+            pubsub.clone(),
             control.clone(),
             commands.clone(),
             addr,
@@ -117,6 +121,7 @@ pub fn start(
 /// Sends this router's summary to a peer every period, redialing when it breaks.
 async fn keep_peer(
     table: Arc<RouterTable>,
+    pubsub: Arc<PubSub>,
     mut control: Control,
     commands: mpsc::UnboundedSender<Command>,
     addr: Addr,
@@ -131,9 +136,14 @@ async fn keep_peer(
                 .await
                 .map_err(|e| ComputeError::Unavailable(e.to_string()))?;
             tracing::info!(%peer, "sending summaries to peer router");
+            let mut publications = pubsub.add_peer(peer);
+            let mut tick = tokio::time::interval(LOAD_EVERY);
             loop {
-                wire::write_msg(&mut s, &Msg::Summary(table.summaries())).await?;
-                tokio::time::sleep(LOAD_EVERY).await;
+                let m = tokio::select! {
+                    _ = tick.tick() => Msg::Summary(table.summaries()),
+                    Some(p) = publications.recv() => Msg::Publish(p),
+                };
+                wire::write_msg(&mut s, &m).await?;
             }
             #[allow(unreachable_code)]
             Ok::<(), ComputeError>(())
@@ -155,6 +165,7 @@ async fn keep_peer(
 
 async fn follow_peer(
     table: &RouterTable,
+    pubsub: &PubSub,
     peer: Peer,
     stream: &mut libp2p::Stream,
 ) -> Result<(), ComputeError> {
@@ -167,6 +178,10 @@ async fn follow_peer(
         .map_err(|_| ComputeError::Timeout("no summary".into()))??;
         let list = match next {
             Some(Msg::Summary(list)) => list,
+            Some(Msg::Publish(p)) => {
+                pubsub.from_peer(p, peer);
+                continue;
+            }
             None => return Ok(()),
             Some(other) => {
                 return Err(ComputeError::BadRequest(format!(

@@ -13,6 +13,8 @@
 //! * **Gateway** ([`gateway`]): OpenAI-compatible endpoints and `/call/{app}/{path}`
 //!   over HTTP, authenticated by API keys that are grants signed by the client's
 //!   Ethereum account ([`auth`]).
+//! * **Mesh** ([`mesh`]): peer routers exchange table summaries and relay calls.
+//! * **Pub/sub** ([`pubsub`]): WebSocket channels at the gateway, carried along the mesh.
 //! * **Settlement** ([`ledger`]): each call's price cap is reserved against the
 //!   client's escrow before it is forwarded; each served call becomes a receipt (the
 //!   client's grant and the node's signed result) that the router submits in batches
@@ -23,6 +25,7 @@ pub mod gateway;
 pub mod ledger;
 pub mod mesh;
 pub mod policy;
+pub mod pubsub;
 
 use crate::compute::{peer_of, protocol, submit_call_with_gas, view, LOAD_EVERY};
 use crate::NodeError;
@@ -180,6 +183,27 @@ impl RouterTable {
         routes
     }
 
+    /// Every app served here or through a peer: one entry per node and app, with the
+    /// node's registered price.
+    pub fn apps(&self) -> Vec<(AppInfo, Option<U256>)> {
+        let mut out: Vec<(AppInfo, Option<U256>)> = self
+            .nodes
+            .read()
+            .values()
+            .flat_map(|n| {
+                n.apps
+                    .iter()
+                    .map(|a| (a.clone(), n.registered.get(&a.name).copied()))
+            })
+            .collect();
+        for r in self.remote.read().values().filter(|r| mesh::fresh(r)) {
+            for a in &r.summary.apps {
+                out.push((a.clone(), mesh::remote_price(&r.summary, &a.name)));
+            }
+        }
+        out
+    }
+
     /// Whether `peer` is a node connected to this router.
     pub fn is_direct(&self, peer: &Peer) -> bool {
         self.nodes.read().contains_key(peer)
@@ -295,8 +319,10 @@ pub async fn start(
         }
     });
     tokio::spawn(follow_chain(chain.clone(), table.clone(), stopped.clone()));
+    let pubsub = Arc::new(pubsub::PubSub::default());
     mesh::start(
         table.clone(),
+        pubsub.clone(),
         control.clone(),
         commands,
         s.peers.clone(),
@@ -309,12 +335,8 @@ pub async fn start(
         s.account.clone(),
         stopped.clone(),
     ));
-    gateway::serve(
-        gateway::Gateway::new(chain, table, control, ledger, &s),
-        s.http,
-        stopped,
-    )
-    .await
+    let g = gateway::Gateway::new(chain, table, control, ledger, pubsub, &s);
+    gateway::serve(g, s.http, stopped).await
 }
 
 /// Pings `peer` every period and hands each round trip to `record`.
