@@ -1,6 +1,8 @@
-//! The README's run command: `emc devnet` with no config starts 4 validators and a
-//! full node as processes, prints their RPC URLs, makes blocks that every node agrees
-//! on, and stops cleanly on Ctrl-C, leaving its data in the directory it named.
+//! The README's run command: `emc devnet` with no config starts 4 validators, a full
+//! node, 2 routers and 2 computing nodes serving the built-in models as processes,
+//! prints their RPC URLs, the gateways and an API key, makes blocks that every node
+//! agrees on, answers an embeddings call through the printed gateway with the printed
+//! key, and stops cleanly on Ctrl-C, leaving its data in the directory it named.
 
 mod common;
 
@@ -41,7 +43,10 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     let _stop = Stop(child.id());
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut urls = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut gateways = Vec::new();
+    let mut key = None;
+    let mut key_next = false;
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut agreed = false;
     while Instant::now() < deadline {
         let line = lines.next().expect("devnet still running").expect("read");
@@ -52,13 +57,21 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
         {
             urls.push(url.to_string());
         }
-        // "heights: validator-0=N ... full-0=N": all five at 3 or more.
+        if line.starts_with("router-") && line.trim_end().ends_with("/v1") {
+            gateways.push(line.split_whitespace().nth(1).expect("url").to_string());
+        }
+        if key_next {
+            key = Some(line.trim().to_string());
+            key_next = false;
+        }
+        key_next |= line.starts_with("API key");
+        // "heights: validator-0=N ... compute-1=N": all nine at 3 or more.
         if let Some(h) = line.strip_prefix("heights: ") {
             let hs: Vec<u64> = h
                 .split_whitespace()
                 .filter_map(|kv| kv.split('=').nth(1)?.parse().ok())
                 .collect();
-            if hs.len() == 5 && hs.iter().all(|h| *h >= 3) {
+            if hs.len() == 9 && hs.iter().all(|h| *h >= 3) {
                 agreed = true;
                 break;
             }
@@ -66,9 +79,12 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     }
     assert_eq!(
         urls.len(),
-        5,
-        "four validators and a full node print their URLs: {urls:?}"
+        9,
+        "four validators, a full node, two routers and two computing nodes print their URLs: {urls:?}"
     );
+    assert_eq!(gateways.len(), 2, "two gateways: {gateways:?}");
+    let key = key.expect("an API key printed");
+    assert!(key.starts_with("emc_"), "{key}");
     assert!(agreed, "every node reached height 3");
     // Every node reports the same block 2.
     let hashes: Vec<String> = urls
@@ -83,6 +99,24 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
         })
         .collect();
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    // The newcomer's first call: embeddings through the printed gateway and key, once
+    // the computing nodes have registered.
+    let mut reply = None;
+    let t = Instant::now();
+    while reply.is_none() && t.elapsed() < Duration::from_secs(90) {
+        reply = ureq::post(&format!("{}/embeddings", gateways[0]))
+            .set("Authorization", &format!("Bearer {key}"))
+            .send_json(serde_json::json!({"model": "all-minilm-l6-v2", "input": "hello"}))
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let reply = reply.expect("an embedding through the devnet's gateway");
+    assert_eq!(
+        reply["data"][0]["embedding"].as_array().map(Vec::len),
+        Some(384),
+        "{reply}"
+    );
     // Ctrl-C: the devnet stops its nodes and exits cleanly.
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")

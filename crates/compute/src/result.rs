@@ -119,6 +119,17 @@ impl SignedResult {
     pub fn verify(&self) -> Result<(), ComputeError> {
         let vk = ed25519_consensus::VerificationKey::try_from(self.claim.node.0 .0)
             .map_err(|_| ComputeError::BadSignature("node id is not an ed25519 key".into()))?;
+        self.verify_with(&vk)
+    }
+
+    /// [`SignedResult::verify`] with the node's key already decoded (a router keeps
+    /// it per node); the key must be the claim's node id.
+    pub fn verify_with(&self, vk: &ed25519_consensus::VerificationKey) -> Result<(), ComputeError> {
+        if vk.to_bytes() != self.claim.node.0 .0 {
+            return Err(ComputeError::BadSignature(
+                "the result names another node".into(),
+            ));
+        }
         let sig = ed25519_consensus::Signature::from(self.signature);
         vk.verify(&sig, &self.claim.signing_bytes())
             .map_err(|_| ComputeError::BadSignature("result signature does not verify".into()))

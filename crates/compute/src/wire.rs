@@ -157,20 +157,32 @@ async fn expect<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Msg, Comp
         .ok_or_else(|| ComputeError::Unavailable("the peer closed the stream".into()))
 }
 
-/// The node's side of `/emc/compute/1`: serves one call from a router.
+/// The node's side of `/emc/compute/1`: serves calls from a router, one after another
+/// on the same stream, until the router closes it (a router keeps idle streams to
+/// reuse, so a call costs no stream negotiation).
 pub async fn serve_call<S: AsyncRead + AsyncWrite + Unpin>(
     agent: &Arc<Agent>,
     s: &mut S,
 ) -> Result<(), ComputeError> {
-    let call = match expect(s, MAX_CALL_FRAME).await? {
-        Msg::Call {
+    while serve_one(agent, s).await? {}
+    Ok(())
+}
+
+/// Serves one call; `Ok(false)` when the stream ended cleanly before a call.
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
+    agent: &Arc<Agent>,
+    s: &mut S,
+) -> Result<bool, ComputeError> {
+    let call = match read_msg(s, MAX_CALL_FRAME).await? {
+        None => return Ok(false),
+        Some(Msg::Call {
             id,
             app,
             method,
             path,
             content_type,
             body,
-        } => Call {
+        }) => Call {
             id,
             app,
             method,
@@ -191,7 +203,8 @@ pub async fn serve_call<S: AsyncRead + AsyncWrite + Unpin>(
                 status: e.status(),
                 message: e.to_string(),
             };
-            return write_msg(s, &refused).await;
+            write_msg(s, &refused).await?;
+            return Ok(true);
         }
     };
     let head = Msg::Head {
@@ -207,15 +220,22 @@ pub async fn serve_call<S: AsyncRead + AsyncWrite + Unpin>(
                     write_msg(s, &Msg::Data(c.to_vec())).await?;
                 }
             }
-            Frame::Done(r) => return write_msg(s, &Msg::Done(r)).await,
-            Frame::Failed(e) => return write_msg(s, &Msg::Failed(e)).await,
+            Frame::Done(r) => {
+                write_msg(s, &Msg::Done(r)).await?;
+                return Ok(true);
+            }
+            Frame::Failed(e) => {
+                write_msg(s, &Msg::Failed(e)).await?;
+                return Ok(true);
+            }
         }
     }
     write_msg(
         s,
         &Msg::Failed("the reply ended without a signature".into()),
     )
-    .await
+    .await?;
+    Ok(true)
 }
 
 /// The caller's side of `/emc/compute/1`: sends the call and returns the reply's head;

@@ -146,6 +146,12 @@ fn genesis(a: &DevnetArgs, extra: &Extra) -> Result<Genesis> {
 pub(crate) struct Extra {
     pub accounts: Vec<alloy_primitives::Address>,
     pub gas_limit: Option<u64>,
+    /// Apps the computing nodes serve instead of the built-in models.
+    pub compute_apps: Option<Vec<String>>,
+    /// Which router each computing node dials [default: node i, router i mod routers].
+    pub compute_router: Option<usize>,
+    /// More flags for the computing nodes.
+    pub compute_args: Vec<String>,
 }
 
 fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
@@ -214,7 +220,7 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
         .collect();
     let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)?;
     let hex_key = |i: usize| format!("0x{}", hex::encode(keys[i].to_bytes()));
-    if a.compute_nodes > 0 {
+    if a.compute_nodes > 0 && extra.compute_apps.is_none() {
         ensure_models()?;
     }
     for i in 0..total {
@@ -273,11 +279,14 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
         if i >= first_compute {
             let c = i - first_compute;
             args.extend(["--role".into(), "compute".into()]);
-            for app in DEVNET_APPS {
-                args.extend(["--app".into(), app.to_string()]);
+            let default_apps: Vec<String> = DEVNET_APPS.iter().map(|s| s.to_string()).collect();
+            for app in extra.compute_apps.as_ref().unwrap_or(&default_apps) {
+                args.extend(["--app".into(), app.clone()]);
             }
             // Each node dials one router; the routers' mesh reaches the rest.
-            args.extend(["--router".into(), router_addrs[c % a.routers].clone()]);
+            let r = extra.compute_router.unwrap_or(c) % a.routers;
+            args.extend(["--router".into(), router_addrs[r].clone()]);
+            args.extend(extra.compute_args.iter().cloned());
             args.extend(["--owner-key".into(), hex_key(6 + c % 2)]);
         }
         for (j, b) in bootnodes.iter().enumerate() {

@@ -29,7 +29,7 @@ use super::ledger::{Ledger, Reservation};
 use super::policy::{self, NoRoute, Weights};
 use super::pubsub::{self, PubSub};
 use super::{call_node, RouterSettings, RouterTable};
-use crate::compute::{peer_of, view};
+use crate::compute::view;
 use crate::NodeError;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use axum::extract::{Path, State};
@@ -73,6 +73,16 @@ pub struct Gateway {
     cache: Arc<Mutex<ResultCache>>,
     keys: Arc<Mutex<HashMap<String, ApiKey>>>,
     pubsub: Arc<PubSub>,
+    /// Escrow balances and grant spending as of a height: read once per block, not
+    /// once per call.
+    views: Arc<Mutex<ViewCache>>,
+}
+
+#[derive(Default)]
+struct ViewCache {
+    height: u64,
+    escrow: HashMap<Address, U256>,
+    spent: HashMap<B256, U256>,
 }
 
 impl Gateway {
@@ -94,6 +104,7 @@ impl Gateway {
             cache: Arc::default(),
             keys: Arc::default(),
             pubsub,
+            views: Arc::default(),
         }
     }
 }
@@ -310,6 +321,26 @@ impl Gateway {
     }
 
     fn reserve(&self, key: &ApiKey, amount: U256) -> Result<Reservation, ComputeError> {
+        let (escrow, spent) = self.escrow_and_spent(key)?;
+        self.ledger.reserve(key, amount, escrow, spent, auth::now())
+    }
+
+    /// The client's escrow balance and the grant's spending at the head, read from the
+    /// Tasks module once per block.
+    fn escrow_and_spent(&self, key: &ApiKey) -> Result<(U256, U256), ComputeError> {
+        let height = self.chain.head().height.0;
+        {
+            let mut v = self.views.lock();
+            if v.height != height {
+                *v = ViewCache {
+                    height,
+                    ..Default::default()
+                };
+            }
+            if let (Some(e), Some(s)) = (v.escrow.get(&key.account), v.spent.get(&key.id)) {
+                return Ok((*e, *s));
+            }
+        }
         let escrow = view(
             &self.chain,
             TASKS_ADDRESS,
@@ -325,7 +356,12 @@ impl Gateway {
             ITasks::spentCall { grantId: key.id },
         )
         .map_err(ComputeError::Unavailable)?;
-        self.ledger.reserve(key, amount, escrow, spent, auth::now())
+        let mut v = self.views.lock();
+        if v.height == height && v.escrow.len() < KEY_CACHE {
+            v.escrow.insert(key.account, escrow);
+            v.spent.insert(key.id, spent);
+        }
+        Ok((escrow, spent))
     }
 }
 
@@ -402,7 +438,7 @@ async fn try_call(
         let inflight = g.table.started(peer);
         let served = match tokio::time::timeout(
             TRY_TIMEOUT,
-            call_node(g.control.clone(), entry, call),
+            call_node(g.control.clone(), &g.table, entry, call),
         )
         .await
         {
@@ -421,6 +457,8 @@ async fn try_call(
             }
         };
         let receipt = Receipting {
+            node: entry.node,
+            node_key: entry.key,
             key: key.clone(),
             app: app.clone(),
             peer,
@@ -511,6 +549,8 @@ fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
 
 /// Turns a node's signed result into a receipt, once it checks out.
 struct Receipting {
+    node: emc_compute::NodeId,
+    node_key: Option<ed25519_consensus::VerificationKey>,
     key: ApiKey,
     app: String,
     peer: Peer,
@@ -524,11 +564,12 @@ impl Receipting {
     /// Checks the node's result against what was asked and relayed, charges the call
     /// and queues its receipt; returns the total charged.
     fn charge(self, res: Reservation, s: &SignedResult, relayed: B256) -> Result<U256, String> {
-        let ok = s.verify().is_ok()
+        // The node's id is the key it signs with; the route was chosen by that id.
+        let ok = s.claim.node == self.node
+            && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
             && s.claim.result_hash == relayed
             && s.claim.request_hash == self.request_hash
-            && s.claim.call == self.call_id
-            && peer_of(&s.claim.node) == Some(self.peer);
+            && s.claim.call == self.call_id;
         self.ledger_table.record(&self.peer, ok);
         if !ok {
             return Err("the node's signed result does not match what was asked and sent".into());

@@ -36,6 +36,9 @@ use tokio::sync::{mpsc, watch};
 pub struct Remote {
     pub summary: NodeSummary,
     pub at: Instant,
+    /// The node's peer id and key, decoded once.
+    pub peer: Peer,
+    pub key: Option<ed25519_consensus::VerificationKey>,
 }
 
 fn peer_in(addr: &Addr) -> Option<Peer> {
@@ -196,14 +199,40 @@ async fn follow_peer(
             )));
         }
         let now = Instant::now();
+        // Keys decoded outside the lock (each is a point decompression), and kept
+        // from the last summary when the node is the same.
+        type Decoded = (Peer, Option<ed25519_consensus::VerificationKey>);
+        let known: std::collections::BTreeMap<NodeId, Decoded> = table
+            .remote
+            .read()
+            .iter()
+            .filter(|((r, _), _)| *r == peer)
+            .map(|((_, n), e)| (*n, (e.peer, e.key)))
+            .collect();
+        let mut entries = Vec::with_capacity(list.len());
+        for s in list {
+            let (node_peer, key) = match known.get(&s.node) {
+                Some(k) => *k,
+                None => match peer_of(&s.node) {
+                    Some(p) => (
+                        p,
+                        ed25519_consensus::VerificationKey::try_from(s.node.0 .0).ok(),
+                    ),
+                    None => continue,
+                },
+            };
+            entries.push((s, node_peer, key));
+        }
         let mut remote = table.remote.write();
         remote.retain(|(r, _), _| *r != peer);
-        for s in list {
+        for (s, node_peer, key) in entries {
             remote.insert(
                 (peer, s.node),
                 Remote {
                     summary: s,
                     at: now,
+                    peer: node_peer,
+                    key,
                 },
             );
         }
@@ -248,12 +277,12 @@ async fn relay(
     let (mut ar, mut aw) = stream.split();
     let (mut br, mut bw) = out.split();
     let up = async {
-        let r = futures::io::copy(&mut ar, &mut bw).await;
+        let r = pipe(&mut ar, &mut bw).await;
         let _ = bw.close().await;
         r
     };
     let down = async {
-        let r = futures::io::copy(&mut br, &mut aw).await;
+        let r = pipe(&mut br, &mut aw).await;
         let _ = aw.close().await;
         r
     };
@@ -264,6 +293,26 @@ async fn relay(
         _ = &mut up => { let _ = down.await; }
     }
     Ok(())
+}
+
+/// Copies until the end of `r`, flushing each piece at once (a relay must not hold a
+/// reply's bytes back waiting for more).
+async fn pipe<R, W>(r: &mut R, w: &mut W) -> std::io::Result<u64>
+where
+    R: futures::AsyncRead + Unpin,
+    W: futures::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        total += n as u64;
+    }
 }
 
 /// A summary entry for this router's direct node.

@@ -88,6 +88,8 @@ pub struct NodeEntry {
     pub owner: Address,
     pub registered: BTreeMap<String, U256>,
     pub e: u64,
+    #[serde(skip)]
+    pub key: Option<ed25519_consensus::VerificationKey>,
 }
 
 /// The router's table of connected computing nodes, and of its mesh peers' nodes.
@@ -96,12 +98,23 @@ pub struct RouterTable {
     nodes: RwLock<BTreeMap<Peer, NodeEntry>>,
     remote: RwLock<BTreeMap<(Peer, NodeId), mesh::Remote>>,
     routers_rtt: RwLock<BTreeMap<Peer, f64>>,
+    /// Call streams (to a node, or relayed through a peer router: `(via, node)`), idle
+    /// after a complete reply, for the next call.
+    idle: parking_lot::Mutex<BTreeMap<PathKey, Vec<libp2p::Stream>>>,
 }
+
+/// A way to a node: the peer router it is relayed through (if any), and the node.
+type PathKey = (Option<Peer>, Peer);
+
+/// Idle call streams kept per node.
+const MAX_IDLE: usize = 64;
 
 /// How a call reaches a node: directly, or through a peer router.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub node: NodeId,
+    /// The node's key, decoded once.
+    pub key: Option<ed25519_consensus::VerificationKey>,
     /// The node's own peer id (its result must be signed by it).
     pub peer: Peer,
     pub via: Option<Peer>,
@@ -130,6 +143,7 @@ impl RouterTable {
                 let price = n.registered.get(app).copied();
                 Route {
                     node: n.node,
+                    key: n.key,
                     peer: *p,
                     via: None,
                     apps: n.apps.clone(),
@@ -149,7 +163,7 @@ impl RouterTable {
         let mut best: BTreeMap<NodeId, Route> = BTreeMap::new();
         for ((router, node), r) in self.remote.read().iter() {
             let s = &r.summary;
-            let Some(peer) = peer_of(node) else { continue };
+            let peer = r.peer;
             if nodes.contains_key(&peer) || !mesh::fresh(r) || !s.apps.iter().any(|a| a.name == app)
             {
                 continue;
@@ -159,6 +173,7 @@ impl RouterTable {
             let price = mesh::remote_price(s, app);
             let route = Route {
                 node: *node,
+                key: r.key,
                 peer,
                 via: Some(*router),
                 apps: s.apps.clone(),
@@ -202,6 +217,18 @@ impl RouterTable {
             }
         }
         out
+    }
+
+    fn idle_stream(&self, via: Option<Peer>, peer: Peer) -> Option<libp2p::Stream> {
+        self.idle.lock().get_mut(&(via, peer)).and_then(Vec::pop)
+    }
+
+    fn keep_stream(&self, via: Option<Peer>, peer: Peer, s: libp2p::Stream) {
+        let mut idle = self.idle.lock();
+        let list = idle.entry((via, peer)).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(s);
+        }
     }
 
     /// Whether `peer` is a node connected to this router.
@@ -314,6 +341,7 @@ pub async fn start(
                 let r = follow_node(&table, peer, &mut stream).await;
                 pinger.abort();
                 table.nodes.write().remove(&peer);
+                table.idle.lock().retain(|(_, p), _| *p != peer);
                 tracing::info!(%peer, reason = ?r.err(), "computing node left");
             });
         }
@@ -398,6 +426,7 @@ async fn follow_node(
             owner: Address::ZERO,
             registered: BTreeMap::new(),
             e: 0,
+            key: ed25519_consensus::VerificationKey::try_from(node.0 .0).ok(),
         },
     );
     loop {
@@ -524,36 +553,63 @@ async fn wait_included(
 /// A router's call to a node, directly or through a peer router: the reply head and
 /// its frames.
 pub async fn call_node(
-    mut control: Control,
+    control: Control,
+    table: &Arc<RouterTable>,
     route: &Route,
     call: Call,
 ) -> Result<Served, ComputeError> {
     let request_hash = emc_compute::result::request_hash(&call.app, &call.path, &call.body);
     let node = route.node;
-    let mut stream = match route.via {
-        None => control
-            .open_stream(route.peer, protocol(wire::CALL_PROTOCOL))
-            .await
-            .map_err(|e| ComputeError::Unavailable(format!("node {node}: {e}")))?,
-        Some(router) => {
-            let mut s = control
-                .open_stream(router, protocol(wire::RELAY_PROTOCOL))
-                .await
-                .map_err(|e| ComputeError::Unavailable(format!("router {router}: {e}")))?;
-            wire::write_msg(&mut s, &Msg::RelayTo(node)).await?;
-            s
+    let peer = route.peer;
+    let via = route.via;
+    let open = || {
+        let mut control = control.clone();
+        async move {
+            match via {
+                None => control
+                    .open_stream(peer, protocol(wire::CALL_PROTOCOL))
+                    .await
+                    .map_err(|e| ComputeError::Unavailable(format!("node {node}: {e}"))),
+                Some(router) => {
+                    let mut s = control
+                        .open_stream(router, protocol(wire::RELAY_PROTOCOL))
+                        .await
+                        .map_err(|e| ComputeError::Unavailable(format!("router {router}: {e}")))?;
+                    wire::write_msg(&mut s, &Msg::RelayTo(node)).await?;
+                    Ok(s)
+                }
+            }
         }
     };
-    let (status, ct, streaming) = wire::send_call(&mut stream, &call).await?;
+    let (mut stream, pooled) = match table.idle_stream(via, peer) {
+        Some(s) => (s, true),
+        None => (open().await?, false),
+    };
+    let head = match wire::send_call(&mut stream, &call).await {
+        Ok(h) => h,
+        // An idle stream the other end has since closed: once more on a fresh one.
+        Err(_) if pooled => {
+            stream = open().await?;
+            wire::send_call(&mut stream, &call).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let (status, ct, streaming) = head;
     let (tx, rx) = mpsc::channel(32);
+    let table = table.clone();
     tokio::spawn(async move {
         loop {
-            let f = match wire::read_reply(&mut stream).await {
-                Ok(f) => f,
-                Err(e) => Frame::Failed(e.to_string()),
+            let (f, clean) = match wire::read_reply(&mut stream).await {
+                Ok(f) => (f, true),
+                Err(e) => (Frame::Failed(e.to_string()), false),
             };
             let end = !matches!(f, Frame::Data(_));
-            if tx.send(f).await.is_err() || end {
+            let delivered = tx.send(f).await.is_ok();
+            if !delivered || end {
+                // A reply read to its end leaves the stream ready for the next call.
+                if delivered && clean {
+                    table.keep_stream(via, peer, stream);
+                }
                 return;
             }
         }

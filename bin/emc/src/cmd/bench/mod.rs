@@ -32,6 +32,7 @@ sol! {
 
 mod compute;
 mod consensus;
+mod gateway;
 mod network;
 
 #[derive(clap::Subcommand)]
@@ -44,6 +45,8 @@ pub enum BenchCmd {
     Network(network::NetworkBench),
     /// Each runtime directly and through a computing node; tokens/s, embeddings/s, E.
     Compute(compute::ComputeBench),
+    /// Requests/s and latency through nginx and through one and two EMC routers (wrk).
+    Gateway(gateway::GatewayBench),
 }
 
 #[derive(clap::Args)]
@@ -65,6 +68,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
         BenchCmd::Consensus(a) => return consensus::run(a),
         BenchCmd::Network(a) => return network::run(a),
         BenchCmd::Compute(a) => return compute::run(a),
+        BenchCmd::Gateway(a) => return gateway::run(a),
     };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");

@@ -86,6 +86,7 @@ pub fn run(a: NetworkBench) -> Result<()> {
     let extra = Extra {
         accounts: keys.iter().map(|k| k.address()).collect(),
         gas_limit: Some(200_000_000),
+        ..Default::default()
     };
     let (_, genesis, mut procs) = launch(&args, &extra)?;
     let result = throughput(
