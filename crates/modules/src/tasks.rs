@@ -37,6 +37,7 @@ use crate::registry::RegistryModule;
 use crate::{map_slot, Metered, ModuleCall, ModuleError};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
+use std::collections::BTreeMap;
 
 sol! {
     /// The ABI at `TASKS_ADDRESS`.
@@ -262,13 +263,7 @@ impl TasksModule {
                         "at most {MAX_RECEIPTS} receipts per settlement"
                     )));
                 }
-                let (mut settled, mut charged) = (U256::ZERO, U256::ZERO);
-                for r in &c.receipts {
-                    if let Some(total) = settle_one(m, call.caller, r)? {
-                        settled += U256::from(1);
-                        charged += total;
-                    }
-                }
+                let (settled, charged) = settle_all(m, call.caller, &c.receipts)?;
                 ITasks::settleCall::abi_encode_returns(&ITasks::settleReturn { settled, charged })
                     .into()
             }
@@ -300,9 +295,94 @@ fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
     m.emit(log.topics().to_vec(), log.data);
 }
 
+/// What one `settle` has read and owes, so each account's escrow, each grant's
+/// spending and each node's registration is read once and written once per batch,
+/// and each payee is paid once: the per-receipt cost is its two signatures and its
+/// settled flag.
+#[derive(Default)]
+struct Batch {
+    escrow: BTreeMap<Address, (U256, U256)>,
+    spent: BTreeMap<B256, U256>,
+    prices: BTreeMap<(B256, String), Option<(Address, U256)>>,
+    pay: BTreeMap<Address, U256>,
+}
+
+impl Batch {
+    fn escrow(&mut self, m: &mut Metered<'_>, a: Address) -> Result<(U256, U256), ModuleError> {
+        if let Some(e) = self.escrow.get(&a) {
+            return Ok(*e);
+        }
+        let w = a.into_word();
+        let e = (m.sload(map(M_BALANCE, w))?, m.sload(map(M_PENDING, w))?);
+        self.escrow.insert(a, e);
+        Ok(e)
+    }
+
+    fn spent(&mut self, m: &mut Metered<'_>, gid: B256) -> Result<U256, ModuleError> {
+        if let Some(s) = self.spent.get(&gid) {
+            return Ok(*s);
+        }
+        let s = m.sload(map(M_SPENT, gid))?;
+        self.spent.insert(gid, s);
+        Ok(s)
+    }
+
+    fn price(
+        &mut self,
+        m: &mut Metered<'_>,
+        node: B256,
+        app: &str,
+    ) -> Result<Option<(Address, U256)>, ModuleError> {
+        let k = (node, app.to_string());
+        if let Some(p) = self.prices.get(&k) {
+            return Ok(*p);
+        }
+        let p = RegistryModule::price(m, node, app)?;
+        self.prices.insert(k, p);
+        Ok(p)
+    }
+
+    /// Writes the escrows and spending back and pays every payee.
+    fn finish(self, m: &mut Metered<'_>) -> Result<(), ModuleError> {
+        for (a, (b, p)) in self.escrow {
+            let w = a.into_word();
+            m.sstore(map(M_BALANCE, w), b)?;
+            m.sstore(map(M_PENDING, w), p)?;
+        }
+        for (g, s) in self.spent {
+            m.sstore(map(M_SPENT, g), s)?;
+        }
+        for (to, amount) in self.pay {
+            if !amount.is_zero() {
+                m.pay(to, amount)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settles every receipt of a batch; returns how many settled and their total.
+fn settle_all(
+    m: &mut Metered<'_>,
+    router: Address,
+    receipts: &[ITasks::Receipt],
+) -> Result<(U256, U256), ModuleError> {
+    let mut batch = Batch::default();
+    let (mut settled, mut charged) = (U256::ZERO, U256::ZERO);
+    for r in receipts {
+        if let Some(total) = settle_one(m, &mut batch, router, r)? {
+            settled += U256::from(1);
+            charged += total;
+        }
+    }
+    batch.finish(m)?;
+    Ok((settled, charged))
+}
+
 /// Settles one receipt; `Ok(None)` (and a `Rejected` event) when a check fails.
 fn settle_one(
     m: &mut Metered<'_>,
+    batch: &mut Batch,
     router: Address,
     r: &ITasks::Receipt,
 ) -> Result<Option<U256>, ModuleError> {
@@ -315,25 +395,19 @@ fn settle_one(
         .map(|a| grant_id(*a, g))
         .unwrap_or_default();
     let rid = receipt_id(gid, r.callId);
-    match check(m, router, r, account) {
+    match check(m, batch, router, r, account) {
         Ok((account, owner, amount, fee)) => {
             let total = amount + fee;
-            let who = account.into_word();
-            let (b, p) = (m.sload(map(M_BALANCE, who))?, m.sload(map(M_PENDING, who))?);
+            let (b, p) = batch.escrow(m, account)?;
             let from_balance = total.min(b);
-            m.sstore(map(M_BALANCE, who), b - from_balance)?;
-            if total > from_balance {
-                m.sstore(map(M_PENDING, who), p - (total - from_balance))?;
-            }
-            let spent = m.sload(map(M_SPENT, gid))?;
-            m.sstore(map(M_SPENT, gid), spent + total)?;
+            batch
+                .escrow
+                .insert(account, (b - from_balance, p - (total - from_balance)));
+            let spent = batch.spent(m, gid)?;
+            batch.spent.insert(gid, spent + total);
             m.sstore(map(M_SETTLED, rid), U256::from(1))?;
-            if !amount.is_zero() {
-                m.pay(owner, amount)?;
-            }
-            if !fee.is_zero() {
-                m.pay(router, fee)?;
-            }
+            *batch.pay.entry(owner).or_default() += amount;
+            *batch.pay.entry(router).or_default() += fee;
             emit(
                 m,
                 ITasks::Settled {
@@ -375,6 +449,7 @@ impl From<ModuleError> for Reject {
 /// Every check of a receipt: its account, the node owner, the amount and the fee.
 fn check(
     m: &mut Metered<'_>,
+    batch: &mut Batch,
     router: Address,
     r: &ITasks::Receipt,
     account: Result<Address, String>,
@@ -406,7 +481,7 @@ fn check(
     if verified.is_err() {
         return skip("the node did not sign this result".into());
     }
-    let Some((owner, price)) = RegistryModule::price(m, r.nodeId, &r.app)? else {
+    let Some((owner, price)) = batch.price(m, r.nodeId, &r.app)? else {
         return skip(format!("the node is not registered for {:?}", r.app));
     };
     let gid = grant_id(account, g);
@@ -418,18 +493,18 @@ fn check(
     }
     let (amount, fee) = charge(r.units, price);
     let total = amount + fee;
-    let spent = m.sload(map(M_SPENT, gid))?;
+    let spent = batch.spent(m, gid)?;
     if spent + total > g.limit {
         return skip(format!(
             "the grant's limit of {} wei would be passed ({spent} spent, {total} more)",
             g.limit
         ));
     }
-    let who = account.into_word();
-    let escrow = m.sload(map(M_BALANCE, who))? + m.sload(map(M_PENDING, who))?;
-    if escrow < total {
+    let (b, p) = batch.escrow(m, account)?;
+    if b + p < total {
         return skip(format!(
-            "the escrow holds {escrow} wei, the call costs {total}"
+            "the escrow holds {} wei, the call costs {total}",
+            b + p
         ));
     }
     Ok((account, owner, amount, fee))

@@ -256,3 +256,34 @@ fn withdrawals_wait_and_settlement_can_still_draw_on_them() {
         .expect_err("payable");
     assert!(e.contains("only deposit is payable"), "{e}");
 }
+
+#[test]
+fn a_batch_costs_little_more_than_its_signatures_and_flags_per_receipt() {
+    let mut w = world();
+    let client = w.client.address();
+    w.tasks(client, 5_000, ITasks::depositCall {}.abi_encode())
+        .expect("deposits");
+    let gas = |w: &mut World, first: u8, n: u8| {
+        let receipts: Vec<_> = (0..n)
+            .map(|i| w.receipt(w.grant(5_000, B256::ZERO), first + i, 1))
+            .collect();
+        let input = ITasks::settleCall { receipts }.abi_encode();
+        w.h.me = TASKS_ADDRESS;
+        let c = crate::ModuleCall {
+            caller: w.router,
+            value: U256::ZERO,
+            input: &input,
+            is_static: false,
+        };
+        let (out, used) = crate::dispatch(TASKS_ADDRESS, &mut w.h, &c, GAS).expect("module");
+        out.expect("settles");
+        used
+    };
+    let one = gas(&mut w, 0, 1);
+    let hundred = gas(&mut w, 1, 100);
+    let per_receipt = (hundred - one) / 99;
+    // Two signature checks (6,000), the settled flag (read 2,100, write 20,000): the
+    // escrow, the grant's spending, the registry and the payments are per batch.
+    assert!(per_receipt < 30_000, "{per_receipt} gas per receipt");
+    assert_eq!(w.h.balance(w.owner), U256::from(101 * PRICE));
+}
