@@ -46,37 +46,7 @@ fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
 fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     let dir = tempfile::tempdir().expect("tmp");
     let base = region();
-    let key = dir.path().join("v0.json");
-    emc_crypto::ConsensusKey::dev(0).write(&key).expect("key");
-    let genesis = dir.path().join("genesis.json");
-    let out = common::emc()
-        .args([
-            "genesis",
-            "--dev-accounts",
-            "6",
-            "--block-time-ms",
-            "400",
-            "--epoch-blocks",
-            "25",
-        ])
-        // A small task (8 lanes x 512 x 512 steps), so even a debug build proves it
-        // well within an epoch of 25 blocks of 400 ms.
-        .args([
-            "--poc-json",
-            r#"{"lanes": 8, "segments": 512, "segSteps": 512, "samples": 32}"#,
-        ])
-        .args([
-            "--validator",
-            &format!("0x{:040x}={}", 0xfee0, key.display()),
-        ])
-        .args(["--out", genesis.to_str().expect("utf8")])
-        .output()
-        .expect("emc genesis");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (genesis, key) = common::small_poc_genesis(dir.path(), 6, 25);
     let accounts = emc_crypto::dev_accounts(6).expect("dev accounts");
     let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
 
@@ -208,17 +178,8 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         view(&v0, emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {}).len() == 3
     });
     // A client (account 4) deposits escrow and makes an API key.
-    let cli = |args: &[&str]| {
-        let out = common::emc().args(args).output().expect("emc");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let client = hexkey(4);
-    cli(&[
+    common::cli(&[
         "escrow",
         "deposit",
         "10",
@@ -227,7 +188,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         "--rpc",
         &v0.url,
     ]);
-    let key = cli(&["gateway", "key", "--private-key", &client, "--rpc", &v0.url]);
+    let key = common::cli(&["gateway", "key", "--private-key", &client, "--rpc", &v0.url]);
     let auth = format!("Bearer {key}");
     wait_until(
         "the router to see the registrations",

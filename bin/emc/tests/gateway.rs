@@ -13,6 +13,8 @@
 //!   not-found for a model nobody serves; curl calls through the other router;
 //! * K is killed (SIGKILL) during a call: the call is retried on S and completes, and
 //!   the next calls go to S (from router 0, through router 1), never to the loaded L;
+//! * a deterministic call the caller allows to be cached is answered from the cache,
+//!   with the first node's signed result, and charged nothing;
 //! * a message published on a WebSocket channel at one router reaches a subscriber
 //!   at the other, naming the publisher's account;
 //! * unsigned, malformed, expired, replayed, over-escrow, over-cap, oversized and
@@ -122,28 +124,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     );
     let dir = tempfile::tempdir().expect("tmp");
     let base = base();
-    let vkey = dir.path().join("v0.json");
-    emc_crypto::ConsensusKey::dev(0).write(&vkey).expect("key");
-    let genesis = dir.path().join("genesis.json");
-    let out = common::emc()
-        .args(["genesis", "--dev-accounts", "8", "--block-time-ms", "400"])
-        .args(["--epoch-blocks", "150"])
-        .args([
-            "--poc-json",
-            r#"{"lanes": 8, "segments": 512, "segSteps": 512, "samples": 32}"#,
-        ])
-        .args([
-            "--validator",
-            &format!("0x{:040x}={}", 0xfee0, vkey.display()),
-        ])
-        .args(["--out", genesis.to_str().expect("utf8")])
-        .output()
-        .expect("emc genesis");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (genesis, vkey) = common::small_poc_genesis(dir.path(), 8, 150);
     let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
     let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
     let gen = genesis.to_str().expect("utf8").to_string();
@@ -320,17 +301,8 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     });
 
     // The client (account 6): escrow and an API key, from the CLI.
-    let cli = |args: &[&str]| {
-        let out = common::emc().args(args).output().expect("emc");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let client = accounts[6].address();
-    cli(&[
+    common::cli(&[
         "escrow",
         "deposit",
         "50",
@@ -339,7 +311,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         "--rpc",
         &v0.url,
     ]);
-    let key = cli(&[
+    let key = common::cli(&[
         "gateway",
         "key",
         "--private-key",
@@ -449,6 +421,36 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     ]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.matches("data: ").count(), 6, "{}", r.body);
+    paid_calls += 2;
+
+    // A deterministic call the caller lets the router cache: the second is answered
+    // from the cache, with the first node's signed result, and charged nothing.
+    let embed = |cache: bool| {
+        let mut args = vec![
+            "-H",
+            bearer.as_str(),
+            "-H",
+            "content-type: application/json",
+            "--data",
+            r#"{"model": "minilm", "input": "cache me"}"#,
+        ];
+        if cache {
+            args.extend(["-H", "x-emc-cache: allow"]);
+        }
+        let url = format!("{}/v1/embeddings", gateways[0]);
+        args.push(url.as_str());
+        curl(&args)
+    };
+    let first = embed(true);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("x-emc-cache"), None);
+    let second = embed(true);
+    assert_eq!(second.header("x-emc-cache"), Some("hit"));
+    assert_eq!(second.header("x-emc-charge"), Some("0"));
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.header("x-emc-result"), first.header("x-emc-result"));
+    let third = embed(false);
+    assert_eq!(third.header("x-emc-cache"), None, "not allowed, not cached");
     paid_calls += 2;
 
     // K dies during a call: the router retries it on S.

@@ -120,11 +120,15 @@ async fn call_path(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut path = format!("/{path}");
-    if let Some(q) = uri.query() {
-        path = format!("{path}?{q}");
+    call_app(agent, app, app_path(&path, &uri), method, headers, body).await
+}
+
+/// The path an app is called with: `/` + what followed `/call/{app}/`, and the query.
+pub fn app_path(rest: &str, uri: &axum::http::Uri) -> String {
+    match uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
     }
-    call_app(agent, app, path, method, headers, body).await
 }
 
 async fn call_app(

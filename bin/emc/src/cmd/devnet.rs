@@ -77,6 +77,23 @@ pub const DEVNET_APPS: &[&str] = &[
 ];
 
 impl DevnetArgs {
+    /// A fresh network for a benchmark in `dir`: `validators` and nothing else, 1 s
+    /// blocks, JSON-RPC ports from `port`, libp2p ports from `port + 200`.
+    pub(crate) fn bench(dir: PathBuf, port: u16, validators: usize) -> Self {
+        DevnetArgs {
+            validators,
+            full_nodes: 0,
+            dir,
+            rpc_port: port,
+            p2p_port: port + 200,
+            block_time_ms: 1_000,
+            fresh: true,
+            routers: 0,
+            compute_nodes: 0,
+            gateway_port: None,
+        }
+    }
+
     pub(crate) fn gateway(&self, r: usize) -> String {
         format!(
             "127.0.0.1:{}",

@@ -145,3 +145,44 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `emc ARGS`, which must succeed; its trimmed stdout.
+pub fn cli(args: &[&str]) -> String {
+    let out = emc().args(args).output().expect("emc");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A genesis for one validator (development key 0, its key file written beside it) with
+/// `accounts` funded development accounts, 400 ms blocks, epochs of `epoch_blocks`, and
+/// a small PoC task (8 lanes x 512 x 512 steps) that even a debug build proves well
+/// within an epoch. Returns the genesis path and the validator's key file.
+pub fn small_poc_genesis(
+    dir: &Path,
+    accounts: usize,
+    epoch_blocks: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join("v0.json");
+    emc_crypto::ConsensusKey::dev(0).write(&key).expect("key");
+    let genesis = dir.join("genesis.json");
+    cli(&[
+        "genesis",
+        "--dev-accounts",
+        &accounts.to_string(),
+        "--block-time-ms",
+        "400",
+        "--epoch-blocks",
+        &epoch_blocks.to_string(),
+        "--poc-json",
+        r#"{"lanes": 8, "segments": 512, "segSteps": 512, "samples": 32}"#,
+        "--validator",
+        &format!("0x{:040x}={}", 0xfee0, key.display()),
+        "--out",
+        genesis.to_str().expect("utf8"),
+    ]);
+    (genesis, key)
+}

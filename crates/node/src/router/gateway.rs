@@ -238,10 +238,7 @@ async fn call_path(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut path = format!("/{path}");
-    if let Some(q) = uri.query() {
-        path = format!("{path}?{q}");
-    }
+    let path = emc_compute::server::app_path(&path, &uri);
     call(g, app, path, method, headers, body).await
 }
 

@@ -195,16 +195,10 @@ pub fn run(a: GatewayBench) -> Result<()> {
     let back = backend()?;
     let _nginx = nginx(tmp.path(), a.port + 90, back)?;
     let args = DevnetArgs {
-        validators: 1,
-        full_nodes: 0,
-        dir: tmp.path().join("net"),
-        rpc_port: a.port,
-        p2p_port: a.port + 200,
-        block_time_ms: 1_000,
-        fresh: true,
         routers: 2,
         compute_nodes: 1,
         gateway_port: Some(a.port + 60),
+        ..DevnetArgs::bench(tmp.path().join("net"), a.port, 1)
     };
     let extra = Extra {
         compute_apps: Some(vec![format!("bench=http://{back},price=1")]),

@@ -71,18 +71,7 @@ pub fn run(a: NetworkBench) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let tmp = tempfile::tempdir()?;
-    let args = DevnetArgs {
-        validators: a.validators,
-        full_nodes: 0,
-        dir: tmp.path().join("net"),
-        rpc_port: a.port,
-        p2p_port: a.port + 200,
-        block_time_ms: 1_000,
-        fresh: true,
-        routers: 0,
-        compute_nodes: 0,
-        gateway_port: None,
-    };
+    let args = DevnetArgs::bench(tmp.path().join("net"), a.port, a.validators);
     let extra = Extra {
         accounts: keys.iter().map(|k| k.address()).collect(),
         gas_limit: Some(200_000_000),
