@@ -287,7 +287,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
             },
         )
     };
-    wait_until("E for K above S's", Duration::from_secs(180), || {
+    wait_until("E for K above S's", Duration::from_secs(300), || {
         let (ek, es) = (scored(&k_id), scored(&s_id));
         ek.epoch == es.epoch && es.score > 0 && ek.score * 2 > es.score * 3
     });
