@@ -3,7 +3,7 @@
 //! and SmolLM2), a client with escrow and an API key made by `emc gateway key`.
 //!
 //! The nodes differ: K proves on two threads and is idle (the best), S proves on one
-//! thread (a lower E: slow), L has room for one call and is kept busy (loaded). K
+//! thread (a lower E: slow), L has room for two calls and is kept busy (loaded). K
 //! dials both routers, S only router 1, L only router 0: the routers are peers of one
 //! mesh, so each reaches the other's node through it.
 //!
@@ -207,7 +207,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     let _app = Kill(app);
 
     // K (best) dials both routers; S (slow: one proving thread) only router 1 and L
-    // (room for one call) only router 0, so each router reaches one of them through
+    // (room for two calls) only router 0, so each router reaches one of them through
     // the other.
     let node = |i: usize, routers: &[usize], extra: &[&str]| {
         let mut args: Vec<String> = vec![
@@ -244,7 +244,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     let (_l_node, l) = node(
         2,
         &[0],
-        &["--poc-threads", "2", "--capacity", "1", "--max-queue", "4"],
+        &["--poc-threads", "2", "--capacity", "2", "--max-queue", "4"],
     );
     let (k_id, s_id, l_id) = (k[0].clone(), s[0].clone(), l[0].clone());
     let owners: Vec<Address> = (0..3).map(|i| accounts[i].address()).collect();
@@ -334,20 +334,23 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
 
     // Keep L busy: a long call straight to its own port, past the router.
     let l_http = l[1].clone();
-    let hold = std::thread::spawn(move || {
-        ureq::get(&format!("{l_http}/call/py/hold/60"))
-            .call()
-            .is_ok()
-    });
+    // Two calls running and one queued: load 1.5, far above what distance and E add.
+    let holds: Vec<_> = (0..3)
+        .map(|_| {
+            let url = format!("{l_http}/call/py/hold/60");
+            std::thread::spawn(move || ureq::get(&url).call().is_ok())
+        })
+        .collect();
     wait_until(
         "the routers to see L loaded",
         Duration::from_secs(20),
         || {
             (0..2).all(|r| {
-                table(r)
-                    .iter()
-                    .chain(mesh(r).iter())
-                    .any(|n| n["node"] == json!(l_id) && n["load"]["running"].as_u64() >= Some(1))
+                table(r).iter().chain(mesh(r).iter()).any(|n| {
+                    n["node"] == json!(l_id)
+                        && n["load"]["running"].as_u64() >= Some(2)
+                        && n["load"]["queued"].as_u64() >= Some(1)
+                })
             })
         },
     );
@@ -722,5 +725,5 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         U256::ZERO,
         "the loaded node got no routed call"
     );
-    drop(hold);
+    drop(holds);
 }

@@ -27,6 +27,7 @@ use crate::client::Rpc;
 use anyhow::{bail, Context, Result};
 use emc_types::{Genesis, GenesisAccount};
 use serde_json::json;
+use std::io::Write;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -449,12 +450,18 @@ fn monitor(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Res
                     },
                 )
                 .collect();
-            println!("heights: {}", heights.join(" "));
+            // Whoever reads our output may have gone (a closed pipe): the nodes must
+            // still be stopped below, so a failed write is not a reason to panic.
+            let _ = writeln!(std::io::stdout(), "heights: {}", heights.join(" "));
         }
     }
-    println!("stopping {} nodes", procs.len());
+    let _ = writeln!(std::io::stdout(), "stopping {} nodes", procs.len());
     stop_all(&mut procs);
-    println!("stopped; the chain stays in {}", dir.display());
+    let _ = writeln!(
+        std::io::stdout(),
+        "stopped; the chain stays in {}",
+        dir.display()
+    );
     Ok(())
 }
 
