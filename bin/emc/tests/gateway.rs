@@ -537,18 +537,14 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     assert_eq!(m["channel"], "news");
     assert_eq!(m["from"], json!(client));
 
-    // Bad input: each refused with its status, none charged.
+    // Bad input: each refused with its status and reason, none charged.
     let g0 = &gateways[0];
-    let status = |args: &[&str]| {
-        let r = curl(args);
-        (r.status, r.body)
-    };
     let echo = format!("{g0}/call/py/echo");
-    let (st, body) = status(&["--data", "x", &echo]);
-    assert_eq!(st, 401, "unsigned: {body}");
-    assert!(body.contains("no API key"), "{body}");
-    let (st, body) = status(&["-H", "Authorization: Bearer sk-123", "--data", "x", &echo]);
-    assert_eq!(st, 401, "not an EMC key: {body}");
+    let expect = |what: &str, status: u16, reason: &str, args: &[&str]| {
+        let r = curl(args);
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert!(r.body.contains(reason), "{what}: {}", r.body);
+    };
     let signer = &accounts[6];
     let chain_id = 31337;
     let mut expired = emc_node::router::auth::grant(
@@ -559,16 +555,10 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         U256::from(10u64).pow(U256::from(18)),
     );
     expired.expires = emc_node::router::auth::now() - 10;
-    let expired = emc_node::router::auth::make(signer, expired).expect("key");
-    let (st, body) = status(&[
-        "-H",
-        &format!("Authorization: Bearer {expired}"),
-        "--data",
-        "x",
-        &echo,
-    ]);
-    assert_eq!(st, 401, "expired: {body}");
-    assert!(body.contains("expired"), "{body}");
+    let expired = format!(
+        "Authorization: Bearer {}",
+        emc_node::router::auth::make(signer, expired).expect("key")
+    );
     // A key signed for exactly one request: good once, then a replay.
     let mut once =
         emc_node::router::auth::grant(chain_id, Address::ZERO, 10, 60, U256::from(10_000_000u64));
@@ -577,91 +567,118 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
         "Authorization: Bearer {}",
         emc_node::router::auth::make(signer, once).expect("key")
     );
-    let (st, body) = status(&[
-        "-H",
-        &once,
-        "-H",
-        "x-emc-max-cost: 2000000",
-        "--data",
+    let cost = "x-emc-max-cost: 2000000";
+    expect(
+        "the one request",
+        200,
         "once",
-        &echo,
-    ]);
-    assert_eq!(st, 200, "{body}");
+        &["-H", &once, "-H", cost, "--data", "once", &echo],
+    );
     paid_calls += 1;
-    let (st, body) = status(&[
-        "-H",
-        &once,
-        "-H",
-        "x-emc-max-cost: 2000000",
-        "--data",
-        "once",
-        &echo,
-    ]);
-    assert_eq!(st, 409, "replayed: {body}");
-    let (st, body) = status(&[
-        "-H",
-        &once,
-        "-H",
-        "x-emc-max-cost: 2000000",
-        "--data",
-        "other",
-        &echo,
-    ]);
-    assert_eq!(st, 401, "another request under a one-request key: {body}");
-    let (st, body) = status(&[
-        "-H",
-        &bearer,
-        "-H",
-        "x-emc-max-cost: 1000000000000000000000",
-        "--data",
-        "x",
-        &echo,
-    ]);
-    assert_eq!(st, 402, "over escrow: {body}");
-    assert!(body.contains("escrow"), "{body}");
-    let (st, body) = status(&[
-        "-H",
-        &bearer,
-        "-H",
-        "x-emc-max-price: 10",
-        "--data",
-        "x",
-        &echo,
-    ]);
-    assert_eq!(st, 402, "over the price cap: {body}");
-    assert!(body.contains("cap of 10 wei"), "{body}");
     let big = dir.path().join("big");
     std::fs::write(&big, vec![b'x'; 9 << 20]).expect("write");
-    let (st, _) = status(&[
-        "-H",
-        &bearer,
-        "--data-binary",
-        &format!("@{}", big.display()),
-        &echo,
-    ]);
-    assert_eq!(st, 413, "oversized");
-    let (st, body) = status(&[
-        "-H",
-        &bearer,
-        "-H",
-        "content-type: application/json",
-        "--data",
-        "{not json",
-        &format!("{g0}/v1/embeddings"),
-    ]);
-    assert_eq!(st, 400, "malformed: {body}");
-    let (st, body) = status(&[
-        "-H",
-        &bearer,
-        "-H",
-        "x-emc-weights: speed=9",
-        "--data",
-        "x",
-        &echo,
-    ]);
-    assert_eq!(st, 400, "bad weights: {body}");
-    let (st, _) = status(&["-H", &bearer, "--data", "x", &format!("{g0}/call/nothing")]);
-    assert_eq!(st, 404, "no such app");
+    let big = format!("@{}", big.display());
+    let embeddings = format!("{g0}/v1/embeddings");
+    let nothing = format!("{g0}/call/nothing");
+    let json = "content-type: application/json";
+    let cases: [(&str, u16, &str, Vec<&str>); 11] = [
+        ("unsigned", 401, "no API key", vec!["--data", "x", &echo]),
+        (
+            "not an EMC key",
+            401,
+            "starts with",
+            vec!["-H", "Authorization: Bearer sk-123", "--data", "x", &echo],
+        ),
+        (
+            "expired",
+            401,
+            "expired",
+            vec!["-H", &expired, "--data", "x", &echo],
+        ),
+        (
+            "replayed",
+            409,
+            "already used",
+            vec!["-H", &once, "-H", cost, "--data", "once", &echo],
+        ),
+        (
+            "another request under a one-request key",
+            401,
+            "signed for request",
+            vec!["-H", &once, "-H", cost, "--data", "other", &echo],
+        ),
+        (
+            "over escrow",
+            402,
+            "escrow",
+            vec![
+                "-H",
+                &bearer,
+                "-H",
+                "x-emc-max-cost: 1000000000000000000000",
+                "--data",
+                "x",
+                &echo,
+            ],
+        ),
+        (
+            "over the price cap",
+            402,
+            "cap of 10 wei",
+            vec![
+                "-H",
+                &bearer,
+                "-H",
+                "x-emc-max-price: 10",
+                "--data",
+                "x",
+                &echo,
+            ],
+        ),
+        (
+            "oversized",
+            413,
+            "",
+            vec!["-H", &bearer, "--data-binary", &big, &echo],
+        ),
+        (
+            "malformed",
+            400,
+            "not JSON",
+            vec![
+                "-H",
+                &bearer,
+                "-H",
+                json,
+                "--data",
+                "{not json",
+                &embeddings,
+            ],
+        ),
+        (
+            "bad weights",
+            400,
+            "unknown weight",
+            vec![
+                "-H",
+                &bearer,
+                "-H",
+                "x-emc-weights: speed=9",
+                "--data",
+                "x",
+                &echo,
+            ],
+        ),
+        (
+            "no such app",
+            404,
+            "nothing",
+            vec!["-H", &bearer, "--data", "x", &nothing],
+        ),
+    ];
+    for (what, status, reason, args) in &cases {
+        expect(what, *status, reason, args);
+    }
 
     // Settlement: every served call once, and the sums add up to the wei.
     let settled = || -> Vec<ITasks::Settled> {

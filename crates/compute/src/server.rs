@@ -73,11 +73,7 @@ async fn openai(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let kind = if path == "/v1/embeddings" {
-        "builtin:minilm"
-    } else {
-        "builtin:smollm2"
-    };
+    let kind = crate::models::kind_for(&path);
     let model = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));

@@ -24,6 +24,16 @@ pub(crate) fn openai_request<T>(
 }
 
 /// The model cache directory.
+/// The built-in runtime an OpenAI endpoint is served by: `/v1/embeddings` by MiniLM,
+/// `/v1/chat/completions` by SmolLM2 (a node's port and a router's gateway agree).
+pub fn kind_for(path: &str) -> &'static str {
+    if path == "/v1/embeddings" {
+        "builtin:minilm"
+    } else {
+        "builtin:smollm2"
+    }
+}
+
 pub fn model_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("EMC_MODELS") {
         return PathBuf::from(d);

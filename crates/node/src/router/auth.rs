@@ -109,19 +109,18 @@ pub fn check(k: &ApiKey, chain_id: u64, router: Address, now: u64) -> Result<(),
     Ok(())
 }
 
-/// The key from a request's headers: `Authorization: Bearer <key>` or `x-api-key`.
-pub fn from_headers(h: &axum::http::HeaderMap) -> Result<ApiKey, ComputeError> {
-    let v = h
-        .get(axum::http::header::AUTHORIZATION)
+/// The key a request's headers carry: `Authorization: Bearer <key>` or `x-api-key`.
+pub fn raw_key(h: &axum::http::HeaderMap) -> Option<&str> {
+    h.get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
         .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .ok_or_else(|| {
-            unauthorized(
-                "no API key: send `Authorization: Bearer <key>` (make one with `emc gateway key`)",
-            )
-        })?;
-    parse(v.trim())
+        .map(str::trim)
+}
+
+/// The refusal of a request that carries no key.
+pub fn missing() -> ComputeError {
+    unauthorized("no API key: send `Authorization: Bearer <key>` (make one with `emc gateway key`)")
 }
 
 #[cfg(test)]

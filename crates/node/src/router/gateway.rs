@@ -187,11 +187,7 @@ async fn openai(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let kind = if path == "/v1/embeddings" {
-        "builtin:minilm"
-    } else {
-        "builtin:smollm2"
-    };
+    let kind = emc_compute::models::kind_for(&path);
     let json: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return bad(format!("the body is not JSON: {e}")),
@@ -199,21 +195,13 @@ async fn openai(
     let Some(model) = json.get("model").and_then(|m| m.as_str()) else {
         return bad("name a model (GET /v1/models lists them)");
     };
-    let known = g
-        .table
-        .apps()
-        .into_iter()
-        .map(|(a, _)| a)
-        .find(|a| a.name == model);
-    match known {
+    match g.table.app_kind(model) {
         None => {
             return error_response(&ComputeError::NoSuchApp(format!(
                 "{model} (GET /v1/models lists the models served)"
             )))
         }
-        Some(a) if a.kind != kind => {
-            return bad(format!("{model} is a {} app, not one for {path}", a.kind))
-        }
+        Some(k) if k != kind => return bad(format!("{model} is a {k} app, not one for {path}")),
         Some(_) => {}
     }
     let app = model.to_string();
@@ -288,28 +276,19 @@ impl Gateway {
     /// The request's API key: from its headers, or `query_key` (WebSocket clients in
     /// browsers cannot set headers).
     fn key_or(&self, headers: &HeaderMap, query_key: Option<&str>) -> Result<ApiKey, ComputeError> {
-        let raw = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .or_else(|| headers.get("x-api-key"))
-            .and_then(|v| v.to_str().ok())
+        let raw = auth::raw_key(headers)
             .or(query_key)
-            .unwrap_or_default()
-            .to_string();
-        let cached = self.keys.lock().get(&raw).cloned();
+            .ok_or_else(auth::missing)?;
+        let cached = self.keys.lock().get(raw).cloned();
         let key = match cached {
             Some(k) => k,
             None => {
-                let k = match query_key {
-                    Some(q) if !headers.contains_key(axum::http::header::AUTHORIZATION) => {
-                        auth::parse(q)?
-                    }
-                    _ => auth::from_headers(headers)?,
-                };
+                let k = auth::parse(raw)?;
                 let mut keys = self.keys.lock();
                 if keys.len() >= KEY_CACHE {
                     keys.clear();
                 }
-                keys.insert(raw, k.clone());
+                keys.insert(raw.to_string(), k.clone());
                 k
             }
         };
@@ -412,7 +391,7 @@ async fn try_call(
     let cands = g.table.candidates(&app);
     let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights).map_err(no_route)?;
-    let mut reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?);
+    let reservation = g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -420,9 +399,6 @@ async fn try_call(
     let mut failures = Vec::new();
     for &i in order.iter().take(MAX_TRIES) {
         let entry = &cands[i];
-        let peer = entry.peer;
-        let price = entry.price.unwrap_or_default();
-        let deterministic = entry.apps.iter().any(|a| a.name == app && a.deterministic);
         let call = Call {
             id: B256::from(rand::random::<[u8; 32]>()),
             app: app.clone(),
@@ -432,46 +408,47 @@ async fn try_call(
             body: body.clone(),
         };
         let call_id = call.id;
-        let inflight = g.table.started(peer);
-        let served = match tokio::time::timeout(
-            TRY_TIMEOUT,
-            call_node(g.control.clone(), &g.table, entry, call),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                failures.push(format!("{}: {e}", entry.node));
-                if e.status() != 429 {
-                    g.table.record(&peer, false);
-                }
-                continue;
-            }
-            Err(_) => {
-                failures.push(format!("{}: no reply in {TRY_TIMEOUT:?}", entry.node));
-                g.table.record(&peer, false);
-                continue;
-            }
-        };
         let receipt = Receipting {
             node: entry.node,
             node_key: entry.key,
             key: key.clone(),
             app: app.clone(),
-            peer,
-            price,
+            peer: entry.peer,
+            price: entry.price.unwrap_or_default(),
             request_hash,
             call_id,
-            ledger_table: g.table.clone(),
+            table: g.table.clone(),
+        };
+        let inflight = g.table.started(entry.peer);
+        let served = tokio::time::timeout(
+            TRY_TIMEOUT,
+            call_node(g.control.clone(), &g.table, entry, call),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ComputeError::Timeout(format!(
+                "no reply in {TRY_TIMEOUT:?}"
+            )))
+        });
+        let served = match served {
+            Ok(s) => s,
+            // A saturated node said so at once: no mark against its reliability.
+            Err(e) => {
+                failed(&g.table, &mut failures, entry, &e, e.status() != 429);
+                continue;
+            }
         };
         if served.streaming {
-            let res = reservation.take().expect("one reservation per call");
             let mut r = emc_compute::server::to_response(
                 served,
                 &headers,
                 Box::new(move |s, hash| {
                     drop(inflight);
-                    receipt.charge(res, s, hash).map(|_| ())
+                    if !receipt.checks(s, hash) {
+                        return Err(MISMATCH.into());
+                    }
+                    receipt.charge(reservation, s);
+                    Ok(())
                 }),
             )
             .await;
@@ -479,46 +456,29 @@ async fn try_call(
             return Ok(r);
         }
         let (status, ct) = (served.status, served.content_type.clone());
-        let collected =
-            tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served)).await;
+        let collected = tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served))
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    Vec::new(),
+                    Err(format!("no complete reply in {TRY_TIMEOUT:?}")),
+                )
+            });
         drop(inflight);
         let (out, signed) = match collected {
-            Ok((out, Ok(s))) => (Bytes::from(out), s),
-            Ok((_, Err(e))) => {
-                failures.push(format!("{}: {e}", entry.node));
-                g.table.record(&peer, false);
-                continue;
-            }
-            Err(_) => {
-                failures.push(format!(
-                    "{}: no complete reply in {TRY_TIMEOUT:?}",
-                    entry.node
-                ));
-                g.table.record(&peer, false);
+            (out, Ok(s)) => (Bytes::from(out), s),
+            (_, Err(e)) => {
+                failed(&g.table, &mut failures, entry, e, true);
                 continue;
             }
         };
-        let res = reservation.take().expect("one reservation per call");
-        let total = match receipt.charge(res, &signed, keccak256(&out)) {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push(format!("{}: {e}", entry.node));
-                reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?);
-                continue;
-            }
-        };
-        let mut r = (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-            out.clone(),
-        )
-            .into_response();
-        if let Ok(v) = HeaderValue::from_str(&ct) {
-            r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+        if !receipt.checks(&signed, keccak256(&out)) {
+            failures.push(format!("{}: {MISMATCH}", entry.node));
+            continue;
         }
-        if let Ok(v) = HeaderValue::from_str(&signed.to_header()) {
-            r.headers_mut().insert(RESULT_HEADER, v);
-        }
-        meta(&mut r, &entry.node.to_string(), call_id, Some(total));
+        let deterministic = entry.apps.iter().any(|a| a.name == app && a.deterministic);
+        let total = receipt.charge(reservation, &signed);
+        let r = one_body(status, &ct, out.clone(), &signed, total);
         if deterministic && status == 200 && out.len() <= CACHE_ENTRY {
             g.cache.lock().put(request_hash, status, ct, out, signed);
         }
@@ -544,6 +504,46 @@ fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
     }
 }
 
+/// Why a node's signed result is refused.
+const MISMATCH: &str = "the node's signed result does not match what was asked and sent";
+
+/// Notes a try that failed; `counts`: against the node's reliability.
+fn failed(
+    table: &RouterTable,
+    failures: &mut Vec<String>,
+    route: &super::Route,
+    why: impl std::fmt::Display,
+    counts: bool,
+) {
+    failures.push(format!("{}: {why}", route.node));
+    if counts {
+        table.record(&route.peer, false);
+    }
+}
+
+/// A one-body reply: the node's status, content type and body, its signed result, and
+/// the call's metadata.
+fn one_body(status: u16, ct: &str, body: Bytes, signed: &SignedResult, charge: U256) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(ct) {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&signed.to_header()) {
+        r.headers_mut().insert(RESULT_HEADER, v);
+    }
+    meta(
+        &mut r,
+        &signed.claim.node.to_string(),
+        signed.claim.call,
+        Some(charge),
+    );
+    r
+}
+
 /// Turns a node's signed result into a receipt, once it checks out.
 struct Receipting {
     node: emc_compute::NodeId,
@@ -554,27 +554,28 @@ struct Receipting {
     price: U256,
     request_hash: B256,
     call_id: B256,
-    ledger_table: Arc<RouterTable>,
+    table: Arc<RouterTable>,
 }
 
 impl Receipting {
-    /// Checks the node's result against what was asked and relayed, charges the call
-    /// and queues its receipt; returns the total charged.
-    fn charge(self, res: Reservation, s: &SignedResult, relayed: B256) -> Result<U256, String> {
+    /// Whether the node's result is signed by the node chosen, over what was asked and
+    /// what was relayed; counted for the node's reliability.
+    fn checks(&self, s: &SignedResult, relayed: B256) -> bool {
         // The node's id is the key it signs with; the route was chosen by that id.
         let ok = s.claim.node == self.node
             && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
             && s.claim.result_hash == relayed
             && s.claim.request_hash == self.request_hash
             && s.claim.call == self.call_id;
-        self.ledger_table.record(&self.peer, ok);
-        if !ok {
-            return Err("the node's signed result does not match what was asked and sent".into());
-        }
+        self.table.record(&self.peer, ok);
+        ok
+    }
+
+    /// Charges a checked call and queues its receipt; returns the total charged.
+    fn charge(self, res: Reservation, s: &SignedResult) -> U256 {
         let (amount, fee) = tasks::charge(s.claim.metering.units, self.price);
-        let total = amount + fee;
-        res.charge(receipt_of(&self.key, self.app, s), total);
-        Ok(total)
+        res.charge(receipt_of(&self.key, self.app, s), amount + fee);
+        amount + fee
     }
 }
 
@@ -654,22 +655,12 @@ struct Cached {
 impl ResultCache {
     fn get(&self, k: &B256) -> Option<Response> {
         let c = self.map.get(k)?;
-        let mut r = (
-            StatusCode::from_u16(c.status).unwrap_or(StatusCode::OK),
+        let mut r = one_body(
+            c.status,
+            &c.content_type,
             c.body.clone(),
-        )
-            .into_response();
-        if let Ok(v) = HeaderValue::from_str(&c.content_type) {
-            r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&c.signed.to_header()) {
-            r.headers_mut().insert(RESULT_HEADER, v);
-        }
-        meta(
-            &mut r,
-            &c.signed.claim.node.to_string(),
-            c.signed.claim.call,
-            Some(U256::ZERO),
+            &c.signed,
+            U256::ZERO,
         );
         r.headers_mut()
             .insert("x-emc-cache", HeaderValue::from_static("hit"));

@@ -162,10 +162,6 @@ impl Ledger {
             i.release(p.account, p.grant, p.total);
         }
     }
-
-    pub fn queued(&self) -> usize {
-        self.inner.lock().queue.len()
-    }
 }
 
 impl Reservation {

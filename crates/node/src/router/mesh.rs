@@ -343,7 +343,3 @@ pub fn remote_price(s: &NodeSummary, app: &str) -> Option<U256> {
 pub fn fresh(r: &Remote) -> bool {
     r.at.elapsed() < LOAD_EVERY * 3
 }
-
-pub fn node_of(r: &Remote) -> NodeId {
-    r.summary.node
-}

@@ -232,6 +232,20 @@ impl RouterTable {
         }
     }
 
+    /// The kind of the app `name`, served here or through a peer.
+    pub fn app_kind(&self, name: &str) -> Option<String> {
+        let kind_in =
+            |apps: &[AppInfo]| apps.iter().find(|a| a.name == name).map(|a| a.kind.clone());
+        let direct = self.nodes.read().values().find_map(|n| kind_in(&n.apps));
+        direct.or_else(|| {
+            self.remote
+                .read()
+                .values()
+                .filter(|r| mesh::fresh(r))
+                .find_map(|r| kind_in(&r.summary.apps))
+        })
+    }
+
     /// Whether `peer` is a node connected to this router.
     pub fn is_direct(&self, peer: &Peer) -> bool {
         self.nodes.read().contains_key(peer)
