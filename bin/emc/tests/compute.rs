@@ -18,22 +18,13 @@ use emc_modules::poc::IPoc;
 use emc_modules::registry::IRegistry;
 use emc_modules::staking::IStaking;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn region() -> u16 {
     // Network tests take regions 0..2 of 7,100 ports from 10,000 (see network.rs);
     // this one shares region 1 at an offset they leave free.
     10_000 + 7_100 + (std::process::id() % 700) as u16 * 10 + 5
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
@@ -77,20 +68,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
 
     // The real app.
     let app_port = base + 8;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../crates/compute/tests/fixtures/app.py"
-    );
-    let mut app = Command::new("python3")
-        .args([script, &app_port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(app.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    let _app = Kill(app);
+    let _app = common::python_app(app_port);
     let job = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../crates/compute/jobs/primes.wat"

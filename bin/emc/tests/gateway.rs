@@ -31,21 +31,12 @@ use common::{wait_until, DevNode};
 use emc_modules::poc::IPoc;
 use emc_modules::tasks::ITasks;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn base() -> u16 {
     // Region 0 of the network tests' layout, at offsets 5..8 they leave free.
     10_000 + (std::process::id() % 700) as u16 * 10 + 5
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
@@ -191,20 +182,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
 
     // The real HTTP app.
     let app_port = base + 3;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../crates/compute/tests/fixtures/app.py"
-    );
-    let mut app = Command::new("python3")
-        .args([script, &app_port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(app.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    let _app = Kill(app);
+    let _app = common::python_app(app_port);
 
     // K (best) dials both routers; S (slow: one proving thread) only router 1 and L
     // (room for two calls) only router 0, so each router reaches one of them through

@@ -186,3 +186,32 @@ pub fn small_poc_genesis(
     ]);
     (genesis, key)
 }
+
+/// A child process killed when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The computing-node tests' real HTTP app (`crates/compute/tests/fixtures/app.py`)
+/// on `port`, once it says it is ready.
+pub fn python_app(port: u16) -> Kill {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/compute/tests/fixtures/app.py"
+    );
+    let mut app = Command::new("python3")
+        .args([script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(app.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    Kill(app)
+}
