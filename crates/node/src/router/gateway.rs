@@ -414,7 +414,7 @@ async fn try_call(
             key: key.clone(),
             app: app.clone(),
             peer: entry.peer,
-            price: entry.price.unwrap_or_default(),
+            price: entry.candidate.price.unwrap_or_default(),
             request_hash,
             call_id,
             table: g.table.clone(),
@@ -476,10 +476,9 @@ async fn try_call(
             failures.push(format!("{}: {MISMATCH}", entry.node));
             continue;
         }
-        let deterministic = entry.apps.iter().any(|a| a.name == app && a.deterministic);
         let total = receipt.charge(reservation, &signed);
         let r = one_body(status, &ct, out.clone(), &signed, total);
-        if deterministic && status == 200 && out.len() <= CACHE_ENTRY {
+        if entry.deterministic && status == 200 && out.len() <= CACHE_ENTRY {
             g.cache.lock().put(request_hash, status, ct, out, signed);
         }
         return Ok(r);

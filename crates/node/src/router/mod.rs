@@ -119,8 +119,10 @@ pub struct Route {
     /// The node's own peer id (its result must be signed by it).
     pub peer: Peer,
     pub via: Option<Peer>,
-    pub apps: Vec<AppInfo>,
-    pub price: Option<U256>,
+    /// Whether the node says the app answers the same request the same way (its reply
+    /// may be cached).
+    pub deterministic: bool,
+    /// What the policy weighs, the registered price among it.
     pub candidate: policy::Candidate,
 }
 
@@ -141,16 +143,14 @@ impl RouterTable {
                 // report is up to two seconds old).
                 let mut load = n.load;
                 load.running = load.running.max(n.inflight.saturating_sub(load.queued));
-                let price = n.registered.get(app).copied();
                 Route {
                     node: n.node,
                     key: n.key,
                     peer: *p,
                     via: None,
-                    apps: n.apps.clone(),
-                    price,
+                    deterministic: deterministic(&n.apps, app),
                     candidate: policy::Candidate {
-                        price,
+                        price: n.registered.get(app).copied(),
                         load,
                         distance_ms: n.rtt_ms,
                         e: n.e,
@@ -171,16 +171,14 @@ impl RouterTable {
             }
             let hop = rtts.get(router).copied().unwrap_or(50.0);
             let distance = hop + s.rtt_us.map_or(50.0, |us| us as f64 / 1e3);
-            let price = mesh::remote_price(s, app);
             let route = Route {
                 node: *node,
                 key: r.key,
                 peer,
                 via: Some(*router),
-                apps: s.apps.clone(),
-                price,
+                deterministic: deterministic(&s.apps, app),
                 candidate: policy::Candidate {
-                    price,
+                    price: mesh::remote_price(s, app),
                     load: s.load,
                     distance_ms: Some(distance),
                     e: s.e,
@@ -317,6 +315,10 @@ impl RouterTable {
             n.rtt_ms = Some(n.rtt_ms.map_or(ms, |m| m * 0.7 + ms * 0.3));
         }
     }
+}
+
+fn deterministic(apps: &[AppInfo], app: &str) -> bool {
+    apps.iter().any(|a| a.name == app && a.deterministic)
 }
 
 /// One call running on a node, counted in the table while it lives.
