@@ -251,6 +251,18 @@ impl Chain {
         })
     }
 
+    /// EIP-2930's access list for `req` at `height`, with the gas the call uses with it.
+    #[allow(clippy::type_complexity)]
+    pub fn create_access_list(
+        &self,
+        height: Height,
+        req: &CallRequest,
+    ) -> Result<Result<(alloy_eips::eip2930::AccessList, u64), CallOutcome>, ChainError> {
+        self.with_call_env(height, |state, ctx, recent| {
+            emc_execution::create_access_list(state, ctx, recent, req)
+        })
+    }
+
     /// A read-only call at `height` (a system module's view), decoded by its ABI.
     pub fn view<C: alloy_sol_types::SolCall>(
         &self,

@@ -7,8 +7,13 @@
 //! the running ones to finish.
 //!
 //! Every reply stream ends with a [`Frame::Done`] carrying the node's signature over
-//! (request hash, result hash, node id, metering); a reply that breaks off ends with
-//! [`Frame::Failed`] and no signature, so nothing unsigned can be charged for.
+//! (request hash, result hash, node id, metering, budget); a reply that breaks off ends
+//! with [`Frame::Failed`] and no signature, so nothing unsigned can be charged for.
+//!
+//! Budget: a call carries the most units its caller pays for
+//! ([`Call::max_units`]). A priced app refuses a call whose budget is zero before it
+//! runs; each runtime stops at the budget (see [`crate::runtime::Call`]); and the
+//! metering the node signs never exceeds it.
 
 use crate::http_app::{HttpApp, HttpLimits};
 use crate::models::{minilm::MiniLm, smollm::SmolLm};
@@ -164,6 +169,8 @@ pub struct Load {
     pub running: u32,
     pub queued: u32,
     pub capacity: u32,
+    /// Calls that may wait for a slot before new ones are refused as saturated.
+    pub max_queue: u32,
     pub served: u64,
     pub draining: bool,
 }
@@ -279,6 +286,7 @@ impl Agent {
             running: self.running.load(Ordering::SeqCst),
             queued: self.queued.load(Ordering::SeqCst),
             capacity: self.capacity,
+            max_queue: self.max_queue,
             served: self.served.load(Ordering::SeqCst),
             draining: self.draining.load(Ordering::SeqCst),
         }
@@ -292,11 +300,17 @@ impl Agent {
         let app = self
             .apps
             .get(&call.app)
-            .ok_or_else(|| ComputeError::NoSuchApp(call.app.clone()))?;
+            .ok_or_else(|| ComputeError::no_app(&call.app))?;
         if call.body.len() > MAX_REQUEST_BYTES {
             return Err(ComputeError::TooLarge(format!(
                 "request body of {} bytes is over {MAX_REQUEST_BYTES}",
                 call.body.len()
+            )));
+        }
+        if call.max_units == 0 && app.info.price > 0 {
+            return Err(ComputeError::Payment(format!(
+                "the call's budget covers no {:?} unit of {} at {} wei each",
+                app.info.unit, app.info.name, app.info.price
             )));
         }
         let slot = match self.slots.clone().try_acquire_owned() {
@@ -314,7 +328,11 @@ impl Agent {
                 p.map_err(|_| ComputeError::Draining)?
             }
         };
-        let (rh, call_id) = (request_hash(&call.app, &call.path, &call.body), call.id);
+        let (rh, call_id, max_units) = (
+            request_hash(&call.app, &call.path, &call.body),
+            call.id,
+            call.max_units,
+        );
         self.running.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
         let reply = match app.runtime.call(call).await {
@@ -341,6 +359,8 @@ impl Agent {
                         Frame::Data(b)
                     }
                     Ok(Chunk::End { unit, units }) => {
+                        // Runtimes stop at the budget; this is the one place that
+                        // makes sure no claim passes it.
                         let claim = ResultClaim {
                             request_hash: rh,
                             call: call_id,
@@ -348,10 +368,11 @@ impl Agent {
                             node: me.id,
                             metering: Metering {
                                 unit,
-                                units,
+                                units: units.min(max_units),
                                 bytes,
                                 wall_us: started.elapsed().as_micros() as u64,
                             },
+                            max_units,
                         };
                         let _ = tx
                             .send(Frame::Done(SignedResult::sign(&me.key, claim)))
@@ -468,6 +489,7 @@ mod tests {
             path: "/".into(),
             content_type: None,
             body: Bytes::from(n.to_string()),
+            max_units: crate::runtime::UNLIMITED,
         }
     }
 

@@ -30,7 +30,8 @@ pub enum ComputeError {
     Config(String),
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("no app {0:?} on this node")]
+    /// The app's name, clipped ([`ComputeError::no_app`]).
+    #[error("no app {0:?} is served here (GET /v1/models lists the ones that are)")]
     NoSuchApp(String),
     #[error("saturated: {0}")]
     Saturated(String),
@@ -54,7 +55,28 @@ pub enum ComputeError {
     Replayed(String),
 }
 
+/// Longest piece of a caller's input an error message repeats.
+const SHOWN: usize = 64;
+
+/// `s` as an error message may repeat it: whole if short, else its start and its size
+/// (nobody needs a megabyte of their own request echoed back).
+pub fn clip(s: &str) -> String {
+    if s.len() <= SHOWN {
+        return s.to_string();
+    }
+    let mut end = SHOWN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
 impl ComputeError {
+    /// No app called `name` (clipped for the message).
+    pub fn no_app(name: &str) -> Self {
+        ComputeError::NoSuchApp(clip(name))
+    }
+
     /// The HTTP status a caller sees for this error.
     pub fn status(&self) -> u16 {
         match self {
@@ -71,20 +93,46 @@ impl ComputeError {
         }
     }
 
-    /// The error a peer reported with [`ComputeError::status`] (the inverse, as far
-    /// as a status tells).
+    /// The error a peer reported with [`ComputeError::status`] and its message (this
+    /// enum's own `Display`, whose prefix is taken off again so it is not said twice).
     pub fn from_status(status: u16, message: String) -> Self {
+        let bare = |prefix: &str| {
+            message
+                .strip_prefix(prefix)
+                .map_or_else(|| message.clone(), str::to_string)
+        };
         match status {
-            400 => ComputeError::BadRequest(message),
-            401 => ComputeError::Unauthorized(message),
-            402 => ComputeError::Payment(message),
-            409 => ComputeError::Replayed(message),
+            400 => ComputeError::BadRequest(bare("bad request: ")),
+            401 => ComputeError::Unauthorized(bare("unauthorized: ")),
+            402 => ComputeError::Payment(bare("payment required: ")),
+            409 => ComputeError::Replayed(bare("replayed: ")),
             404 => ComputeError::NoSuchApp(message),
-            413 => ComputeError::TooLarge(message),
-            429 => ComputeError::Saturated(message),
-            503 => ComputeError::Unavailable(message),
-            504 => ComputeError::Timeout(message),
-            _ => ComputeError::Runtime(message),
+            413 => ComputeError::TooLarge(bare("too large: ")),
+            429 => ComputeError::Saturated(bare("saturated: ")),
+            503 if message.starts_with("draining") => ComputeError::Draining,
+            503 => ComputeError::Unavailable(bare("unavailable: ")),
+            504 => ComputeError::Timeout(bare("timeout: ")),
+            _ => ComputeError::Runtime(bare("runtime: ")),
         }
+    }
+
+    /// Whether this error says the node is busy, not broken: full, or stopping.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ComputeError::Saturated(_) | ComputeError::Draining)
+    }
+
+    /// Whether this error speaks against the node that gave it (for a router's count
+    /// of its reliability): not when the node was busy, or refused the request or its
+    /// budget for what they are.
+    pub fn counts_against_node(&self) -> bool {
+        !matches!(
+            self,
+            ComputeError::Saturated(_)
+                | ComputeError::Draining
+                | ComputeError::Payment(_)
+                | ComputeError::BadRequest(_)
+                | ComputeError::TooLarge(_)
+                | ComputeError::NoSuchApp(_)
+        )
     }
 }

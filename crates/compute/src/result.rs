@@ -5,7 +5,8 @@
 //! [`ResultClaim`] under the domain tag `"emc result v1"`: the keccak256 of the request
 //! it was given, the caller's call id, the keccak256 of every byte of the result it sent (the streamed body,
 //! concatenated), its node id (the public key itself, so a claim names who signed it),
-//! and the metering (units of the runtime's measure, and wall time). A router checks
+//! the metering (units of the runtime's measure, and wall time), and the budget in
+//! units the call was given, which the metering never exceeds. A router checks
 //! the signature and recomputes the result hash over what it relayed; settlement checks
 //! the signature again on chain.
 
@@ -71,6 +72,9 @@ pub struct ResultClaim {
     pub result_hash: B256,
     pub node: NodeId,
     pub metering: Metering,
+    /// The budget the call came with ([`crate::runtime::Call::max_units`]); the node
+    /// never meters more (settlement refuses a claim that does).
+    pub max_units: u64,
 }
 
 const DOMAIN: &[u8] = b"emc result v1";
@@ -174,6 +178,7 @@ mod tests {
                 bytes: 6,
                 wall_us: 1234,
             },
+            max_units: 100,
         }
     }
 
@@ -190,6 +195,9 @@ mod tests {
         let mut other = signed.clone();
         other.claim.result_hash = keccak256(b"other");
         assert!(other.verify().is_err(), "the result is covered");
+        let mut richer = signed.clone();
+        richer.claim.max_units += 1;
+        assert!(richer.verify().is_err(), "the budget is covered");
         let mut imposter = signed;
         imposter.claim.node = NodeId(emc_crypto::ConsensusKey::from_seed([6; 32]).public());
         assert!(

@@ -28,7 +28,16 @@ pub struct Call {
     pub path: String,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// The most units (of the app's measure) the caller pays for: the budget a router
+    /// derives from what the client's escrow, key and cap allow at the node's price.
+    /// A runtime stops there (a chat ends at this many tokens, a job at this much
+    /// fuel) or refuses at once what cannot fit (an embedding of more tokens). The
+    /// node signs it into its result. [`UNLIMITED`] on the node's own port.
+    pub max_units: u64,
 }
+
+/// The budget of a call nobody meters (the operator's own port).
+pub const UNLIMITED: u64 = u64::MAX;
 
 #[derive(Debug)]
 pub enum Chunk {

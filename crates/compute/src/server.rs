@@ -39,15 +39,15 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
-/// Serves on `listener` until `shutdown` resolves.
-pub async fn serve(
+/// Serves on `listener` within `limits` until `shutdown` resolves.
+pub fn serve(
     listener: tokio::net::TcpListener,
     agent: Arc<Agent>,
+    limits: emc_http::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(agent))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> Arc<emc_http::Stats> {
+    let app = router(agent);
+    emc_http::spawn(listener, limits, move || app.clone(), shutdown)
 }
 
 async fn apps(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
@@ -56,6 +56,35 @@ async fn apps(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
 
 async fn load(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     Json(agent.load())
+}
+
+/// The body of a request, or the error a client reads when it was refused: 413 for
+/// one over [`MAX_REQUEST_BYTES`], 400 for one that broke off or did not arrive in
+/// time, in OpenAI's shape like every other error of these ports.
+pub fn body_or_error(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, Response> {
+    body.map_err(|e| {
+        let err = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ComputeError::TooLarge(format!(
+                "the request body is over {MAX_REQUEST_BYTES} bytes"
+            ))
+        } else {
+            ComputeError::BadRequest(format!("reading the request body: {}", e.body_text()))
+        };
+        error_response(&err)
+    })
+}
+
+/// The bounds of a computing node's own port: its operator, a router on the same
+/// host and benchmarks use it, so fewer connections than a public gateway.
+pub fn limits() -> emc_http::Limits {
+    emc_http::Limits {
+        max_connections: 512,
+        max_per_ip: 128,
+        refusal: emc_http::Refusal::OpenAi,
+        ..Default::default()
+    }
 }
 
 /// An error in OpenAI's shape with the matching status.
@@ -70,8 +99,12 @@ async fn openai(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body_or_error(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let path = uri.path().to_string();
     let kind = crate::models::kind_for(&path);
     let model = serde_json::from_slice::<serde_json::Value>(&body)
@@ -83,9 +116,7 @@ async fn openai(
         .find(|a| Some(&a.name) == model.as_ref() && a.kind == kind)
         .or_else(|| apps.iter().find(|a| a.kind == kind));
     let Some(app) = app else {
-        return error_response(&ComputeError::NoSuchApp(
-            model.unwrap_or_else(|| kind.to_string()),
-        ));
+        return error_response(&ComputeError::no_app(model.as_deref().unwrap_or(kind)));
     };
     let call = Call {
         id: alloy_primitives::B256::ZERO,
@@ -94,6 +125,7 @@ async fn openai(
         path,
         content_type: content_type(&headers),
         body,
+        max_units: crate::runtime::UNLIMITED,
     };
     respond(&agent, call, &headers).await
 }
@@ -103,9 +135,12 @@ async fn call_root(
     Path(app): Path<String>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    call_app(agent, app, "/".into(), method, headers, body).await
+    match body_or_error(body) {
+        Ok(body) => call_app(agent, app, "/".into(), method, headers, body).await,
+        Err(r) => r,
+    }
 }
 
 async fn call_path(
@@ -114,9 +149,12 @@ async fn call_path(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    call_app(agent, app, app_path(&path, &uri), method, headers, body).await
+    match body_or_error(body) {
+        Ok(body) => call_app(agent, app, app_path(&path, &uri), method, headers, body).await,
+        Err(r) => r,
+    }
 }
 
 /// The path an app is called with: `/` + what followed `/call/{app}/`, and the query.
@@ -142,6 +180,7 @@ async fn call_app(
         path,
         content_type: content_type(&headers),
         body,
+        max_units: crate::runtime::UNLIMITED,
     };
     respond(&agent, call, &headers).await
 }

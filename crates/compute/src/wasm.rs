@@ -65,8 +65,9 @@ impl WasmRuntime {
         })
     }
 
-    /// Runs the job on `input` (blocking; the runtime calls it on a blocking thread).
-    pub fn run(&self, input: &[u8]) -> Run {
+    /// Runs the job on `input` with at most `budget` fuel, or the job's own limit if
+    /// lower (blocking; the runtime calls it on a blocking thread).
+    pub fn run(&self, input: &[u8], budget: u64) -> Run {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .instances(1)
@@ -76,7 +77,12 @@ impl WasmRuntime {
             .build();
         let mut store: Store<StoreLimits> = Store::new(&self.engine, limits);
         store.limiter(|l| l);
-        let fuel = self.limits.fuel;
+        let fuel = self.limits.fuel.min(budget);
+        let why = if fuel < self.limits.fuel {
+            "the call's budget"
+        } else {
+            "its limit"
+        };
         if let Err(e) = store.set_fuel(fuel) {
             return Run {
                 output: Err(e.to_string()),
@@ -88,7 +94,7 @@ impl WasmRuntime {
         Run {
             output: output.map_err(|e| {
                 if e.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
-                    format!("out of fuel: the job needs more than its limit of {fuel}")
+                    format!("out of fuel: the job needs more than {why} of {fuel}")
                 } else {
                     format!("{e:#}")
                 }
@@ -140,7 +146,7 @@ impl Runtime for WasmRuntime {
             limits: self.limits,
             name: self.name.clone(),
         };
-        let run = tokio::task::spawn_blocking(move || this.run(&call.body))
+        let run = tokio::task::spawn_blocking(move || this.run(&call.body, call.max_units))
             .await
             .map_err(|e| ComputeError::Runtime(format!("wasm job panicked: {e}")))?;
         Ok(match run.output {
@@ -153,6 +159,7 @@ impl Runtime for WasmRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::UNLIMITED;
 
     fn job(name: &str, limits: WasmLimits) -> WasmRuntime {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -164,12 +171,15 @@ mod tests {
     #[test]
     fn a_job_runs_deterministically_within_its_fuel() {
         let rt = job("primes.wat", WasmLimits::default());
-        let a = rt.run(b"10000");
+        let a = rt.run(b"10000", UNLIMITED);
         assert_eq!(a.output.as_deref(), Ok(b"1229".as_slice()));
         assert!(a.fuel > 100_000, "fuel counted: {}", a.fuel);
-        let b = rt.run(b"10000");
+        let b = rt.run(b"10000", UNLIMITED);
         assert_eq!(a, b, "same output and the same fuel on every run");
-        assert_eq!(rt.run(b"100000").output.as_deref(), Ok(b"9592".as_slice()));
+        assert_eq!(
+            rt.run(b"100000", UNLIMITED).output.as_deref(),
+            Ok(b"9592".as_slice())
+        );
     }
 
     #[test]
@@ -182,10 +192,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        let run = rt.run(b"10000000");
+        let run = rt.run(b"10000000", UNLIMITED);
         let err = run.output.expect_err("runs out");
         assert!(err.contains("out of fuel"), "{err}");
         assert_eq!(run.fuel, limit);
+        // A call's budget below the job's limit stops it at the budget, charged that.
+        let run = rt.run(b"10000000", 250_000);
+        let err = run.output.expect_err("runs out");
+        assert!(err.contains("the call's budget of 250000"), "{err}");
+        assert_eq!(run.fuel, 250_000);
     }
 
     #[test]
@@ -197,8 +212,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(rt.run(b"10").output.as_deref(), Ok(b"ok".as_slice()));
-        let err = rt.run(b"100").output.expect_err("over 4 MiB");
+        assert_eq!(
+            rt.run(b"10", UNLIMITED).output.as_deref(),
+            Ok(b"ok".as_slice())
+        );
+        let err = rt.run(b"100", UNLIMITED).output.expect_err("over 4 MiB");
         assert!(err.contains("memory") || err.contains("grow"), "{err}");
     }
 
@@ -206,7 +224,7 @@ mod tests {
     fn a_module_without_the_abi_is_refused_clearly() {
         let rt =
             WasmRuntime::new(b"(module)", WasmLimits::default(), "empty".into()).expect("compiles");
-        let err = rt.run(b"").output.expect_err("no exports");
+        let err = rt.run(b"", UNLIMITED).output.expect_err("no exports");
         assert!(err.contains("memory"), "{err}");
         assert!(WasmRuntime::new(b"not wasm", WasmLimits::default(), "x".into()).is_err());
     }

@@ -81,6 +81,7 @@ pub enum Msg {
         path: String,
         content_type: Option<String>,
         body: Vec<u8>,
+        max_units: u64,
     },
     Head {
         status: u16,
@@ -182,6 +183,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             path,
             content_type,
             body,
+            max_units,
         }) => Call {
             id,
             app,
@@ -189,6 +191,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             path,
             content_type,
             body: body.into(),
+            max_units,
         },
         other => {
             return Err(ComputeError::BadRequest(format!(
@@ -251,6 +254,7 @@ pub async fn send_call<S: AsyncRead + AsyncWrite + Unpin>(
         path: call.path.clone(),
         content_type: call.content_type.clone(),
         body: call.body.to_vec(),
+        max_units: call.max_units,
     };
     write_msg(s, &m).await?;
     match expect(s, MAX_SMALL_FRAME).await? {

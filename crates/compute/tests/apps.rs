@@ -57,7 +57,12 @@ async fn serve(agent: Arc<Agent>) -> std::net::SocketAddr {
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
-    tokio::spawn(emc_compute::server::serve(l, agent, std::future::pending()));
+    emc_compute::server::serve(
+        l,
+        agent,
+        emc_compute::server::limits(),
+        std::future::pending(),
+    );
     addr
 }
 
@@ -164,6 +169,7 @@ async fn an_http_app_that_is_slow_too_big_or_gone_gets_a_clear_error() {
         path: path.into(),
         content_type: None,
         body: Default::default(),
+        max_units: emc_compute::runtime::UNLIMITED,
     };
     let e = agent.call(get("/slow")).await.err().expect("times out");
     assert!(e.to_string().contains("no reply within"), "{e}");

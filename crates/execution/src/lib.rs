@@ -15,7 +15,7 @@ mod executor;
 mod overlay;
 mod precompiles;
 
-pub use call::{call, estimate_gas, CallOutcome, CallRequest};
+pub use call::{call, create_access_list, estimate_gas, CallOutcome, CallRequest};
 pub use executor::{BlockContext, ExecutedBlock, Executor, TxRejected};
 pub use revm::primitives::hardfork::SpecId;
 

@@ -29,6 +29,14 @@ impl EmcPrecompiles {
     }
 }
 
+impl EmcPrecompiles {
+    /// The addresses every transaction finds warm: Ethereum's precompiles and the
+    /// system modules.
+    pub fn warm(&self) -> impl Iterator<Item = Address> + '_ {
+        self.warm.iter().copied()
+    }
+}
+
 fn host_err(e: impl std::fmt::Display) -> ModuleError {
     ModuleError::Host(e.to_string())
 }

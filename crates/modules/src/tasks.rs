@@ -21,13 +21,21 @@
 //! 3. reads the node's owner and its registered price for the app from the Registry;
 //! 4. charges `units × price` to the node owner plus the router's fee of
 //!    [`ROUTER_FEE_BPS`], refusing a receipt already settled (its id is
-//!    `keccak(grantId, callId)`), one that would take the grant past its limit, or one
-//!    the escrow cannot cover.
+//!    `keccak(grantId, callId)`), one that would take the grant past its limit, one
+//!    the escrow cannot cover, one whose node metered more than the budget it signed
+//!    (`units > maxUnits`), and one that costs more than the router reserved for it
+//!    (`maxCost`, at most the caller's cap: a price raised after the call cannot
+//!    charge the client more than it allowed).
 //!
 //! A receipt that fails a check is skipped with a `Rejected` event naming the reason,
 //! so one bad receipt does not sink the batch. The client pays exactly what the node
 //! and the router receive; the router's reservation of a call's price cap is released
 //! off chain once the receipt settles (nothing beyond the charge ever leaves escrow).
+//!
+//! `check(router, receipts)` runs every one of those checks on a batch without
+//! writing anything and returns the reason each receipt would be refused (empty for
+//! one that would settle): routers call it before they send a settlement, so they
+//! never pay gas for receipts the chain must refuse.
 //!
 //! Withdrawals wait [`WITHDRAW_DELAY`] blocks after `requestWithdraw`, and settlement
 //! may still draw on the amount waiting, so a client cannot empty its escrow under
@@ -72,8 +80,13 @@ sol! {
             uint64 units;
             uint64 bytesOut;
             uint64 wallUs;
+            /// The budget in units the call was sent with; the node signs it.
+            uint64 maxUnits;
             /// 64 bytes by the node key over the claim.
             bytes nodeSignature;
+            /// What the router reserved for the call (never more than the caller's
+            /// cap): the most it may cost.
+            uint256 maxCost;
         }
 
         event Deposited(address indexed account, uint256 amount);
@@ -86,6 +99,9 @@ sol! {
         function requestWithdraw(uint256 amount) external;
         function withdraw() external;
         function settle(Receipt[] receipts) external returns (uint256 settled, uint256 charged);
+        /// Why each receipt would be refused if `router` settled the batch now ("" for
+        /// one that would settle). Writes nothing.
+        function check(address router, Receipt[] receipts) external view returns (string[] reasons);
 
         function escrowOf(address account) external view returns (uint256 balance, uint256 pending, uint64 unlockAt);
         function spent(bytes32 grantId) external view returns (uint256);
@@ -153,7 +169,7 @@ pub fn grant_signer(g: &ITasks::Grant, signature: &[u8]) -> Result<Address, Stri
 
 /// The bytes a node signs for its result: `"emc result v1"` and the borsh encoding of
 /// `emc_compute::result::ResultClaim` (fixed-size fields, integers little-endian, the
-/// unit as one byte).
+/// unit as one byte, the budget last).
 pub fn claim_signing_bytes(r: &ITasks::Receipt) -> Vec<u8> {
     let mut b = b"emc result v1".to_vec();
     b.extend_from_slice(r.requestHash.as_slice());
@@ -164,6 +180,7 @@ pub fn claim_signing_bytes(r: &ITasks::Receipt) -> Vec<u8> {
     b.extend_from_slice(&r.units.to_le_bytes());
     b.extend_from_slice(&r.bytesOut.to_le_bytes());
     b.extend_from_slice(&r.wallUs.to_le_bytes());
+    b.extend_from_slice(&r.maxUnits.to_le_bytes());
     b
 }
 
@@ -172,6 +189,34 @@ pub fn charge(units: u64, price: U256) -> (U256, U256) {
     let amount = U256::from(units).saturating_mul(price);
     let fee = amount.saturating_mul(U256::from(ROUTER_FEE_BPS)) / U256::from(10_000u64);
     (amount, fee)
+}
+
+/// What `units` cost in all: the node's amount plus the router's fee.
+pub fn total(units: u64, price: U256) -> U256 {
+    let (amount, fee) = charge(units, price);
+    amount + fee
+}
+
+/// The most units whose [`total`] at `price` fits in `budget` (`u64::MAX` when the
+/// price is zero). A budget that is a whole number of units' cost buys exactly that
+/// many; otherwise the remainder is less than one unit's cost.
+pub fn units_within(budget: U256, price: U256) -> u64 {
+    if price.is_zero() {
+        return u64::MAX;
+    }
+    // total(u) = u·p + ⌊u·p·f / 10⁴⌋ = ⌊u·p·(10⁴ + f) / 10⁴⌋, so the largest u with
+    // total(u) ≤ B is ⌊(10⁴·(B + 1) − 1) / (p·(10⁴ + f))⌋.
+    let scale = U256::from(10_000u64);
+    let num = scale
+        .saturating_mul(budget.saturating_add(U256::from(1)))
+        .saturating_sub(U256::from(1));
+    let den = price.saturating_mul(U256::from(10_000 + ROUTER_FEE_BPS));
+    let u: u64 = (num / den).saturating_to();
+    // Saturated arithmetic near U256::MAX could overshoot; never answer above.
+    if total(u, price) > budget {
+        return u.saturating_sub(1);
+    }
+    u
 }
 
 /// The storage a genesis allocates to give `account` an escrow balance (the Tasks
@@ -191,6 +236,13 @@ impl TasksModule {
             decoded,
             C::deposit(_) | C::requestWithdraw(_) | C::withdraw(_) | C::settle(_)
         );
+        if let C::check(c) = &decoded {
+            if c.receipts.len() > MAX_RECEIPTS {
+                return Err(revert(format!(
+                    "at most {MAX_RECEIPTS} receipts per settlement"
+                )));
+            }
+        }
         if writes && call.is_static {
             return Err(revert("state change in a static call"));
         }
@@ -267,6 +319,10 @@ impl TasksModule {
                 ITasks::settleCall::abi_encode_returns(&ITasks::settleReturn { settled, charged })
                     .into()
             }
+            C::check(c) => {
+                let reasons = check_all(m, c.router, &c.receipts)?;
+                ITasks::checkCall::abi_encode_returns(&reasons).into()
+            }
             C::escrowOf(c) => {
                 let k = c.account.into_word();
                 ITasks::escrowOfCall::abi_encode_returns(&ITasks::escrowOfReturn {
@@ -305,6 +361,8 @@ struct Batch {
     spent: BTreeMap<B256, U256>,
     prices: BTreeMap<(B256, String), Option<(Address, U256)>>,
     pay: BTreeMap<Address, U256>,
+    /// Receipts this batch settles (a second copy in the same batch is refused).
+    settled: std::collections::BTreeSet<B256>,
 }
 
 impl Batch {
@@ -370,22 +428,71 @@ fn settle_all(
     let mut batch = Batch::default();
     let (mut settled, mut charged) = (U256::ZERO, U256::ZERO);
     for r in receipts {
-        if let Some(total) = settle_one(m, &mut batch, router, r)? {
-            settled += U256::from(1);
-            charged += total;
+        let (rid, verdict) = evaluate(m, &mut batch, router, r)?;
+        match verdict {
+            Ok(c) => {
+                m.sstore(map(M_SETTLED, rid), U256::from(1))?;
+                settled += U256::from(1);
+                charged += c.amount + c.fee;
+                emit(
+                    m,
+                    ITasks::Settled {
+                        receiptId: rid,
+                        account: c.account,
+                        nodeId: r.nodeId,
+                        router,
+                        nodeAmount: c.amount,
+                        routerFee: c.fee,
+                    },
+                );
+            }
+            Err(reason) => emit(
+                m,
+                ITasks::Rejected {
+                    receiptId: rid,
+                    reason,
+                },
+            ),
         }
     }
     batch.finish(m)?;
     Ok((settled, charged))
 }
 
-/// Settles one receipt; `Ok(None)` (and a `Rejected` event) when a check fails.
-fn settle_one(
+/// [`settle_all`] without writing: the reason each receipt would be refused.
+fn check_all(
+    m: &mut Metered<'_>,
+    router: Address,
+    receipts: &[ITasks::Receipt],
+) -> Result<Vec<String>, ModuleError> {
+    let mut batch = Batch::default();
+    receipts
+        .iter()
+        .map(|r| {
+            Ok(evaluate(m, &mut batch, router, r)?
+                .1
+                .err()
+                .unwrap_or_default())
+        })
+        .collect()
+}
+
+/// What a receipt that passes every check charges.
+struct Charge {
+    account: Address,
+    amount: U256,
+    fee: U256,
+}
+
+/// Checks one receipt against the chain and the batch so far and, if it passes, books
+/// its charge in the batch (escrow, spending, payees). Returns its id and the charge,
+/// or why it is refused.
+fn evaluate(
     m: &mut Metered<'_>,
     batch: &mut Batch,
     router: Address,
     r: &ITasks::Receipt,
-) -> Result<Option<U256>, ModuleError> {
+) -> Result<(B256, Result<Charge, String>), ModuleError> {
     // Two signature checks, priced like the precompiles that do them.
     m.charge(6_000)?;
     let g = &r.grant;
@@ -395,44 +502,30 @@ fn settle_one(
         .map(|a| grant_id(*a, g))
         .unwrap_or_default();
     let rid = receipt_id(gid, r.callId);
-    match check(m, batch, router, r, account) {
-        Ok((account, owner, amount, fee)) => {
-            let total = amount + fee;
-            let (b, p) = batch.escrow(m, account)?;
-            let from_balance = total.min(b);
-            batch
-                .escrow
-                .insert(account, (b - from_balance, p - (total - from_balance)));
-            let spent = batch.spent(m, gid)?;
-            batch.spent.insert(gid, spent + total);
-            m.sstore(map(M_SETTLED, rid), U256::from(1))?;
-            *batch.pay.entry(owner).or_default() += amount;
-            *batch.pay.entry(router).or_default() += fee;
-            emit(
-                m,
-                ITasks::Settled {
-                    receiptId: rid,
-                    account,
-                    nodeId: r.nodeId,
-                    router,
-                    nodeAmount: amount,
-                    routerFee: fee,
-                },
-            );
-            Ok(Some(total))
-        }
-        Err(Reject::Fatal(e)) => Err(e),
-        Err(Reject::Skip(reason)) => {
-            emit(
-                m,
-                ITasks::Rejected {
-                    receiptId: rid,
-                    reason,
-                },
-            );
-            Ok(None)
-        }
-    }
+    let (account, owner, amount, fee) = match check(m, batch, router, r, account, rid) {
+        Ok(c) => c,
+        Err(Reject::Fatal(e)) => return Err(e),
+        Err(Reject::Skip(reason)) => return Ok((rid, Err(reason))),
+    };
+    let total = amount + fee;
+    let (b, p) = batch.escrow(m, account)?;
+    let from_balance = total.min(b);
+    batch
+        .escrow
+        .insert(account, (b - from_balance, p - (total - from_balance)));
+    let spent = batch.spent(m, gid)?;
+    batch.spent.insert(gid, spent + total);
+    batch.settled.insert(rid);
+    *batch.pay.entry(owner).or_default() += amount;
+    *batch.pay.entry(router).or_default() += fee;
+    Ok((
+        rid,
+        Ok(Charge {
+            account,
+            amount,
+            fee,
+        }),
+    ))
 }
 
 enum Reject {
@@ -453,6 +546,7 @@ fn check(
     router: Address,
     r: &ITasks::Receipt,
     account: Result<Address, String>,
+    rid: B256,
 ) -> Result<(Address, Address, U256, U256), Reject> {
     let skip = |s: String| Err(Reject::Skip(s));
     let g = &r.grant;
@@ -485,14 +579,23 @@ fn check(
         return skip(format!("the node is not registered for {:?}", r.app));
     };
     let gid = grant_id(account, g);
-    if !m
-        .sload(map(M_SETTLED, receipt_id(gid, r.callId)))?
-        .is_zero()
-    {
+    if batch.settled.contains(&rid) || !m.sload(map(M_SETTLED, rid))?.is_zero() {
         return skip("already settled".into());
+    }
+    if r.units > r.maxUnits {
+        return skip(format!(
+            "the node metered {} units, more than the call's budget of {}",
+            r.units, r.maxUnits
+        ));
     }
     let (amount, fee) = charge(r.units, price);
     let total = amount + fee;
+    if total > r.maxCost {
+        return skip(format!(
+            "the call costs {total} wei at the node's price, more than the {} the router reserved for it",
+            r.maxCost
+        ));
+    }
     let spent = batch.spent(m, gid)?;
     if spent + total > g.limit {
         return skip(format!(

@@ -205,7 +205,7 @@ pub async fn start_compute(
             let shutdown = async move {
                 let _ = st.wait_for(|s| *s).await;
             };
-            tokio::spawn(emc_compute::server::serve(l, agent.clone(), shutdown));
+            emc_compute::server::serve(l, agent.clone(), emc_compute::server::limits(), shutdown);
             Some(bound)
         }
     };

@@ -229,7 +229,9 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Config(e.to_string()))??
         };
-        let (rpc, rpc_addr) = emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone()).await?;
+        let net = Arc::new(emc_rpc::NetInfo::default());
+        let (rpc, rpc_addr) =
+            emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone(), net.clone()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
         // Refuse a genesis set consensus cannot use before starting anything.
@@ -316,6 +318,7 @@ impl Node {
                     inbound_tx.clone(),
                     stopped.clone(),
                     metrics.clone(),
+                    net,
                 ));
                 gossip
             }

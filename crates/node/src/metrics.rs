@@ -122,7 +122,16 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` until the task is dropped.
+/// The metrics port's bounds: scrapers are few.
+pub fn limits() -> emc_http::Limits {
+    emc_http::Limits {
+        max_connections: 64,
+        max_per_ip: 16,
+        ..Default::default()
+    }
+}
+
+/// Serves `/metrics` until the process stops.
 pub async fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -141,8 +150,11 @@ pub async fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> std::io::Result<S
             }
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    emc_http::spawn(
+        listener,
+        limits(),
+        move || app.clone(),
+        std::future::pending(),
+    );
     Ok(local)
 }

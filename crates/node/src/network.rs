@@ -49,6 +49,7 @@ pub async fn run(
     consensus: mpsc::Sender<Message>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
+    net: Arc<emc_rpc::NetInfo>,
 ) {
     let commands = p2p.commands.clone();
     let verifier = Ed25519Crypto::verify_only();
@@ -141,6 +142,7 @@ pub async fn run(
                     Event::Connected(p) => {
                         peers.insert(p);
                         metrics.peers.set(peers.len() as i64);
+                        net.set_peers(peers.len());
                         if !syncing {
                             syncing = request_sync(&chain, &peers, &commands);
                         }
@@ -148,6 +150,7 @@ pub async fn run(
                     Event::Disconnected(p) => {
                         peers.remove(&p);
                         metrics.peers.set(peers.len() as i64);
+                        net.set_peers(peers.len());
                     }
                     Event::Banned(_) => {
                         metrics.peers_banned.inc();

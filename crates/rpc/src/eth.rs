@@ -32,7 +32,9 @@ pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
         .chain_id()
         .to_string())));
     method!(m, "net_listening", |_: &Ctx, _| Ok(json!(true)));
-    method!(m, "net_peerCount", |_: &Ctx, _| Ok(json!("0x0")));
+    method!(m, "net_peerCount", |c: &Ctx, _| Ok(json!(json::q(
+        c.net.peers() as u64
+    ))));
     method!(m, "web3_clientVersion", |_: &Ctx, _| Ok(json!(
         emc_types::CLIENT_VERSION
     )));
@@ -61,6 +63,48 @@ pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
     method!(m, "eth_getBlockByNumber", get_block_by_number);
     method!(m, "eth_getBlockByHash", get_block_by_hash);
     method!(m, "eth_getLogs", get_logs);
+    method!(m, "eth_getBlockReceipts", get_block_receipts);
+    method!(m, "eth_getBlockTransactionCountByNumber", |c: &Ctx,
+                                                        p: Params<
+        '_,
+    >| {
+        let tag: BlockNumberOrTag = p.one()?;
+        tx_count(c, height_of_tag(c, tag))
+    });
+    method!(
+        m,
+        "eth_getBlockTransactionCountByHash",
+        |c: &Ctx, p: Params<'_>| {
+            let hash: B256 = p.one()?;
+            match c.chain.store().height_of(hash).map_err(internal)? {
+                Some(h) => tx_count(c, h),
+                None => Ok(Value::Null),
+            }
+        }
+    );
+    method!(m, "eth_getTransactionByBlockNumberAndIndex", |c: &Ctx,
+                                                           p: Params<
+        '_,
+    >| {
+        let mut s = p.sequence();
+        let tag: BlockNumberOrTag = s.next()?;
+        let index: alloy_primitives::U64 = s.next()?;
+        tx_at(c, height_of_tag(c, tag), index.to())
+    });
+    method!(m, "eth_getTransactionByBlockHashAndIndex", |c: &Ctx,
+                                                         p: Params<
+        '_,
+    >| {
+        let mut s = p.sequence();
+        let hash: B256 = s.next()?;
+        let index: alloy_primitives::U64 = s.next()?;
+        match c.chain.store().height_of(hash).map_err(internal)? {
+            Some(h) => tx_at(c, h, index.to()),
+            None => Ok(Value::Null),
+        }
+    });
+    method!(m, "eth_createAccessList", create_access_list);
+    method!(m, "eth_getProof", crate::proof::get_proof);
     Ok(())
 }
 
@@ -96,7 +140,7 @@ fn resolve(chain: &Chain, id: Option<BlockId>) -> Result<Height, ErrorObjectOwne
     }
 }
 
-fn chain_err(e: ChainError) -> ErrorObjectOwned {
+pub(crate) fn chain_err(e: ChainError) -> ErrorObjectOwned {
     match e {
         ChainError::UnknownBlock(n) => server_error(format!("header not found: block {n}")),
         other => internal(other),
@@ -409,16 +453,104 @@ fn block_at(c: &Ctx, h: Height, full: bool) -> R {
     })
 }
 
+/// The height a block tag names (every tag but `earliest` and a number is the head:
+/// blocks are final once committed).
+fn height_of_tag(c: &Ctx, tag: BlockNumberOrTag) -> Height {
+    match tag {
+        BlockNumberOrTag::Number(n) => Height(n),
+        BlockNumberOrTag::Earliest => Height::GENESIS,
+        _ => c.chain.head().height,
+    }
+}
+
 fn get_block_by_number(c: &Ctx, p: Params<'_>) -> R {
     let mut s = p.sequence();
     let tag: BlockNumberOrTag = s.next()?;
     let full: Option<bool> = s.optional_next()?;
-    let h = match tag {
-        BlockNumberOrTag::Number(n) => Height(n),
-        BlockNumberOrTag::Earliest => Height::GENESIS,
-        _ => c.chain.head().height,
+    block_at(c, height_of_tag(c, tag), full.unwrap_or(false))
+}
+
+/// The number of transactions in block `h` (null for a block not there).
+fn tx_count(c: &Ctx, h: Height) -> R {
+    if h > c.chain.head().height {
+        return Ok(Value::Null);
+    }
+    Ok(match c.chain.store().block(h).map_err(internal)? {
+        Some((block, _)) => json!(json::q(block.transactions.len() as u64)),
+        None => Value::Null,
+    })
+}
+
+/// The transaction at `index` of block `h`, with its position (null if none).
+fn tx_at(c: &Ctx, h: Height, index: u64) -> R {
+    if h > c.chain.head().height {
+        return Ok(Value::Null);
+    }
+    let Some((block, senders)) = c.chain.store().block(h).map_err(internal)? else {
+        return Ok(Value::Null);
     };
-    block_at(c, h, full.unwrap_or(false))
+    let i = usize::try_from(index).unwrap_or(usize::MAX);
+    let (Some(raw), Some(sender)) = (block.transactions.get(i), senders.get(i)) else {
+        return Ok(Value::Null);
+    };
+    let env =
+        json::decode_stored(raw).ok_or_else(|| internal("stored transaction does not decode"))?;
+    Ok(json::tx_json(
+        env,
+        *sender,
+        Some((block.hash(), h.0, i as u32, block.header.base_fee)),
+    ))
+}
+
+/// Every receipt of a block, in order, the block's system receipt (if any) last.
+fn get_block_receipts(c: &Ctx, p: Params<'_>) -> R {
+    let id: BlockId = p.one()?;
+    let h = match id {
+        BlockId::Number(tag) => height_of_tag(c, tag),
+        BlockId::Hash(h) => match c.chain.store().height_of(h.block_hash).map_err(internal)? {
+            Some(h) => h,
+            None => return Ok(Value::Null),
+        },
+    };
+    if h > c.chain.head().height {
+        return Ok(Value::Null);
+    }
+    let store = c.chain.store();
+    let (Some(header), Some(receipts)) = (
+        store.header(h).map_err(internal)?,
+        store.receipts(h).map_err(internal)?,
+    ) else {
+        return Ok(Value::Null);
+    };
+    let mut first_log = 0u32;
+    let out: Vec<Value> = receipts
+        .iter()
+        .map(|rc| {
+            let v = json::receipt_json(rc, &header, first_log);
+            first_log += rc.logs.len() as u32;
+            v
+        })
+        .collect();
+    Ok(Value::Array(out))
+}
+
+/// EIP-2930's `eth_createAccessList`: the addresses and slots the call touches
+/// (except the sender, the recipient and the precompiles, warm anyway) and the gas it
+/// uses with that list.
+fn create_access_list(c: &Ctx, p: Params<'_>) -> R {
+    let mut s = p.sequence();
+    let req: TransactionRequest = s.next()?;
+    let at = resolve(&c.chain, s.optional_next()?)?;
+    match c.chain.create_access_list(at, &call_request(req)?) {
+        Ok(Ok((list, gas))) => Ok(json!({"accessList": list, "gasUsed": json::q(gas)})),
+        Ok(Err(CallOutcome::Revert { output, .. })) => Err(revert_error(&output)),
+        Ok(Err(CallOutcome::Halt { reason, .. })) => {
+            Err(server_error(format!("execution halted: {reason}")))
+        }
+        Ok(Err(CallOutcome::Success { .. })) => Err(internal("access list of a successful call")),
+        Err(ChainError::Exec(e)) => Err(server_error(e.to_string())),
+        Err(e) => Err(chain_err(e)),
+    }
 }
 
 fn get_block_by_hash(c: &Ctx, p: Params<'_>) -> R {

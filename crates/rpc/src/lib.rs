@@ -10,18 +10,27 @@
 //! reverted call with the revert data, and -32005 when a log query is too large.
 //!
 //! Requests are bounded before anything is allocated for them: body size, batch size,
-//! connection count, log range and result count.
+//! log range and result count. Connections are served by [`emc_http`]: at most
+//! [`RpcConfig::http`]`.max_connections` in all and `max_per_ip` from one address,
+//! with header, body and idle timeouts, so slow or silent clients cannot hold the
+//! port. WebSockets are pinged, hold at most `max_subscriptions` subscriptions, and a
+//! subscriber that does not read its notifications loses the subscription once
+//! `ws_buffer` of them wait, so no client can make the node hold memory for it.
 //!
 //! Data flow: reads go to the chain's store and state snapshots; writes go only through
 //! [`emc_chain::Chain::submit`]; subscriptions follow the chain's event channel.
 
 mod emc;
 mod eth;
+mod filters;
 mod json;
+mod proof;
 mod subs;
 
 use emc_chain::Chain;
 use jsonrpsee::{server::ServerHandle, types::ErrorObjectOwned, RpcModule};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use std::{net::SocketAddr, sync::Arc};
 
 /// Bounds on what one client may ask of the node.
@@ -29,12 +38,25 @@ use std::{net::SocketAddr, sync::Arc};
 pub struct RpcConfig {
     pub max_request_bytes: u32,
     pub max_response_bytes: u32,
-    pub max_connections: u32,
     pub max_batch: u32,
     pub max_log_range: u64,
     pub max_logs: usize,
     /// The tip `eth_maxPriorityFeePerGas` suggests, in wei.
     pub suggested_tip: u64,
+    /// Connections in all and per client, and the header, body and idle timeouts.
+    pub http: emc_http::Limits,
+    /// Subscriptions one WebSocket may hold.
+    pub max_subscriptions: u32,
+    /// Notifications waiting for one WebSocket to read them; past this the
+    /// subscription that could not deliver is closed.
+    pub ws_buffer: u32,
+    /// How often WebSockets are pinged; one that answers none for two periods is
+    /// closed.
+    pub ws_ping: Duration,
+    /// Polling filters (`eth_newFilter` and kin) kept at once, and how long one lives
+    /// without being polled.
+    pub max_filters: usize,
+    pub filter_ttl: Duration,
 }
 
 impl Default for RpcConfig {
@@ -42,18 +64,48 @@ impl Default for RpcConfig {
         Self {
             max_request_bytes: 5 << 20,
             max_response_bytes: 64 << 20,
-            max_connections: 512,
             max_batch: 100,
             max_log_range: 10_000,
             max_logs: 10_000,
             suggested_tip: 1_000_000_000,
+            http: emc_http::Limits {
+                max_connections: 1024,
+                max_per_ip: 64,
+                refusal: emc_http::Refusal::JsonRpc,
+                ..Default::default()
+            },
+            max_subscriptions: 128,
+            ws_buffer: 256,
+            ws_ping: Duration::from_secs(30),
+            max_filters: 4096,
+            filter_ttl: Duration::from_secs(300),
         }
+    }
+}
+
+/// What the node knows of its network, for `net_peerCount`.
+#[derive(Debug, Default)]
+pub struct NetInfo {
+    peers: AtomicUsize,
+}
+
+impl NetInfo {
+    pub fn set_peers(&self, n: usize) {
+        self.peers.store(n, Ordering::Relaxed);
+    }
+
+    pub fn peers(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
     }
 }
 
 pub(crate) struct Ctx {
     pub chain: Arc<Chain>,
     pub cfg: RpcConfig,
+    pub net: Arc<NetInfo>,
+    pub filters: Arc<filters::Filters>,
+    /// The last block's `newHeads` notification, rendered once for every subscriber.
+    pub heads: subs::Rendered,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,33 +116,57 @@ pub enum RpcError {
     Register(&'static str, String),
 }
 
-/// Starts the server; it runs until the handle is stopped or dropped.
+/// Starts the server; it runs until the handle is stopped.
 pub async fn start(
     chain: Arc<Chain>,
     addr: SocketAddr,
     cfg: RpcConfig,
+    net: Arc<NetInfo>,
 ) -> Result<(ServerHandle, SocketAddr), RpcError> {
-    let module = build_module(chain, cfg.clone())?;
+    let bind = |e: &dyn std::fmt::Display| RpcError::Bind {
+        addr,
+        reason: e.to_string(),
+    };
+    cfg.http.validate().map_err(|e| bind(&e))?;
+    let filters = Arc::new(filters::Filters::new(cfg.max_filters, cfg.filter_ttl));
+    filters::follow_pending(&chain, filters.clone());
+    let module = build_module(chain, cfg.clone(), net, filters)?;
+    let methods: jsonrpsee::Methods = module.into();
+    let ws_ping = jsonrpsee::server::PingConfig::new()
+        .ping_interval(cfg.ws_ping)
+        .inactive_limit(cfg.ws_ping * 2);
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(cfg.max_request_bytes)
         .max_response_body_size(cfg.max_response_bytes)
-        .max_connections(cfg.max_connections)
+        // emc_http counts connections; this only has to let those through.
+        .max_connections(cfg.http.max_connections as u32)
+        .max_subscriptions_per_connection(cfg.max_subscriptions)
+        .set_message_buffer_capacity(cfg.ws_buffer.max(1))
+        .enable_ws_ping(ws_ping)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(cfg.max_batch))
         .build();
-    let server = jsonrpsee::server::Server::builder()
+    let builder = jsonrpsee::server::Server::builder()
         .set_config(config)
-        .set_http_middleware(tower::ServiceBuilder::new().layer(cors()))
-        .build(addr)
+        .set_http_middleware(
+            tower::ServiceBuilder::new()
+                .layer(cors())
+                .layer(subs::MarkHttp),
+        )
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                .layer_fn(subs::NoHttpSubscriptions),
+        )
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| RpcError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
-    let local = server.local_addr().map_err(|e| RpcError::Bind {
-        addr,
-        reason: e.to_string(),
-    })?;
-    Ok((server.start(module), local))
+        .map_err(|e| bind(&e))?;
+    let local = listener.local_addr().map_err(|e| bind(&e))?;
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let shutdown = stop.clone().shutdown();
+    // One service per connection: jsonrpsee keys subscriptions by connection.
+    let make = move || builder.clone().build(methods.clone(), stop.clone());
+    emc_http::spawn(listener, cfg.http.clone(), make, shutdown);
+    Ok((handle, local))
 }
 
 fn cors() -> tower_http::cors::CorsLayer {
@@ -98,9 +174,21 @@ fn cors() -> tower_http::cors::CorsLayer {
     tower_http::cors::CorsLayer::permissive()
 }
 
-pub(crate) fn build_module(chain: Arc<Chain>, cfg: RpcConfig) -> Result<RpcModule<Ctx>, RpcError> {
-    let mut m = RpcModule::new(Ctx { chain, cfg });
+pub(crate) fn build_module(
+    chain: Arc<Chain>,
+    cfg: RpcConfig,
+    net: Arc<NetInfo>,
+    filters: Arc<filters::Filters>,
+) -> Result<RpcModule<Ctx>, RpcError> {
+    let mut m = RpcModule::new(Ctx {
+        chain,
+        cfg,
+        net,
+        filters,
+        heads: Default::default(),
+    });
     eth::register(&mut m)?;
+    filters::register(&mut m)?;
     emc::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)

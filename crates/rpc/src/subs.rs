@@ -1,8 +1,15 @@
 //! `eth_subscribe`: newHeads, logs (with an address/topic filter) and
 //! newPendingTransactions, pushed over WebSocket from the chain's event channel.
 //!
-//! A subscriber that falls more than the channel's capacity behind skips what it
-//! missed rather than holding the node's memory; the subscription stays open.
+//! Memory stays bounded whatever subscribers do: a WebSocket holds at most
+//! `max_subscriptions` subscriptions (jsonrpsee refuses more), notifications wait in
+//! one buffer of `ws_buffer` per connection, and a subscription whose notification
+//! finds that buffer full is closed with a reason instead of waiting (a subscriber
+//! that does not read loses its subscriptions, not the node its memory). A
+//! `newHeads` notification is rendered once per block, however many subscribe.
+//!
+//! Over plain HTTP there is nothing to push to: `eth_subscribe` there is answered
+//! with -32601 and a reason (connect over WebSocket, or poll with `eth_newFilter`).
 
 use crate::{invalid_params, json, Ctx, RpcError};
 use alloy_rpc_types_eth::Filter;
@@ -11,6 +18,7 @@ use emc_storage::LogFilter;
 use jsonrpsee::{
     core::SubscriptionResult, PendingSubscriptionSink, RpcModule, SubscriptionMessage,
 };
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -74,7 +82,7 @@ async fn subscribe(
         }
     };
     let mut rx = ctx.chain.subscribe();
-    let sink = pending.accept().await?;
+    let mut sink = pending.accept().await?;
     loop {
         let ev = tokio::select! {
             _ = sink.closed() => break,
@@ -88,21 +96,162 @@ async fn subscribe(
             }
             Err(RecvError::Closed) => break,
         };
-        for item in items(&kind, &ev) {
-            let raw = serde_json::value::to_raw_value(&item)?;
-            if sink.send(SubscriptionMessage::from(raw)).await.is_err() {
-                return Ok(());
+        for raw in items(&ctx, &kind, &ev)? {
+            use jsonrpsee::core::server::TrySendError;
+            match sink.try_send(SubscriptionMessage::from(raw)) {
+                Ok(()) => {}
+                Err(TrySendError::Closed(_)) => return Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    tracing::debug!(subscription = ?sink.subscription_id(), "subscriber does not read; subscription closed");
+                    return Err(format!(
+                        "closed: {} notifications were waiting unread on this connection",
+                        ctx.cfg.ws_buffer
+                    )
+                    .into());
+                }
             }
         }
     }
     Ok(())
 }
 
-fn items(kind: &Kind, ev: &ChainEvent) -> Vec<Value> {
+/// The `newHeads` notification of the last block, rendered once (keyed by height:
+/// blocks are final, one per height).
+#[derive(Default)]
+pub(crate) struct Rendered(Mutex<Option<(u64, Box<serde_json::value::RawValue>)>>);
+
+impl Rendered {
+    fn get(
+        &self,
+        header: &emc_types::Header,
+    ) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        let height = header.height.0;
+        let mut last = self.0.lock();
+        if let Some((h, raw)) = last.as_ref() {
+            if *h == height {
+                return Ok(raw.clone());
+            }
+        }
+        let raw = serde_json::value::to_raw_value(&json::header_json(header))?;
+        *last = Some((height, raw.clone()));
+        Ok(raw)
+    }
+}
+
+/// Marks a request that came over plain HTTP (not a WebSocket upgrade), so the
+/// subscription methods can say why they cannot work there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OverHttp;
+
+/// The HTTP layer that marks plain HTTP requests with [`OverHttp`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkHttp;
+
+impl<S> tower::Layer<S> for MarkHttp {
+    type Service = MarkHttpService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MarkHttpService(inner)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct MarkHttpService<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for MarkHttpService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(OverHttp);
+        }
+        self.0.call(req)
+    }
+}
+
+/// The JSON-RPC layer that answers a subscription method over plain HTTP with what
+/// to do instead (jsonrpsee alone says only "Internal error").
+#[derive(Clone, Debug)]
+pub(crate) struct NoHttpSubscriptions<S>(pub S);
+
+impl<S> jsonrpsee::server::middleware::rpc::RpcServiceT for NoHttpSubscriptions<S>
+where
+    S: jsonrpsee::server::middleware::rpc::RpcServiceT<MethodResponse = jsonrpsee::MethodResponse>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    type MethodResponse = S::MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(
+        &self,
+        req: jsonrpsee::types::Request<'a>,
+    ) -> impl std::future::Future<Output = Self::MethodResponse> + Send + 'a {
+        let over_http = req.extensions().get::<OverHttp>().is_some();
+        let method = req.method_name().to_string();
+        let inner = self.0.clone();
+        async move {
+            if over_http && (method == "eth_subscribe" || method == "eth_unsubscribe") {
+                return jsonrpsee::MethodResponse::error(
+                    req.id().into_owned(),
+                    jsonrpsee::types::ErrorObjectOwned::owned(
+                        -32601,
+                        format!("{method} needs a WebSocket: connect with ws:// to this same port; over HTTP, poll with eth_newFilter and eth_getFilterChanges"),
+                        None::<()>,
+                    ),
+                );
+            }
+            inner.call(req).await
+        }
+    }
+
+    fn batch<'a>(
+        &self,
+        batch: jsonrpsee::core::middleware::Batch<'a>,
+    ) -> impl std::future::Future<Output = Self::BatchResponse> + Send + 'a {
+        self.0.batch(batch)
+    }
+
+    fn notification<'a>(
+        &self,
+        n: jsonrpsee::core::middleware::Notification<'a>,
+    ) -> impl std::future::Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.0.notification(n)
+    }
+}
+
+type Raw = Box<serde_json::value::RawValue>;
+
+/// The notifications `ev` makes for a subscription of `kind`.
+fn items(ctx: &Ctx, kind: &Kind, ev: &ChainEvent) -> Result<Vec<Raw>, serde_json::Error> {
     match (kind, ev) {
-        (Kind::Heads, ChainEvent::NewBlock { header, .. }) => vec![json::header_json(header)],
-        (Kind::Pending, ChainEvent::PendingTx(h)) => vec![serde_json::json!(h)],
-        (Kind::Logs(f), ChainEvent::NewBlock { header, receipts }) => {
+        (Kind::Heads, ChainEvent::NewBlock { header, .. }) => Ok(vec![ctx.heads.get(header)?]),
+        (Kind::Pending, ChainEvent::PendingTx(h)) => Ok(vec![serde_json::value::to_raw_value(h)?]),
+        (Kind::Logs(f), ChainEvent::NewBlock { .. }) => logs(f, ev)
+            .iter()
+            .map(serde_json::value::to_raw_value)
+            .collect(),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn logs(f: &LogFilter, ev: &ChainEvent) -> Vec<Value> {
+    match ev {
+        ChainEvent::NewBlock { header, receipts } => {
             let hash = header.hash();
             let mut out = Vec::new();
             let mut index = 0u32;

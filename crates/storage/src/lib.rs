@@ -16,6 +16,7 @@
 //! then calls [`Store::commit_block`].
 
 mod blocks;
+pub mod proof;
 mod state;
 mod verify;
 

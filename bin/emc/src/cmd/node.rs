@@ -101,6 +101,27 @@ pub struct NodeArgs {
     /// proof-of-computing attestations from; without it they are only logged.
     #[arg(long, env = "EMC_POC_ACCOUNT_KEY", hide_env_values = true)]
     poc_account_key: Option<String>,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+/// Connection bounds of the node's HTTP ports (docs/ARCHITECTURE.md lists every
+/// listener's limits and timeouts). Behind a reverse proxy every client shares the
+/// proxy's address: raise the per-address limits there.
+#[derive(clap::Args)]
+struct ListenArgs {
+    /// JSON-RPC connections open at once, from everyone [default: 1024].
+    #[arg(long)]
+    rpc_max_connections: Option<usize>,
+    /// JSON-RPC connections open at once from one IP address [default: 64].
+    #[arg(long)]
+    rpc_max_per_ip: Option<usize>,
+    /// Gateway connections open at once, from everyone [default: 4096].
+    #[arg(long)]
+    gateway_max_connections: Option<usize>,
+    /// Gateway connections open at once from one IP address [default: 256].
+    #[arg(long)]
+    gateway_max_per_ip: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +198,7 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
         if let Some(ms) = a.block_time_ms {
             cfg.genesis.block_time_ms = ms;
         }
+        cfg.rpc = rpc_config(a)?;
         return Ok(cfg);
     }
     let Some(path) = &a.genesis else {
@@ -222,7 +244,7 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
         genesis,
         proposer,
         consensus_key,
-        rpc: Default::default(),
+        rpc: rpc_config(a)?,
         p2p: a.p2p_addr.clone().map(|listen| P2pSettings {
             listen,
             bootnodes: a.bootnodes.clone(),
@@ -233,6 +255,21 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
     };
     roles(a, &mut cfg)?;
     Ok(cfg)
+}
+
+/// The JSON-RPC bounds, the flags applied to the defaults.
+fn rpc_config(a: &NodeArgs) -> Result<emc_rpc::RpcConfig> {
+    let mut rpc = emc_rpc::RpcConfig::default();
+    if let Some(n) = a.listen.rpc_max_connections {
+        rpc.http.max_connections = n;
+    }
+    if let Some(n) = a.listen.rpc_max_per_ip {
+        rpc.http.max_per_ip = n;
+    }
+    rpc.http
+        .validate()
+        .map_err(|e| anyhow::anyhow!("JSON-RPC limits: {e}"))?;
+    Ok(rpc)
 }
 
 fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
@@ -279,10 +316,21 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
             .transpose()
             .context("--router-key")?
             .context("--role router needs --router-key (or EMC_ROUTER_KEY): the account that settles calls and earns the router's fee")?;
+        let mut http_limits = emc_node::router::gateway::limits();
+        if let Some(n) = a.listen.gateway_max_connections {
+            http_limits.max_connections = n;
+        }
+        if let Some(n) = a.listen.gateway_max_per_ip {
+            http_limits.max_per_ip = n;
+        }
+        http_limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("gateway limits: {e}"))?;
         cfg.router = Some(emc_node::router::RouterSettings {
             http: a
                 .router_http
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8600))),
+            http_limits,
             account,
             reserve: a.reserve,
             peers: a.peer_routers.clone(),

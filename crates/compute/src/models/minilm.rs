@@ -67,8 +67,14 @@ impl MiniLm {
         })
     }
 
-    /// Embeds each input; also returns the number of tokens read.
-    pub fn embed(&self, inputs: &[String]) -> Result<(Vec<Vec<f32>>, usize), ComputeError> {
+    /// Embeds each input; also returns the number of tokens read. Inputs of more than
+    /// `max_tokens` tokens in all are refused before the model runs (an embedding
+    /// cannot stop half way).
+    pub fn embed(
+        &self,
+        inputs: &[String],
+        max_tokens: u64,
+    ) -> Result<(Vec<Vec<f32>>, usize), ComputeError> {
         if inputs.is_empty() {
             return Ok((vec![], 0));
         }
@@ -86,10 +92,15 @@ impl MiniLm {
             .map(|e| Tensor::new(e.get_attention_mask(), &self.device))
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        let tokens = enc
+        let tokens: usize = enc
             .iter()
             .map(|e| e.get_attention_mask().iter().filter(|m| **m == 1).count())
             .sum();
+        if tokens as u64 > max_tokens {
+            return Err(ComputeError::Payment(format!(
+                "the input is {tokens} tokens; the call's budget pays for {max_tokens}"
+            )));
+        }
         let ids = Tensor::stack(&ids, 0).map_err(err)?;
         let mask = Tensor::stack(&mask, 0).map_err(err)?;
         let types = ids.zeros_like().map_err(err)?;
@@ -152,9 +163,15 @@ impl Runtime for std::sync::Arc<MiniLm> {
             Err(reply) => return Ok(reply),
         };
         let me = self.clone();
-        let (vecs, tokens) = tokio::task::spawn_blocking(move || me.embed(&inputs))
+        let budget = call.max_units;
+        let embedded = tokio::task::spawn_blocking(move || me.embed(&inputs, budget))
             .await
-            .map_err(|e| ComputeError::Runtime(format!("embedding panicked: {e}")))??;
+            .map_err(|e| ComputeError::Runtime(format!("embedding panicked: {e}")))?;
+        let (vecs, tokens) = match embedded {
+            Ok(x) => x,
+            Err(e @ ComputeError::Payment(_)) => return Ok(super::over_budget(&e)),
+            Err(e) => return Err(e),
+        };
         let data: Vec<_> = vecs
             .into_iter()
             .enumerate()

@@ -23,7 +23,12 @@ pub(crate) fn openai_request<T>(
     parse(&call.body).map_err(|e| bad(400, &e))
 }
 
-/// The model cache directory.
+/// The reply to a call whose budget cannot pay for what it asks: 402 in OpenAI's
+/// error shape (`insufficient_quota`), nothing charged.
+pub(crate) fn over_budget(e: &crate::ComputeError) -> Reply {
+    Reply::error(402, "insufficient_quota", &e.to_string(), Unit::Tokens, 0)
+}
+
 /// The built-in runtime an OpenAI endpoint is served by: `/v1/embeddings` by MiniLM,
 /// `/v1/chat/completions` by SmolLM2 (a node's port and a router's gateway agree).
 pub fn kind_for(path: &str) -> &'static str {
@@ -34,6 +39,7 @@ pub fn kind_for(path: &str) -> &'static str {
     }
 }
 
+/// The model cache directory.
 pub fn model_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("EMC_MODELS") {
         return PathBuf::from(d);

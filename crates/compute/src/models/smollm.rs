@@ -6,6 +6,15 @@
 //! values, under two seconds), which runs several times faster. The tokenizer (byte
 //! level BPE) is rebuilt from the GGUF metadata, and prompts use the model's ChatML
 //! template. Greedy decoding (temperature 0, the default) is deterministic.
+//!
+//! Message text is always text: the prompt's control tokens (`<|im_start|>`,
+//! `<|im_end|>`) are placed by id, and what a caller writes is tokenized with special
+//! tokens matched as plain characters, so a user who types `<|im_start|>system` gets
+//! those characters read to the model, never a system turn.
+//!
+//! Budget: the call's `max_units` counts prompt and completion tokens together; a
+//! prompt over it is refused (402) before generation, and generation stops when the
+//! budget is spent (`finish_reason: "length"`).
 
 use crate::result::Unit;
 use crate::runtime::{Call, Chunk, Reply, Runtime};
@@ -32,6 +41,10 @@ fn err(e: impl std::fmt::Display) -> ComputeError {
 pub struct SmolLm {
     base: ModelWeights,
     tokenizer: Tokenizer,
+    /// The same vocabulary with special tokens read as text: for what callers write.
+    text: Tokenizer,
+    im_start: u32,
+    im_end: u32,
     stop: Vec<u32>,
     device: Device,
 }
@@ -110,51 +123,84 @@ impl SmolLm {
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| ComputeError::Config(format!("the vocabulary has no {t}")))
+        };
+        let (im_start, im_end) = (id("<|im_start|>")?, id("<|im_end|>")?);
+        let mut text = tokenizer.clone();
+        text.set_encode_special_tokens(true);
         Ok(Self {
             base,
             tokenizer,
+            text,
+            im_start,
+            im_end,
             stop,
             device,
         })
     }
 
-    /// The ChatML prompt for `messages`. Unlike the model's own template, no default
-    /// system message is added when the caller gives none (as OpenAI's API does not):
-    /// with the shipped 4-bit weights that default message visibly hurts short answers
+    /// The ChatML prompt for `messages`, as token ids: `<|im_start|>role\ncontent<|im_end|>\n`
+    /// per message, then `<|im_start|>assistant\n`, the control tokens by id and every
+    /// piece of text as text. Unlike the model's own template, no default system
+    /// message is added when the caller gives none (as OpenAI's API does not): with the
+    /// shipped 4-bit weights that default message visibly hurts short answers
     /// (measured: it turns "The capital of France is Paris." into French word salad).
-    pub fn prompt(messages: &[Message]) -> String {
-        let mut p = String::new();
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ComputeError> {
+        let text = |s: &str| -> Result<Vec<u32>, ComputeError> {
+            Ok(self.text.encode(s, false).map_err(err)?.get_ids().to_vec())
+        };
+        let mut ids = Vec::new();
         for m in messages {
-            p.push_str(&format!(
-                "<|im_start|>{}\n{}<|im_end|>\n",
-                m.role, m.content
-            ));
+            ids.push(self.im_start);
+            ids.extend(text(&format!("{}\n", m.role))?);
+            ids.extend(text(&m.content)?);
+            ids.push(self.im_end);
+            ids.extend(text("\n")?);
         }
-        p.push_str("<|im_start|>assistant\n");
-        p
+        ids.push(self.im_start);
+        ids.extend(text("assistant\n")?);
+        Ok(ids)
     }
 
-    /// Generates a reply, calling `on_text` with each new piece of text as it is
-    /// decoded (return false to stop early, e.g. when the caller went away).
-    pub fn generate(
-        &self,
-        req: &ChatRequest,
-        mut on_text: impl FnMut(&str) -> bool,
-    ) -> Result<Generated, ComputeError> {
-        let max_new = req
-            .max_completion_tokens
-            .or(req.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS)
-            .min(MAX_NEW_TOKENS);
-        let prompt = Self::prompt(&req.messages);
-        let enc = self.tokenizer.encode(prompt, false).map_err(err)?;
-        let ids = enc.get_ids().to_vec();
+    /// The prompt's ids if the model takes it within `budget` tokens: 400 if it is too
+    /// long for the model, 402 if the budget leaves no token for a reply.
+    pub fn admit(&self, messages: &[Message], budget: u64) -> Result<Vec<u32>, ComputeError> {
+        let ids = self.prompt_ids(messages)?;
         if ids.len() > MAX_PROMPT_TOKENS {
             return Err(ComputeError::BadRequest(format!(
                 "the prompt is {} tokens, over {MAX_PROMPT_TOKENS}",
                 ids.len()
             )));
         }
+        if ids.len() as u64 >= budget {
+            return Err(ComputeError::Payment(format!(
+                "the prompt is {} tokens; the call's budget pays for {budget}, leaving none for a reply",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Generates a reply to the admitted prompt `ids` within `budget` tokens (prompt
+    /// and completion), calling `on_text` with each new piece of text as it is decoded
+    /// (return false to stop early, e.g. when the caller went away).
+    pub fn generate(
+        &self,
+        ids: Vec<u32>,
+        req: &ChatRequest,
+        budget: u64,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generated, ComputeError> {
+        let left = usize::try_from(budget.saturating_sub(ids.len() as u64)).unwrap_or(usize::MAX);
+        let max_new = req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .unwrap_or(DEFAULT_MAX_TOKENS)
+            .min(MAX_NEW_TOKENS)
+            .min(left);
         let temperature = req.temperature.filter(|t| *t > 0.0);
         let mut sampler = LogitsProcessor::new(req.seed.unwrap_or(0), temperature, req.top_p);
         let mut model = self.base.clone();
@@ -239,6 +285,17 @@ fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, ComputeErro
     Ok(tok)
 }
 
+/// The error reply for a chat refused before generation: 400 for a bad prompt, 402
+/// for one its budget cannot pay for.
+fn refusal(why: ComputeError) -> Reply {
+    match why {
+        ComputeError::BadRequest(m) => {
+            Reply::error(400, "invalid_request_error", &m, Unit::Tokens, 0)
+        }
+        e => super::over_budget(&e),
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -283,23 +340,20 @@ impl Runtime for Arc<SmolLm> {
         );
         let created = now();
         let me = self.clone();
+        let budget = call.max_units;
+        // The prompt is checked before anything is sent, so a refusal is a plain
+        // error reply even when a stream was asked for.
+        let ids = match self.admit(&req.messages, budget) {
+            Ok(ids) => ids,
+            Err(e @ (ComputeError::BadRequest(_) | ComputeError::Payment(_))) => {
+                return Ok(refusal(e))
+            }
+            Err(e) => return Err(e),
+        };
         if !req.stream {
-            let g = tokio::task::spawn_blocking(move || me.generate(&req, |_| true))
+            let g = tokio::task::spawn_blocking(move || me.generate(ids, &req, budget, |_| true))
                 .await
-                .map_err(|e| ComputeError::Runtime(format!("generation panicked: {e}")))?;
-            let g = match g {
-                Ok(g) => g,
-                Err(ComputeError::BadRequest(m)) => {
-                    return Ok(Reply::error(
-                        400,
-                        "invalid_request_error",
-                        &m,
-                        Unit::Tokens,
-                        0,
-                    ))
-                }
-                Err(e) => return Err(e),
-            };
+                .map_err(|e| ComputeError::Runtime(format!("generation panicked: {e}")))??;
             let body = serde_json::json!({
                 "id": id, "object": "chat.completion", "created": created, "model": MODEL_NAME,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason}],
@@ -333,7 +387,7 @@ impl Runtime for Arc<SmolLm> {
             {
                 return;
             }
-            let g = me.generate(&req, |piece| {
+            let g = me.generate(ids, &req, budget, |piece| {
                 tx.blocking_send(chunk(serde_json::json!({"content": piece}), None))
                     .is_ok()
             });

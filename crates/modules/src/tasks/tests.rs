@@ -82,7 +82,9 @@ impl World {
             units,
             bytesOut: 100,
             wallUs: 1_000,
+            maxUnits: units,
             nodeSignature: Bytes::new(),
+            maxCost: total(units, U256::from(PRICE)),
         };
         r.nodeSignature = self
             .node
@@ -91,6 +93,32 @@ impl World {
             .to_vec()
             .into();
         r
+    }
+
+    /// Signs `r`'s claim again as the node (after a test changed a signed field).
+    fn resign(&self, mut r: ITasks::Receipt) -> ITasks::Receipt {
+        r.nodeSignature = self
+            .node
+            .sign(&claim_signing_bytes(&r))
+            .to_bytes()
+            .to_vec()
+            .into();
+        r
+    }
+
+    /// What `check` says of `receipts`: a reason per receipt, "" for one that settles.
+    fn check(&mut self, receipts: Vec<ITasks::Receipt>) -> Vec<String> {
+        let router = self.router;
+        let input = ITasks::checkCall { router, receipts }.abi_encode();
+        self.h.me = TASKS_ADDRESS;
+        let c = crate::ModuleCall {
+            caller: Address::ZERO,
+            value: U256::ZERO,
+            input: &input,
+            is_static: true,
+        };
+        let (out, _) = crate::dispatch(TASKS_ADDRESS, &mut self.h, &c, GAS).expect("module");
+        ITasks::checkCall::abi_decode_returns(&out.expect("a view")).expect("decodes")
     }
 
     /// Settles `receipts` and returns the reasons of the rejected ones.
@@ -192,6 +220,79 @@ fn bad_receipts_are_rejected_with_reasons_and_charge_nothing() {
     assert_eq!(w.escrow().0, U256::from(100));
     assert_eq!(w.h.balance(w.owner), U256::ZERO);
     assert_eq!(w.h.balance(w.router), U256::ZERO);
+}
+
+#[test]
+fn nothing_is_charged_past_the_budget_the_node_signed_or_the_cost_the_router_reserved() {
+    let mut w = world();
+    let client = w.client.address();
+    w.tasks(client, 1_000, ITasks::depositCall {}.abi_encode())
+        .expect("deposits");
+    // A node that meters past the budget it was sent with (and signs it).
+    let mut greedy = w.receipt(w.grant(500, B256::ZERO), 1, 10);
+    greedy.maxUnits = 8;
+    let greedy = w.resign(greedy);
+    // A receipt that would cost more than the router reserved: the node's price rose
+    // after the call, or a router lied about the cap.
+    let mut dear = w.receipt(w.grant(500, B256::ZERO), 2, 10);
+    dear.maxCost = U256::from(51);
+    let reasons = w.settle(vec![greedy, dear]);
+    assert!(
+        reasons[0].starts_with("the node metered 10 units, more than the call's budget of 8"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("the call costs 52 wei at the node's price, more than the 51"),
+        "{reasons:?}"
+    );
+    assert_eq!(w.escrow().0, U256::from(1_000), "nothing charged");
+}
+
+#[test]
+fn check_says_what_settle_would_refuse_and_writes_nothing() {
+    let mut w = world();
+    let client = w.client.address();
+    w.tasks(client, 100, ITasks::depositCall {}.abi_encode())
+        .expect("deposits");
+    let ok = w.receipt(w.grant(500, B256::ZERO), 1, 10);
+    // 100 wei of escrow: the first receipt (52) fits, a second of 52 no longer does.
+    let second = w.receipt(w.grant(500, B256::ZERO), 2, 10);
+    let reasons = w.check(vec![ok.clone(), second.clone(), ok.clone()]);
+    assert_eq!(reasons[0], "");
+    assert!(
+        reasons[1].starts_with("the escrow holds 48 wei"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2], "already settled", "a copy in the same batch");
+    assert_eq!(w.escrow().0, U256::from(100), "a check writes nothing");
+    // settle agrees with check, receipt by receipt.
+    assert_eq!(w.settle(vec![ok.clone(), second]).len(), 1);
+    assert_eq!(w.check(vec![ok]), vec!["already settled".to_string()]);
+}
+
+#[test]
+fn units_within_a_budget_buy_exactly_what_it_pays_for() {
+    let p = U256::from(PRICE);
+    for budget in [0u64, 1, 5, 6, 52, 53, 1_049, 1_050, 1_051, 10_000] {
+        let u = units_within(U256::from(budget), p);
+        assert!(
+            total(u, p) <= U256::from(budget),
+            "{budget}: {u} units cost too much"
+        );
+        assert!(
+            total(u + 1, p) > U256::from(budget),
+            "{budget}: {u} is not the most"
+        );
+    }
+    // A budget that is a whole number of units' cost buys exactly those units.
+    let gwei = U256::from(1_000_000_000u64);
+    assert_eq!(units_within(total(37, gwei), gwei), 37);
+    assert_eq!(
+        units_within(U256::from(1), U256::ZERO),
+        u64::MAX,
+        "free apps"
+    );
+    assert_eq!(units_within(U256::MAX, U256::from(1)), u64::MAX);
 }
 
 #[test]

@@ -40,7 +40,7 @@ use axum::Json;
 use bytes::Bytes;
 use emc_chain::Chain;
 use emc_compute::runtime::{Call, MAX_REQUEST_BYTES};
-use emc_compute::server::{error_response, RESULT_HEADER};
+use emc_compute::server::{body_or_error, error_response, RESULT_HEADER};
 use emc_compute::{ComputeError, SignedResult};
 use emc_modules::tasks::{self, ITasks};
 use emc_modules::TASKS_ADDRESS;
@@ -109,9 +109,26 @@ impl Gateway {
     }
 }
 
+/// The gateway's bounds: many clients (a gateway is public), a generous share per
+/// address (clients behind one NAT), OpenAI's error shape for refusals.
+pub fn limits() -> emc_http::Limits {
+    emc_http::Limits {
+        max_connections: 4096,
+        max_per_ip: 256,
+        refusal: emc_http::Refusal::OpenAi,
+        ..Default::default()
+    }
+}
+
+/// How often a pub/sub WebSocket is pinged, and how long a subscriber may stay silent
+/// (no pong, no message) before it is dropped.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const SILENT_MAX: Duration = Duration::from_secs(90);
+
 pub async fn serve(
     g: Gateway,
     addr: std::net::SocketAddr,
+    limits: emc_http::Limits,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<std::net::SocketAddr, NodeError> {
     let app = axum::Router::new()
@@ -132,12 +149,8 @@ pub async fn serve(
     let bound = l
         .local_addr()
         .map_err(|e| NodeError::Config(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await;
+    emc_http::spawn(l, limits, move || app.clone(), async move {
+        let _ = stopped.wait_for(|s| *s).await;
     });
     Ok(bound)
 }
@@ -184,8 +197,12 @@ async fn openai(
     State(g): State<Gateway>,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body_or_error(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let path = uri.path().to_string();
     let kind = emc_compute::models::kind_for(&path);
     let json: serde_json::Value = match serde_json::from_slice(&body) {
@@ -196,12 +213,13 @@ async fn openai(
         return bad("name a model (GET /v1/models lists them)");
     };
     match g.table.app_kind(model) {
-        None => {
-            return error_response(&ComputeError::NoSuchApp(format!(
-                "{model} (GET /v1/models lists the models served)"
-            )))
+        None => return error_response(&ComputeError::no_app(model)),
+        Some(k) if k != kind => {
+            return bad(format!(
+                "{} is a {k} app, not one for {path}",
+                emc_compute::clip(model)
+            ))
         }
-        Some(k) if k != kind => return bad(format!("{model} is a {k} app, not one for {path}")),
         Some(_) => {}
     }
     let app = model.to_string();
@@ -213,9 +231,12 @@ async fn call_root(
     Path(app): Path<String>,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    call(g, app, "/".into(), method, headers, body).await
+    match body_or_error(body) {
+        Ok(body) => call(g, app, "/".into(), method, headers, body).await,
+        Err(r) => r,
+    }
 }
 
 async fn call_path(
@@ -224,10 +245,13 @@ async fn call_path(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let path = emc_compute::server::app_path(&path, &uri);
-    call(g, app, path, method, headers, body).await
+    match body_or_error(body) {
+        Ok(body) => call(g, app, path, method, headers, body).await,
+        Err(r) => r,
+    }
 }
 
 /// What a caller asked of the routing, from its headers.
@@ -296,9 +320,17 @@ impl Gateway {
         Ok(key)
     }
 
-    fn reserve(&self, key: &ApiKey, amount: U256) -> Result<Reservation, ComputeError> {
-        let (escrow, spent) = self.escrow_and_spent(key)?;
-        self.ledger.reserve(key, amount, escrow, spent, auth::now())
+    /// Reserves the call's budget: `cap`, or less if the escrow or the key's limit
+    /// allow less, as long as it pays `at_least`.
+    fn reserve(
+        &self,
+        key: &ApiKey,
+        cap: U256,
+        at_least: U256,
+    ) -> Result<Reservation, ComputeError> {
+        let chain_view = self.escrow_and_spent(key)?;
+        self.ledger
+            .reserve(key, cap, at_least, chain_view, auth::now())
     }
 
     /// The client's escrow balance and the grant's spending at the head, read from the
@@ -343,7 +375,7 @@ impl Gateway {
 
 fn no_route(e: NoRoute) -> ComputeError {
     match e {
-        NoRoute::NoApp(_) => ComputeError::NoSuchApp(e.to_string()),
+        NoRoute::NoApp(app) => ComputeError::no_app(&app),
         NoRoute::Unregistered(_) => ComputeError::Unavailable(e.to_string()),
         NoRoute::AboveCap { .. } => ComputeError::Payment(e.to_string()),
         NoRoute::Saturated(_) => ComputeError::Saturated(e.to_string()),
@@ -391,14 +423,42 @@ async fn try_call(
     let cands = g.table.candidates(&app);
     let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights).map_err(no_route)?;
-    let reservation = g.reserve(&key, ask.max_cost.unwrap_or(g.reserve))?;
+    let routes: Vec<&super::Route> = order.iter().take(MAX_TRIES).map(|&i| &cands[i]).collect();
+    // The budget must pay for at least one unit on the cheapest of the routes tried.
+    let one_unit = routes
+        .iter()
+        .map(|r| tasks::total(1, r.candidate.price.unwrap_or_default()))
+        .min()
+        .unwrap_or_default();
+    let reservation = g.reserve(&key, ask.max_cost.unwrap_or(g.reserve), one_unit)?;
+    let budget = reservation.amount();
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut failures = Vec::new();
-    for &i in order.iter().take(MAX_TRIES) {
-        let entry = &cands[i];
+    let mut tries = Tries::default();
+    for entry in routes {
+        let price = entry.candidate.price.unwrap_or_default();
+        let max_units = tasks::units_within(budget, price);
+        if max_units == 0 {
+            tries.note(
+                entry,
+                ComputeError::Payment(format!(
+                    "one unit costs {} wei there, over the call's budget of {budget}",
+                    tasks::total(1, price)
+                )),
+            );
+            continue;
+        }
+        // Counted before the call goes out, so a burst of calls cannot all pick one
+        // node past the room it announced.
+        let Some(inflight) = g.table.try_start(entry) else {
+            tries.note(
+                entry,
+                ComputeError::Saturated("as many calls are running there as it takes".into()),
+            );
+            continue;
+        };
         let call = Call {
             id: B256::from(rand::random::<[u8; 32]>()),
             app: app.clone(),
@@ -406,6 +466,7 @@ async fn try_call(
             path: path.clone(),
             content_type: content_type.clone(),
             body: body.clone(),
+            max_units,
         };
         let call_id = call.id;
         let receipt = Receipting {
@@ -414,12 +475,13 @@ async fn try_call(
             key: key.clone(),
             app: app.clone(),
             peer: entry.peer,
-            price: entry.candidate.price.unwrap_or_default(),
+            price,
             request_hash,
             call_id,
+            max_units,
+            max_cost: budget,
             table: g.table.clone(),
         };
-        let inflight = g.table.started(entry.peer);
         let served = tokio::time::timeout(
             TRY_TIMEOUT,
             call_node(g.control.clone(), &g.table, entry, call),
@@ -432,9 +494,8 @@ async fn try_call(
         });
         let served = match served {
             Ok(s) => s,
-            // A saturated node said so at once: no mark against its reliability.
             Err(e) => {
-                failed(&g.table, &mut failures, entry, &e, e.status() != 429);
+                tries.failed(&g.table, entry, e);
                 continue;
             }
         };
@@ -468,12 +529,13 @@ async fn try_call(
         let (out, signed) = match collected {
             (out, Ok(s)) => (Bytes::from(out), s),
             (_, Err(e)) => {
-                failed(&g.table, &mut failures, entry, e, true);
+                tries.failed(&g.table, entry, ComputeError::Unavailable(e));
                 continue;
             }
         };
         if !receipt.checks(&signed, keccak256(&out)) {
-            failures.push(format!("{}: {MISMATCH}", entry.node));
+            // `checks` already counted it against the node.
+            tries.note(entry, ComputeError::BadSignature(MISMATCH.into()));
             continue;
         }
         let total = receipt.charge(reservation, &signed);
@@ -483,11 +545,61 @@ async fn try_call(
         }
         return Ok(r);
     }
-    Err(ComputeError::Unavailable(format!(
-        "{} node(s) tried, none answered: {}",
-        failures.len(),
-        failures.join("; ")
-    )))
+    Err(tries.into_error(&app))
+}
+
+/// The routes a call was tried on and why each did not serve it.
+#[derive(Default)]
+struct Tries {
+    why: Vec<(String, ComputeError)>,
+}
+
+impl Tries {
+    /// A route that did not serve for a reason already accounted for (passed over by
+    /// the router itself, or a result already counted by its check).
+    fn note(&mut self, route: &super::Route, e: ComputeError) {
+        self.why.push((route.node.to_string(), e));
+    }
+
+    /// A route that was called and failed; counted against the node's reliability
+    /// only when the failure speaks against the node (a busy node is not a bad one).
+    fn failed(&mut self, table: &RouterTable, route: &super::Route, e: ComputeError) {
+        if e.counts_against_node() {
+            table.record(&route.peer, false);
+        }
+        self.why.push((route.node.to_string(), e));
+    }
+
+    /// What the caller is told when no route served: 429 when every node was busy
+    /// (retry soon), 402 when none fits the budget, a caller's error (4xx) as the node
+    /// said it, else 503.
+    fn into_error(self, app: &str) -> ComputeError {
+        let list = self
+            .why
+            .iter()
+            .map(|(n, e)| format!("{n}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let all = |f: fn(&ComputeError) -> bool| self.why.iter().all(|(_, e)| f(e));
+        let n = self.why.len();
+        if all(ComputeError::is_busy) {
+            return ComputeError::Saturated(format!(
+                "every node tried for {} is busy ({list}); retry shortly",
+                emc_compute::clip(app)
+            ));
+        }
+        if all(|e| matches!(e, ComputeError::Payment(_))) {
+            return ComputeError::Payment(format!("no node fits the call's budget: {list}"));
+        }
+        if let Some((_, e)) = self
+            .why
+            .iter()
+            .find(|(_, e)| (400..500).contains(&e.status()) && !e.is_busy())
+        {
+            return ComputeError::from_status(e.status(), e.to_string());
+        }
+        ComputeError::Unavailable(format!("{n} node(s) tried, none answered: {list}"))
+    }
 }
 
 fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
@@ -505,20 +617,6 @@ fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
 
 /// Why a node's signed result is refused.
 const MISMATCH: &str = "the node's signed result does not match what was asked and sent";
-
-/// Notes a try that failed; `counts`: against the node's reliability.
-fn failed(
-    table: &RouterTable,
-    failures: &mut Vec<String>,
-    route: &super::Route,
-    why: impl std::fmt::Display,
-    counts: bool,
-) {
-    failures.push(format!("{}: {why}", route.node));
-    if counts {
-        table.record(&route.peer, false);
-    }
-}
 
 /// A one-body reply: the node's status, content type and body, its signed result, and
 /// the call's metadata.
@@ -553,33 +651,41 @@ struct Receipting {
     price: U256,
     request_hash: B256,
     call_id: B256,
+    /// The budget the call was sent with, in units and in wei.
+    max_units: u64,
+    max_cost: U256,
     table: Arc<RouterTable>,
 }
 
 impl Receipting {
     /// Whether the node's result is signed by the node chosen, over what was asked and
-    /// what was relayed; counted for the node's reliability.
+    /// what was relayed, within the budget it was sent; counted for the node's
+    /// reliability.
     fn checks(&self, s: &SignedResult, relayed: B256) -> bool {
         // The node's id is the key it signs with; the route was chosen by that id.
         let ok = s.claim.node == self.node
             && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
             && s.claim.result_hash == relayed
             && s.claim.request_hash == self.request_hash
-            && s.claim.call == self.call_id;
+            && s.claim.call == self.call_id
+            && s.claim.max_units == self.max_units
+            && s.claim.metering.units <= self.max_units
+            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost;
         self.table.record(&self.peer, ok);
         ok
     }
 
     /// Charges a checked call and queues its receipt; returns the total charged.
     fn charge(self, res: Reservation, s: &SignedResult) -> U256 {
-        let (amount, fee) = tasks::charge(s.claim.metering.units, self.price);
-        res.charge(receipt_of(&self.key, self.app, s), amount + fee);
-        amount + fee
+        let total = tasks::total(s.claim.metering.units, self.price);
+        res.charge(receipt_of(&self.key, self.app, s, self.max_cost), total);
+        total
     }
 }
 
-/// The receipt of a call: the client's grant and the node's signed result.
-pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult) -> ITasks::Receipt {
+/// The receipt of a call: the client's grant, the node's signed result, and what the
+/// router reserved for it (the most it may cost).
+pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult, max_cost: U256) -> ITasks::Receipt {
     let m = s.claim.metering;
     ITasks::Receipt {
         grant: key.grant.clone(),
@@ -593,7 +699,9 @@ pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult) -> ITasks::Receip
         units: m.units,
         bytesOut: m.bytes,
         wallUs: m.wall_us,
+        maxUnits: s.claim.max_units,
         nodeSignature: s.signature.to_vec().into(),
+        maxCost: max_cost,
     }
 }
 
@@ -622,6 +730,7 @@ mod tests {
                     bytes: 999,
                     wall_us: 1_234,
                 },
+                max_units: units + 5,
             };
             let signed = SignedResult::sign(&node, claim);
             let s =
@@ -630,7 +739,7 @@ mod tests {
                 &auth::make(&s, auth::grant(1, Address::ZERO, 0, 60, U256::from(1))).unwrap(),
             )
             .unwrap();
-            let r = receipt_of(&key, "a".into(), &signed);
+            let r = receipt_of(&key, "a".into(), &signed, U256::from(1));
             assert_eq!(tasks::claim_signing_bytes(&r), claim.signing_bytes());
         }
     }
@@ -734,8 +843,17 @@ async fn session(
 ) {
     use axum::extract::ws::Message;
     use tokio::sync::broadcast::error::RecvError;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                // A subscriber that answers no ping is gone (or never reads): drop it.
+                if heard.elapsed() > SILENT_MAX || socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
             got = rx.recv() => {
                 let text = match got {
                     Ok(p) => pubsub::to_json(&p),
@@ -747,6 +865,7 @@ async fn session(
                 }
             }
             msg = socket.recv() => {
+                heard = tokio::time::Instant::now();
                 let data = match msg {
                     Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
                     Some(Ok(Message::Binary(b))) => b.to_vec(),
@@ -769,8 +888,12 @@ async fn publish(
     State(g): State<Gateway>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body_or_error(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let key = match g.key(&headers) {
         Ok(k) => k,
         Err(e) => return error_response(&e),

@@ -1,13 +1,17 @@
 //! The router's book of what its clients owe before the chain has settled it.
 //!
-//! Before a call is forwarded, its price cap is *reserved* against the client's escrow
-//! (as the chain last showed it) and the grant's limit, minus everything this router
-//! already holds for that client: reservations of calls in flight and charges of
-//! served calls not yet settled. When the node's signed result arrives the reservation
-//! becomes the call's real charge and its receipt waits for the next settlement batch;
-//! a call that fails releases its reservation whole, so a retried call is charged once.
-//! Once a settlement transaction is in a block the chain's escrow shows the debit and
-//! the hold is dropped.
+//! Before a call is forwarded, its *budget* is reserved: the caller's cap
+//! (`x-emc-max-cost`, or the router's default), or less when the client's free escrow
+//! (as the chain last showed it, minus everything this router already holds for the
+//! client: reservations of calls in flight and charges of served calls not yet
+//! settled) or the grant's remaining limit is less. A budget that does not pay for one
+//! unit at the cheapest route's price is refused before any node runs. The node is
+//! sent the budget in units and stops there, so a call's charge never exceeds its
+//! reservation. When the node's signed result arrives the reservation becomes the
+//! call's real charge and its receipt waits for the next settlement batch; a call that
+//! fails releases its reservation whole, so a retried call is charged once. Once a
+//! settlement transaction is in a block the chain's escrow shows the debit and the
+//! hold is dropped.
 
 use super::auth::ApiKey;
 use alloy_primitives::{Address, B256, U256};
@@ -85,14 +89,16 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    /// Reserves `amount` for a call under `key`, given the escrow balance and the
-    /// grant's spending that the chain shows.
+    /// Reserves a call's budget under `key`: `cap`, or what the client's free escrow
+    /// or the grant's remaining limit allow if less (given the escrow balance and the
+    /// grant's spending the chain shows), refused unless it covers `at_least` (one
+    /// unit at the cheapest route's price).
     pub fn reserve(
         self: &Arc<Self>,
         key: &ApiKey,
-        amount: U256,
-        escrow: U256,
-        spent: U256,
+        cap: U256,
+        at_least: U256,
+        (escrow, spent): (U256, U256),
         now: u64,
     ) -> Result<Reservation, ComputeError> {
         let mut i = self.inner.lock();
@@ -104,19 +110,26 @@ impl Ledger {
         }
         let held = i.held.get(&key.account).copied().unwrap_or_default();
         let free = escrow.saturating_sub(held);
-        if free < amount {
-            return Err(ComputeError::Payment(format!(
-                "the escrow of {} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); this call reserves {amount} (deposit with `emc escrow deposit`, or lower x-emc-max-cost)",
-                key.account
-            )));
-        }
         let grant_held = i.grant_held.get(&key.id).copied().unwrap_or_default();
         let left = key.grant.limit.saturating_sub(spent + grant_held);
-        if left < amount {
-            return Err(ComputeError::Payment(format!(
-                "the API key's limit of {} wei has {left} left; this call reserves {amount}",
-                key.grant.limit
-            )));
+        let amount = cap.min(free).min(left);
+        if amount < at_least {
+            let unit = format!(
+                "one unit at the cheapest node's price costs {at_least} wei with the router's fee"
+            );
+            return Err(ComputeError::Payment(if free <= cap.min(left) {
+                format!(
+                    "the escrow of {} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); {unit} (deposit with `emc escrow deposit`)",
+                    key.account
+                )
+            } else if left <= cap {
+                format!(
+                    "the API key's limit of {} wei has {left} left; {unit}",
+                    key.grant.limit
+                )
+            } else {
+                format!("x-emc-max-cost of {cap} wei is below what the call needs: {unit}")
+            }));
         }
         if one_request {
             if i.seen.len() >= MAX_SEEN {
@@ -165,6 +178,11 @@ impl Ledger {
 }
 
 impl Reservation {
+    /// The call's budget in wei: what it may cost at most.
+    pub fn amount(&self) -> U256 {
+        self.amount
+    }
+
     /// The call was served: hold its real charge instead and queue its receipt.
     pub fn charge(mut self, receipt: Receipt, total: U256) {
         self.used = true;
@@ -219,7 +237,9 @@ mod tests {
             units: 1,
             bytesOut: 0,
             wallUs: 0,
+            maxUnits: 1,
             nodeSignature: Default::default(),
+            maxCost: U256::from(1),
         }
     }
 
@@ -228,23 +248,51 @@ mod tests {
         let l = Arc::new(Ledger::default());
         let k = key(1_000, B256::ZERO);
         let u = |n: u64| U256::from(n);
-        let r1 = l.reserve(&k, u(60), u(100), u(0), 0).unwrap();
-        // 60 of 100 held: a second reservation of 60 does not fit.
-        let e = l.reserve(&k, u(60), u(100), u(0), 0).err().unwrap();
+        let r1 = l.reserve(&k, u(60), u(10), (u(100), u(0)), 0).unwrap();
+        assert_eq!(r1.amount(), u(60), "the cap, when the escrow allows it");
+        // 60 of 100 held: a second call gets what is left, 40, if that pays a unit.
+        let r2 = l.reserve(&k, u(60), u(10), (u(100), u(0)), 0).unwrap();
+        assert_eq!(r2.amount(), u(40));
+        let e = l
+            .reserve(&k, u(60), u(10), (u(100), u(0)), 0)
+            .err()
+            .unwrap();
         assert_eq!(e.status(), 402);
-        // The call costs 10: 90 free again, the receipt queued.
-        r1.charge(receipt(), u(10));
-        assert_eq!(l.held(k.account), u(10));
-        let r2 = l.reserve(&k, u(60), u(100), u(0), 0).unwrap();
+        assert!(e.to_string().contains("has 0 wei free"), "{e}");
         drop(r2); // failed: released whole
+                  // The call costs 10: 90 free again, the receipt queued.
+        r1.charge(receipt(), u(10));
         assert_eq!(l.held(k.account), u(10));
         let batch = l.take_batch(10);
         assert_eq!(batch.len(), 1);
         l.settled(&batch);
         assert_eq!(l.held(k.account), u(0));
         // The grant's limit counts what the chain has spent under it.
-        let e = l.reserve(&k, u(60), u(100), u(950), 0).err().unwrap();
-        assert!(e.to_string().contains("50 left"), "{e}");
+        let r = l.reserve(&k, u(60), u(10), (u(100), u(950)), 0).unwrap();
+        assert_eq!(r.amount(), u(50));
+        drop(r);
+        let e = l
+            .reserve(&k, u(60), u(10), (u(100), u(995)), 0)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("has 5 left"), "{e}");
+    }
+
+    #[test]
+    fn a_budget_that_pays_for_no_unit_is_refused_whatever_limits_it() {
+        let l = Arc::new(Ledger::default());
+        let k = key(1_000, B256::ZERO);
+        let u = |n: u64| U256::from(n);
+        // No escrow at all, and a cap of zero: refused, nothing held.
+        let e = l.reserve(&k, u(0), u(10), (u(0), u(0)), 0).err().unwrap();
+        assert!(e.to_string().contains("has 0 wei free"), "{e}");
+        // Escrow enough, but a cap below one unit.
+        let e = l.reserve(&k, u(1), u(10), (u(100), u(0)), 0).err().unwrap();
+        assert!(e.to_string().contains("x-emc-max-cost of 1 wei"), "{e}");
+        assert_eq!(l.held(k.account), u(0));
+        // A free app needs no budget.
+        let r = l.reserve(&k, u(0), u(0), (u(0), u(0)), 0).unwrap();
+        assert_eq!(r.amount(), u(0));
     }
 
     #[test]
@@ -252,23 +300,12 @@ mod tests {
         let l = Arc::new(Ledger::default());
         let k = key(100, B256::repeat_byte(1));
         let u = |n: u64| U256::from(n);
-        let r = l.reserve(&k, u(10), u(100), u(0), 0).unwrap();
-        assert_eq!(
-            l.reserve(&k, u(10), u(100), u(0), 0)
-                .err()
-                .unwrap()
-                .status(),
-            409
-        );
+        let reserve = || l.reserve(&k, u(10), u(1), (u(100), u(0)), 0);
+        let r = reserve().unwrap();
+        assert_eq!(reserve().err().unwrap().status(), 409);
         drop(r);
-        let r = l.reserve(&k, u(10), u(100), u(0), 0).unwrap();
+        let r = reserve().unwrap();
         r.charge(receipt(), u(5));
-        assert_eq!(
-            l.reserve(&k, u(10), u(100), u(0), 0)
-                .err()
-                .unwrap()
-                .status(),
-            409
-        );
+        assert_eq!(reserve().err().unwrap().status(), 409);
     }
 }

@@ -241,7 +241,7 @@ async fn follow_peer(
 
 /// The relaying side of `/emc/relay/1`.
 async fn relay(
-    table: &RouterTable,
+    table: &Arc<RouterTable>,
     mut control: Control,
     mut stream: libp2p::Stream,
 ) -> Result<(), ComputeError> {
@@ -264,15 +264,26 @@ async fn relay(
             return wire::write_msg(&mut stream, &m).await;
         }
     };
-    let out = match control
-        .open_stream(target, protocol(wire::CALL_PROTOCOL))
-        .await
-    {
+    // Relayed calls share the node's room with this router's own.
+    let Some(_running) = table.try_start_direct(target) else {
+        let m = Msg::Refused {
+            status: 429,
+            message: ComputeError::Saturated(format!(
+                "node {node} is running as many calls as it takes"
+            ))
+            .to_string(),
+        };
+        return wire::write_msg(&mut stream, &m).await;
+    };
+    let open = move || async move {
+        control
+            .open_stream(target, protocol(wire::CALL_PROTOCOL))
+            .await
+            .map_err(|e| ComputeError::Unavailable(format!("node {node}: {e}")))
+    };
+    let out = match table.open_serially(target, open).await {
         Ok(s) => s,
-        Err(e) => {
-            let m = refuse(format!("node {node}: {e}"));
-            return wire::write_msg(&mut stream, &m).await;
-        }
+        Err(e) => return wire::write_msg(&mut stream, &refuse(e.to_string())).await,
     };
     let (mut ar, mut aw) = stream.split();
     let (mut br, mut bw) = out.split();

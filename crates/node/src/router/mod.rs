@@ -62,6 +62,8 @@ const GAS_PER_RECEIPT: u64 = 40_000;
 pub struct RouterSettings {
     /// The gateway's HTTP address.
     pub http: std::net::SocketAddr,
+    /// The gateway's connection bounds and timeouts ([`gateway::limits`] by default).
+    pub http_limits: emc_http::Limits,
     /// The router's account: it submits settlements (paying their gas) and receives
     /// the router's fee.
     pub account: alloy_signer_local::PrivateKeySigner,
@@ -102,6 +104,10 @@ pub struct RouterTable {
     /// Call streams (to a node, or relayed through a peer router: `(via, node)`), idle
     /// after a complete reply, for the next call.
     idle: parking_lot::Mutex<BTreeMap<PathKey, Vec<libp2p::Stream>>>,
+    /// One stream opening at a time per peer dialed: libp2p-stream hands a peer's
+    /// inbound streams over through a one-slot channel and drops those that arrive
+    /// while it is full, so a burst of opens would lose calls to a healthy node.
+    opening: parking_lot::Mutex<BTreeMap<Peer, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A way to a node: the peer router it is relayed through (if any), and the node.
@@ -298,15 +304,48 @@ impl RouterTable {
         }
     }
 
-    /// Counts a call of this router's running on the node until the guard drops.
-    fn started(self: &Arc<Self>, peer: Peer) -> Inflight {
-        if let Some(n) = self.nodes.write().get_mut(&peer) {
-            n.inflight += 1;
+    /// Counts a call of this router's running on the route's node until the guard
+    /// drops, if the node has room for it: the calls it announced it takes at once
+    /// (running and queued), counted here as they start, so a burst of calls cannot
+    /// all pick one node. `None`: this router already fills it. Calls relayed through
+    /// a peer are counted by that peer, which knows the node.
+    pub fn try_start(self: &Arc<Self>, route: &Route) -> Option<Inflight> {
+        if route.via.is_some() {
+            return Some(Inflight {
+                table: self.clone(),
+                peer: None,
+            });
         }
-        Inflight {
+        self.try_start_direct(route.peer)
+    }
+
+    /// [`RouterTable::try_start`] for a node connected to this router.
+    pub fn try_start_direct(self: &Arc<Self>, peer: Peer) -> Option<Inflight> {
+        let mut nodes = self.nodes.write();
+        let n = nodes.get_mut(&peer)?;
+        if n.inflight >= policy::room(&n.load) {
+            return None;
+        }
+        n.inflight += 1;
+        Some(Inflight {
             table: self.clone(),
-            peer,
-        }
+            peer: Some(peer),
+        })
+    }
+
+    /// Opens a stream to `peer` with `open`, one opening at a time per peer.
+    async fn open_serially<F, Fut>(
+        &self,
+        peer: Peer,
+        open: F,
+    ) -> Result<libp2p::Stream, ComputeError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<libp2p::Stream, ComputeError>>,
+    {
+        let lock = self.opening.lock().entry(peer).or_default().clone();
+        let _one = lock.lock().await;
+        open().await
     }
 
     fn rtt(&self, peer: &Peer, d: Duration) {
@@ -321,15 +360,17 @@ fn deterministic(apps: &[AppInfo], app: &str) -> bool {
     apps.iter().any(|a| a.name == app && a.deterministic)
 }
 
-/// One call running on a node, counted in the table while it lives.
+/// One call running on a node, counted in the table while it lives (`peer`: the
+/// direct node counted; none for a relayed call).
 pub struct Inflight {
     table: Arc<RouterTable>,
-    peer: Peer,
+    peer: Option<Peer>,
 }
 
 impl Drop for Inflight {
     fn drop(&mut self) {
-        if let Some(n) = self.table.nodes.write().get_mut(&self.peer) {
+        let Some(peer) = self.peer else { return };
+        if let Some(n) = self.table.nodes.write().get_mut(&peer) {
             n.inflight = n.inflight.saturating_sub(1);
         }
     }
@@ -359,6 +400,7 @@ pub async fn start(
                 pinger.abort();
                 table.nodes.write().remove(&peer);
                 table.idle.lock().retain(|(_, p), _| *p != peer);
+                table.opening.lock().remove(&peer);
                 tracing::info!(%peer, reason = ?r.err(), "computing node left");
             });
         }
@@ -381,7 +423,7 @@ pub async fn start(
         stopped.clone(),
     ));
     let g = gateway::Gateway::new(chain, table, control, ledger, pubsub, &s);
-    gateway::serve(g, s.http, stopped).await
+    gateway::serve(g, s.http, s.http_limits.clone(), stopped).await
 }
 
 /// Pings `peer` every period and hands each round trip to `record`.
@@ -507,8 +549,11 @@ async fn follow_chain(
 }
 
 /// Batches receipts into `ITasks.settle` transactions from the router's account and
-/// drops their holds once they are in a block. A batch not in a block within a minute
-/// is sent again: receipts already settled are refused on chain, so none pays twice.
+/// drops their holds once they are in a block. Each batch is first run through
+/// `ITasks.check` at the head: receipts the chain would refuse are dropped (with
+/// their reason in the log) rather than sent, so the router never pays gas for a
+/// settlement the chain must reject. A batch not in a block within a minute is sent
+/// again: receipts already settled are refused on chain, so none pays twice.
 async fn settle(
     chain: Arc<Chain>,
     ledger: Arc<ledger::Ledger>,
@@ -521,6 +566,21 @@ async fn settle(
             _ = stopped.wait_for(|s| *s) => return,
         }
         let batch = ledger.take_batch(BATCH);
+        if batch.is_empty() {
+            continue;
+        }
+        let batch = match settleable(&chain, account.address(), batch) {
+            Ok((good, refused)) => {
+                // Receipts that can never settle hold the client's escrow no longer.
+                ledger.settled(&refused);
+                good
+            }
+            Err((batch, e)) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "cannot check receipts; later");
+                ledger.requeue(batch);
+                continue;
+            }
+        };
         if batch.is_empty() {
             continue;
         }
@@ -546,6 +606,39 @@ async fn settle(
             ledger.requeue(batch);
         }
     }
+}
+
+/// Splits a batch into the receipts the chain would settle now and those it would
+/// refuse (each logged with the chain's reason); gives the batch back if the check
+/// itself cannot run.
+#[allow(clippy::type_complexity)]
+fn settleable(
+    chain: &Chain,
+    router: Address,
+    batch: Vec<ledger::Pending>,
+) -> Result<(Vec<ledger::Pending>, Vec<ledger::Pending>), (Vec<ledger::Pending>, String)> {
+    let check = ITasks::checkCall {
+        router,
+        receipts: batch.iter().map(|p| p.receipt.clone()).collect(),
+    };
+    let reasons = match view(chain, TASKS_ADDRESS, check) {
+        Ok(r) if r.len() == batch.len() => r,
+        Ok(r) => {
+            let why = format!("{} reasons for {} receipts", r.len(), batch.len());
+            return Err((batch, why));
+        }
+        Err(e) => return Err((batch, e)),
+    };
+    let (mut good, mut refused) = (Vec::new(), Vec::new());
+    for (p, why) in batch.into_iter().zip(reasons) {
+        if why.is_empty() {
+            good.push(p);
+        } else {
+            tracing::warn!(call = %p.receipt.callId, account = %p.account, reason = %why, "receipt the chain would refuse; not sent");
+            refused.push(p);
+        }
+    }
+    Ok((good, refused))
 }
 
 async fn wait_included(
@@ -598,15 +691,16 @@ pub async fn call_node(
             }
         }
     };
+    let dialed = via.unwrap_or(peer);
     let (mut stream, pooled) = match table.idle_stream(via, peer) {
         Some(s) => (s, true),
-        None => (open().await?, false),
+        None => (table.open_serially(dialed, open).await?, false),
     };
     let head = match wire::send_call(&mut stream, &call).await {
         Ok(h) => h,
         // An idle stream the other end has since closed: once more on a fresh one.
         Err(_) if pooled => {
-            stream = open().await?;
+            stream = table.open_serially(dialed, open).await?;
             wire::send_call(&mut stream, &call).await?
         }
         Err(e) => return Err(e),

@@ -9,6 +9,10 @@
 //! |---|---|---|
 //! | distance | (measured RTT + the hops between routers) / 10 ms | 10 ms farther |
 //! | load | (running + queued) / capacity | a full node |
+//!
+//! A node has room while it runs and queues fewer calls than its capacity plus its
+//! queue ([`room`]); past that it would refuse, so it is not a candidate (and a router
+//! never has more of its own calls there than that: see `RouterTable::try_start`).
 //! | price | price / cheapest price − 1 | twice the cheapest |
 //! | E | 1 − E / best E | no measured computing power |
 //! | reliability | failed / (ok + failed + 1) × 4 | a node failing a quarter of calls |
@@ -124,8 +128,14 @@ pub fn cost(c: &Candidate, cheapest: U256, best_e: u64, w: &Weights) -> f64 {
     w.distance * distance + w.load * load + w.price * price + w.e * e + w.reliability * reliability
 }
 
+/// The calls a node takes at once: those it runs and those it lets wait for a slot
+/// (past that it refuses as saturated).
+pub fn room(l: &Load) -> u32 {
+    l.capacity.max(1).saturating_add(l.max_queue)
+}
+
 fn has_room(l: &Load) -> bool {
-    !l.draining && l.running + l.queued < l.capacity.max(1) * 2
+    !l.draining && l.running + l.queued < room(l)
 }
 
 /// The candidates that may take a call for `app`, best first (indices into `nodes`).
@@ -189,6 +199,7 @@ mod tests {
                 running,
                 queued: 0,
                 capacity: 4,
+                max_queue: 4,
                 served: 0,
                 draining: false,
             },

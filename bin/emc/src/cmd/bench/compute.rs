@@ -133,7 +133,12 @@ async fn bench(a: ComputeBench) -> Result<()> {
     let agent = Arc::new(agent);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let node_addr = l.local_addr()?;
-    tokio::spawn(emc_compute::server::serve(l, agent, std::future::pending()));
+    emc_compute::server::serve(
+        l,
+        agent,
+        emc_compute::server::limits(),
+        std::future::pending(),
+    );
     let client = reqwest::Client::new();
     let (n, c) = (a.calls, a.concurrency);
     let mut rows = Vec::new();
@@ -180,6 +185,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
                 path: "/".into(),
                 content_type: None,
                 body: bytes::Bytes::from_static(b"10000"),
+                max_units: emc_compute::runtime::UNLIMITED,
             };
             let mut r = wasm.call(call).await?;
             while r.chunks.recv().await.is_some() {}
@@ -220,6 +226,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
                         path: path.into(),
                         content_type: None,
                         body,
+                        max_units: emc_compute::runtime::UNLIMITED,
                     };
                     let mut r = rt.call(call).await?;
                     while r.chunks.recv().await.is_some() {}
