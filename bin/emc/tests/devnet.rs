@@ -2,7 +2,10 @@
 //! node, 2 routers and 2 computing nodes serving the built-in models as processes,
 //! prints their RPC URLs, the gateways and an API key, makes blocks that every node
 //! agrees on, answers an embeddings call through the printed gateway with the printed
-//! key, and stops cleanly on Ctrl-C, leaving its data in the directory it named.
+//! key, sets E on chain from the validators' own accounts, survives a validator
+//! killed with SIGKILL (saying the chain goes on), starts it again with
+//! `emc devnet restart`, and stops cleanly on Ctrl-C, leaving its data in the
+//! directory it named.
 
 mod common;
 
@@ -35,7 +38,7 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
             "--p2p-port",
             &(base + 10).to_string(),
         ])
-        .args(["--block-time-ms", "500"])
+        .args(["--block-time-ms", "500", "--epoch-blocks", "20"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -43,6 +46,7 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     let _stop = Stop(child.id());
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut urls = Vec::new();
+    let mut pids = std::collections::BTreeMap::new();
     let mut gateways = Vec::new();
     let mut key = None;
     let mut key_next = false;
@@ -56,6 +60,11 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
             .nth(1)
         {
             urls.push(url.to_string());
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some("pid"), Some(pid)) = (words.next(), words.next(), words.next())
+            {
+                pids.insert(name.to_string(), pid.to_string());
+            }
         }
         if line.starts_with("router-") && line.trim_end().ends_with("/v1") {
             gateways.push(line.split_whitespace().nth(1).expect("url").to_string());
@@ -117,6 +126,108 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
         Some(384),
         "{reply}"
     );
+    // Proof of computing: the validators attest from their own accounts, so E is on
+    // chain for both computing nodes, as each router reads it.
+    let e_of = |r: usize| -> Vec<u64> {
+        let base = gateways[r].trim_end_matches("/v1");
+        ureq::get(&format!("{base}/nodes"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n["e"].as_u64())
+            .collect()
+    };
+    common::wait_until(
+        "E on chain for both computing nodes",
+        Duration::from_secs(120),
+        || (0..2).all(|r| e_of(r).first().is_some_and(|e| *e > 0)),
+    );
+
+    // A validator killed with SIGKILL: the devnet says so and the chain goes on.
+    let mut next_line = || lines.next().expect("devnet still running").expect("read");
+    let mut until = |what: &str, f: &mut dyn FnMut(&str) -> bool| {
+        let t = Instant::now();
+        loop {
+            assert!(t.elapsed() < Duration::from_secs(60), "waiting for {what}");
+            let line = next_line();
+            if f(&line) {
+                return line;
+            }
+        }
+    };
+    let heights = |line: &str| -> std::collections::BTreeMap<String, String> {
+        line.strip_prefix("heights: ")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let victim = pids
+        .get("validator-1")
+        .expect("validator-1's pid printed")
+        .clone();
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &victim])
+        .status()
+        .expect("kill")
+        .success());
+    until("the death reported", &mut |l| {
+        l.starts_with("validator-1 exited")
+    });
+    let health = until("the chain's health", &mut |l| l.starts_with("the chain"));
+    assert!(
+        health.starts_with("the chain goes on: 3 of 4 validators are up"),
+        "{health}"
+    );
+    let first = heights(&until("heights", &mut |l| l.starts_with("heights: ")));
+    assert_eq!(first["validator-1"], "down");
+    let h0: u64 = first["validator-0"].parse().expect("a height");
+    until("blocks without validator-1", &mut |l| {
+        let h = heights(l);
+        h.get("validator-0").and_then(|v| v.parse::<u64>().ok()) >= Some(h0 + 3)
+    });
+    // Started again, as the devnet says to: it catches up with the others.
+    let out = common::emc()
+        .args(["devnet", "restart", "validator-1", "--dir"])
+        .arg(&data)
+        .output()
+        .expect("emc devnet restart");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("validator-1 started again"));
+    until("the restart reported", &mut |l| {
+        l.starts_with("validator-1 started again")
+    });
+    until("validator-1 caught up", &mut |l| {
+        let h = heights(l);
+        match (
+            h.get("validator-1").and_then(|v| v.parse::<u64>().ok()),
+            h.get("validator-0").and_then(|v| v.parse::<u64>().ok()),
+        ) {
+            (Some(a), Some(b)) => a + 1 >= b && a > h0,
+            _ => false,
+        }
+    });
+    // An unknown node is refused with the names there are.
+    let out = common::emc()
+        .args(["devnet", "restart", "validator-9", "--dir"])
+        .arg(&data)
+        .output()
+        .expect("emc devnet restart");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no node \"validator-9\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Ctrl-C: the devnet stops its nodes and exits cleanly.
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")

@@ -559,7 +559,19 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     let embeddings = format!("{g0}/v1/embeddings");
     let nothing = format!("{g0}/call/nothing");
     let json = "content-type: application/json";
-    let cases: [(&str, u16, &str, Vec<&str>); 11] = [
+    // A development account that never deposited: its key is valid, its escrow empty.
+    let broke = format!(
+        "Authorization: Bearer {}",
+        common::cli(&[
+            "gateway",
+            "key",
+            "--private-key",
+            &hexkey(7),
+            "--rpc",
+            &v0.url
+        ])
+    );
+    let cases: [(&str, u16, &str, Vec<&str>); 12] = [
         ("unsigned", 401, "no API key", vec!["--data", "x", &echo]),
         (
             "not an EMC key",
@@ -586,14 +598,28 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
             vec!["-H", &once, "-H", cost, "--data", "other", &echo],
         ),
         (
-            "over escrow",
+            "no escrow at all, a cap of zero",
             402,
-            "escrow",
+            "has 0 wei free",
+            vec![
+                "-H",
+                &broke,
+                "-H",
+                "x-emc-max-cost: 0",
+                "--data",
+                "x",
+                &echo,
+            ],
+        ),
+        (
+            "a cap below one unit",
+            402,
+            "x-emc-max-cost of 1 wei",
             vec![
                 "-H",
                 &bearer,
                 "-H",
-                "x-emc-max-cost: 1000000000000000000000",
+                "x-emc-max-cost: 1",
                 "--data",
                 "x",
                 &echo,
@@ -614,9 +640,9 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
             ],
         ),
         (
-            "oversized",
+            "oversized, in OpenAI's error shape",
             413,
-            "",
+            r#"{"error":{"message":"too large: the request body is over 8388608 bytes""#,
             vec!["-H", &bearer, "--data-binary", &big, &echo],
         ),
         (

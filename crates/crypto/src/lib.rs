@@ -5,16 +5,20 @@
 //!   `0xf39F...2266` with the private key every Ethereum tutorial prints.
 //! * Keys at rest are Ethereum keystore v3 files (scrypt + AES-128-CTR), so geth,
 //!   MetaMask, Foundry's `cast wallet` or ethers' `Wallet.fromEncryptedJson` import
-//!   them unchanged.
+//!   them unchanged; written with geth's scrypt cost, owner-only ([`keystore`]).
 //!
 //! * Consensus keys are ed25519, separate from account keys, kept unencrypted in a
 //!   `0600` JSON file (a validator signs unattended, as Tendermint's
 //!   `priv_validator_key.json`). Development validators derive theirs from a public
 //!   seed, like the development accounts.
 
+pub mod keystore;
+
 use alloy_primitives::Address;
 use alloy_signer_local::{coins_bip39::English, LocalSigner, MnemonicBuilder, PrivateKeySigner};
 use std::path::{Path, PathBuf};
+
+pub use keystore::Kdf;
 
 pub use alloy_signer_local::PrivateKeySigner as AccountKey;
 
@@ -57,34 +61,39 @@ pub fn key_from_hex(hex: &str) -> Result<PrivateKeySigner, CryptoError> {
 }
 
 /// Creates a new random key and writes it encrypted under `dir`, named by its address.
-pub fn keystore_new(dir: &Path, password: &str) -> Result<(Address, PathBuf), CryptoError> {
+pub fn keystore_new(
+    dir: &Path,
+    password: &str,
+    kdf: Kdf,
+) -> Result<(Address, PathBuf), CryptoError> {
     let key = PrivateKeySigner::random();
-    keystore_import(dir, &key, password)
+    keystore_import(dir, &key, password, kdf)
 }
 
-/// Writes `key` encrypted under `dir` as `UTC--<address>.json`.
+/// Writes `key` encrypted under `dir` as `UTC--<address>.json` (owner-only, never
+/// over an existing file).
 pub fn keystore_import(
     dir: &Path,
     key: &PrivateKeySigner,
     password: &str,
+    kdf: Kdf,
 ) -> Result<(Address, PathBuf), CryptoError> {
-    let ks_err = |reason: String| CryptoError::Keystore {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ks_err(e.to_string()))?;
     let address = key.address();
-    let name = format!("UTC--{}.json", hex_addr(address));
-    let mut rng = rand::thread_rng();
-    LocalSigner::encrypt_keystore(dir, &mut rng, key.to_bytes(), password, Some(&name))
-        .map_err(|e| ks_err(e.to_string()))?;
-    // geth and most tools name the account in the file; the encrypting crate does not.
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| ks_err(e.to_string()))?;
-    let mut json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| ks_err(e.to_string()))?;
-    json["address"] = serde_json::Value::String(hex_addr(address));
-    std::fs::write(&path, json.to_string()).map_err(|e| ks_err(e.to_string()))?;
+    let path = dir.join(format!("UTC--{}.json", hex_addr(address)));
+    if path.exists() {
+        return Err(CryptoError::Keystore {
+            path,
+            reason: format!("{address} is already in this keystore"),
+        });
+    }
+    let json =
+        keystore::encrypt(&key.to_bytes()[..], address, password, kdf).map_err(|reason| {
+            CryptoError::Keystore {
+                path: path.clone(),
+                reason,
+            }
+        })?;
+    keystore::write_private(&path, &json)?;
     Ok((address, path))
 }
 
@@ -131,7 +140,7 @@ pub fn keystore_open(
         .ok_or(CryptoError::NotFound(address))?;
     LocalSigner::decrypt_keystore(&path, password).map_err(|e| CryptoError::Keystore {
         path,
-        reason: e.to_string(),
+        reason: keystore::open_error(e),
     })
 }
 
@@ -279,17 +288,33 @@ mod tests {
     #[test]
     fn keystore_round_trip_and_wrong_password() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (addr, _) = keystore_new(dir.path(), "pw").expect("new");
-        assert_eq!(keystore_list(dir.path()).expect("list")[0].0, addr);
+        let ks = dir.path().join("keystore");
+        let (addr, path) = keystore_new(&ks, "pw", Kdf::Standard).expect("new");
+        assert_eq!(keystore_list(&ks).expect("list")[0].0, addr);
         assert_eq!(
-            keystore_open(dir.path(), addr, "pw")
-                .expect("open")
-                .address(),
+            keystore_open(&ks, addr, "pw").expect("open").address(),
             addr
         );
-        assert!(keystore_open(dir.path(), addr, "wrong").is_err());
+        // geth's cost and permissions: scrypt n = 2^18, the file 0600 in a 0700 folder.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(json["crypto"]["kdfparams"]["n"], 262_144);
+        assert_eq!(json["version"], 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&ks), 0o700);
+        }
+        let e = keystore_open(&ks, addr, "wrong").err().expect("refused");
+        assert!(e.to_string().contains("wrong password"), "{e}");
+        // Never written over.
+        let key = keystore_open(&ks, addr, "pw").expect("open");
+        assert!(keystore_import(&ks, &key, "other", Kdf::Light).is_err());
+        let dir = dir.path();
         assert!(matches!(
-            keystore_open(dir.path(), Address::ZERO, "pw"),
+            keystore_open(&dir.join("keystore"), Address::ZERO, "pw"),
             Err(CryptoError::NotFound(_))
         ));
     }

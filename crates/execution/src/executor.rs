@@ -107,6 +107,14 @@ pub(crate) fn tx_env(tx: &SignedTx) -> TxEnv {
     env
 }
 
+fn log_of(l: &alloy_primitives::Log) -> Log {
+    Log {
+        address: l.address,
+        topics: l.topics().to_vec(),
+        data: l.data.data.clone(),
+    }
+}
+
 impl<'s> Executor<'s> {
     pub fn new(
         parent: &'s StateSnapshot,
@@ -134,7 +142,7 @@ impl<'s> Executor<'s> {
     }
 
     pub fn tx_count(&self) -> usize {
-        self.out.receipts.len()
+        self.out.transactions.len()
     }
 
     /// Current nonce of `address` including this block's earlier transactions.
@@ -191,15 +199,7 @@ impl<'s> Executor<'s> {
             gas_used,
             cumulative_gas_used: self.out.gas_used,
             effective_gas_price: self.ctx.base_fee as u128 + tip,
-            logs: result
-                .logs()
-                .iter()
-                .map(|l| Log {
-                    address: l.address,
-                    topics: l.topics().to_vec(),
-                    data: l.data.data.clone(),
-                })
-                .collect(),
+            logs: result.logs().iter().map(log_of).collect(),
         };
         self.out.transactions.push(tx.raw.clone());
         self.out.tx_hashes.push(tx.hash);
@@ -232,6 +232,23 @@ impl<'s> Executor<'s> {
             )));
         }
         drop(evm);
+        let logs: Vec<Log> = result.logs().iter().map(log_of).collect();
+        if !logs.is_empty() {
+            // The system receipt: see `emc_types::receipt`.
+            self.out.receipts.push(Receipt {
+                tx_hash: emc_types::system_tx_hash(self.ctx.chain_id, self.ctx.height.0),
+                tx_index: self.out.receipts.len() as u32,
+                tx_type: 0,
+                from: emc_modules::SYSTEM_CALLER,
+                to: Some(emc_modules::STAKING_ADDRESS),
+                contract_address: None,
+                success: true,
+                gas_used: 0,
+                cumulative_gas_used: self.out.gas_used,
+                effective_gas_price: 0,
+                logs,
+            });
+        }
         let mut out = self.out;
         out.changes = self.overlay.into_changes();
         Ok(out)

@@ -2,7 +2,11 @@
 //!
 //! Per sender, transactions are kept by nonce. Those whose nonce continues the
 //! account's nonce without a gap are *pending* (ready for a block); the rest are
-//! *queued* until the gap closes. A transaction with the nonce of one already in the
+//! *queued* until the gap closes. The pool limits *gaps*, not depth: a transaction
+//! that continues its sender's run is always welcome (a script that sends a few
+//! hundred at once works, as with geth, anvil and Hardhat), while one may start at
+//! most [`PoolConfig::max_nonce_gap`] nonces past the end of that run, so nonces far
+//! ahead cannot park in the pool. A transaction with the nonce of one already in the
 //! pool replaces it only if it raises both the max fee and the tip by at least
 //! [`PoolConfig::price_bump_percent`]. The pool is bounded in total, per sender and per
 //! transaction size; when full, a new transaction evicts the pool's cheapest *last*
@@ -18,9 +22,12 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
+    /// Transactions in the pool: what bounds its memory.
     pub max_txs: usize,
+    /// Transactions of one sender: a quarter of the pool, so one sender cannot take
+    /// it all.
     pub max_per_sender: usize,
-    /// How far ahead of the account nonce a queued transaction may be.
+    /// How far past the end of its sender's gap-free run a transaction's nonce may be.
     pub max_nonce_gap: u64,
     pub price_bump_percent: u128,
     pub block_gas_limit: u64,
@@ -30,7 +37,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_txs: 20_000,
-            max_per_sender: 256,
+            max_per_sender: 5_000,
             max_nonce_gap: 64,
             price_bump_percent: 10,
             block_gas_limit: 30_000_000,
@@ -42,8 +49,13 @@ impl Default for PoolConfig {
 pub enum PoolError {
     #[error("nonce too low: transaction nonce {tx}, account nonce {account}")]
     NonceTooLow { tx: u64, account: u64 },
-    #[error("nonce too high: transaction nonce {tx} is more than {max_gap} ahead of account nonce {account}")]
-    NonceTooHigh { tx: u64, account: u64, max_gap: u64 },
+    #[error("nonce too high: transaction nonce {tx} leaves a gap of more than {max_gap} after nonce {next}, the sender's next (account nonce {account})")]
+    NonceTooHigh {
+        tx: u64,
+        account: u64,
+        next: u64,
+        max_gap: u64,
+    },
     #[error("insufficient funds for gas * price + value: balance {balance}, cost {cost}")]
     InsufficientFunds { balance: U256, cost: U256 },
     #[error("fee too low: max fee per gas {max_fee} is below the base fee {base_fee}")]
@@ -208,10 +220,12 @@ impl Pool {
                 account: account.nonce,
             });
         }
-        if nonce > account.nonce + self.cfg.max_nonce_gap {
+        let next = self.next_nonce(tx.sender, account.nonce);
+        if nonce > next.saturating_add(self.cfg.max_nonce_gap) {
             return Err(PoolError::NonceTooHigh {
                 tx: nonce,
                 account: account.nonce,
+                next,
                 max_gap: self.cfg.max_nonce_gap,
             });
         }

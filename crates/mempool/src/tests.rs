@@ -75,6 +75,65 @@ fn replacement_needs_a_bump() {
 }
 
 #[test]
+fn consecutive_nonces_are_welcome_however_many_and_gaps_are_bounded() {
+    let k = key(0);
+    let mut p = Pool::new(PoolConfig::default());
+    let base = GWEI as u64;
+    // 500 in a row from one account, far past the gap limit of 64.
+    for n in 0..500 {
+        assert_eq!(
+            p.insert(tx(&k, n, 2 * GWEI, GWEI), rich(0), base),
+            Ok(Inserted::Pending),
+            "nonce {n}"
+        );
+    }
+    assert_eq!(p.counts(), (500, 0));
+    // A gap of 64 after the run is queued; one more is refused, naming the run's end.
+    assert_eq!(
+        p.insert(tx(&k, 564, 2 * GWEI, GWEI), rich(0), base),
+        Ok(Inserted::Queued)
+    );
+    let e = p
+        .insert(tx(&k, 630, 2 * GWEI, GWEI), rich(0), base)
+        .unwrap_err();
+    assert!(
+        matches!(e, PoolError::NonceTooHigh { next: 500, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("after nonce 500"), "{e}");
+    // Filling the gap moves the run's end past 564: 629 now fits.
+    for n in 500..564 {
+        p.insert(tx(&k, n, 2 * GWEI, GWEI), rich(0), base)
+            .expect("fills the gap");
+    }
+    assert_eq!(
+        p.insert(tx(&k, 629, 2 * GWEI, GWEI), rich(0), base),
+        Ok(Inserted::Queued)
+    );
+}
+
+#[test]
+fn one_sender_gets_at_most_its_share_of_the_pool() {
+    let k = key(0);
+    let mut p = Pool::new(PoolConfig {
+        max_txs: 40,
+        max_per_sender: 10,
+        ..Default::default()
+    });
+    let base = GWEI as u64;
+    for n in 0..10 {
+        p.insert(tx(&k, n, 2 * GWEI, GWEI), rich(0), base)
+            .expect("within its share");
+    }
+    assert_eq!(
+        p.insert(tx(&k, 10, 2 * GWEI, GWEI), rich(0), base),
+        Err(PoolError::SenderFull(k.address()))
+    );
+    p.insert(tx(&key(1), 0, 2 * GWEI, GWEI), rich(0), base)
+        .expect("another sender");
+}
+
+#[test]
 fn every_rejection_has_its_reason() {
     let k = key(0);
     let mut p = Pool::new(PoolConfig {

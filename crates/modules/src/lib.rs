@@ -49,7 +49,7 @@ pub const POC_ADDRESS: Address = address!("0x00000000000000000000000000000000000
 pub const REGISTRY_ADDRESS: Address = address!("0x0000000000000000000000000000000000001003");
 pub const TASKS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001004");
 /// The caller of system calls (revm's and Ethereum's system address).
-pub const SYSTEM_CALLER: Address = address!("0xfffffffffffffffffffffffffffffffffffffffe");
+pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
 /// Every system module's address. Genesis gives each a one-byte `INVALID` (0xfe) code so
 /// tools that check `eth_getCode` see a contract.

@@ -191,6 +191,10 @@ impl Store {
             .block(height)?
             .ok_or(StorageError::MissingBlock(height.0))?;
         let i = index as usize;
+        // A block's system receipt is indexed after its transactions: no transaction.
+        if i == block.transactions.len() {
+            return Ok(None);
+        }
         let (raw, sender) = block
             .transactions
             .get(i)

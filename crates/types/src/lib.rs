@@ -24,7 +24,7 @@ pub use genesis::{
     Genesis, GenesisAccount, GenesisError, GenesisValidator, LockTier, PocTask, StakingParams, EMC,
 };
 pub use ids::{Epoch, Height, Round};
-pub use receipt::{Log, Receipt};
+pub use receipt::{system_tx_hash, Log, Receipt, SYSTEM_CALLER};
 pub use tx::{decode_raw_tx, SignedTx, TxError, MAX_TX_SIZE};
 
 /// Version string reported by `web3_clientVersion` and the `Chain` system contract.

@@ -1,6 +1,30 @@
 //! Receipts and logs, in the shape Ethereum clients expect to read back.
+//!
+//! A block's receipts are its transactions' in order and, when the end-of-block system
+//! call (the staking module's `onBlock`: elections, jailing, epoch rewards) logged
+//! anything, one *system receipt* last: from [`SYSTEM_CALLER`], transaction hash
+//! [`system_tx_hash`], no gas, the call's logs. Its logs are in the block's bloom,
+//! the log index and the receipts root like any other, so `eth_getLogs` and log
+//! subscriptions follow elections and jailing; the hash has a receipt
+//! (`eth_getTransactionReceipt`) but no transaction in the block's list (Polygon PoS
+//! carries its state-sync events the same way).
 
-use alloy_primitives::{Address, Bloom, BloomInput, Bytes, B256};
+use alloy_primitives::{address, keccak256, Address, Bloom, BloomInput, Bytes, B256};
+
+/// The caller of the end-of-block system call (EIP-4788's system address).
+pub const SYSTEM_CALLER: Address = address!("0xfffffffffffffffffffffffffffffffffffffffe");
+
+/// The transaction hash of block `height`'s system receipt on chain `chain_id`.
+pub fn system_tx_hash(chain_id: u64, height: u64) -> B256 {
+    keccak256(
+        [
+            b"emc system receipt v1".as_slice(),
+            &chain_id.to_be_bytes(),
+            &height.to_be_bytes(),
+        ]
+        .concat(),
+    )
+}
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +53,11 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// Whether this is a block's system receipt (no transaction behind it).
+    pub fn is_system(&self) -> bool {
+        self.from == SYSTEM_CALLER
+    }
+
     pub fn bloom(&self) -> Bloom {
         let mut bloom = Bloom::default();
         for log in &self.logs {

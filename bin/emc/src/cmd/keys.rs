@@ -15,6 +15,10 @@ pub struct KeystoreArgs {
     /// File whose first line is the password.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// Write new keys with geth's --lightkdf scrypt cost (n = 4096, p = 6): quick to
+    /// open and quick to crack, for throwaway test keys only.
+    #[arg(long)]
+    light_kdf: bool,
 }
 
 impl KeystoreArgs {
@@ -25,6 +29,15 @@ impl KeystoreArgs {
                 .unwrap_or_default()
                 .join(".emc/keystore")
         })
+    }
+
+    /// The scrypt cost new keys are written with.
+    pub fn kdf(&self) -> emc_crypto::Kdf {
+        if self.light_kdf {
+            emc_crypto::Kdf::Light
+        } else {
+            emc_crypto::Kdf::Standard
+        }
     }
 
     pub fn password(&self) -> Result<String> {
@@ -71,7 +84,7 @@ pub enum KeysCmd {
 pub fn run(c: KeysCmd) -> Result<()> {
     match c {
         KeysCmd::New(ks) => {
-            let (addr, path) = emc_crypto::keystore_new(&ks.dir(), &ks.password()?)?;
+            let (addr, path) = emc_crypto::keystore_new(&ks.dir(), &ks.password()?, ks.kdf())?;
             println!("{addr}");
             eprintln!("key written to {}", path.display());
         }
@@ -96,7 +109,8 @@ pub fn run(c: KeysCmd) -> Result<()> {
         }
         KeysCmd::Import { private_key, ks } => {
             let key = emc_crypto::key_from_hex(&private_key)?;
-            let (addr, path) = emc_crypto::keystore_import(&ks.dir(), &key, &ks.password()?)?;
+            let (addr, path) =
+                emc_crypto::keystore_import(&ks.dir(), &key, &ks.password()?, ks.kdf())?;
             println!("{addr}");
             eprintln!("key written to {}", path.display());
         }

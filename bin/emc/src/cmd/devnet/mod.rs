@@ -5,8 +5,14 @@
 //! as its own `emc node` process on loopback, every one bootstrapping from the
 //! validators (their peer ids follow from their keys, so they are known in advance),
 //! prints the RPC URLs and the funded accounts, then the height of every node every
-//! few seconds. Ctrl-C stops them all cleanly. Everything lives under one directory;
-//! running the command again resumes that network.
+//! few seconds ([`monitor`]). A node that dies is reported and the rest go on (the
+//! devnet says whether the chain still can); `emc devnet restart NAME` starts it
+//! again. Ctrl-C stops them all cleanly. Everything lives under one directory
+//! (`~/.emc/devnet` unless `--dir`); running the command again resumes that network.
+//!
+//! Each validator submits its proof-of-computing attestations from its own account
+//! (development account 10 + i, funded in the devnet's genesis), so E lands on chain
+//! and routers weigh it.
 //!
 //! By default it also starts two routers (full nodes with the router role, each with a
 //! gateway, peers of each other's mesh) and two computing nodes serving the built-in
@@ -21,40 +27,45 @@
 //! | 0 | the client: escrow and the printed API key |
 //! | 6, 7 | owners of computing nodes 0, 1 |
 //! | 8, 9 | routers 0, 1 (they settle calls and earn the router fee) |
-//! | 10.. | validators |
+//! | 10.. | validators (their fees, and the account their attestations come from) |
 
-use crate::client::Rpc;
+mod monitor;
+
 use anyhow::{bail, Context, Result};
 use emc_types::{Genesis, GenesisAccount};
-use serde_json::json;
-use std::io::Write;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 #[derive(clap::Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DevnetArgs {
+    #[command(subcommand)]
+    pub(crate) cmd: Option<DevnetCmd>,
+    /// Validator processes (IBFT needs more than 2/3 of them up to make blocks).
     #[arg(long, default_value_t = 4)]
     pub(crate) validators: usize,
+    /// Full nodes: they follow the chain and serve JSON-RPC, and never sign.
     #[arg(long, default_value_t = 1)]
     pub(crate) full_nodes: usize,
-    /// Where the network keeps everything.
-    #[arg(long, default_value = "emc-devnet")]
-    pub(crate) dir: PathBuf,
+    /// Where the network keeps everything [default: ~/.emc/devnet].
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
     /// JSON-RPC port of the first node; the others follow.
     #[arg(long, default_value_t = 8545)]
     pub(crate) rpc_port: u16,
     /// libp2p port of the first node; the others follow.
     #[arg(long, default_value_t = 30303)]
     pub(crate) p2p_port: u16,
+    /// Milliseconds between blocks.
     #[arg(long, default_value_t = 1_000)]
     pub(crate) block_time_ms: u64,
+    /// Blocks per staking epoch (validators challenge every computing node at each
+    /// epoch's first block, so a short epoch shows E sooner).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) epoch_blocks: u64,
     /// Delete the directory first and start a new chain.
     #[arg(long)]
     pub(crate) fresh: bool,
@@ -69,8 +80,33 @@ pub struct DevnetArgs {
     pub(crate) gateway_port: Option<u16>,
 }
 
+#[derive(clap::Subcommand, Clone)]
+pub enum DevnetCmd {
+    /// Start one node of a running devnet again (one that died, or one to restart):
+    /// validator-0, full-0, router-1, compute-0, ...
+    Restart {
+        name: String,
+        /// The devnet's directory [default: ~/.emc/devnet].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A devnet's directory: `dir`, or `~/.emc/devnet`.
+fn dir_or_default(dir: &Option<PathBuf>) -> PathBuf {
+    dir.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".emc/devnet")
+    })
+}
+
 /// The escrow development account 0 starts with.
 pub const ESCROW_EMC: u64 = 1_000;
+/// What each validator's account starts with for the gas of its attestations (wei):
+/// 100 EMC.
+const VALIDATOR_FUNDS: u128 = 100 * 1_000_000_000_000_000_000;
 /// The built-in apps every devnet computing node serves, with prices per token.
 pub const DEVNET_APPS: &[&str] = &[
     "all-minilm-l6-v2=builtin:minilm,price=1000000000",
@@ -82,12 +118,14 @@ impl DevnetArgs {
     /// blocks, JSON-RPC ports from `port`, libp2p ports from `port + 200`.
     pub(crate) fn bench(dir: PathBuf, port: u16, validators: usize) -> Self {
         DevnetArgs {
+            cmd: None,
             validators,
             full_nodes: 0,
-            dir,
+            dir: Some(dir),
             rpc_port: port,
             p2p_port: port + 200,
             block_time_ms: 1_000,
+            epoch_blocks: 100,
             fresh: true,
             routers: 0,
             compute_nodes: 0,
@@ -113,13 +151,37 @@ pub(crate) struct Proc {
     pub(crate) rpc: String,
     metrics: String,
     pub(crate) child: Child,
+    /// Its folder and `emc node` arguments, to start it again.
+    dir: PathBuf,
+    args: Vec<String>,
+    /// Whether it signs blocks (and with what voting power).
+    power: Option<u64>,
+}
+
+impl Proc {
+    /// Starts the node again with the same arguments (its data is where it left it).
+    fn respawn(&mut self) -> Result<()> {
+        self.child = spawn(&self.name, &self.dir, &self.args)?;
+        Ok(())
+    }
 }
 
 fn genesis(a: &DevnetArgs, extra: &Extra) -> Result<Genesis> {
     let validators = emc_node::dev_validators(a.validators as u32)?;
     let mut g = Genesis::dev(validators[0].clone(), &[], alloy_primitives::U256::ZERO);
+    // The validators' accounts pay the gas of their attestations.
+    for v in &validators {
+        g.alloc.insert(
+            v.address,
+            GenesisAccount {
+                balance: alloy_primitives::U256::from(VALIDATOR_FUNDS),
+                ..Default::default()
+            },
+        );
+    }
     g.validators = validators;
     g.block_time_ms = a.block_time_ms;
+    g.staking.epoch_blocks = a.epoch_blocks;
     for k in emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)? {
         g.alloc.insert(
             k.address(),
@@ -174,7 +236,11 @@ pub(crate) struct Extra {
 
 fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
     std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("node.log"))?;
+    // Appended, so a restarted node's log keeps what it said before it died.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))?;
     Command::new(std::env::current_exe()?)
         .arg("node")
         .args(args)
@@ -186,8 +252,11 @@ fn spawn(name: &str, dir: &Path, args: &[String]) -> Result<Child> {
 }
 
 pub fn run(a: DevnetArgs) -> Result<()> {
+    if let Some(DevnetCmd::Restart { name, dir }) = &a.cmd {
+        return monitor::request_restart(&dir_or_default(dir), name);
+    }
     let (dir, g, procs) = launch(&a, &Extra::default())?;
-    monitor(&a, &dir, &g, procs)
+    monitor::run(&a, &dir, &g, procs)
 }
 
 /// Writes the genesis and starts every node; returns the directory, the genesis and
@@ -196,11 +265,15 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
     if a.validators == 0 {
         bail!("--validators must be at least 1");
     }
-    if a.fresh && a.dir.exists() {
-        std::fs::remove_dir_all(&a.dir).with_context(|| format!("removing {}", a.dir.display()))?;
+    if a.epoch_blocks < 2 {
+        bail!("--epoch-blocks must be at least 2");
     }
-    std::fs::create_dir_all(&a.dir)?;
-    let dir = a.dir.canonicalize()?;
+    let dir = dir_or_default(&a.dir);
+    if a.fresh && dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
     let gpath = dir.join("genesis.json");
     let g = genesis(a, extra)?;
     match std::fs::read_to_string(&gpath) {
@@ -236,7 +309,7 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
             format!("{}/p2p/{id}", p2p(first_router + r))
         })
         .collect();
-    let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)?;
+    let keys = emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS + a.validators as u32)?;
     let hex_key = |i: usize| format!("0x{}", hex::encode(keys[i].to_bytes()));
     if a.compute_nodes > 0 && extra.compute_apps.is_none() {
         ensure_models()?;
@@ -274,6 +347,11 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
                 emc_crypto::ConsensusKey::dev(i as u32).write(&key)?;
             }
             args.extend(["--consensus-key".into(), key.display().to_string()]);
+            // Its attestations come from its own (funded) account.
+            args.extend([
+                "--poc-account-key".into(),
+                hex_key(emc_node::DEV_ACCOUNTS as usize + i),
+            ]);
         }
         if (first_router..first_compute).contains(&i) {
             let r = i - first_router;
@@ -319,6 +397,9 @@ pub(crate) fn launch(a: &DevnetArgs, extra: &Extra) -> Result<(PathBuf, Genesis,
             rpc: format!("http://{rpc_addr}"),
             metrics,
             child,
+            dir: ndir,
+            args,
+            power: validator.then(|| g.validators[i].power),
         });
     }
 
@@ -336,7 +417,7 @@ fn ensure_models() -> Result<()> {
     println!("fetching the built-in models into {} (once)", dir.display());
     let status = Command::new("bash")
         .arg("-c")
-        .arg(include_str!("../../../../scripts/fetch-models"))
+        .arg(include_str!("../../../../../scripts/fetch-models"))
         .status()
         .context("running bash to fetch the models")?;
     if !status.success() {
@@ -358,111 +439,6 @@ pub(crate) fn dev_api_key(chain_id: u64) -> Result<String> {
         limit,
     );
     emc_node::router::auth::make(client, grant).map_err(anyhow::Error::msg)
-}
-
-fn monitor(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Result<()> {
-    println!(
-        "EMC devnet: {} validators, {} full nodes, {} routers and {} computing nodes, chain id {}, one block every {} ms",
-        a.validators, a.full_nodes, a.routers, a.compute_nodes, g.chain_id, a.block_time_ms
-    );
-    println!("Directory: {} (logs in */node.log)", dir.display());
-    for p in &procs {
-        println!(
-            "{:<12} JSON-RPC {}  WebSocket {}  metrics {}/metrics",
-            p.name,
-            p.rpc,
-            p.rpc.replacen("http", "ws", 1),
-            p.metrics
-        );
-    }
-    println!(
-        "\nDevelopment accounts (10000 EMC each), mnemonic \"{}\":",
-        emc_crypto::DEV_MNEMONIC
-    );
-    for (i, k) in emc_crypto::dev_accounts(emc_node::DEV_ACCOUNTS)?
-        .iter()
-        .enumerate()
-    {
-        println!(
-            "({i}) {}  private key 0x{}",
-            k.address(),
-            hex::encode(k.to_bytes())
-        );
-    }
-    if a.routers > 0 {
-        println!("\nGateways (OpenAI base_url):");
-        for r in 0..a.routers {
-            println!("router-{r}       http://{}/v1", a.gateway(r));
-        }
-        let key = dev_api_key(g.chain_id)?;
-        println!(
-            "API key (account 0, {ESCROW_EMC} EMC in escrow, valid 30 days; `emc gateway key` makes others):\n{key}"
-        );
-        if a.compute_nodes > 0 {
-            println!(
-                "Models: {} (ready once the computing nodes have registered, a few seconds)",
-                DEVNET_APPS
-                    .iter()
-                    .map(|s| s.split('=').next().unwrap_or(s))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            println!(
-                "Try: curl http://{}/v1/embeddings -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' -d '{{\"model\": \"all-minilm-l6-v2\", \"input\": \"hello\"}}'",
-                a.gateway(0)
-            );
-        }
-    }
-    println!(
-        "\nThese keys are public: never use them on a real network. Ctrl-C stops the devnet.\n"
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(crate::cmd::node::wait_for_signal());
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
-    let mut last = Instant::now() - Duration::from_secs(10);
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
-        for p in &mut procs {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                eprintln!("{} exited ({status}); see its node.log", p.name);
-                stop.store(true, Ordering::SeqCst);
-            }
-        }
-        if last.elapsed() >= Duration::from_secs(3) {
-            last = Instant::now();
-            let heights: Vec<String> = procs
-                .iter()
-                .map(
-                    |p| match Rpc::new(&p.rpc).quantity("eth_blockNumber", json!([])) {
-                        Ok(h) => format!("{}={h}", p.name),
-                        Err(_) => format!("{}=?", p.name),
-                    },
-                )
-                .collect();
-            // Whoever reads our output may have gone (a closed pipe): the nodes must
-            // still be stopped below, so a failed write is not a reason to panic.
-            let _ = writeln!(std::io::stdout(), "heights: {}", heights.join(" "));
-        }
-    }
-    let _ = writeln!(std::io::stdout(), "stopping {} nodes", procs.len());
-    stop_all(&mut procs);
-    let _ = writeln!(
-        std::io::stdout(),
-        "stopped; the chain stays in {}",
-        dir.display()
-    );
-    Ok(())
 }
 
 /// SIGTERM every node, wait up to 15 s, then SIGKILL what is left.
