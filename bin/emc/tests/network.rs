@@ -172,6 +172,12 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
     assert!(value("emc_height") >= 3.0, "{text}");
     assert!(value("emc_peers") >= 2.0, "{text}");
     assert!(value("emc_block_interval_seconds_count") >= 2.0, "{text}");
+    // net_peerCount tells JSON-RPC clients what the metric says.
+    let n0 = nodes[0].as_ref().unwrap();
+    assert!(
+        common::quantity(&n0.result("net_peerCount", serde_json::json!([]))) >= 2,
+        "net_peerCount of a validator with peers"
+    );
 
     // One of four down: the other three are still a quorum.
     nodes[3].take().unwrap().kill();

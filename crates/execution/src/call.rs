@@ -158,7 +158,7 @@ fn run_with(
         .with_precompiles(EmcPrecompiles::new(ctx.chain_id));
     let (result, touched) = match evm.transact(tx) {
         Ok(r) => (r.result, r.state),
-        Err(EVMError::Transaction(e)) => return Err(ExecError::Invalid(e.to_string())),
+        Err(EVMError::Transaction(e)) => return Err(ExecError::Invalid(crate::invalid_tx(&e))),
         Err(EVMError::Header(e)) => return Err(ExecError::Invalid(e.to_string())),
         Err(e) => return Err(ExecError::Evm(e.to_string())),
     };

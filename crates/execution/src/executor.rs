@@ -171,7 +171,7 @@ impl<'s> Executor<'s> {
         let mut evm = evm!(self);
         let result = match evm.transact_commit(tx_env(tx)) {
             Ok(r) => r,
-            Err(EVMError::Transaction(e)) => return Ok(Err(TxRejected(e.to_string()))),
+            Err(EVMError::Transaction(e)) => return Ok(Err(TxRejected(crate::invalid_tx(&e)))),
             Err(EVMError::Header(e)) => return Ok(Err(TxRejected(e.to_string()))),
             Err(e) => return Err(ExecError::Evm(e.to_string())),
         };

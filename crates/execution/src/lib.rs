@@ -19,6 +19,19 @@ pub use call::{call, create_access_list, estimate_gas, CallOutcome, CallRequest}
 pub use executor::{BlockContext, ExecutedBlock, Executor, TxRejected};
 pub use revm::primitives::hardfork::SpecId;
 
+/// A transaction revm refused, in the words clients expect: geth's, where ethers and
+/// web3.py key on them. revm's "lack of funds (B) for max fee (F)" counts the value
+/// sent into F; geth says what it is.
+pub(crate) fn invalid_tx(e: &revm::context_interface::result::InvalidTransaction) -> String {
+    use revm::context_interface::result::InvalidTransaction as I;
+    match e {
+        I::LackOfFundForMaxFee { fee, balance } => format!(
+            "insufficient funds for gas * price + value: balance {balance}, gas * price + value {fee}"
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// The hard fork rules EMC runs: Prague (PUSH0, transient storage, MCOPY, EIP-7623
 /// calldata floor), without blobs.
 pub const SPEC: SpecId = SpecId::PRAGUE;

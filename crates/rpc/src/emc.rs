@@ -131,9 +131,11 @@ fn staking(c: &Ctx, p: Params<'_>) -> R {
         STAKING_ADDRESS,
         IStaking::pendingRewardsCall { account: a },
     )?;
+    let epoch = view(c, at, STAKING_ADDRESS, IStaking::currentEpochCall {})?;
     Ok(json!({
         "address": a,
         "block": json::q(at.0),
+        "epoch": json::q(epoch),
         "roles": roles,
         "lock": {"untilHeight": json::q(lock.untilHeight), "multiplierBps": lock.multiplierBps},
         "pendingRewards": q(pending),

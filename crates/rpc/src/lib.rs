@@ -153,8 +153,12 @@ pub async fn start(
                 .layer(subs::MarkHttp),
         )
         .set_rpc_middleware(
-            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-                .layer_fn(subs::NoHttpSubscriptions),
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(move |inner| {
+                subs::SubscriptionErrors {
+                    inner,
+                    max: cfg.max_subscriptions,
+                }
+            }),
         )
         .to_service_builder();
     let listener = tokio::net::TcpListener::bind(addr)

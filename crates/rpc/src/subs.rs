@@ -180,12 +180,16 @@ where
     }
 }
 
-/// The JSON-RPC layer that answers a subscription method over plain HTTP with what
-/// to do instead (jsonrpsee alone says only "Internal error").
+/// The JSON-RPC layer that makes subscription errors say what to do: a subscription
+/// method over plain HTTP is answered with where to go instead (jsonrpsee alone says
+/// only "Internal error"), and a subscription past the bound names the bound.
 #[derive(Clone, Debug)]
-pub(crate) struct NoHttpSubscriptions<S>(pub S);
+pub(crate) struct SubscriptionErrors<S> {
+    pub inner: S,
+    pub max: u32,
+}
 
-impl<S> jsonrpsee::server::middleware::rpc::RpcServiceT for NoHttpSubscriptions<S>
+impl<S> jsonrpsee::server::middleware::rpc::RpcServiceT for SubscriptionErrors<S>
 where
     S: jsonrpsee::server::middleware::rpc::RpcServiceT<MethodResponse = jsonrpsee::MethodResponse>
         + Clone
@@ -203,19 +207,26 @@ where
     ) -> impl std::future::Future<Output = Self::MethodResponse> + Send + 'a {
         let over_http = req.extensions().get::<OverHttp>().is_some();
         let method = req.method_name().to_string();
-        let inner = self.0.clone();
+        let id = req.id().into_owned();
+        let (inner, max) = (self.inner.clone(), self.max);
         async move {
+            let err = |code: i32, msg: String| {
+                jsonrpsee::MethodResponse::error(
+                    id.clone(),
+                    jsonrpsee::types::ErrorObjectOwned::owned(code, msg, None::<()>),
+                )
+            };
             if over_http && (method == "eth_subscribe" || method == "eth_unsubscribe") {
-                return jsonrpsee::MethodResponse::error(
-                    req.id().into_owned(),
-                    jsonrpsee::types::ErrorObjectOwned::owned(
-                        -32601,
-                        format!("{method} needs a WebSocket: connect with ws:// to this same port; over HTTP, poll with eth_newFilter and eth_getFilterChanges"),
-                        None::<()>,
-                    ),
+                return err(-32601, format!("{method} needs a WebSocket: connect with ws:// to this same port; over HTTP, poll with eth_newFilter and eth_getFilterChanges"));
+            }
+            let rp = inner.call(req).await;
+            if rp.as_error_code() == Some(jsonrpsee::types::error::TOO_MANY_SUBSCRIPTIONS_CODE) {
+                return err(
+                    jsonrpsee::types::error::TOO_MANY_SUBSCRIPTIONS_CODE,
+                    format!("too many subscriptions on this WebSocket: at most {max}; end one with eth_unsubscribe, or open another connection"),
                 );
             }
-            inner.call(req).await
+            rp
         }
     }
 
@@ -223,14 +234,14 @@ where
         &self,
         batch: jsonrpsee::core::middleware::Batch<'a>,
     ) -> impl std::future::Future<Output = Self::BatchResponse> + Send + 'a {
-        self.0.batch(batch)
+        self.inner.batch(batch)
     }
 
     fn notification<'a>(
         &self,
         n: jsonrpsee::core::middleware::Notification<'a>,
     ) -> impl std::future::Future<Output = Self::NotificationResponse> + Send + 'a {
-        self.0.notification(n)
+        self.inner.notification(n)
     }
 }
 

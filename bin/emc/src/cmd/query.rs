@@ -31,6 +31,22 @@ pub enum QueryCmd {
         #[command(flatten)]
         rpc: RpcArg,
     },
+    /// An account (and storage slots) with its eth_getProof proof, checked here
+    /// against the block's state root, or against --state-root, one you trust.
+    Proof {
+        address: Address,
+        /// A storage slot to prove as well; repeat for several.
+        #[arg(long = "slot")]
+        slots: Vec<U256>,
+        #[arg(long)]
+        block: Option<u64>,
+        /// The state root to check against (e.g. from a header whose commit
+        /// certificate you verified) [default: the block's, as the node reports it].
+        #[arg(long)]
+        state_root: Option<B256>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
 }
 
 pub fn run(c: QueryCmd) -> Result<()> {
@@ -60,6 +76,34 @@ pub fn run(c: QueryCmd) -> Result<()> {
                 bail!("no block {id}");
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        QueryCmd::Proof {
+            address,
+            slots,
+            block,
+            state_root,
+            rpc,
+        } => {
+            let rpc = Rpc::new(&rpc.rpc);
+            let tag = block.map_or_else(|| "latest".to_string(), |b| format!("{b:#x}"));
+            let header = rpc.call("eth_getBlockByNumber", json!([tag, false]))?;
+            let number = header["number"].clone();
+            let root = match state_root {
+                Some(r) => r,
+                None => header["stateRoot"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("block {tag} has no stateRoot"))?,
+            };
+            // Pinned to the header's number, so proof and root are of one block.
+            let proof = rpc.call("eth_getProof", json!([address, slots, number]))?;
+            crate::client::verify_proof(&proof, address, root)?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            eprintln!(
+                "verified: the account and {} slot(s) match state root {root} (block {})",
+                slots.len(),
+                number.as_str().unwrap_or("?")
+            );
         }
         QueryCmd::Tx { hash, rpc } => {
             let rpc = Rpc::new(&rpc.rpc);

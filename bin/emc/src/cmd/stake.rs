@@ -167,15 +167,29 @@ pub fn run(c: StakeCmd) -> Result<()> {
             println!("pending rewards {} EMC", emc(&v["pendingRewards"])?);
             let val = &v["validator"];
             if val["candidate"] == true {
+                let epoch = match v.get("epoch") {
+                    Some(e) => Some(parse_quantity(e)? as u64),
+                    None => None,
+                };
                 println!(
-                    "validator candidate, key {}, jailed until epoch {}, missed {} commits this epoch",
+                    "validator candidate, key {}, {}, missed {} commits this epoch",
                     val["consensusKey"].as_str().unwrap_or(""),
-                    parse_quantity(&val["jailedUntilEpoch"])?,
+                    jail_text(parse_quantity(&val["jailedUntilEpoch"])? as u64, epoch),
                     parse_quantity(&val["missedThisEpoch"])?
                 );
             }
             Ok(())
         }
+    }
+}
+
+/// A candidate's jail, as a person reads it: a candidate is left out of elections
+/// while its jail runs past the current epoch (0: never jailed).
+fn jail_text(until: u64, epoch: Option<u64>) -> String {
+    if until == 0 || epoch.is_some_and(|e| until <= e) {
+        "not jailed".into()
+    } else {
+        format!("jailed until epoch {until}")
     }
 }
 
@@ -207,17 +221,18 @@ pub fn validators(rpc: RpcArg) -> Result<()> {
             parse_quantity(&m["missedThisEpoch"])?
         );
     }
+    let epoch = parse_quantity(&v["epoch"])? as u64;
     println!(
-        "{:<44} {:>16} {:>8} {:>8}",
-        "candidate", "stake (EMC)", "elected", "jailed<"
+        "{:<44} {:>16} {:>8}  {}",
+        "candidate", "stake (EMC)", "elected", "jail"
     );
     for c in v["candidates"].as_array().into_iter().flatten() {
         println!(
-            "{:<44} {:>16} {:>8} {:>8}",
+            "{:<44} {:>16} {:>8}  {}",
             c["address"].as_str().unwrap_or(""),
             emc(&c["stake"])?,
             c["elected"],
-            parse_quantity(&c["jailedUntilEpoch"])?
+            jail_text(parse_quantity(&c["jailedUntilEpoch"])? as u64, Some(epoch))
         );
     }
     Ok(())
