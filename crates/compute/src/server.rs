@@ -58,21 +58,20 @@ async fn load(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     Json(agent.load())
 }
 
-/// The body of a request, or the error a client reads when it was refused: 413 for
-/// one over [`MAX_REQUEST_BYTES`], 400 for one that broke off or did not arrive in
-/// time, in OpenAI's shape like every other error of these ports.
+/// The body of a request, or why it was refused: 413 for one over
+/// [`MAX_REQUEST_BYTES`], 400 for one that broke off or did not arrive in time (sent
+/// with [`error_response`], in OpenAI's shape like every other error of these ports).
 pub fn body_or_error(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, Response> {
+) -> Result<Bytes, ComputeError> {
     body.map_err(|e| {
-        let err = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ComputeError::TooLarge(format!(
                 "the request body is over {MAX_REQUEST_BYTES} bytes"
             ))
         } else {
             ComputeError::BadRequest(format!("reading the request body: {}", e.body_text()))
-        };
-        error_response(&err)
+        }
     })
 }
 
@@ -103,7 +102,7 @@ async fn openai(
 ) -> Response {
     let body = match body_or_error(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error_response(&e),
     };
     let path = uri.path().to_string();
     let kind = crate::models::kind_for(&path);
@@ -139,7 +138,7 @@ async fn call_root(
 ) -> Response {
     match body_or_error(body) {
         Ok(body) => call_app(agent, app, "/".into(), method, headers, body).await,
-        Err(r) => r,
+        Err(e) => error_response(&e),
     }
 }
 
@@ -153,7 +152,7 @@ async fn call_path(
 ) -> Response {
     match body_or_error(body) {
         Ok(body) => call_app(agent, app, app_path(&path, &uri), method, headers, body).await,
-        Err(r) => r,
+        Err(e) => error_response(&e),
     }
 }
 

@@ -307,7 +307,7 @@ mod tests {
             assert_eq!(mode(&path), 0o600);
             assert_eq!(mode(&ks), 0o700);
         }
-        let e = keystore_open(&ks, addr, "wrong").err().expect("refused");
+        let e = keystore_open(&ks, addr, "wrong").expect_err("refused");
         assert!(e.to_string().contains("wrong password"), "{e}");
         // Never written over.
         let key = keystore_open(&ks, addr, "pw").expect("open");

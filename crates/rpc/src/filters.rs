@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 pub const PENDING_KEPT: usize = 4096;
 
 enum Kind {
-    Logs { filter: Filter, to: Option<u64> },
+    Logs {
+        filter: Box<Filter>,
+        to: Option<u64>,
+    },
     Blocks,
     Pending(VecDeque<B256>),
 }
@@ -170,9 +173,13 @@ fn new_filter(c: &Ctx, p: Params<'_>) -> R {
         }
     };
     let next = from.map_or(head + 1, |f| f.max(head + 1));
-    Ok(json!(c
-        .filters
-        .install(Kind::Logs { filter: f, to }, next)?))
+    Ok(json!(c.filters.install(
+        Kind::Logs {
+            filter: Box::new(f),
+            to
+        },
+        next
+    )?))
 }
 
 /// What a poll has to read, taken from the filter under the lock and answered
@@ -238,7 +245,7 @@ fn filter_logs(c: &Ctx, p: Params<'_>) -> R {
                 .ok_or_else(|| not_found(id))?;
             e.polled = Instant::now();
             match &e.kind {
-                Kind::Logs { filter, .. } => filter.clone(),
+                Kind::Logs { filter, .. } => (**filter).clone(),
                 _ => return Err(invalid_params(
                     "eth_getFilterLogs is for log filters; poll this one with eth_getFilterChanges",
                 )),

@@ -223,8 +223,8 @@ pub fn validators(rpc: RpcArg) -> Result<()> {
     }
     let epoch = parse_quantity(&v["epoch"])? as u64;
     println!(
-        "{:<44} {:>16} {:>8}  {}",
-        "candidate", "stake (EMC)", "elected", "jail"
+        "{:<44} {:>16} {:>8}  jail",
+        "candidate", "stake (EMC)", "elected"
     );
     for c in v["candidates"].as_array().into_iter().flatten() {
         println!(

@@ -201,7 +201,7 @@ async fn openai(
 ) -> Response {
     let body = match body_or_error(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error_response(&e),
     };
     let path = uri.path().to_string();
     let kind = emc_compute::models::kind_for(&path);
@@ -235,7 +235,7 @@ async fn call_root(
 ) -> Response {
     match body_or_error(body) {
         Ok(body) => call(g, app, "/".into(), method, headers, body).await,
-        Err(r) => r,
+        Err(e) => error_response(&e),
     }
 }
 
@@ -250,7 +250,7 @@ async fn call_path(
     let path = emc_compute::server::app_path(&path, &uri);
     match body_or_error(body) {
         Ok(body) => call(g, app, path, method, headers, body).await,
-        Err(r) => r,
+        Err(e) => error_response(&e),
     }
 }
 
@@ -892,7 +892,7 @@ async fn publish(
 ) -> Response {
     let body = match body_or_error(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error_response(&e),
     };
     let key = match g.key(&headers) {
         Ok(k) => k,
