@@ -98,6 +98,15 @@ fn every_kind_of_garbage_gets_a_clear_error() {
         ),
         // jsonrpsee answers a JSON value that is not a request object as a parse error.
         ("not an object", node.raw("42"), -32700, ""),
+        (
+            "a call sending more than the sender has",
+            node.call(
+                "eth_call",
+                json!([{"from": "0x000000000000000000000000000000000000dEaD", "to": Address::ZERO, "value": "0xde0b6b3a7640000", "gasPrice": "0x3b9aca00"}]),
+            ),
+            -32000,
+            "insufficient funds for gas * price + value: balance 0",
+        ),
     ];
     for (what, resp, code, msg) in &cases {
         let (c, m) = error_of(resp);

@@ -81,6 +81,36 @@ fn keys_tx_and_query_round_trip() {
     let (ok, block, _) = run(&["query", "block", "1", "--rpc", rpc], &[]);
     assert!(ok && block.contains("\"number\": \"0x1\""), "{block}");
 
+    // The validator's jail reads as a person would say it.
+    let (ok, vals, err) = run(&["validators", "--rpc", rpc], &[]);
+    assert!(ok, "{err}");
+    assert!(!vals.contains("jailed<"), "{vals}");
+    assert!(vals.contains("not jailed"), "{vals}");
+    let validator = emc_crypto::dev_accounts(11).expect("dev")[10]
+        .address()
+        .to_string();
+    let (ok, show, err) = run(&["stake", "show", &validator, "--rpc", rpc], &[]);
+    assert!(ok, "{err}");
+    assert!(
+        show.contains("not jailed") && !show.contains("until epoch 0"),
+        "{show}"
+    );
+    // Every devnet flag says what it does.
+    let (ok, help, _) = run(&["devnet", "--help"], &[]);
+    assert!(ok);
+    for (flag, says) in [
+        ("--validators", "Validator processes"),
+        ("--block-time-ms", "Milliseconds between blocks"),
+        ("--epoch-blocks", "Blocks per staking epoch"),
+    ] {
+        let line = help
+            .lines()
+            .skip_while(|l| !l.contains(flag))
+            .take(2)
+            .collect::<String>();
+        assert!(line.contains(says), "{flag}: {help}");
+    }
+
     // Mistakes name the problem.
     let (ok, _, err) = run(&["tx", "send", "--to", to, "--rpc", rpc], &[]);
     assert!(!ok && err.contains("say who signs"), "{err}");

@@ -50,6 +50,7 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     let mut gateways = Vec::new();
     let mut key = None;
     let mut key_next = false;
+    let mut try_line = None;
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut agreed = false;
     while Instant::now() < deadline {
@@ -74,6 +75,9 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
             key_next = false;
         }
         key_next |= line.starts_with("API key");
+        if line.starts_with("Try: curl") {
+            try_line = Some(line.clone());
+        }
         // "heights: validator-0=N ... compute-1=N": all nine at 3 or more.
         if let Some(h) = line.strip_prefix("heights: ") {
             let hs: Vec<u64> = h
@@ -94,6 +98,12 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     assert_eq!(gateways.len(), 2, "two gateways: {gateways:?}");
     let key = key.expect("an API key printed");
     assert!(key.starts_with("emc_"), "{key}");
+    // The first call it suggests runs as printed: the key is in it, no variable to set.
+    let try_line = try_line.expect("a first call suggested");
+    assert!(
+        try_line.contains(&key) && !try_line.contains("$KEY"),
+        "{try_line}"
+    );
     assert!(agreed, "every node reached height 3");
     // Every node reports the same block 2.
     let hashes: Vec<String> = urls

@@ -109,16 +109,21 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
     let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
     let gen = genesis.to_str().expect("utf8").to_string();
     let p2p0 = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let v0 = DevNode::spawn(&[
-        "--genesis",
-        &gen,
-        "--datadir",
-        dir.path().join("v0").to_str().expect("utf8"),
-        "--consensus-key",
-        vkey.to_str().expect("utf8"),
-        "--p2p-addr",
-        &p2p0,
-    ]);
+    let (v0, metrics) = DevNode::spawn_with(
+        &[
+            "--genesis",
+            &gen,
+            "--datadir",
+            dir.path().join("v0").to_str().expect("utf8"),
+            "--consensus-key",
+            vkey.to_str().expect("utf8"),
+            "--p2p-addr",
+            &p2p0,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+        &["Metrics: "],
+    );
     let boot = format!(
         "{p2p0}/p2p/{}",
         emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
@@ -176,8 +181,10 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
             "1",
             "--max-queue",
             "2",
+            "--compute-http",
+            "127.0.0.1:0",
         ],
-        &["Computing node id: "],
+        &["Computing node id: ", "Compute HTTP: "],
     );
     let node_id = ids[0].clone();
     let table = || -> Vec<Value> {
@@ -314,6 +321,20 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
         .find(|n| n["node"] == json!(node_id))
         .expect("the node");
     assert_eq!(n["failed"], 0, "a busy node is not a failing one: {n}");
+    // A megabyte of model name is not echoed back.
+    let (status, _, body) = post(
+        &chat,
+        &key,
+        &[],
+        &json!({"model": "m".repeat(1 << 20), "messages": []}),
+    );
+    assert_eq!(status, 404, "{body}");
+    let said = body["error"]["message"].as_str().expect("a message");
+    assert!(
+        said.len() < 200 && said.contains("(1048576 bytes)"),
+        "{} bytes",
+        said.len()
+    );
 
     // Every call served is settled once, for exactly what it was charged; nothing the
     // router sent was refused.
@@ -394,4 +415,32 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
         .expect("others are served");
     assert_eq!(r.status(), 200);
     drop(held);
+
+    // The computing node's own port and the metrics port hold their shares too.
+    for (url, share, shape) in [
+        (ids[1].clone(), 128, r#""type":"rate_limit_error""#),
+        (
+            metrics[0].trim_end_matches("/metrics").to_string(),
+            16,
+            "too many connections",
+        ),
+    ] {
+        let to: SocketAddr = url.trim_start_matches("http://").parse().expect("addr");
+        let held: Vec<TcpStream> = (0..share)
+            .map(|_| connect_from([127, 0, 0, 70], to))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut over = connect_from([127, 0, 0, 70], to);
+        over.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .expect("write");
+        over.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut text = String::new();
+        over.read_to_string(&mut text).expect("the refusal");
+        assert!(
+            text.starts_with("HTTP/1.1 429") && text.contains(shape),
+            "{url}: {text}"
+        );
+        drop(held);
+    }
 }

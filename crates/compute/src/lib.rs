@@ -136,3 +136,31 @@ impl ComputeError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_right_when_passed_along() {
+        // A node's refusal crosses a router: its prefix is not said twice.
+        let node = ComputeError::Saturated("1 calls running and 2 queued".into());
+        let relayed = ComputeError::from_status(node.status(), node.to_string());
+        assert_eq!(
+            relayed.to_string(),
+            "saturated: 1 calls running and 2 queued"
+        );
+        let drained = ComputeError::from_status(503, ComputeError::Draining.to_string());
+        assert!(matches!(drained, ComputeError::Draining));
+        assert!(drained.is_busy() && !drained.counts_against_node());
+        // The hint stands outside the quoted name, and a huge name is clipped.
+        assert_eq!(
+            ComputeError::no_app("gpt-4o").to_string(),
+            "no app \"gpt-4o\" is served here (GET /v1/models lists the ones that are)"
+        );
+        let huge = "m".repeat(1 << 20);
+        let said = ComputeError::no_app(&huge).to_string();
+        assert!(said.len() < 200, "{} bytes", said.len());
+        assert!(said.contains("(1048576 bytes)"), "{said}");
+    }
+}
