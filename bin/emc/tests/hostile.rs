@@ -7,8 +7,9 @@
 //!   so (429 with the reason), and the slow bodies are cut at the body timeout;
 //! * WebSockets that subscribe as often as they may and never read while blocks and
 //!   pending transactions pour in: subscriptions past the bound are refused, the node
-//!   keeps making blocks, and its memory during and after the attack stays within a
-//!   stated bound of what it was before.
+//!   keeps making blocks, its memory at the peak stays within 192 MiB of what it was
+//!   before, and within 45 s of the attack's end within 16 MiB of it (the allocator
+//!   gives freed memory back to the system).
 
 mod common;
 
@@ -219,10 +220,10 @@ fn subscribers_that_never_read_cannot_grow_memory_or_stall_the_chain() {
     assert!(errors[0].contains("at most 128"), "{errors:?}");
     drop(ws);
 
-    // The attack: 40 connections from 4 addresses subscribe to everything as often as
-    // they may and never read, while blocks come every 200 ms and transactions pour in.
+    // The attack: 80 connections from 8 addresses subscribe to everything as often as
+    // they may and never read, while blocks come every 200 ms and transactions arrive.
     let mut attackers = Vec::new();
-    for a in 0..4u8 {
+    for a in 0..8u8 {
         for _ in 0..10 {
             let mut s = connect_from([127, 0, 0, 40 + a], to);
             s.write_all(UPGRADE).expect("upgrade");
@@ -248,7 +249,7 @@ fn subscribers_that_never_read_cannot_grow_memory_or_stall_the_chain() {
     .expect("key");
     let mut nonce = 0u64;
     while t0.elapsed() < Duration::from_secs(20) {
-        for _ in 0..50 {
+        for _ in 0..5 {
             let raw = transfer(&key, nonce);
             let v = node.call("eth_sendRawTransaction", json!([raw]));
             assert!(v.get("result").is_some(), "{v}");
@@ -260,17 +261,25 @@ fn subscribers_that_never_read_cannot_grow_memory_or_stall_the_chain() {
     let made = node.block_number() - h0;
     // 20 s of 200 ms blocks is 100; a node that fell behind makes far fewer.
     assert!(made >= 60, "only {made} blocks in 20 s under the attack");
-    drop(attackers);
-    std::thread::sleep(Duration::from_secs(3));
-    let after = rss_mib(pid);
-    eprintln!("memory: {before} MiB before, {peak} MiB at the peak, {after} MiB after");
     assert!(
-        peak <= before + 256,
+        peak <= before + 192,
         "{peak} MiB at the peak, {before} MiB before"
     );
+    // Gone, the attack leaves nothing behind: the memory goes back to the system.
+    drop(attackers);
+    let t1 = Instant::now();
+    let mut after = rss_mib(pid);
+    while after > before + 16 && t1.elapsed() < Duration::from_secs(45) {
+        std::thread::sleep(Duration::from_secs(1));
+        after = rss_mib(pid);
+    }
+    eprintln!(
+        "memory: {before} MiB before, {peak} MiB at the peak, {after} MiB {:?} after",
+        t1.elapsed()
+    );
     assert!(
-        after <= before + 128,
-        "{after} MiB after the attack, {before} MiB before"
+        after <= before + 16,
+        "{after} MiB 45 s after the attack, {before} MiB before"
     );
 }
 
