@@ -11,13 +11,11 @@
 
 mod common;
 
-use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::SolCall;
+use alloy_primitives::{B256, U256};
 use common::{wait_until, DevNode};
 use emc_modules::poc::IPoc;
 use emc_modules::registry::IRegistry;
 use emc_modules::staking::IStaking;
-use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,12 +23,6 @@ fn region() -> u16 {
     // Network tests take regions 0..2 of 7,100 ports from 10,000 (see network.rs);
     // this one shares region 1 at an offset they leave free.
     10_000 + 7_100 + (std::process::id() % 700) as u16 * 10 + 5
-}
-
-fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
-    let out = node.result("eth_call", json!([{"to": to, "data": alloy_primitives::hex::encode_prefixed(c.abi_encode())}, "latest"]));
-    let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
-    C::abi_decode_returns(&bytes).expect("decodes")
 }
 
 #[test]
@@ -153,7 +145,9 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     // All three register themselves from their owners' accounts; only then can their
     // calls be settled, so only then does the router send them any.
     wait_until("three registered nodes", Duration::from_secs(60), || {
-        view(&v0, emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {}).len() == 3
+        v0.view(emc_modules::REGISTRY_ADDRESS, IRegistry::nodesCall {})
+            .len()
+            == 3
     });
     // A client (account 4) deposits escrow and makes an API key.
     let client = hexkey(4);
@@ -221,8 +215,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         .map(|n| n["node"].as_str().expect("id").parse().expect("b256"))
         .collect();
     let owner_of = |id: B256| {
-        view(
-            &v0,
+        v0.view(
             emc_modules::REGISTRY_ADDRESS,
             IRegistry::ownerOfCall { nodeId: id },
         )
@@ -236,21 +229,13 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
 
     // The validator challenges each node at the start of an epoch; E goes on chain.
     let score = |id: B256| {
-        view(
-            &v0,
-            emc_modules::POC_ADDRESS,
-            IPoc::scoreOfCall { nodeId: id },
-        )
-        .score
+        v0.view(emc_modules::POC_ADDRESS, IPoc::scoreOfCall { nodeId: id })
+            .score
     };
     // E per epoch for each honest node; the faster must win in most of three epochs
     // (other tests share this machine's two cores, so one epoch may be unlucky).
     let scored = |id: B256| {
-        let r = view(
-            &v0,
-            emc_modules::POC_ADDRESS,
-            IPoc::scoreOfCall { nodeId: id },
-        );
+        let r = v0.view(emc_modules::POC_ADDRESS, IPoc::scoreOfCall { nodeId: id });
         (r.epoch, r.score)
     };
     let mut seen: Vec<(u64, u64, u64)> = Vec::new();
@@ -272,21 +257,17 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     );
     assert_eq!(score(liar), 0);
     wait_until("the liar marked faulty", Duration::from_secs(60), || {
-        view(
-            &v0,
-            emc_modules::POC_ADDRESS,
-            IPoc::faultsCall { nodeId: liar },
-        ) >= 1
+        v0.view(emc_modules::POC_ADDRESS, IPoc::faultsCall { nodeId: liar }) >= 1
     });
-    let stake = view(
-        &v0,
-        emc_modules::STAKING_ADDRESS,
-        IStaking::stakeOfCall {
-            account: accounts[2].address(),
-            role: 2,
-        },
-    )
-    .staked;
+    let stake = v0
+        .view(
+            emc_modules::STAKING_ADDRESS,
+            IStaking::stakeOfCall {
+                account: accounts[2].address(),
+                role: 2,
+            },
+        )
+        .staked;
     assert!(
         stake < U256::from(100u64) * emc_types::EMC,
         "the liar's owner was slashed: {stake}"

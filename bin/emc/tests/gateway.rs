@@ -26,7 +26,6 @@
 mod common;
 
 use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent};
 use common::{wait_until, DevNode};
 use emc_modules::poc::IPoc;
 use emc_modules::tasks::ITasks;
@@ -37,15 +36,6 @@ use std::time::Duration;
 fn base() -> u16 {
     // Region 0 of the network tests' layout, at offsets 5..8 they leave free.
     10_000 + (std::process::id() % 700) as u16 * 10 + 5
-}
-
-fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
-    let out = node.result(
-        "eth_call",
-        json!([{"to": to, "data": alloy_primitives::hex::encode_prefixed(c.abi_encode())}, "latest"]),
-    );
-    let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
-    C::abi_decode_returns(&bytes).expect("decodes")
 }
 
 fn balance(node: &DevNode, a: Address) -> U256 {
@@ -257,8 +247,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     // E on chain for K and S in the same epoch, K's the higher (two threads against
     // one; an epoch measured while the machine was busy elsewhere is waited out).
     let scored = |id: &str| {
-        view(
-            &v0,
+        v0.view(
             emc_modules::POC_ADDRESS,
             IPoc::scoreOfCall {
                 nodeId: id.parse().expect("id"),
@@ -299,8 +288,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     ]);
     let bearer = format!("Authorization: Bearer {key}");
     let escrow = || {
-        view(
-            &v0,
+        v0.view(
             emc_modules::TASKS_ADDRESS,
             ITasks::escrowOfCall { account: client },
         )
@@ -705,27 +693,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     }
 
     // Settlement: every served call once, and the sums add up to the wei.
-    let settled = || -> Vec<ITasks::Settled> {
-        let logs = v0.result(
-            "eth_getLogs",
-            json!([{"fromBlock": "0x0", "toBlock": "latest", "address": emc_modules::TASKS_ADDRESS, "topics": [ITasks::Settled::SIGNATURE_HASH]}]),
-        );
-        logs.as_array()
-            .expect("logs")
-            .iter()
-            .map(|l| {
-                let topics: Vec<B256> = l["topics"]
-                    .as_array()
-                    .expect("topics")
-                    .iter()
-                    .map(|t| t.as_str().expect("t").parse().expect("b256"))
-                    .collect();
-                let data =
-                    alloy_primitives::hex::decode(l["data"].as_str().expect("data")).expect("hex");
-                ITasks::Settled::decode_raw_log(topics, &data).expect("decodes")
-            })
-            .collect()
-    };
+    let settled = || v0.events::<ITasks::Settled>(emc_modules::TASKS_ADDRESS);
     wait_until("every served call settled", Duration::from_secs(60), || {
         settled().len() >= paid_calls
     });

@@ -15,9 +15,8 @@
 
 mod common;
 
-use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent};
-use common::{wait_until, DevNode};
+use alloy_primitives::{Address, U256};
+use common::{connect_from, wait_until, DevNode};
 use emc_modules::tasks::{self, ITasks};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -30,15 +29,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-fn view<C: SolCall>(node: &DevNode, to: Address, c: C) -> C::Return {
-    let out = node.result(
-        "eth_call",
-        json!([{"to": to, "data": alloy_primitives::hex::encode_prefixed(c.abi_encode())}, "latest"]),
-    );
-    let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
-    C::abi_decode_returns(&bytes).expect("decodes")
 }
 
 /// A POST through the gateway: status, the `x-emc-charge` header, the body as JSON.
@@ -65,37 +55,6 @@ fn post(
         charge,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-/// Every event `E` the Tasks module logged.
-fn events<E: SolEvent>(node: &DevNode) -> Vec<E> {
-    let logs = node.result(
-        "eth_getLogs",
-        json!([{"fromBlock": "0x0", "toBlock": "latest", "address": emc_modules::TASKS_ADDRESS, "topics": [E::SIGNATURE_HASH]}]),
-    );
-    logs.as_array()
-        .expect("logs")
-        .iter()
-        .map(|l| {
-            let topics: Vec<B256> = l["topics"]
-                .as_array()
-                .expect("topics")
-                .iter()
-                .map(|t| t.as_str().expect("t").parse().expect("b256"))
-                .collect();
-            let data =
-                alloy_primitives::hex::decode(l["data"].as_str().expect("data")).expect("hex");
-            E::decode_raw_log(topics, &data).expect("decodes")
-        })
-        .collect()
-}
-
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from((from, 0)).into()).expect("bind");
-    s.connect(&to.into()).expect("connect");
-    s.into()
 }
 
 const PRICE_CALL: u64 = 1_000_000;
@@ -231,8 +190,7 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
         &v0.url,
     ]);
     let escrow = || {
-        view(
-            &v0,
+        v0.view(
             emc_modules::TASKS_ADDRESS,
             ITasks::escrowOfCall { account: client },
         )
@@ -347,13 +305,14 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
         paid,
         "the escrow paid exactly the charges"
     );
-    let settled = events::<ITasks::Settled>(&v0);
+    let settled = v0.events::<ITasks::Settled>(emc_modules::TASKS_ADDRESS);
     assert!(
         settled.iter().any(|e| e.nodeAmount + e.routerFee == cap),
         "the capped chat settled for its cap"
     );
     assert!(
-        events::<ITasks::Rejected>(&v0).is_empty(),
+        v0.events::<ITasks::Rejected>(emc_modules::TASKS_ADDRESS)
+            .is_empty(),
         "no settlement the chain refused"
     );
     assert!(nonce(router_account) > router_nonce_before);

@@ -13,20 +13,11 @@
 
 mod common;
 
-use common::DevNode;
+use common::{connect_from, DevNode};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-/// A TCP connection to `to` from loopback address `from`.
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::from((from, 0)).into()).expect("bind");
-    s.connect(&to.into()).expect("connect");
-    s.into()
-}
 
 fn addr_of(url: &str) -> SocketAddr {
     url.trim_start_matches("http://")

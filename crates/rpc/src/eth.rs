@@ -10,18 +10,8 @@ use emc_storage::LogFilter;
 use emc_types::{Height, TxError};
 use jsonrpsee::{types::ErrorObjectOwned, types::Params, RpcModule};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 type R = Result<Value, ErrorObjectOwned>;
-
-macro_rules! method {
-    ($m:expr, $name:literal, $f:expr) => {
-        $m.register_blocking_method($name, move |p: Params<'_>, ctx: Arc<Ctx>, _| -> R {
-            $f(&ctx, p)
-        })
-        .map_err(|e| RpcError::Register($name, e.to_string()))?;
-    };
-}
 
 pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
     method!(m, "eth_chainId", |c: &Ctx, _| Ok(json!(json::q(
@@ -104,7 +94,6 @@ pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
         }
     });
     method!(m, "eth_createAccessList", create_access_list);
-    method!(m, "eth_getProof", crate::proof::get_proof);
     Ok(())
 }
 

@@ -89,6 +89,22 @@ impl Filters {
         Ok(id)
     }
 
+    /// Runs `f` on a live filter, which counts as polled now; an unknown or expired
+    /// id is "filter not found".
+    fn poll<T>(
+        &self,
+        id: U128,
+        f: impl FnOnce(&mut Entry) -> Result<T, ErrorObjectOwned>,
+    ) -> Result<T, ErrorObjectOwned> {
+        let mut map = self.map.lock();
+        let e = map
+            .get_mut(&id)
+            .filter(|e| e.polled.elapsed() < self.ttl)
+            .ok_or_else(|| not_found(id))?;
+        e.polled = Instant::now();
+        f(e)
+    }
+
     fn uninstall(&self, id: U128) -> bool {
         self.map.lock().remove(&id).is_some()
     }
@@ -122,15 +138,6 @@ pub(crate) fn follow_pending(chain: &Chain, filters: Arc<Filters>) {
 }
 
 type R = Result<Value, ErrorObjectOwned>;
-
-macro_rules! method {
-    ($m:expr, $name:literal, $f:expr) => {
-        $m.register_blocking_method($name, move |p: Params<'_>, ctx: Arc<Ctx>, _| -> R {
-            $f(&ctx, p)
-        })
-        .map_err(|e| RpcError::Register($name, e.to_string()))?;
-    };
-}
 
 pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
     method!(m, "eth_newFilter", new_filter);
@@ -194,13 +201,7 @@ enum Poll {
 fn filter_changes(c: &Ctx, p: Params<'_>) -> R {
     let id: U128 = p.one()?;
     let head = c.chain.head().height.0;
-    let poll = {
-        let mut map = c.filters.map.lock();
-        let e = map
-            .get_mut(&id)
-            .filter(|e| e.polled.elapsed() < c.filters.ttl)
-            .ok_or_else(|| not_found(id))?;
-        e.polled = Instant::now();
+    let poll = c.filters.poll(id, |e| {
         let from = e.next;
         let last = head.min(from.saturating_add(c.cfg.max_log_range - 1));
         let poll = match &mut e.kind {
@@ -215,8 +216,8 @@ fn filter_changes(c: &Ctx, p: Params<'_>) -> R {
         };
         // Each block is reported once, even if this poll's answer is lost.
         e.next = e.next.max(last + 1);
-        poll
-    };
+        Ok(poll)
+    })?;
     match poll {
         Poll::Hashes(h) => Ok(json!(h)),
         Poll::Blocks { from, to } => {
@@ -236,21 +237,12 @@ fn filter_changes(c: &Ctx, p: Params<'_>) -> R {
 /// Every log of a log filter's whole range, as `eth_getLogs` would answer it.
 fn filter_logs(c: &Ctx, p: Params<'_>) -> R {
     let id: U128 = p.one()?;
-    let filter =
-        {
-            let mut map = c.filters.map.lock();
-            let e = map
-                .get_mut(&id)
-                .filter(|e| e.polled.elapsed() < c.filters.ttl)
-                .ok_or_else(|| not_found(id))?;
-            e.polled = Instant::now();
-            match &e.kind {
-                Kind::Logs { filter, .. } => (**filter).clone(),
-                _ => return Err(invalid_params(
-                    "eth_getFilterLogs is for log filters; poll this one with eth_getFilterChanges",
-                )),
-            }
-        };
+    let filter = c.filters.poll(id, |e| match &e.kind {
+        Kind::Logs { filter, .. } => Ok((**filter).clone()),
+        _ => Err(invalid_params(
+            "eth_getFilterLogs is for log filters; poll this one with eth_getFilterChanges",
+        )),
+    })?;
     let lf = eth::log_filter(c, &filter)?;
     if lf.from > lf.to {
         return Ok(json!([]));

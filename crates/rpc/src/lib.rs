@@ -20,6 +20,23 @@
 //! Data flow: reads go to the chain's store and state snapshots; writes go only through
 //! [`emc_chain::Chain::submit`]; subscriptions follow the chain's event channel.
 
+/// Registers `$f(&Ctx, Params) -> Result<Value, ErrorObjectOwned>` as the blocking
+/// JSON-RPC method `$name` (the handlers read the store, so off the async threads).
+macro_rules! method {
+    ($m:expr, $name:literal, $f:expr) => {
+        $m.register_blocking_method(
+            $name,
+            move |p: jsonrpsee::types::Params<'_>,
+                  ctx: std::sync::Arc<$crate::Ctx>,
+                  _|
+                  -> Result<serde_json::Value, jsonrpsee::types::ErrorObjectOwned> {
+                $f(&ctx, p)
+            },
+        )
+        .map_err(|e| $crate::RpcError::Register($name, e.to_string()))?;
+    };
+}
+
 mod emc;
 mod eth;
 mod filters;
@@ -193,6 +210,7 @@ pub(crate) fn build_module(
     });
     eth::register(&mut m)?;
     filters::register(&mut m)?;
+    proof::register(&mut m)?;
     emc::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)

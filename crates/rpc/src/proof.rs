@@ -3,7 +3,7 @@
 //! [`emc_storage::proof::verify_slot`] for checking an answer against a trusted
 //! `stateRoot`.
 
-use crate::{eth, internal, invalid_params, json, Ctx};
+use crate::{eth, internal, invalid_params, json, Ctx, RpcError};
 use alloy_eips::BlockId;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use emc_storage::{AccountState, StateKey, EMPTY_CODE_HASH};
@@ -13,7 +13,13 @@ use serde_json::{json, Value};
 /// Most storage slots one `eth_getProof` proves.
 pub const MAX_PROOF_SLOTS: usize = 1024;
 
-pub(crate) fn get_proof(c: &Ctx, p: Params<'_>) -> Result<Value, ErrorObjectOwned> {
+pub(crate) fn register(m: &mut jsonrpsee::RpcModule<Ctx>) -> Result<(), RpcError> {
+    m.register_blocking_method("eth_getProof", |p, ctx, _| get_proof(&ctx, p))
+        .map_err(|e| RpcError::Register("eth_getProof", e.to_string()))?;
+    Ok(())
+}
+
+fn get_proof(c: &Ctx, p: Params<'_>) -> Result<Value, ErrorObjectOwned> {
     let mut s = p.sequence();
     let address: Address = s.next()?;
     let slots: Vec<U256> = s.next()?;

@@ -125,6 +125,55 @@ impl DevNode {
     pub fn block_number(&self) -> u64 {
         quantity(&self.result("eth_blockNumber", json!([])))
     }
+
+    /// A system module's (or any contract's) view at the head, decoded by its ABI.
+    pub fn view<C: alloy_sol_types::SolCall>(
+        &self,
+        to: alloy_primitives::Address,
+        c: C,
+    ) -> C::Return {
+        let data = alloy_primitives::hex::encode_prefixed(c.abi_encode());
+        let out = self.result("eth_call", json!([{"to": to, "data": data}, "latest"]));
+        let bytes = alloy_primitives::hex::decode(out.as_str().expect("hex")).expect("hex");
+        C::abi_decode_returns(&bytes).expect("decodes")
+    }
+
+    /// Every event `E` that `address` logged, from genesis to the head.
+    pub fn events<E: alloy_sol_types::SolEvent>(
+        &self,
+        address: alloy_primitives::Address,
+    ) -> Vec<E> {
+        let logs = self.result(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x0", "toBlock": "latest", "address": address, "topics": [E::SIGNATURE_HASH]}]),
+        );
+        logs.as_array()
+            .expect("logs")
+            .iter()
+            .map(|l| {
+                let topics: Vec<alloy_primitives::B256> = l["topics"]
+                    .as_array()
+                    .expect("topics")
+                    .iter()
+                    .map(|t| t.as_str().expect("topic").parse().expect("b256"))
+                    .collect();
+                let data =
+                    alloy_primitives::hex::decode(l["data"].as_str().expect("data")).expect("hex");
+                E::decode_raw_log(topics, &data).expect("decodes")
+            })
+            .collect()
+    }
+}
+
+/// A TCP connection to `to` from loopback address `from` (all of 127.0.0.0/8 reaches
+/// a node on 127.0.0.1, so a test's attacker has addresses of its own).
+pub fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .expect("bind");
+    s.connect(&to.into()).expect("connect");
+    s.into()
 }
 
 impl Drop for DevNode {

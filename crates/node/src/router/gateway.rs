@@ -25,9 +25,11 @@
 //! 413 (too large), 429 (saturated), 503 (every node failed).
 
 use super::auth::{self, ApiKey};
+use super::cache::ResultCache;
 use super::ledger::{Ledger, Reservation};
 use super::policy::{self, NoRoute, Weights};
 use super::pubsub::{self, PubSub};
+use super::receipts::{Receipting, MISMATCH};
 use super::{call_node, RouterSettings, RouterTable};
 use crate::compute::view;
 use crate::NodeError;
@@ -44,10 +46,9 @@ use emc_compute::server::{body_or_error, error_response, RESULT_HEADER};
 use emc_compute::{ComputeError, SignedResult};
 use emc_modules::tasks::{self, ITasks};
 use emc_modules::TASKS_ADDRESS;
-use emc_p2p::Peer;
 use libp2p_stream::Control;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -56,9 +57,6 @@ use tokio::sync::watch;
 pub const MAX_TRIES: usize = 3;
 /// How long one node may take to complete a one-body reply, or start a stream.
 const TRY_TIMEOUT: Duration = Duration::from_secs(120);
-/// The result cache: bytes in all, and the largest reply kept.
-const CACHE_BYTES: usize = 64 << 20;
-const CACHE_ENTRY: usize = 1 << 20;
 /// Parsed API keys kept (parsing recovers a signature).
 const KEY_CACHE: usize = 10_000;
 
@@ -398,6 +396,18 @@ async fn call(
     }
 }
 
+/// A call's request, as every route it is tried on gets it.
+struct Job {
+    key: ApiKey,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    content_type: Option<String>,
+    body: Bytes,
+    request_hash: B256,
+}
+
 async fn try_call(
     g: Gateway,
     app: String,
@@ -417,7 +427,16 @@ async fn try_call(
     }
     if ask.cache {
         if let Some(hit) = g.cache.lock().get(&request_hash) {
-            return Ok(hit);
+            let mut r = one_body(
+                hit.status,
+                &hit.content_type,
+                hit.body,
+                &hit.signed,
+                U256::ZERO,
+            );
+            r.headers_mut()
+                .insert("x-emc-cache", HeaderValue::from_static("hit"));
+            return Ok(r);
         }
     }
     let cands = g.table.candidates(&app);
@@ -430,122 +449,140 @@ async fn try_call(
         .map(|r| tasks::total(1, r.candidate.price.unwrap_or_default()))
         .min()
         .unwrap_or_default();
-    let reservation = g.reserve(&key, ask.max_cost.unwrap_or(g.reserve), one_unit)?;
-    let budget = reservation.amount();
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let mut reservation = Some(g.reserve(&key, ask.max_cost.unwrap_or(g.reserve), one_unit)?);
+    let job = Job {
+        content_type: headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        key,
+        app,
+        path,
+        method,
+        headers,
+        body,
+        request_hash,
+    };
     let mut tries = Tries::default();
     for entry in routes {
-        let price = entry.candidate.price.unwrap_or_default();
-        let max_units = tasks::units_within(budget, price);
-        if max_units == 0 {
-            tries.note(
-                entry,
-                ComputeError::Payment(format!(
-                    "one unit costs {} wei there, over the call's budget of {budget}",
-                    tasks::total(1, price)
-                )),
-            );
-            continue;
-        }
-        // Counted before the call goes out, so a burst of calls cannot all pick one
-        // node past the room it announced.
-        let Some(inflight) = g.table.try_start(entry) else {
-            tries.note(
-                entry,
-                ComputeError::Saturated("as many calls are running there as it takes".into()),
-            );
-            continue;
-        };
-        let call = Call {
-            id: B256::from(rand::random::<[u8; 32]>()),
-            app: app.clone(),
-            method: method.to_string(),
-            path: path.clone(),
-            content_type: content_type.clone(),
-            body: body.clone(),
-            max_units,
-        };
-        let call_id = call.id;
-        let receipt = Receipting {
-            node: entry.node,
-            node_key: entry.key,
-            key: key.clone(),
-            app: app.clone(),
-            peer: entry.peer,
-            price,
-            request_hash,
-            call_id,
-            max_units,
-            max_cost: budget,
-            table: g.table.clone(),
-        };
-        let served = tokio::time::timeout(
-            TRY_TIMEOUT,
-            call_node(g.control.clone(), &g.table, entry, call),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(ComputeError::Timeout(format!(
-                "no reply in {TRY_TIMEOUT:?}"
-            )))
-        });
-        let served = match served {
-            Ok(s) => s,
-            Err(e) => {
-                tries.failed(&g.table, entry, e);
-                continue;
-            }
-        };
-        if served.streaming {
-            let mut r = emc_compute::server::to_response(
-                served,
-                &headers,
-                Box::new(move |s, hash| {
-                    drop(inflight);
-                    if !receipt.checks(s, hash) {
-                        return Err(MISMATCH.into());
-                    }
-                    receipt.charge(reservation, s);
-                    Ok(())
-                }),
-            )
-            .await;
-            meta(&mut r, &entry.node.to_string(), call_id, None);
+        if let Some(r) = try_route(&g, &job, entry, &mut reservation, &mut tries).await {
             return Ok(r);
         }
-        let (status, ct) = (served.status, served.content_type.clone());
-        let collected = tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served))
-            .await
-            .unwrap_or_else(|_| {
-                (
-                    Vec::new(),
-                    Err(format!("no complete reply in {TRY_TIMEOUT:?}")),
-                )
-            });
-        drop(inflight);
-        let (out, signed) = match collected {
-            (out, Ok(s)) => (Bytes::from(out), s),
-            (_, Err(e)) => {
-                tries.failed(&g.table, entry, ComputeError::Unavailable(e));
-                continue;
-            }
-        };
-        if !receipt.checks(&signed, keccak256(&out)) {
-            // `checks` already counted it against the node.
-            tries.note(entry, ComputeError::BadSignature(MISMATCH.into()));
-            continue;
-        }
-        let total = receipt.charge(reservation, &signed);
-        let r = one_body(status, &ct, out.clone(), &signed, total);
-        if entry.deterministic && status == 200 && out.len() <= CACHE_ENTRY {
-            g.cache.lock().put(request_hash, status, ct, out, signed);
-        }
-        return Ok(r);
     }
-    Err(tries.into_error(&app))
+    Err(tries.into_error(&job.app))
+}
+
+/// The call tried on one route: its reply if the node served it (and the reservation
+/// became its charge), or `None` with the reason noted in `tries`.
+async fn try_route(
+    g: &Gateway,
+    job: &Job,
+    entry: &super::Route,
+    reservation: &mut Option<Reservation>,
+    tries: &mut Tries,
+) -> Option<Response> {
+    let budget = reservation.as_ref()?.amount();
+    let price = entry.candidate.price.unwrap_or_default();
+    let max_units = tasks::units_within(budget, price);
+    if max_units == 0 {
+        let why = format!(
+            "one unit costs {} wei there, over the call's budget of {budget}",
+            tasks::total(1, price)
+        );
+        tries.note(entry, ComputeError::Payment(why));
+        return None;
+    }
+    // Counted before the call goes out, so a burst of calls cannot all pick one node
+    // past the room it announced.
+    let Some(inflight) = g.table.try_start(entry) else {
+        let why = "as many calls are running there as it takes".to_string();
+        tries.note(entry, ComputeError::Saturated(why));
+        return None;
+    };
+    let call = Call {
+        id: B256::from(rand::random::<[u8; 32]>()),
+        app: job.app.clone(),
+        method: job.method.to_string(),
+        path: job.path.clone(),
+        content_type: job.content_type.clone(),
+        body: job.body.clone(),
+        max_units,
+    };
+    let call_id = call.id;
+    let receipt = Receipting {
+        node: entry.node,
+        node_key: entry.key,
+        key: job.key.clone(),
+        app: job.app.clone(),
+        peer: entry.peer,
+        price,
+        request_hash: job.request_hash,
+        call_id,
+        max_units,
+        max_cost: budget,
+        table: g.table.clone(),
+    };
+    let served = tokio::time::timeout(
+        TRY_TIMEOUT,
+        call_node(g.control.clone(), &g.table, entry, call),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ComputeError::Timeout(format!(
+            "no reply in {TRY_TIMEOUT:?}"
+        )))
+    });
+    let served = match served {
+        Ok(s) => s,
+        Err(e) => {
+            tries.failed(&g.table, entry, e);
+            return None;
+        }
+    };
+    if served.streaming {
+        let reservation = reservation.take()?;
+        let check: emc_compute::server::Check = Box::new(move |s, hash| {
+            drop(inflight);
+            if !receipt.checks(s, hash) {
+                return Err(MISMATCH.into());
+            }
+            receipt.charge(reservation, s);
+            Ok(())
+        });
+        let mut r = emc_compute::server::to_response(served, &job.headers, check).await;
+        meta(&mut r, &entry.node.to_string(), call_id, None);
+        return Some(r);
+    }
+    let (status, ct) = (served.status, served.content_type.clone());
+    let collected = tokio::time::timeout(TRY_TIMEOUT, emc_compute::agent::collect(served))
+        .await
+        .unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                Err(format!("no complete reply in {TRY_TIMEOUT:?}")),
+            )
+        });
+    drop(inflight);
+    let (out, signed) = match collected {
+        (out, Ok(s)) => (Bytes::from(out), s),
+        (_, Err(e)) => {
+            tries.failed(&g.table, entry, ComputeError::Unavailable(e));
+            return None;
+        }
+    };
+    if !receipt.checks(&signed, keccak256(&out)) {
+        // `checks` already counted it against the node.
+        tries.note(entry, ComputeError::BadSignature(MISMATCH.into()));
+        return None;
+    }
+    let total = receipt.charge(reservation.take()?, &signed);
+    let r = one_body(status, &ct, out.clone(), &signed, total);
+    if entry.deterministic && status == 200 {
+        g.cache
+            .lock()
+            .put(job.request_hash, status, ct, out, signed);
+    }
+    Some(r)
 }
 
 /// The routes a call was tried on and why each did not serve it.
@@ -615,9 +652,6 @@ fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
     }
 }
 
-/// Why a node's signed result is refused.
-const MISMATCH: &str = "the node's signed result does not match what was asked and sent";
-
 /// A one-body reply: the node's status, content type and body, its signed result, and
 /// the call's metadata.
 fn one_body(status: u16, ct: &str, body: Bytes, signed: &SignedResult, charge: U256) -> Response {
@@ -639,173 +673,6 @@ fn one_body(status: u16, ct: &str, body: Bytes, signed: &SignedResult, charge: U
         Some(charge),
     );
     r
-}
-
-/// Turns a node's signed result into a receipt, once it checks out.
-struct Receipting {
-    node: emc_compute::NodeId,
-    node_key: Option<ed25519_consensus::VerificationKey>,
-    key: ApiKey,
-    app: String,
-    peer: Peer,
-    price: U256,
-    request_hash: B256,
-    call_id: B256,
-    /// The budget the call was sent with, in units and in wei.
-    max_units: u64,
-    max_cost: U256,
-    table: Arc<RouterTable>,
-}
-
-impl Receipting {
-    /// Whether the node's result is signed by the node chosen, over what was asked and
-    /// what was relayed, within the budget it was sent; counted for the node's
-    /// reliability.
-    fn checks(&self, s: &SignedResult, relayed: B256) -> bool {
-        // The node's id is the key it signs with; the route was chosen by that id.
-        let ok = s.claim.node == self.node
-            && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
-            && s.claim.result_hash == relayed
-            && s.claim.request_hash == self.request_hash
-            && s.claim.call == self.call_id
-            && s.claim.max_units == self.max_units
-            && s.claim.metering.units <= self.max_units
-            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost;
-        self.table.record(&self.peer, ok);
-        ok
-    }
-
-    /// Charges a checked call and queues its receipt; returns the total charged.
-    fn charge(self, res: Reservation, s: &SignedResult) -> U256 {
-        let total = tasks::total(s.claim.metering.units, self.price);
-        res.charge(receipt_of(&self.key, self.app, s, self.max_cost), total);
-        total
-    }
-}
-
-/// The receipt of a call: the client's grant, the node's signed result, and what the
-/// router reserved for it (the most it may cost).
-pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult, max_cost: U256) -> ITasks::Receipt {
-    let m = s.claim.metering;
-    ITasks::Receipt {
-        grant: key.grant.clone(),
-        grantSignature: key.signature.clone(),
-        app,
-        requestHash: s.claim.request_hash,
-        callId: s.claim.call,
-        resultHash: s.claim.result_hash,
-        nodeId: s.claim.node.0,
-        unit: m.unit as u8,
-        units: m.units,
-        bytesOut: m.bytes,
-        wallUs: m.wall_us,
-        maxUnits: s.claim.max_units,
-        nodeSignature: s.signature.to_vec().into(),
-        maxCost: max_cost,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use emc_compute::{Metering, NodeId, ResultClaim, Unit};
-
-    /// The chain re-encodes the node's claim by hand; it must be the node's bytes.
-    #[test]
-    fn the_chain_checks_the_very_bytes_the_node_signed() {
-        let node = emc_crypto::ConsensusKey::dev(3);
-        for (unit, units) in [
-            (Unit::Call, 1),
-            (Unit::Fuel, 123_456_789),
-            (Unit::Tokens, 7),
-        ] {
-            let claim = ResultClaim {
-                request_hash: B256::repeat_byte(1),
-                call: B256::repeat_byte(2),
-                result_hash: B256::repeat_byte(3),
-                node: NodeId(node.public()),
-                metering: Metering {
-                    unit,
-                    units,
-                    bytes: 999,
-                    wall_us: 1_234,
-                },
-                max_units: units + 5,
-            };
-            let signed = SignedResult::sign(&node, claim);
-            let s =
-                alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();
-            let key = auth::parse(
-                &auth::make(&s, auth::grant(1, Address::ZERO, 0, 60, U256::from(1))).unwrap(),
-            )
-            .unwrap();
-            let r = receipt_of(&key, "a".into(), &signed, U256::from(1));
-            assert_eq!(tasks::claim_signing_bytes(&r), claim.signing_bytes());
-        }
-    }
-}
-
-/// Replies to deterministic calls, by request hash, oldest dropped first.
-#[derive(Default)]
-struct ResultCache {
-    map: HashMap<B256, Cached>,
-    order: VecDeque<B256>,
-    bytes: usize,
-}
-
-struct Cached {
-    status: u16,
-    content_type: String,
-    body: Bytes,
-    signed: SignedResult,
-}
-
-impl ResultCache {
-    fn get(&self, k: &B256) -> Option<Response> {
-        let c = self.map.get(k)?;
-        let mut r = one_body(
-            c.status,
-            &c.content_type,
-            c.body.clone(),
-            &c.signed,
-            U256::ZERO,
-        );
-        r.headers_mut()
-            .insert("x-emc-cache", HeaderValue::from_static("hit"));
-        Some(r)
-    }
-
-    fn put(
-        &mut self,
-        k: B256,
-        status: u16,
-        content_type: String,
-        body: Bytes,
-        signed: SignedResult,
-    ) {
-        if self.map.contains_key(&k) {
-            return;
-        }
-        self.bytes += body.len();
-        self.map.insert(
-            k,
-            Cached {
-                status,
-                content_type,
-                body,
-                signed,
-            },
-        );
-        self.order.push_back(k);
-        while self.bytes > CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(c) = self.map.remove(&old) {
-                self.bytes -= c.body.len();
-            }
-        }
-    }
 }
 
 #[derive(serde::Deserialize)]

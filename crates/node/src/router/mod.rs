@@ -21,11 +21,13 @@
 //!   to the Tasks module from its own account, which receives the router's fee.
 
 pub mod auth;
+pub mod cache;
 pub mod gateway;
 pub mod ledger;
 pub mod mesh;
 pub mod policy;
 pub mod pubsub;
+pub mod receipts;
 
 use crate::compute::{peer_of, protocol, submit_call_with_gas, view, LOAD_EVERY};
 use crate::NodeError;

@@ -1,0 +1,125 @@
+//! A node's signed result, checked and turned into the receipt the chain settles.
+//!
+//! A result is charged only if it is signed by the node the call was routed to, over
+//! the request asked, the call id given and the bytes relayed, within the budget the
+//! call carried; the receipt pairs the client's grant with that signed claim, plus
+//! the router's reservation as the most the call may cost (the Tasks module refuses
+//! a receipt past either bound).
+
+use super::auth::ApiKey;
+use super::ledger::Reservation;
+use super::RouterTable;
+use alloy_primitives::{B256, U256};
+use emc_compute::SignedResult;
+use emc_modules::tasks::{self, ITasks};
+use emc_p2p::Peer;
+use std::sync::Arc;
+
+/// Why a node's signed result is refused.
+pub const MISMATCH: &str = "the node's signed result does not match what was asked and sent";
+
+/// Turns a node's signed result into a receipt, once it checks out.
+pub struct Receipting {
+    pub node: emc_compute::NodeId,
+    pub node_key: Option<ed25519_consensus::VerificationKey>,
+    pub key: ApiKey,
+    pub app: String,
+    pub peer: Peer,
+    pub price: U256,
+    pub request_hash: B256,
+    pub call_id: B256,
+    /// The budget the call was sent with, in units and in wei.
+    pub max_units: u64,
+    pub max_cost: U256,
+    pub table: Arc<RouterTable>,
+}
+
+impl Receipting {
+    /// Whether the node's result is signed by the node chosen, over what was asked and
+    /// what was relayed, within the budget it was sent; counted for the node's
+    /// reliability.
+    pub fn checks(&self, s: &SignedResult, relayed: B256) -> bool {
+        // The node's id is the key it signs with; the route was chosen by that id.
+        let ok = s.claim.node == self.node
+            && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
+            && s.claim.result_hash == relayed
+            && s.claim.request_hash == self.request_hash
+            && s.claim.call == self.call_id
+            && s.claim.max_units == self.max_units
+            && s.claim.metering.units <= self.max_units
+            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost;
+        self.table.record(&self.peer, ok);
+        ok
+    }
+
+    /// Charges a checked call and queues its receipt; returns the total charged.
+    pub fn charge(self, res: Reservation, s: &SignedResult) -> U256 {
+        let total = tasks::total(s.claim.metering.units, self.price);
+        res.charge(receipt_of(&self.key, self.app, s, self.max_cost), total);
+        total
+    }
+}
+
+/// The receipt of a call: the client's grant, the node's signed result, and what the
+/// router reserved for it (the most it may cost).
+pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult, max_cost: U256) -> ITasks::Receipt {
+    let m = s.claim.metering;
+    ITasks::Receipt {
+        grant: key.grant.clone(),
+        grantSignature: key.signature.clone(),
+        app,
+        requestHash: s.claim.request_hash,
+        callId: s.claim.call,
+        resultHash: s.claim.result_hash,
+        nodeId: s.claim.node.0,
+        unit: m.unit as u8,
+        units: m.units,
+        bytesOut: m.bytes,
+        wallUs: m.wall_us,
+        maxUnits: s.claim.max_units,
+        nodeSignature: s.signature.to_vec().into(),
+        maxCost: max_cost,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::auth;
+    use alloy_primitives::Address;
+    use emc_compute::{Metering, NodeId, ResultClaim, Unit};
+
+    /// The chain re-encodes the node's claim by hand; it must be the node's bytes.
+    #[test]
+    fn the_chain_checks_the_very_bytes_the_node_signed() {
+        let node = emc_crypto::ConsensusKey::dev(3);
+        for (unit, units) in [
+            (Unit::Call, 1),
+            (Unit::Fuel, 123_456_789),
+            (Unit::Tokens, 7),
+        ] {
+            let claim = ResultClaim {
+                request_hash: B256::repeat_byte(1),
+                call: B256::repeat_byte(2),
+                result_hash: B256::repeat_byte(3),
+                node: NodeId(node.public()),
+                metering: Metering {
+                    unit,
+                    units,
+                    bytes: 999,
+                    wall_us: 1_234,
+                },
+                max_units: units + 5,
+            };
+            let signed = SignedResult::sign(&node, claim);
+            let s =
+                alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();
+            let key = auth::parse(
+                &auth::make(&s, auth::grant(1, Address::ZERO, 0, 60, U256::from(1))).unwrap(),
+            )
+            .unwrap();
+            let r = receipt_of(&key, "a".into(), &signed, U256::from(1));
+            assert_eq!(tasks::claim_signing_bytes(&r), claim.signing_bytes());
+        }
+    }
+}
