@@ -194,7 +194,9 @@ impl SmolLm {
         budget: u64,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generated, ComputeError> {
-        let left = usize::try_from(budget.saturating_sub(ids.len() as u64)).unwrap_or(usize::MAX);
+        let prompt_tokens = ids.len();
+        let left =
+            usize::try_from(budget.saturating_sub(prompt_tokens as u64)).unwrap_or(usize::MAX);
         let max_new = req
             .max_completion_tokens
             .or(req.max_tokens)
@@ -208,7 +210,7 @@ impl SmolLm {
         let mut text = String::new();
         let mut produced = 0;
         let mut finish = "length";
-        let mut input = ids.clone();
+        let mut input = ids;
         let mut pos = 0;
         while produced < max_new {
             let x = Tensor::new(input.as_slice(), &self.device)
@@ -236,7 +238,7 @@ impl SmolLm {
         }
         Ok(Generated {
             text,
-            prompt_tokens: ids.len(),
+            prompt_tokens,
             completion_tokens: produced,
             finish_reason: finish,
         })

@@ -184,10 +184,17 @@ impl Reservation {
     }
 
     /// The call was served: hold its real charge instead and queue its receipt.
+    ///
+    /// A call that costs nothing (a free app, or a refusal the node signed with no
+    /// units) has nothing to settle: it is not queued, so the router spends no gas on
+    /// it. A one-request grant used that way stays used.
     pub fn charge(mut self, receipt: Receipt, total: U256) {
         self.used = true;
         let mut i = self.ledger.inner.lock();
         i.release(self.account, self.grant, self.amount);
+        if total.is_zero() {
+            return;
+        }
         i.hold(self.account, self.grant, total);
         i.queue.push(Pending {
             receipt,
@@ -263,6 +270,9 @@ mod tests {
                   // The call costs 10: 90 free again, the receipt queued.
         r1.charge(receipt(), u(10));
         assert_eq!(l.held(k.account), u(10));
+        // A call that cost nothing is not queued for settlement.
+        let free = l.reserve(&k, u(60), u(10), (u(100), u(0)), 0).unwrap();
+        free.charge(receipt(), u(0));
         let batch = l.take_batch(10);
         assert_eq!(batch.len(), 1);
         l.settled(&batch);
