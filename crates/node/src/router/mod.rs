@@ -83,8 +83,10 @@ pub struct NodeEntry {
     pub peer: String,
     pub apps: Vec<AppInfo>,
     pub load: Load,
-    /// Measured round trip, milliseconds (a moving average).
+    /// Measured distance, milliseconds: the least recent round trip ([`policy::Rtt`]).
     pub rtt_ms: Option<f64>,
+    #[serde(skip)]
+    pub rtt: policy::Rtt,
     /// Calls this router has running on the node now.
     pub inflight: u32,
     pub ok: u64,
@@ -102,7 +104,7 @@ pub struct NodeEntry {
 pub struct RouterTable {
     nodes: RwLock<BTreeMap<Peer, NodeEntry>>,
     remote: RwLock<BTreeMap<(Peer, NodeId), mesh::Remote>>,
-    routers_rtt: RwLock<BTreeMap<Peer, f64>>,
+    routers_rtt: RwLock<BTreeMap<Peer, policy::Rtt>>,
     /// Call streams (to a node, or relayed through a peer router: `(via, node)`), idle
     /// after a complete reply, for the next call.
     idle: parking_lot::Mutex<BTreeMap<PathKey, Vec<libp2p::Stream>>>,
@@ -177,7 +179,10 @@ impl RouterTable {
             {
                 continue;
             }
-            let hop = rtts.get(router).copied().unwrap_or(50.0);
+            let hop = rtts
+                .get(router)
+                .and_then(policy::Rtt::distance_ms)
+                .unwrap_or(50.0);
             let distance = hop + s.rtt_us.map_or(50.0, |us| us as f64 / 1e3);
             let route = Route {
                 node: *node,
@@ -277,7 +282,7 @@ impl RouterTable {
                 serde_json::json!({
                     "node": node,
                     "via": router.to_string(),
-                    "via_rtt_ms": rtts.get(router),
+                    "via_rtt_ms": rtts.get(router).and_then(policy::Rtt::distance_ms),
                     "rtt_ms": r.summary.rtt_us.map(|us| us as f64 / 1e3),
                     "apps": r.summary.apps,
                     "load": r.summary.load,
@@ -289,10 +294,8 @@ impl RouterTable {
     }
 
     fn router_rtt(&self, peer: &Peer, d: Duration) {
-        let ms = d.as_secs_f64() * 1e3;
         let mut m = self.routers_rtt.write();
-        let e = m.entry(*peer).or_insert(ms);
-        *e = *e * 0.7 + ms * 0.3;
+        m.entry(*peer).or_default().add(d.as_secs_f64() * 1e3);
     }
 
     /// Counts a call's outcome for the node's reliability.
@@ -352,8 +355,8 @@ impl RouterTable {
 
     fn rtt(&self, peer: &Peer, d: Duration) {
         if let Some(n) = self.nodes.write().get_mut(peer) {
-            let ms = d.as_secs_f64() * 1e3;
-            n.rtt_ms = Some(n.rtt_ms.map_or(ms, |m| m * 0.7 + ms * 0.3));
+            n.rtt.add(d.as_secs_f64() * 1e3);
+            n.rtt_ms = n.rtt.distance_ms();
         }
     }
 }
@@ -481,6 +484,7 @@ async fn follow_node(
             apps,
             load,
             rtt_ms: None,
+            rtt: Default::default(),
             inflight: 0,
             ok: 0,
             failed: 0,

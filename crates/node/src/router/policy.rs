@@ -24,6 +24,33 @@
 use alloy_primitives::U256;
 use emc_compute::Load;
 
+/// Round trips kept per peer.
+pub const RTT_SAMPLES: usize = 8;
+
+/// The measured distance to a peer: the least of its last [`RTT_SAMPLES`] round trips
+/// (16 s of pings). A node busy computing answers pings late; that is load, which has
+/// its own term, not distance, so the minimum over a short window (as TCP estimates
+/// its base round trip) is what routing weighs, and one busy moment does not send the
+/// next calls elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct Rtt {
+    samples: std::collections::VecDeque<f64>,
+}
+
+impl Rtt {
+    pub fn add(&mut self, ms: f64) {
+        if self.samples.len() == RTT_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(ms);
+    }
+
+    /// The distance in milliseconds; `None` before the first round trip.
+    pub fn distance_ms(&self) -> Option<f64> {
+        self.samples.iter().copied().reduce(f64::min)
+    }
+}
+
 /// What the policy knows of one node.
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -275,6 +302,24 @@ mod tests {
                 &w
             ),
             Ok(vec![1])
+        );
+    }
+
+    #[test]
+    fn distance_is_the_least_recent_round_trip() {
+        let mut r = Rtt::default();
+        assert_eq!(r.distance_ms(), None);
+        for ms in [2.0, 1.5, 40.0, 35.0] {
+            r.add(ms);
+        }
+        assert_eq!(r.distance_ms(), Some(1.5), "a busy moment is not distance");
+        for _ in 0..RTT_SAMPLES {
+            r.add(20.0);
+        }
+        assert_eq!(
+            r.distance_ms(),
+            Some(20.0),
+            "a node that moved away is farther"
         );
     }
 
