@@ -10,18 +10,6 @@ mod common;
 use common::DevNode;
 use std::process::Command;
 
-fn python() -> String {
-    let py = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/.venv/bin/python"
-    );
-    assert!(
-        std::path::Path::new(py).exists(),
-        "the Python clients' venv is missing: run ./scripts/test (it installs tests/e2e/requirements.txt)"
-    );
-    py.to_string()
-}
-
 #[test]
 fn web3_py_uses_the_node_as_it_would_geth_and_proofs_verify_in_rust() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -38,7 +26,7 @@ fn web3_py_uses_the_node_as_it_would_geth_and_proofs_verify_in_rust() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/e2e/web3_client.py"
     );
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .args([script, &node.url])
         .output()
         .expect("python");

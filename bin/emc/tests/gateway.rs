@@ -95,14 +95,7 @@ fn curl(args: &[&str]) -> Reply {
 
 #[test]
 fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
-    let python = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/.venv/bin/python"
-    );
-    assert!(
-        std::path::Path::new(python).exists(),
-        "the openai client's venv is missing: run ./scripts/test (it installs tests/e2e/requirements.txt)"
-    );
+    let python = common::python();
     let dir = tempfile::tempdir().expect("tmp");
     let base = base();
     let (genesis, vkey) = common::small_poc_genesis(dir.path(), 8, 150);
@@ -322,7 +315,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     );
 
     // The official openai client, through router 0.
-    let out = Command::new(python)
+    let out = Command::new(&python)
         .args([
             concat!(
                 env!("CARGO_MANIFEST_DIR"),

@@ -236,6 +236,20 @@ pub fn small_poc_genesis(
     (genesis, key)
 }
 
+/// The Python of `tests/e2e/.venv`, where `./scripts/test` installs the clients the
+/// tests drive (openai, web3).
+pub fn python() -> String {
+    let py = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/.venv/bin/python"
+    );
+    assert!(
+        Path::new(py).exists(),
+        "the Python clients' venv is missing: run ./scripts/test (it installs tests/e2e/requirements.txt)"
+    );
+    py.to_string()
+}
+
 /// A child process killed when dropped.
 pub struct Kill(pub Child);
 
