@@ -108,35 +108,20 @@ pub enum Refusal {
 
 impl Refusal {
     fn body(self, why: &str) -> (&'static str, String) {
-        let msg = serde_escape(why);
+        use serde_json::json;
         match self {
             Refusal::JsonRpc => (
                 "application/json",
-                format!(
-                    r#"{{"jsonrpc":"2.0","error":{{"code":-32005,"message":"{msg}"}},"id":null}}"#
-                ),
+                json!({"jsonrpc": "2.0", "error": {"code": -32005, "message": why}, "id": null})
+                    .to_string(),
             ),
             Refusal::OpenAi => (
                 "application/json",
-                format!(r#"{{"error":{{"message":"{msg}","type":"rate_limit_error"}}}}"#),
+                json!({"error": {"message": why, "type": "rate_limit_error"}}).to_string(),
             ),
             Refusal::Text => ("text/plain; charset=utf-8", format!("{why}\n")),
         }
     }
-}
-
-/// JSON string escaping for the few characters a reason can hold.
-fn serde_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What a listener has seen, for tests and metrics.
@@ -169,22 +154,15 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// server runs on its own task).
 ///
 /// The service sees each request with its body wrapped in a [`DeadlineBody`].
-pub fn spawn<M, S, B>(
+pub fn spawn<M, H>(
     listener: TcpListener,
     limits: Limits,
     make: M,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Arc<Stats>
 where
-    M: FnMut() -> S + Send + 'static,
-    S: tower_service::Service<http::Request<DeadlineBody>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    M: FnMut() -> H + Send + 'static,
+    H: Handler,
 {
     let stats = Arc::new(Stats::default());
     let admission = Arc::new(Admission::new(limits.max_connections, limits.max_per_ip));
@@ -199,7 +177,7 @@ where
     stats
 }
 
-async fn accept_loop<M, S, B>(
+async fn accept_loop<M, H>(
     listener: TcpListener,
     limits: Limits,
     mut make: M,
@@ -207,15 +185,8 @@ async fn accept_loop<M, S, B>(
     admission: Arc<Admission>,
     stats: Arc<Stats>,
 ) where
-    M: FnMut() -> S + Send + 'static,
-    S: tower_service::Service<http::Request<DeadlineBody>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    M: FnMut() -> H + Send + 'static,
+    H: Handler,
 {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let refusing = Arc::new(AtomicUsize::new(0));
@@ -294,23 +265,14 @@ fn refuse(mut socket: TcpStream, refusing: &Arc<AtomicUsize>, shape: Refusal, wh
     });
 }
 
-async fn connection<S, B>(
+async fn connection<H: Handler>(
     socket: TcpStream,
     permit: Permit,
     limits: Limits,
-    service: S,
+    service: H,
     mut stop: tokio::sync::watch::Receiver<bool>,
     stats: Arc<Stats>,
-) where
-    S: tower_service::Service<http::Request<DeadlineBody>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) {
     let busy = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(io::Watched::new(
         socket,
@@ -359,7 +321,15 @@ struct Svc<S> {
 type SvcFuture =
     std::pin::Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
 
-impl<S, B> hyper::service::Service<http::Request<hyper::body::Incoming>> for Svc<S>
+/// What a listener serves: any tower service of requests with [`DeadlineBody`] bodies
+/// whose responses have byte bodies (an axum `Router`, jsonrpsee's `TowerService`).
+/// The bounds are stated once, on the blanket impl.
+pub trait Handler: Clone + Send + 'static {
+    /// Handles one request, the service made ready first, the response body boxed.
+    fn handle(&self, req: http::Request<DeadlineBody>) -> SvcFuture;
+}
+
+impl<S, B> Handler for S
 where
     S: tower_service::Service<http::Request<DeadlineBody>, Response = http::Response<B>>
         + Clone
@@ -370,16 +340,9 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = SvcFuture;
-
-    fn call(&self, req: http::Request<hyper::body::Incoming>) -> SvcFuture {
-        let mut svc = self.inner.clone();
-        let req = req.map(|b| DeadlineBody::new(b, self.body_timeout));
-        let handling = Busy::start(&self.busy);
+    fn handle(&self, req: http::Request<DeadlineBody>) -> SvcFuture {
+        let mut svc = self.clone();
         Box::pin(async move {
-            let _handling = handling;
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(|e| -> BoxError { e.into() })?;
@@ -390,6 +353,23 @@ where
                     |e| -> BoxError { e.into() },
                 ))
             }))
+        })
+    }
+}
+
+impl<H: Handler> hyper::service::Service<http::Request<hyper::body::Incoming>> for Svc<H> {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = SvcFuture;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> SvcFuture {
+        let handling = Busy::start(&self.busy);
+        let served = self
+            .inner
+            .handle(req.map(|b| DeadlineBody::new(b, self.body_timeout)));
+        Box::pin(async move {
+            let _handling = handling;
+            served.await
         })
     }
 }
