@@ -332,7 +332,7 @@ pub fn summary_of(n: &super::NodeEntry) -> NodeSummary {
         node: n.node,
         apps: n.apps.clone(),
         load: n.load,
-        rtt_us: n.rtt_ms.map(|ms| (ms * 1e3) as u64),
+        rtt_us: n.rtt.distance_ms().map(|ms| (ms * 1e3) as u64),
         e: n.e,
         prices: n
             .registered

@@ -83,9 +83,9 @@ pub struct NodeEntry {
     pub peer: String,
     pub apps: Vec<AppInfo>,
     pub load: Load,
-    /// Measured distance, milliseconds: the least recent round trip ([`policy::Rtt`]).
-    pub rtt_ms: Option<f64>,
-    #[serde(skip)]
+    /// Measured distance ([`policy::Rtt`]); shown as `rtt_ms`, the least recent round
+    /// trip in milliseconds.
+    #[serde(rename = "rtt_ms")]
     pub rtt: policy::Rtt,
     /// Calls this router has running on the node now.
     pub inflight: u32,
@@ -162,7 +162,7 @@ impl RouterTable {
                     candidate: policy::Candidate {
                         price: n.registered.get(app).copied(),
                         load,
-                        distance_ms: n.rtt_ms,
+                        distance_ms: n.rtt.distance_ms(),
                         e: n.e,
                         ok: n.ok,
                         failed: n.failed,
@@ -356,7 +356,6 @@ impl RouterTable {
     fn rtt(&self, peer: &Peer, d: Duration) {
         if let Some(n) = self.nodes.write().get_mut(peer) {
             n.rtt.add(d.as_secs_f64() * 1e3);
-            n.rtt_ms = n.rtt.distance_ms();
         }
     }
 }
@@ -483,7 +482,6 @@ async fn follow_node(
             peer: peer.to_string(),
             apps,
             load,
-            rtt_ms: None,
             rtt: Default::default(),
             inflight: 0,
             ok: 0,

@@ -31,7 +31,8 @@ pub const RTT_SAMPLES: usize = 8;
 /// (16 s of pings). A node busy computing answers pings late; that is load, which has
 /// its own term, not distance, so the minimum over a short window (as TCP estimates
 /// its base round trip) is what routing weighs, and one busy moment does not send the
-/// next calls elsewhere.
+/// next calls elsewhere. Serialized as that distance in milliseconds (null before the
+/// first round trip).
 #[derive(Clone, Debug, Default)]
 pub struct Rtt {
     samples: std::collections::VecDeque<f64>,
@@ -48,6 +49,12 @@ impl Rtt {
     /// The distance in milliseconds; `None` before the first round trip.
     pub fn distance_ms(&self) -> Option<f64> {
         self.samples.iter().copied().reduce(f64::min)
+    }
+}
+
+impl serde::Serialize for Rtt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.distance_ms().serialize(s)
     }
 }
 
