@@ -54,45 +54,11 @@ pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
     method!(m, "eth_getBlockByHash", get_block_by_hash);
     method!(m, "eth_getLogs", get_logs);
     method!(m, "eth_getBlockReceipts", get_block_receipts);
-    method!(m, "eth_getBlockTransactionCountByNumber", |c: &Ctx,
-                                                        p: Params<
-        '_,
-    >| {
-        let tag: BlockNumberOrTag = p.one()?;
-        tx_count(c, height_of_tag(c, tag))
-    });
-    method!(
-        m,
-        "eth_getBlockTransactionCountByHash",
-        |c: &Ctx, p: Params<'_>| {
-            let hash: B256 = p.one()?;
-            match c.chain.store().height_of(hash).map_err(internal)? {
-                Some(h) => tx_count(c, h),
-                None => Ok(Value::Null),
-            }
-        }
-    );
-    method!(m, "eth_getTransactionByBlockNumberAndIndex", |c: &Ctx,
-                                                           p: Params<
-        '_,
-    >| {
-        let mut s = p.sequence();
-        let tag: BlockNumberOrTag = s.next()?;
-        let index: alloy_primitives::U64 = s.next()?;
-        tx_at(c, height_of_tag(c, tag), index.to())
-    });
-    method!(m, "eth_getTransactionByBlockHashAndIndex", |c: &Ctx,
-                                                         p: Params<
-        '_,
-    >| {
-        let mut s = p.sequence();
-        let hash: B256 = s.next()?;
-        let index: alloy_primitives::U64 = s.next()?;
-        match c.chain.store().height_of(hash).map_err(internal)? {
-            Some(h) => tx_at(c, h, index.to()),
-            None => Ok(Value::Null),
-        }
-    });
+    // By number and by hash alike: a block id names either.
+    method!(m, "eth_getBlockTransactionCountByNumber", tx_count);
+    method!(m, "eth_getBlockTransactionCountByHash", tx_count);
+    method!(m, "eth_getTransactionByBlockNumberAndIndex", tx_at);
+    method!(m, "eth_getTransactionByBlockHashAndIndex", tx_at);
     method!(m, "eth_createAccessList", create_access_list);
     Ok(())
 }
@@ -459,26 +425,42 @@ fn get_block_by_number(c: &Ctx, p: Params<'_>) -> R {
     block_at(c, height_of_tag(c, tag), full.unwrap_or(false))
 }
 
-/// The number of transactions in block `h` (null for a block not there).
-fn tx_count(c: &Ctx, h: Height) -> R {
-    if h > c.chain.head().height {
+/// The height of a block named by number, tag or hash; `None` for a hash not stored
+/// or a number past the head (the methods answer null for those).
+fn block_height(c: &Ctx, id: BlockId) -> Result<Option<Height>, ErrorObjectOwned> {
+    let h = match id {
+        BlockId::Number(tag) => height_of_tag(c, tag),
+        BlockId::Hash(h) => match c.chain.store().height_of(h.block_hash).map_err(internal)? {
+            Some(h) => h,
+            None => return Ok(None),
+        },
+    };
+    Ok((h <= c.chain.head().height).then_some(h))
+}
+
+/// The number of transactions in a block (null for a block not there).
+fn tx_count(c: &Ctx, p: Params<'_>) -> R {
+    let Some(h) = block_height(c, p.one()?)? else {
         return Ok(Value::Null);
-    }
+    };
     Ok(match c.chain.store().block(h).map_err(internal)? {
         Some((block, _)) => json!(json::q(block.transactions.len() as u64)),
         None => Value::Null,
     })
 }
 
-/// The transaction at `index` of block `h`, with its position (null if none).
-fn tx_at(c: &Ctx, h: Height, index: u64) -> R {
-    if h > c.chain.head().height {
+/// The transaction at an index of a block, with its position (null if none).
+fn tx_at(c: &Ctx, p: Params<'_>) -> R {
+    let mut s = p.sequence();
+    let id: BlockId = s.next()?;
+    let index: alloy_primitives::U64 = s.next()?;
+    let Some(h) = block_height(c, id)? else {
         return Ok(Value::Null);
-    }
+    };
     let Some((block, senders)) = c.chain.store().block(h).map_err(internal)? else {
         return Ok(Value::Null);
     };
-    let i = usize::try_from(index).unwrap_or(usize::MAX);
+    let i = usize::try_from(index.to::<u64>()).unwrap_or(usize::MAX);
     let (Some(raw), Some(sender)) = (block.transactions.get(i), senders.get(i)) else {
         return Ok(Value::Null);
     };
@@ -493,17 +475,9 @@ fn tx_at(c: &Ctx, h: Height, index: u64) -> R {
 
 /// Every receipt of a block, in order, the block's system receipt (if any) last.
 fn get_block_receipts(c: &Ctx, p: Params<'_>) -> R {
-    let id: BlockId = p.one()?;
-    let h = match id {
-        BlockId::Number(tag) => height_of_tag(c, tag),
-        BlockId::Hash(h) => match c.chain.store().height_of(h.block_hash).map_err(internal)? {
-            Some(h) => h,
-            None => return Ok(Value::Null),
-        },
-    };
-    if h > c.chain.head().height {
+    let Some(h) = block_height(c, p.one()?)? else {
         return Ok(Value::Null);
-    }
+    };
     let store = c.chain.store();
     let (Some(header), Some(receipts)) = (
         store.header(h).map_err(internal)?,
