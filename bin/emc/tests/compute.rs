@@ -151,16 +151,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
     });
     // A client (account 4) deposits escrow and makes an API key.
     let client = hexkey(4);
-    common::cli(&[
-        "escrow",
-        "deposit",
-        "10",
-        "--private-key",
-        &client,
-        "--rpc",
-        &v0.url,
-    ]);
-    let key = common::cli(&["gateway", "key", "--private-key", &client, "--rpc", &v0.url]);
+    let key = common::client_key(&v0.url, &client, Some("10"));
     let auth = format!("Bearer {key}");
     wait_until(
         "the router to see the registrations",

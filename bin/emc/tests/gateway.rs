@@ -262,23 +262,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
 
     // The client (account 6): escrow and an API key, from the CLI.
     let client = accounts[6].address();
-    common::cli(&[
-        "escrow",
-        "deposit",
-        "50",
-        "--private-key",
-        &hexkey(6),
-        "--rpc",
-        &v0.url,
-    ]);
-    let key = common::cli(&[
-        "gateway",
-        "key",
-        "--private-key",
-        &hexkey(6),
-        "--rpc",
-        &v0.url,
-    ]);
+    let key = common::client_key(&v0.url, &hexkey(6), Some("50"));
     let bearer = format!("Authorization: Bearer {key}");
     let escrow = || {
         v0.view(
@@ -548,14 +532,7 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     // A development account that never deposited: its key is valid, its escrow empty.
     let broke = format!(
         "Authorization: Bearer {}",
-        common::cli(&[
-            "gateway",
-            "key",
-            "--private-key",
-            &hexkey(7),
-            "--rpc",
-            &v0.url
-        ])
+        common::client_key(&v0.url, &hexkey(7), None)
     );
     let cases: [(&str, u16, &str, Vec<&str>); 12] = [
         ("unsigned", 401, "no API key", vec!["--data", "x", &echo]),

@@ -164,31 +164,8 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
         },
     );
     let client = accounts[6].address();
-    common::cli(&[
-        "escrow",
-        "deposit",
-        "10",
-        "--private-key",
-        &hexkey(6),
-        "--rpc",
-        &v0.url,
-    ]);
-    let key = common::cli(&[
-        "gateway",
-        "key",
-        "--private-key",
-        &hexkey(6),
-        "--rpc",
-        &v0.url,
-    ]);
-    let broke = common::cli(&[
-        "gateway",
-        "key",
-        "--private-key",
-        &hexkey(7),
-        "--rpc",
-        &v0.url,
-    ]);
+    let key = common::client_key(&v0.url, &hexkey(6), Some("10"));
+    let broke = common::client_key(&v0.url, &hexkey(7), None);
     let escrow = || {
         v0.view(
             emc_modules::TASKS_ADDRESS,

@@ -206,6 +206,24 @@ pub fn cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// An API key for the account of `private_key` (hex), made with `emc gateway key`,
+/// after `emc escrow deposit` of `deposit` EMC when given: a client as a user sets
+/// one up.
+pub fn client_key(rpc: &str, private_key: &str, deposit: Option<&str>) -> String {
+    if let Some(amount) = deposit {
+        cli(&[
+            "escrow",
+            "deposit",
+            amount,
+            "--private-key",
+            private_key,
+            "--rpc",
+            rpc,
+        ]);
+    }
+    cli(&["gateway", "key", "--private-key", private_key, "--rpc", rpc])
+}
+
 /// A genesis for one validator (development key 0, its key file written beside it) with
 /// `accounts` funded development accounts, 400 ms blocks, epochs of `epoch_blocks`, and
 /// a small PoC task (8 lanes x 512 x 512 steps) that even a debug build proves well
