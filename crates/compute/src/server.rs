@@ -58,21 +58,28 @@ async fn load(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     Json(agent.load())
 }
 
-/// The body of a request, or why it was refused: 413 for one over
-/// [`MAX_REQUEST_BYTES`], 400 for one that broke off or did not arrive in time (sent
-/// with [`error_response`], in OpenAI's shape like every other error of these ports).
-pub fn body_or_error(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, ComputeError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ComputeError::TooLarge(format!(
-                "the request body is over {MAX_REQUEST_BYTES} bytes"
-            ))
-        } else {
-            ComputeError::BadRequest(format!("reading the request body: {}", e.body_text()))
+/// A request's body, refused in OpenAI's shape like every other error of these
+/// ports ([`error_response`]): 413 for one over [`MAX_REQUEST_BYTES`], 400 for one
+/// that broke off or did not arrive in time (axum alone answers in plain text).
+pub struct RequestBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RequestBody {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RequestBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(error_response(&ComputeError::TooLarge(format!(
+                    "the request body is over {MAX_REQUEST_BYTES} bytes"
+                ))))
+            }
+            Err(e) => Err(error_response(&ComputeError::BadRequest(format!(
+                "reading the request body: {}",
+                e.body_text()
+            )))),
         }
-    })
+    }
 }
 
 /// The bounds of a computing node's own port: its operator, a router on the same
@@ -98,12 +105,8 @@ async fn openai(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    let body = match body_or_error(body) {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
-    };
     let path = uri.path().to_string();
     let kind = crate::models::kind_for(&path);
     let model = serde_json::from_slice::<serde_json::Value>(&body)
@@ -134,12 +137,9 @@ async fn call_root(
     Path(app): Path<String>,
     method: Method,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    match body_or_error(body) {
-        Ok(body) => call_app(agent, app, "/".into(), method, headers, body).await,
-        Err(e) => error_response(&e),
-    }
+    call_app(agent, app, "/".into(), method, headers, body).await
 }
 
 async fn call_path(
@@ -148,12 +148,9 @@ async fn call_path(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    match body_or_error(body) {
-        Ok(body) => call_app(agent, app, app_path(&path, &uri), method, headers, body).await,
-        Err(e) => error_response(&e),
-    }
+    call_app(agent, app, app_path(&path, &uri), method, headers, body).await
 }
 
 /// The path an app is called with: `/` + what followed `/call/{app}/`, and the query.

@@ -42,7 +42,7 @@ use axum::Json;
 use bytes::Bytes;
 use emc_chain::Chain;
 use emc_compute::runtime::{Call, MAX_REQUEST_BYTES};
-use emc_compute::server::{body_or_error, error_response, RESULT_HEADER};
+use emc_compute::server::{error_response, RequestBody, RESULT_HEADER};
 use emc_compute::{ComputeError, SignedResult};
 use emc_modules::tasks::{self, ITasks};
 use emc_modules::TASKS_ADDRESS;
@@ -195,12 +195,8 @@ async fn openai(
     State(g): State<Gateway>,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    let body = match body_or_error(body) {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
-    };
     let path = uri.path().to_string();
     let kind = emc_compute::models::kind_for(&path);
     let json: serde_json::Value = match serde_json::from_slice(&body) {
@@ -229,12 +225,9 @@ async fn call_root(
     Path(app): Path<String>,
     method: Method,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    match body_or_error(body) {
-        Ok(body) => call(g, app, "/".into(), method, headers, body).await,
-        Err(e) => error_response(&e),
-    }
+    call(g, app, "/".into(), method, headers, body).await
 }
 
 async fn call_path(
@@ -243,13 +236,10 @@ async fn call_path(
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     let path = emc_compute::server::app_path(&path, &uri);
-    match body_or_error(body) {
-        Ok(body) => call(g, app, path, method, headers, body).await,
-        Err(e) => error_response(&e),
-    }
+    call(g, app, path, method, headers, body).await
 }
 
 /// What a caller asked of the routing, from its headers.
@@ -755,12 +745,8 @@ async fn publish(
     State(g): State<Gateway>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
-    let body = match body_or_error(body) {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
-    };
     let key = match g.key(&headers) {
         Ok(k) => k,
         Err(e) => return error_response(&e),
