@@ -169,7 +169,7 @@ fn computing_nodes_serve_through_a_router_register_and_are_measured() {
         .set("Authorization", &auth)
         .send_string("via the router")
         .expect("call");
-    let signed = emc_compute::SignedResult::from_header(r.header("x-emc-result").expect("signed"))
+    let signed = emc_protocol::SignedResult::from_header(r.header("x-emc-result").expect("signed"))
         .expect("decodes");
     let body = r.into_string().expect("body");
     assert!(body.contains("via the router"), "{body}");

@@ -495,25 +495,25 @@ fn routers_route_to_the_best_node_survive_a_kill_and_settle_every_call_once() {
     };
     let signer = &accounts[6];
     let chain_id = 31337;
-    let mut expired = emc_node::router::auth::grant(
+    let mut expired = emc_client::keys::grant(
         chain_id,
         Address::ZERO,
         9,
         60,
         U256::from(10u64).pow(U256::from(18)),
     );
-    expired.expires = emc_node::router::auth::now() - 10;
+    expired.expires = emc_client::keys::now() - 10;
     let expired = format!(
         "Authorization: Bearer {}",
-        emc_node::router::auth::make(signer, expired).expect("key")
+        emc_client::keys::make(signer, expired).expect("key")
     );
     // A key signed for exactly one request: good once, then a replay.
     let mut once =
-        emc_node::router::auth::grant(chain_id, Address::ZERO, 10, 60, U256::from(10_000_000u64));
-    once.request = emc_compute::result::request_hash("py", "/echo", b"once");
+        emc_client::keys::grant(chain_id, Address::ZERO, 10, 60, U256::from(10_000_000u64));
+    once.request = emc_protocol::request_hash("py", "/echo", b"once");
     let once = format!(
         "Authorization: Bearer {}",
-        emc_node::router::auth::make(signer, once).expect("key")
+        emc_client::keys::make(signer, once).expect("key")
     );
     let cost = "x-emc-max-cost: 2000000";
     expect(

@@ -17,12 +17,13 @@
 
 use crate::http_app::{HttpApp, HttpLimits};
 use crate::models::{minilm::MiniLm, smollm::SmolLm};
-use crate::result::{request_hash, Metering, NodeId, ResultClaim, SignedResult, Unit};
 use crate::runtime::{Call, Chunk, Runtime, MAX_REQUEST_BYTES};
 use crate::wasm::{WasmLimits, WasmRuntime};
-use crate::ComputeError;
-use alloy_primitives::{Keccak256, B256};
-use bytes::Bytes;
+use alloy_primitives::Keccak256;
+use emc_protocol::CallError;
+use emc_protocol::{
+    request_hash, AppInfo, Frame, Load, Metering, NodeId, ResultClaim, Served, SignedResult, Unit,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -44,10 +45,10 @@ pub struct AppSpec {
 }
 
 impl FromStr for AppSpec {
-    type Err = ComputeError;
-    fn from_str(s: &str) -> Result<Self, ComputeError> {
+    type Err = CallError;
+    fn from_str(s: &str) -> Result<Self, CallError> {
         let bad = |why: &str| {
-            ComputeError::Config(format!(
+            CallError::Config(format!(
                 "--app {s:?}: {why} (expected name=source[,price=WEI])"
             ))
         };
@@ -102,7 +103,7 @@ impl FromStr for AppSpec {
 
 impl AppSpec {
     /// Builds the runtime (loading a model or compiling a job: blocking, seconds).
-    pub fn build(&self) -> Result<Arc<dyn Runtime>, ComputeError> {
+    pub fn build(&self) -> Result<Arc<dyn Runtime>, CallError> {
         let s = self.source.as_str();
         Ok(if let Some(path) = s.strip_prefix("wasm:") {
             let d = WasmLimits::default();
@@ -133,89 +134,6 @@ impl AppSpec {
     }
 }
 
-/// What the node tells routers and the registry about an app.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    borsh::BorshSerialize,
-    borsh::BorshDeserialize,
-)]
-pub struct AppInfo {
-    pub name: String,
-    pub kind: String,
-    pub price: u128,
-    pub unit: Unit,
-    pub deterministic: bool,
-}
-
-/// The node's load, reported to its routers every few seconds.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    borsh::BorshSerialize,
-    borsh::BorshDeserialize,
-)]
-pub struct Load {
-    pub running: u32,
-    pub queued: u32,
-    pub capacity: u32,
-    /// Calls that may wait for a slot before new ones are refused as saturated.
-    pub max_queue: u32,
-    pub served: u64,
-    pub draining: bool,
-}
-
-/// One piece of a served reply.
-#[derive(Debug)]
-pub enum Frame {
-    Data(Bytes),
-    Done(SignedResult),
-    Failed(String),
-}
-
-/// A reply on its way: status and type at once, the body as frames. The call counts
-/// as running until this is dropped, i.e. until whoever relays it has sent it all, so
-/// a draining node does not stop while a reply is still on its way out.
-pub struct Served {
-    pub status: u16,
-    pub content_type: String,
-    pub streaming: bool,
-    pub request_hash: B256,
-    pub frames: mpsc::Receiver<Frame>,
-    _running: Option<Running>,
-}
-
-impl Served {
-    /// A reply relayed from another node (a router's view of it): nothing here counts
-    /// it as running.
-    pub fn relayed(
-        status: u16,
-        content_type: String,
-        streaming: bool,
-        request_hash: B256,
-        frames: mpsc::Receiver<Frame>,
-    ) -> Self {
-        Self {
-            status,
-            content_type,
-            streaming,
-            request_hash,
-            frames,
-            _running: None,
-        }
-    }
-}
-
 /// Counts a call as running while it lives.
 struct Running(Arc<Agent>);
 
@@ -231,7 +149,7 @@ struct App {
 }
 
 pub struct Agent {
-    key: emc_crypto::ConsensusKey,
+    signer: ed25519_consensus::SigningKey,
     id: NodeId,
     apps: BTreeMap<String, App>,
     capacity: u32,
@@ -249,7 +167,7 @@ impl Agent {
         let capacity = capacity.max(1);
         Self {
             id: NodeId(key.public()),
-            key,
+            signer: ed25519_consensus::SigningKey::from(key.seed()),
             apps: BTreeMap::new(),
             capacity,
             max_queue,
@@ -293,22 +211,22 @@ impl Agent {
     }
 
     /// Serves one call: admission, the runtime, and the signed end of the reply.
-    pub async fn call(self: &Arc<Self>, call: Call) -> Result<Served, ComputeError> {
+    pub async fn call(self: &Arc<Self>, call: Call) -> Result<Served, CallError> {
         if self.draining.load(Ordering::SeqCst) {
-            return Err(ComputeError::Draining);
+            return Err(CallError::Draining);
         }
         let app = self
             .apps
             .get(&call.app)
-            .ok_or_else(|| ComputeError::no_app(&call.app))?;
+            .ok_or_else(|| CallError::no_app(&call.app))?;
         if call.body.len() > MAX_REQUEST_BYTES {
-            return Err(ComputeError::TooLarge(format!(
+            return Err(CallError::TooLarge(format!(
                 "request body of {} bytes is over {MAX_REQUEST_BYTES}",
                 call.body.len()
             )));
         }
         if call.max_units == 0 && app.info.price > 0 {
-            return Err(ComputeError::Payment(format!(
+            return Err(CallError::Payment(format!(
                 "the call's budget covers no {:?} unit of {} at {} wei each",
                 app.info.unit, app.info.name, app.info.price
             )));
@@ -318,14 +236,14 @@ impl Agent {
             Err(_) => {
                 if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
-                    return Err(ComputeError::Saturated(format!(
+                    return Err(CallError::Saturated(format!(
                         "{} calls running and {} queued",
                         self.capacity, self.max_queue
                     )));
                 }
                 let p = self.slots.clone().acquire_owned().await;
                 self.queued.fetch_sub(1, Ordering::SeqCst);
-                p.map_err(|_| ComputeError::Draining)?
+                p.map_err(|_| CallError::Draining)?
             }
         };
         let (rh, call_id, max_units) = (
@@ -373,9 +291,10 @@ impl Agent {
                                 wall_us: started.elapsed().as_micros() as u64,
                             },
                             max_units,
+                            extensions: vec![],
                         };
                         let _ = tx
-                            .send(Frame::Done(SignedResult::sign(&me.key, claim)))
+                            .send(Frame::Done(SignedResult::sign(&me.signer, claim)))
                             .await;
                         me.served.fetch_add(1, Ordering::SeqCst);
                         break;
@@ -396,7 +315,7 @@ impl Agent {
             streaming,
             request_hash: rh,
             frames: rx,
-            _running: Some(Running(self.clone())),
+            guard: Some(Box::new(Running(self.clone()))),
         })
     }
 
@@ -423,22 +342,11 @@ impl Agent {
     }
 }
 
-/// Reads a whole reply: the body and the signed result (or why it failed).
-pub async fn collect(mut served: Served) -> (Vec<u8>, Result<SignedResult, String>) {
-    let mut body = Vec::new();
-    while let Some(f) = served.frames.recv().await {
-        match f {
-            Frame::Data(b) => body.extend_from_slice(&b),
-            Frame::Done(s) => return (body, Ok(s)),
-            Frame::Failed(e) => return (body, Err(e)),
-        }
-    }
-    (body, Err("the reply ended without a signature".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use emc_protocol::call::collect;
 
     #[test]
     fn app_specs_parse_and_bad_ones_say_why() {
@@ -516,7 +424,7 @@ mod tests {
                     ..call("1")
                 })
                 .await,
-            Err(ComputeError::NoSuchApp(_))
+            Err(CallError::NoSuchApp(_))
         ));
     }
 
@@ -533,7 +441,7 @@ mod tests {
         }
         let second = agent.call(call("10")).await;
         assert!(
-            matches!(second, Err(ComputeError::Saturated(_))),
+            matches!(second, Err(CallError::Saturated(_))),
             "no queue: refused"
         );
         let a2 = agent.clone();
@@ -541,7 +449,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(matches!(
             agent.call(call("10")).await,
-            Err(ComputeError::Draining)
+            Err(CallError::Draining)
         ));
         let (_, signed) = first.await.expect("join");
         signed.expect("the running call finishes and is signed");

@@ -5,9 +5,9 @@
 //! headers, an idle time between chunks, and [`MAX_RESULT_BYTES`] in all; a reply that
 //! breaks one is cut off with an error the caller sees.
 
-use crate::result::Unit;
 use crate::runtime::{Call, Chunk, Reply, Runtime, MAX_RESULT_BYTES};
-use crate::ComputeError;
+use emc_protocol::CallError;
+use emc_protocol::Unit;
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -37,11 +37,11 @@ pub struct HttpApp {
 }
 
 impl HttpApp {
-    pub fn new(base: &str, limits: HttpLimits) -> Result<Self, ComputeError> {
+    pub fn new(base: &str, limits: HttpLimits) -> Result<Self, CallError> {
         let base = reqwest::Url::parse(base)
-            .map_err(|e| ComputeError::Config(format!("http app url {base:?}: {e}")))?;
+            .map_err(|e| CallError::Config(format!("http app url {base:?}: {e}")))?;
         if base.scheme() != "http" && base.scheme() != "https" {
-            return Err(ComputeError::Config(format!(
+            return Err(CallError::Config(format!(
                 "http app url {base}: not http(s)"
             )));
         }
@@ -49,7 +49,7 @@ impl HttpApp {
             .connect_timeout(limits.connect)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ComputeError::Config(e.to_string()))?;
+            .map_err(|e| CallError::Config(e.to_string()))?;
         Ok(Self {
             base,
             client,
@@ -57,13 +57,13 @@ impl HttpApp {
         })
     }
 
-    fn url(&self, path: &str) -> Result<reqwest::Url, ComputeError> {
+    fn url(&self, path: &str) -> Result<reqwest::Url, CallError> {
         if !path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
-            return Err(ComputeError::BadRequest(format!("bad app path {path:?}")));
+            return Err(CallError::BadRequest(format!("bad app path {path:?}")));
         }
         let base = self.base.as_str().trim_end_matches('/');
         reqwest::Url::parse(&format!("{base}{path}"))
-            .map_err(|e| ComputeError::BadRequest(format!("app path {path:?}: {e}")))
+            .map_err(|e| CallError::BadRequest(format!("app path {path:?}: {e}")))
     }
 }
 
@@ -77,9 +77,9 @@ impl Runtime for HttpApp {
         false
     }
 
-    async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let method = reqwest::Method::from_bytes(call.method.as_bytes())
-            .map_err(|_| ComputeError::BadRequest(format!("bad method {:?}", call.method)))?;
+            .map_err(|_| CallError::BadRequest(format!("bad method {:?}", call.method)))?;
         let mut req = self.client.request(method, self.url(&call.path)?);
         if let Some(ct) = &call.content_type {
             req = req.header(reqwest::header::CONTENT_TYPE, ct);
@@ -90,13 +90,13 @@ impl Runtime for HttpApp {
         let resp = tokio::time::timeout(self.limits.headers, req.send())
             .await
             .map_err(|_| {
-                ComputeError::Timeout(format!(
+                CallError::Timeout(format!(
                     "the app sent no reply within {:?}",
                     self.limits.headers
                 ))
             })?
             .map_err(|e| {
-                ComputeError::Unavailable(format!("the app at {} is unreachable: {e}", self.base))
+                CallError::Unavailable(format!("the app at {} is unreachable: {e}", self.base))
             })?;
         let status = resp.status().as_u16();
         let content_type = resp
@@ -109,7 +109,7 @@ impl Runtime for HttpApp {
             content_type.starts_with("text/event-stream") || resp.content_length().is_none();
         if let Some(n) = resp.content_length() {
             if n > MAX_RESULT_BYTES {
-                return Err(ComputeError::TooLarge(format!(
+                return Err(CallError::TooLarge(format!(
                     "the app's reply of {n} bytes is over {MAX_RESULT_BYTES}"
                 )));
             }
@@ -121,17 +121,17 @@ impl Runtime for HttpApp {
             let mut total = 0u64;
             loop {
                 let next = match tokio::time::timeout(idle, body.next()).await {
-                    Err(_) => Err(ComputeError::Timeout(format!(
+                    Err(_) => Err(CallError::Timeout(format!(
                         "the app was silent for {idle:?} mid-reply"
                     ))),
                     Ok(None) => break,
-                    Ok(Some(Err(e))) => Err(ComputeError::Unavailable(format!(
+                    Ok(Some(Err(e))) => Err(CallError::Unavailable(format!(
                         "the app's reply broke off: {e}"
                     ))),
                     Ok(Some(Ok(b))) => {
                         total += b.len() as u64;
                         if total > MAX_RESULT_BYTES {
-                            Err(ComputeError::TooLarge(format!(
+                            Err(CallError::TooLarge(format!(
                                 "the app's reply is over {MAX_RESULT_BYTES} bytes"
                             )))
                         } else {

@@ -5,39 +5,12 @@
 //! chunks that ends with the call's metering, so a streamed reply (server-sent events)
 //! passes through chunk by chunk and is still metered and signed at its end.
 
-use crate::result::Unit;
-use crate::ComputeError;
-use alloy_primitives::B256;
 use bytes::Bytes;
+use emc_protocol::CallError;
+use emc_protocol::Unit;
 use tokio::sync::mpsc;
 
-/// Largest request body a node accepts for any app.
-pub const MAX_REQUEST_BYTES: usize = 8 << 20;
-/// Largest result a node relays for one call; a longer reply is cut off with an error.
-pub const MAX_RESULT_BYTES: u64 = 64 << 20;
-
-#[derive(Clone, Debug)]
-pub struct Call {
-    /// The caller's id for this call (a router's, unique per forwarded call; zero for
-    /// direct calls). The node signs it back in its result, so a settled call cannot
-    /// be settled again under the same id.
-    pub id: B256,
-    pub app: String,
-    /// HTTP method for http-apps (`POST` elsewhere).
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    /// The most units (of the app's measure) the caller pays for: the budget a router
-    /// derives from what the client's escrow, key and cap allow at the node's price.
-    /// A runtime stops there (a chat ends at this many tokens, a job at this much
-    /// fuel) or refuses at once what cannot fit (an embedding of more tokens). The
-    /// node signs it into its result. [`UNLIMITED`] on the node's own port.
-    pub max_units: u64,
-}
-
-/// The budget of a call nobody meters (the operator's own port).
-pub const UNLIMITED: u64 = u64::MAX;
+pub use emc_protocol::call::{Call, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, UNLIMITED};
 
 #[derive(Debug)]
 pub enum Chunk {
@@ -55,7 +28,7 @@ pub struct Reply {
     /// False when the reply is one body (then a server may put the signature in a
     /// header); true for event streams.
     pub streaming: bool,
-    pub chunks: mpsc::Receiver<Result<Chunk, ComputeError>>,
+    pub chunks: mpsc::Receiver<Result<Chunk, CallError>>,
 }
 
 impl Reply {
@@ -95,5 +68,5 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether the same request always gives the same result (so a result cache and a
     /// re-run check apply).
     fn deterministic(&self) -> bool;
-    async fn call(&self, call: Call) -> Result<Reply, ComputeError>;
+    async fn call(&self, call: Call) -> Result<Reply, CallError>;
 }

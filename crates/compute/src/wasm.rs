@@ -8,9 +8,9 @@
 //! executed operators, identical on every run; a job that exhausts its fuel limit
 //! stops with "out of fuel", one that grows memory past the cap traps.
 
-use crate::result::Unit;
 use crate::runtime::{Call, Reply, Runtime, MAX_RESULT_BYTES};
-use crate::ComputeError;
+use emc_protocol::CallError;
+use emc_protocol::Unit;
 use std::path::Path;
 use wasmtime::{Config, Engine, Instance, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
@@ -45,18 +45,18 @@ pub struct Run {
 
 impl WasmRuntime {
     /// Compiles a `.wasm` or `.wat` file.
-    pub fn from_file(path: &Path, limits: WasmLimits) -> Result<Self, ComputeError> {
+    pub fn from_file(path: &Path, limits: WasmLimits) -> Result<Self, CallError> {
         let bytes = std::fs::read(path)
-            .map_err(|e| ComputeError::Config(format!("wasm job {}: {e}", path.display())))?;
+            .map_err(|e| CallError::Config(format!("wasm job {}: {e}", path.display())))?;
         Self::new(&bytes, limits, path.display().to_string())
     }
 
-    pub fn new(bytes: &[u8], limits: WasmLimits, name: String) -> Result<Self, ComputeError> {
+    pub fn new(bytes: &[u8], limits: WasmLimits, name: String) -> Result<Self, CallError> {
         let mut config = Config::new();
         config.consume_fuel(true);
-        let engine = Engine::new(&config).map_err(|e| ComputeError::Config(e.to_string()))?;
+        let engine = Engine::new(&config).map_err(|e| CallError::Config(e.to_string()))?;
         let module = Module::new(&engine, bytes)
-            .map_err(|e| ComputeError::Config(format!("wasm job {name}: {e}")))?;
+            .map_err(|e| CallError::Config(format!("wasm job {name}: {e}")))?;
         Ok(Self {
             engine,
             module,
@@ -137,7 +137,7 @@ impl Runtime for WasmRuntime {
         true
     }
 
-    async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
         // Compiled code is shared; each call gets its own store, so calls run in
         // parallel on blocking threads.
         let this = WasmRuntime {
@@ -148,7 +148,7 @@ impl Runtime for WasmRuntime {
         };
         let run = tokio::task::spawn_blocking(move || this.run(&call.body, call.max_units))
             .await
-            .map_err(|e| ComputeError::Runtime(format!("wasm job panicked: {e}")))?;
+            .map_err(|e| CallError::Runtime(format!("wasm job panicked: {e}")))?;
         Ok(match run.output {
             Ok(out) => Reply::whole(200, "application/octet-stream", out, Unit::Fuel, run.fuel),
             Err(why) => Reply::error(422, "wasm_trap", &why, Unit::Fuel, run.fuel),

@@ -5,11 +5,12 @@
 //! The model tests need `scripts/fetch-models`; outside CI they skip with a message
 //! when the files are absent, in CI (`CI=true`) they fail.
 
-use emc_compute::agent::{collect, Agent, AppSpec};
+use emc_compute::agent::{Agent, AppSpec};
 use emc_compute::http_app::{HttpApp, HttpLimits};
 use emc_compute::runtime::Call;
-use emc_compute::server::RESULT_HEADER;
-use emc_compute::SignedResult;
+use emc_protocol::call::collect;
+use emc_protocol::http::RESULT_HEADER;
+use emc_protocol::SignedResult;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ async fn an_http_app_behind_the_node_with_a_streamed_reply() {
     let signed = check_signed(&header, &body, &agent);
     assert_eq!(
         signed.claim.request_hash,
-        emc_compute::result::request_hash("py", "/echo", b"hello node")
+        emc_protocol::result::request_hash("py", "/echo", b"hello node")
     );
 
     // An event stream arrives event by event, unchanged, and is signed in a trailer.
@@ -212,7 +213,7 @@ async fn a_wasm_job_through_the_node_within_and_over_its_fuel() {
     assert_eq!(status, 200);
     assert_eq!(&body[..], b"1229");
     let s = check_signed(&h.expect("signed"), &body, &agent);
-    assert_eq!(s.claim.metering.unit, emc_compute::Unit::Fuel);
+    assert_eq!(s.claim.metering.unit, emc_protocol::Unit::Fuel);
     let fuel = s.claim.metering.units;
     // The same job again: the same fuel, so anyone can re-run and check the charge.
     let (_, h2, _) = send(

@@ -2,7 +2,7 @@
 //! computing node's E per epoch.
 //!
 //! Each epoch the validators challenge every registered node with the standard task
-//! (`emc_compute::poc`: seeded hash chains, a Merkle commitment, sampled segments
+//! (`emc_protocol::poc`: seeded hash chains, a Merkle commitment, sampled segments
 //! checked) and measure E themselves. A validator's verdict is an attestation signed
 //! by its ed25519 consensus key over
 //! `"emc poc attest v1" . chainId . epoch . nodeId . score . ok` ([`attestation_message`]);

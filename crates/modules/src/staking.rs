@@ -173,9 +173,12 @@ pub fn epoch_blocks(m: &mut Metered<'_>) -> Result<u64, ModuleError> {
     Ok(u64_of(m.sload_at(crate::STAKING_ADDRESS, slot(P_EPOCH_BLOCKS))?).max(1))
 }
 
+/// The epoch number of a height ([`emc_types::Epoch::of`]).
 pub fn epoch_of(height: u64, epoch_blocks: u64) -> u64 {
-    height.saturating_sub(1) / epoch_blocks.max(1)
+    Epoch::of(height, epoch_blocks).0
 }
+
+pub use emc_types::Epoch;
 
 pub struct StakingModule;
 

@@ -9,8 +9,9 @@
 //!
 //! For each call the router forwards it gives the node a fresh call id; the node signs
 //! its result over the request hash, that call id, the result hash and its metering
-//! (`emc_compute::result::ResultClaim`, re-encoded here byte for byte by
-//! [`claim_signing_bytes`]). A **receipt** is the pair: the client's grant and
+//! (`emc_protocol::ResultClaim`, rebuilt from the receipt by [`claim_of`] and checked
+//! over the protocol's own [`emc_protocol::ResultClaim::signing_bytes`], the one claim
+//! encoding nodes and this module share). A **receipt** is the pair: the client's grant and
 //! signature, and the node's claim and signature. The router batches receipts into
 //! `settle`; for each one the module
 //!
@@ -75,7 +76,7 @@ sol! {
             bytes32 callId;
             bytes32 resultHash;
             bytes32 nodeId;
-            /// emc_compute::result::Unit: 0 call, 1 fuel, 2 tokens.
+            /// emc_protocol::Unit: 0 call, 1 fuel, 2 tokens.
             uint8 unit;
             uint64 units;
             uint64 bytesOut;
@@ -167,21 +168,30 @@ pub fn grant_signer(g: &ITasks::Grant, signature: &[u8]) -> Result<Address, Stri
         .map_err(|e| format!("the grant signature does not recover: {e}"))
 }
 
-/// The bytes a node signs for its result: `"emc result v1"` and the borsh encoding of
-/// `emc_compute::result::ResultClaim` (fixed-size fields, integers little-endian, the
-/// unit as one byte, the budget last).
-pub fn claim_signing_bytes(r: &ITasks::Receipt) -> Vec<u8> {
-    let mut b = b"emc result v1".to_vec();
-    b.extend_from_slice(r.requestHash.as_slice());
-    b.extend_from_slice(r.callId.as_slice());
-    b.extend_from_slice(r.resultHash.as_slice());
-    b.extend_from_slice(r.nodeId.as_slice());
-    b.push(r.unit);
-    b.extend_from_slice(&r.units.to_le_bytes());
-    b.extend_from_slice(&r.bytesOut.to_le_bytes());
-    b.extend_from_slice(&r.wallUs.to_le_bytes());
-    b.extend_from_slice(&r.maxUnits.to_le_bytes());
-    b
+/// The node's claim a receipt carries. A receipt of today's ABI carries a version-1
+/// claim (no extensions); the unit is the byte `emc_protocol::Unit` encodes to.
+pub fn claim_of(r: &ITasks::Receipt) -> Result<emc_protocol::ResultClaim, String> {
+    use emc_protocol::{Metering, NodeId, Unit};
+    let unit = match r.unit {
+        0 => Unit::Call,
+        1 => Unit::Fuel,
+        2 => Unit::Tokens,
+        u => return Err(format!("unit {u} is none of 0 call, 1 fuel, 2 tokens")),
+    };
+    Ok(emc_protocol::ResultClaim {
+        request_hash: r.requestHash,
+        call: r.callId,
+        result_hash: r.resultHash,
+        node: NodeId(r.nodeId),
+        metering: Metering {
+            unit,
+            units: r.units,
+            bytes: r.bytesOut,
+            wall_us: r.wallUs,
+        },
+        max_units: r.maxUnits,
+        extensions: vec![],
+    })
 }
 
 /// The charge of a call: the node's amount and the router's fee.
@@ -570,8 +580,12 @@ fn check(
         Ok(s) => s,
         Err(_) => return skip("the node signature is not 64 bytes".into()),
     };
+    let claim = match claim_of(r) {
+        Ok(c) => c,
+        Err(why) => return skip(why),
+    };
     let verified = ed25519_consensus::VerificationKey::try_from(r.nodeId.0)
-        .and_then(|vk| vk.verify(&node_sig.into(), &claim_signing_bytes(r)));
+        .and_then(|vk| vk.verify(&node_sig.into(), &claim.signing_bytes()));
     if verified.is_err() {
         return skip("the node did not sign this result".into());
     }

@@ -1,15 +1,19 @@
 //! Wires an EMC node from a [`NodeConfig`]: opens the chain, starts JSON-RPC, joins
 //! the p2p network ([`network`]) and runs IBFT through [`consensus`], the shell around
-//! the pure consensus core. No protocol logic lives here. A node without p2p settings
+//! the pure consensus core; starts the roles it is configured with (the router from
+//! `emc-router`, the compute role and the challenger from `emc-compute`), each over
+//! [`chain_client::Local`], the in-process `ChainClient`. No protocol logic lives here. A node without p2p settings
 //! has no peers: only a single-validator chain can progress (`emc node --dev`, sealed
 //! by real IBFT with a quorum of one). A node without a consensus key is a full node:
 //! it follows by verifying commit certificates and never signs.
 
-pub mod compute;
+pub mod chain_client;
 mod consensus;
 pub mod metrics;
 pub mod network;
-pub mod router;
+
+pub use emc_compute::role::ComputeSettings;
+pub use emc_router::RouterSettings;
 
 use alloy_primitives::{Address, U256};
 use emc_chain::Chain;
@@ -37,10 +41,10 @@ pub struct NodeConfig {
     /// Serve Prometheus metrics at `http://<addr>/metrics`.
     pub metrics_addr: Option<SocketAddr>,
     /// The computing-node role: apps, routers, owner.
-    pub compute: Option<compute::ComputeSettings>,
+    pub compute: Option<ComputeSettings>,
     /// The router role: the table of computing nodes that connect, the client
     /// gateway, settlement.
-    pub router: Option<router::RouterSettings>,
+    pub router: Option<RouterSettings>,
     /// The account a validator submits its proof-of-computing attestations from.
     pub poc_account: Option<alloy_signer_local::PrivateKeySigner>,
 }
@@ -63,6 +67,10 @@ pub enum NodeError {
     Crypto(#[from] emc_crypto::CryptoError),
     #[error(transparent)]
     Storage(#[from] emc_storage::StorageError),
+    #[error("router: {0}")]
+    Router(#[from] emc_router::RouterError),
+    #[error("compute: {0}")]
+    Compute(#[from] emc_compute::CallError),
 }
 
 /// Per-topic gossip limits: the largest consensus message and the largest
@@ -101,7 +109,7 @@ pub fn dev_validators(n: u32) -> Result<Vec<emc_types::GenesisValidator>, NodeEr
 /// async threads).
 async fn build_agent(
     key: emc_crypto::ConsensusKey,
-    c: &compute::ComputeSettings,
+    c: &ComputeSettings,
 ) -> Result<emc_compute::Agent, NodeError> {
     let (apps, capacity, max_queue) = (c.apps.clone(), c.capacity, c.max_queue);
     tokio::task::spawn_blocking(move || {
@@ -266,12 +274,14 @@ impl Node {
                 .map_err(|e| NodeError::Config(e.to_string()))?;
                 peer_id = Some(p2p.peer_id);
                 let (control, commands) = (p2p.streams.clone(), p2p.commands.clone());
-                compute::serve_pings(control.clone())?;
+                emc_compute::role::serve_pings(control.clone())?;
+                let client: Arc<dyn emc_client::ChainClient> =
+                    Arc::new(chain_client::Local(chain.clone()));
                 if let Some(c) = &cfg.compute {
                     let node_key = emc_crypto::ConsensusKey::from_seed(key_seed);
                     let agent = Arc::new(build_agent(node_key.clone(), c).await?);
-                    compute_http = compute::start_compute(
-                        chain.clone(),
+                    compute_http = emc_compute::role::start(
+                        client.clone(),
                         agent.clone(),
                         control.clone(),
                         commands.clone(),
@@ -284,8 +294,8 @@ impl Node {
                 }
                 if let Some(r) = &cfg.router {
                     router_http = Some(
-                        router::start(
-                            chain.clone(),
+                        emc_router::start(
+                            client.clone(),
                             control.clone(),
                             commands.clone(),
                             r.clone(),
@@ -296,18 +306,21 @@ impl Node {
                 }
                 if let Some(k) = &cfg.consensus_key {
                     let p = chain.genesis().poc;
-                    let params = emc_compute::poc::PocParams {
-                        lanes: p.lanes,
-                        segments: p.segments,
-                        seg_steps: p.seg_steps,
-                        samples: p.samples,
+                    let challenger = emc_compute::challenger::Challenger {
+                        key: k.clone(),
+                        account: cfg.poc_account.clone(),
+                        params: emc_protocol::poc::PocParams {
+                            lanes: p.lanes,
+                            segments: p.segments,
+                            seg_steps: p.seg_steps,
+                            samples: p.samples,
+                        },
+                        epoch_blocks: chain.genesis().staking.epoch_blocks,
                     };
-                    tokio::spawn(compute::run_challenger(
-                        chain.clone(),
+                    tokio::spawn(emc_compute::challenger::run(
+                        client.clone(),
                         control.clone(),
-                        k.clone(),
-                        cfg.poc_account.clone(),
-                        params,
+                        challenger,
                         stopped.clone(),
                     ));
                 }

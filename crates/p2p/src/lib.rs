@@ -254,6 +254,20 @@ pub fn peer_id_of(seed: [u8; 32]) -> PeerId {
     keypair(seed).public().to_peer_id()
 }
 
+/// The peer id of an ed25519 public key (a computing node's id is one), if it is one.
+pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// A stream protocol by its name (`/emc/compute/1`).
+pub fn stream_protocol(name: &'static str) -> libp2p::StreamProtocol {
+    libp2p::StreamProtocol::new(name)
+}
+
+/// The stream control of the network task: open and accept protocol streams.
+pub use libp2p_stream::Control;
+
 fn keypair(seed: [u8; 32]) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(seed).expect("32 bytes is a valid ed25519 seed")
 }

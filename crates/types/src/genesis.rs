@@ -34,7 +34,7 @@ pub struct Genesis {
     pub poc: PocTask,
 }
 
-/// The shape of the standard proof-of-computing task (see `emc_compute::poc`):
+/// The shape of the standard proof-of-computing task (see `emc_protocol::poc`):
 /// `lanes` hash chains of `segments * seg_steps` SHA-256 steps, `samples` segments
 /// checked at random besides every lane's last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,6 +42,19 @@ id_newtype!(
     Epoch, u64
 );
 
+impl Epoch {
+    /// The epoch a height is in: heights `1..=n` are epoch 0, `n+1..=2n` epoch 1, and so
+    /// on for `n` blocks per epoch (genesis counts as epoch 0).
+    pub fn of(height: u64, epoch_blocks: u64) -> Epoch {
+        Epoch(height.saturating_sub(1) / epoch_blocks.max(1))
+    }
+
+    /// Whether `height` is the first block of its epoch (validators challenge then).
+    pub fn starts_at(height: u64, epoch_blocks: u64) -> bool {
+        height % epoch_blocks.max(1) == 1 % epoch_blocks.max(1)
+    }
+}
+
 impl Height {
     pub const GENESIS: Height = Height(0);
 

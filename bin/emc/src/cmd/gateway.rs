@@ -1,5 +1,5 @@
 //! `emc gateway key`, `emc escrow ...`, `emc apps`: what a client of the network
-//! needs. Keys are grants signed by the client's account (see `emc_node::router::auth`);
+//! needs. Keys are grants signed by the client's account (see `emc_client::keys`);
 //! escrow lives in the `Tasks` module; apps are read from the `Registry` module, so
 //! they list the whole network, not one router's view.
 
@@ -94,15 +94,15 @@ pub fn key(a: KeyArgs) -> Result<()> {
         Some(c) => c,
         None => Rpc::new(&a.signer.rpc.rpc).quantity("eth_chainId", json!([]))? as u64,
     };
-    let nonce = a.nonce.unwrap_or_else(emc_node::router::auth::now);
-    let grant = emc_node::router::auth::grant(
+    let nonce = a.nonce.unwrap_or_else(emc_client::keys::now);
+    let grant = emc_client::keys::grant(
         chain_id,
         a.router.unwrap_or(Address::ZERO),
         nonce,
         a.valid,
         a.limit,
     );
-    let key = emc_node::router::auth::make(&signer, grant).map_err(anyhow::Error::msg)?;
+    let key = emc_client::keys::make(&signer, grant).map_err(anyhow::Error::msg)?;
     println!("{key}");
     Ok(())
 }

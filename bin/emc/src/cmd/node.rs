@@ -287,7 +287,7 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
         bail!("the compute and router roles need --p2p-addr (they talk over libp2p)");
     }
     if computes {
-        cfg.compute = Some(emc_node::compute::ComputeSettings {
+        cfg.compute = Some(emc_node::ComputeSettings {
             apps: a.apps.clone(),
             routers: a.routers.clone(),
             http: a.compute_http,
@@ -302,9 +302,9 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
             hardware: hardware(cpus),
             poc_threads: a.poc_threads.unwrap_or(cpus),
             poc_behaviour: if a.poc_cheat {
-                emc_compute::poc::Behaviour::WrongResult
+                emc_protocol::poc::Behaviour::WrongResult
             } else {
-                emc_compute::poc::Behaviour::Honest
+                emc_protocol::poc::Behaviour::Honest
             },
         });
     }
@@ -316,7 +316,7 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
             .transpose()
             .context("--router-key")?
             .context("--role router needs --router-key (or EMC_ROUTER_KEY): the account that settles calls and earns the router's fee")?;
-        let mut http_limits = emc_node::router::gateway::limits();
+        let mut http_limits = emc_router::gateway::limits();
         if let Some(n) = a.listen.gateway_max_connections {
             http_limits.max_connections = n;
         }
@@ -326,7 +326,7 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
         http_limits
             .validate()
             .map_err(|e| anyhow::anyhow!("gateway limits: {e}"))?;
-        cfg.router = Some(emc_node::router::RouterSettings {
+        cfg.router = Some(emc_node::RouterSettings {
             http: a
                 .router_http
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8600))),

@@ -2,7 +2,7 @@
 //! a validator would: prove, commit, open sampled segments, verify, and print E.
 
 use anyhow::Result;
-use emc_compute::poc::{self, Behaviour, PocParams};
+use emc_protocol::poc::{self, Behaviour, PocParams};
 use std::time::Instant;
 
 #[derive(clap::Subcommand)]

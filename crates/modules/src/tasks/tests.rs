@@ -88,7 +88,7 @@ impl World {
         };
         r.nodeSignature = self
             .node
-            .sign(&claim_signing_bytes(&r))
+            .sign(&claim_of(&r).expect("a known unit").signing_bytes())
             .to_bytes()
             .to_vec()
             .into();
@@ -99,7 +99,7 @@ impl World {
     fn resign(&self, mut r: ITasks::Receipt) -> ITasks::Receipt {
         r.nodeSignature = self
             .node
-            .sign(&claim_signing_bytes(&r))
+            .sign(&claim_of(&r).expect("a known unit").signing_bytes())
             .to_bytes()
             .to_vec()
             .into();
@@ -186,7 +186,11 @@ fn bad_receipts_are_rejected_with_reasons_and_charge_nothing() {
     unregistered.app = "chat".into();
     unregistered.nodeSignature = w
         .node
-        .sign(&claim_signing_bytes(&unregistered))
+        .sign(
+            &claim_of(&unregistered)
+                .expect("a known unit")
+                .signing_bytes(),
+        )
         .to_bytes()
         .to_vec()
         .into();

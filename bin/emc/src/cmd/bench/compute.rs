@@ -9,7 +9,7 @@
 
 use anyhow::{Context, Result};
 use emc_compute::agent::{Agent, AppSpec};
-use emc_compute::poc::{self, Behaviour, PocParams};
+use emc_protocol::poc::{self, Behaviour, PocParams};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -185,7 +185,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
                 path: "/".into(),
                 content_type: None,
                 body: bytes::Bytes::from_static(b"10000"),
-                max_units: emc_compute::runtime::UNLIMITED,
+                max_units: emc_protocol::call::UNLIMITED,
             };
             let mut r = wasm.call(call).await?;
             while r.chunks.recv().await.is_some() {}
@@ -226,7 +226,7 @@ async fn bench(a: ComputeBench) -> Result<()> {
                         path: path.into(),
                         content_type: None,
                         body,
-                        max_units: emc_compute::runtime::UNLIMITED,
+                        max_units: emc_protocol::call::UNLIMITED,
                     };
                     let mut r = rt.call(call).await?;
                     while r.chunks.recv().await.is_some() {}

@@ -431,14 +431,14 @@ pub(crate) fn dev_api_key(chain_id: u64) -> Result<String> {
     let client = &emc_crypto::dev_accounts(1)?[0];
     let limit = alloy_primitives::U256::from(ESCROW_EMC)
         * alloy_primitives::U256::from(10u64).pow(alloy_primitives::U256::from(18));
-    let grant = emc_node::router::auth::grant(
+    let grant = emc_client::keys::grant(
         chain_id,
         alloy_primitives::Address::ZERO,
         0,
         30 * 86_400,
         limit,
     );
-    emc_node::router::auth::make(client, grant).map_err(anyhow::Error::msg)
+    emc_client::keys::make(client, grant).map_err(anyhow::Error::msg)
 }
 
 /// SIGTERM every node, wait up to 15 s, then SIGKILL what is left.

@@ -9,10 +9,10 @@
 //! (`request` not zero) pays for that request once: the gateway refuses it again as a
 //! replay, and the chain settles it at most once.
 
+use crate::ClientError;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_signer::SignerSync;
 use alloy_sol_types::SolValue;
-use emc_compute::ComputeError;
 use emc_modules::tasks::{grant_id, grant_message, grant_signer, ITasks::Grant};
 
 pub const KEY_PREFIX: &str = "emc_";
@@ -29,10 +29,13 @@ pub struct ApiKey {
 }
 
 /// Makes an API key: `signer` signs `grant`.
-pub fn make(signer: &alloy_signer_local::PrivateKeySigner, grant: Grant) -> Result<String, String> {
+pub fn make(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    grant: Grant,
+) -> Result<String, ClientError> {
     let sig = signer
         .sign_message_sync(grant_message(&grant).as_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ClientError::Signing(e.to_string()))?;
     let bytes: Bytes = sig.as_bytes().to_vec().into();
     Ok(format!(
         "{KEY_PREFIX}{}",
@@ -59,12 +62,12 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn unauthorized(m: impl Into<String>) -> ComputeError {
-    ComputeError::Unauthorized(m.into())
+fn unauthorized(m: impl Into<String>) -> ClientError {
+    ClientError::Key(m.into())
 }
 
 /// Decodes a key and recovers its account.
-pub fn parse(key: &str) -> Result<ApiKey, ComputeError> {
+pub fn parse(key: &str) -> Result<ApiKey, ClientError> {
     if key.len() > MAX_KEY {
         return Err(unauthorized("the API key is too long to be an EMC key"));
     }
@@ -87,7 +90,7 @@ pub fn parse(key: &str) -> Result<ApiKey, ComputeError> {
 }
 
 /// Checks a key against this chain, this router and the time.
-pub fn check(k: &ApiKey, chain_id: u64, router: Address, now: u64) -> Result<(), ComputeError> {
+pub fn check(k: &ApiKey, chain_id: u64, router: Address, now: u64) -> Result<(), ClientError> {
     if k.grant.chainId != chain_id {
         return Err(unauthorized(format!(
             "the API key is for chain {}, this network is chain {chain_id}",
@@ -107,20 +110,6 @@ pub fn check(k: &ApiKey, chain_id: u64, router: Address, now: u64) -> Result<(),
         )));
     }
     Ok(())
-}
-
-/// The key a request's headers carry: `Authorization: Bearer <key>` or `x-api-key`.
-pub fn raw_key(h: &axum::http::HeaderMap) -> Option<&str> {
-    h.get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
-        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-}
-
-/// The refusal of a request that carries no key.
-pub fn missing() -> ComputeError {
-    unauthorized("no API key: send `Authorization: Bearer <key>` (make one with `emc gateway key`)")
 }
 
 #[cfg(test)]
@@ -144,14 +133,14 @@ mod tests {
         bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
         match parse(std::str::from_utf8(&bad).unwrap()) {
             Ok(k2) => assert_ne!(k2.account, s.address()),
-            Err(e) => assert_eq!(e.status(), 401),
+            Err(e) => assert!(matches!(e, ClientError::Key(_)), "{e}"),
         }
     }
 
     #[test]
     fn bad_keys_are_refused_with_reasons() {
         let s = signer();
-        let msg = |r: Result<ApiKey, ComputeError>| r.unwrap_err().to_string();
+        let msg = |r: Result<ApiKey, ClientError>| r.unwrap_err().to_string();
         assert!(msg(parse("sk-123")).contains("starts with \"emc_\""));
         assert!(msg(parse("emc_zz")).contains("not hex"));
         assert!(msg(parse("emc_00")).contains("does not decode"));

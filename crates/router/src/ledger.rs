@@ -13,10 +13,10 @@
 //! settlement transaction is in a block the chain's escrow shows the debit and the
 //! hold is dropped.
 
-use super::auth::ApiKey;
 use alloy_primitives::{Address, B256, U256};
-use emc_compute::ComputeError;
+use emc_client::keys::ApiKey;
 use emc_modules::tasks::ITasks::Receipt;
+use emc_protocol::CallError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,11 +100,11 @@ impl Ledger {
         at_least: U256,
         (escrow, spent): (U256, U256),
         now: u64,
-    ) -> Result<Reservation, ComputeError> {
+    ) -> Result<Reservation, CallError> {
         let mut i = self.inner.lock();
         let one_request = !key.grant.request.is_zero();
         if one_request && i.seen.contains_key(&key.id) {
-            return Err(ComputeError::Replayed(
+            return Err(CallError::Replayed(
                 "this signed request was already used".into(),
             ));
         }
@@ -117,7 +117,7 @@ impl Ledger {
             let unit = format!(
                 "one unit at the cheapest node's price costs {at_least} wei with the router's fee"
             );
-            return Err(ComputeError::Payment(if free <= cap.min(left) {
+            return Err(CallError::Payment(if free <= cap.min(left) {
                 format!(
                     "the escrow of {} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); {unit} (deposit with `emc escrow deposit`)",
                     key.account
@@ -136,7 +136,7 @@ impl Ledger {
                 i.seen.retain(|_, exp| *exp > now);
             }
             if i.seen.len() >= MAX_SEEN {
-                return Err(ComputeError::Saturated(
+                return Err(CallError::Saturated(
                     "too many one-request grants in flight".into(),
                 ));
             }
@@ -222,7 +222,7 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::auth;
+    use emc_client::keys as auth;
 
     fn key(limit: u64, request: B256) -> ApiKey {
         let s = alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();

@@ -12,34 +12,24 @@
 //!   the peer opens `/emc/compute/1` to its node and pipes bytes both ways. The
 //!   node signs its result as always, and the gateway router checks that signature,
 //!   so a relay cannot alter a reply unseen.
-//! * Publications of the pub/sub channels ([`super::pubsub`]) ride the same streams.
+//! * Publications of the pub/sub channels ([`crate::pubsub`]) ride the same streams.
 //! * Mesh and relay streams are accepted only from configured peers; entries of a
 //!   peer whose stream ended or went quiet for three periods are dropped.
 
-use super::pubsub::PubSub;
-use super::{keep_pinging, RouterTable};
-use crate::compute::{peer_of, protocol, LOAD_EVERY};
-use crate::NodeError;
-use alloy_primitives::U256;
-use emc_compute::wire::{self, Msg, NodeSummary};
-use emc_compute::{ComputeError, NodeId};
-use emc_p2p::{Addr, Command, Peer};
+use crate::follow::keep_pinging;
+use crate::pubsub::PubSub;
+use crate::table::{peer_of, Remote, RouterTable};
+use crate::RouterError;
+use emc_p2p::{stream_protocol as protocol, Addr, Command, Control, Peer};
+use emc_protocol::wire::load::EVERY as LOAD_EVERY;
+use emc_protocol::wire::mesh::{MeshMsg, RelayTo, MAX_SUMMARY};
+use emc_protocol::wire::{self, call};
+use emc_protocol::{CallError, NodeId};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p_stream::Control;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// A node that a peer router serves.
-#[derive(Clone, Debug)]
-pub struct Remote {
-    pub summary: NodeSummary,
-    pub at: Instant,
-    /// The node's peer id and key, decoded once.
-    pub peer: Peer,
-    pub key: Option<ed25519_consensus::VerificationKey>,
-}
 
 fn peer_in(addr: &Addr) -> Option<Peer> {
     match addr.iter().last() {
@@ -57,17 +47,22 @@ pub fn start(
     commands: mpsc::UnboundedSender<Command>,
     peers: Vec<Addr>,
     stopped: watch::Receiver<bool>,
-) -> Result<(), NodeError> {
+) -> Result<(), RouterError> {
     let mut ids = BTreeSet::new();
     for a in &peers {
-        ids.insert(peer_in(a).ok_or_else(|| {
-            NodeError::Config(format!("--peer-router {a} must end in /p2p/<peer id>"))
+        ids.insert(peer_in(a).ok_or_else(|| RouterError::Listen {
+            what: format!("--peer-router {a}"),
+            why: "a peer router's address must end in /p2p/<peer id>".into(),
         })?);
     }
     let ids = Arc::new(ids);
-    let mut summaries = control
-        .accept(protocol(wire::MESH_PROTOCOL))
-        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let mut summaries =
+        control
+            .accept(protocol(wire::MESH_PROTOCOL))
+            .map_err(|e| RouterError::Listen {
+                what: wire::MESH_PROTOCOL.into(),
+                why: e.to_string(),
+            })?;
     let (t, ps, allowed) = (table.clone(), pubsub.clone(), ids.clone());
     tokio::spawn(async move {
         while let Some((peer, mut stream)) = summaries.next().await {
@@ -85,7 +80,10 @@ pub fn start(
     });
     let mut relays = control
         .accept(protocol(wire::RELAY_PROTOCOL))
-        .map_err(|e| NodeError::Config(e.to_string()))?;
+        .map_err(|e| RouterError::Listen {
+            what: wire::RELAY_PROTOCOL.into(),
+            why: e.to_string(),
+        })?;
     let (t, c, allowed) = (table.clone(), control.clone(), ids.clone());
     tokio::spawn(async move {
         while let Some((peer, stream)) = relays.next().await {
@@ -137,19 +135,19 @@ async fn keep_peer(
             let mut s = control
                 .open_stream(peer, protocol(wire::MESH_PROTOCOL))
                 .await
-                .map_err(|e| ComputeError::Unavailable(e.to_string()))?;
+                .map_err(|e| CallError::Unavailable(e.to_string()))?;
             tracing::info!(%peer, "sending summaries to peer router");
             let mut publications = pubsub.add_peer(peer);
             let mut tick = tokio::time::interval(LOAD_EVERY);
             loop {
                 let m = tokio::select! {
-                    _ = tick.tick() => Msg::Summary(table.summaries()),
-                    Some(p) = publications.recv() => Msg::Publish(p),
+                    _ = tick.tick() => MeshMsg::Summary(table.summaries()),
+                    Some(p) = publications.recv() => MeshMsg::Publish(p),
                 };
-                wire::write_msg(&mut s, &m).await?;
+                wire::write_frame(&mut s, &m).await?;
             }
             #[allow(unreachable_code)]
-            Ok::<(), ComputeError>(())
+            Ok::<(), CallError>(())
         };
         tokio::select! {
             r = attempt => {
@@ -171,29 +169,24 @@ async fn follow_peer(
     pubsub: &PubSub,
     peer: Peer,
     stream: &mut libp2p::Stream,
-) -> Result<(), ComputeError> {
+) -> Result<(), CallError> {
     loop {
         let next = tokio::time::timeout(
             LOAD_EVERY * 3,
-            wire::read_msg(stream, wire::MAX_SMALL_FRAME),
+            wire::read_frame::<_, MeshMsg>(stream, wire::MAX_SMALL_FRAME),
         )
         .await
-        .map_err(|_| ComputeError::Timeout("no summary".into()))??;
+        .map_err(|_| CallError::Timeout("no summary".into()))??;
         let list = match next {
-            Some(Msg::Summary(list)) => list,
-            Some(Msg::Publish(p)) => {
+            Some(MeshMsg::Summary(list)) => list,
+            Some(MeshMsg::Publish(p)) => {
                 pubsub.from_peer(p, peer);
                 continue;
             }
             None => return Ok(()),
-            Some(other) => {
-                return Err(ComputeError::BadRequest(format!(
-                    "expected a summary, got {other:?}"
-                )))
-            }
         };
-        if list.len() > wire::MAX_SUMMARY {
-            return Err(ComputeError::TooLarge(format!(
+        if list.len() > MAX_SUMMARY {
+            return Err(CallError::TooLarge(format!(
                 "a summary of {} nodes",
                 list.len()
             )));
@@ -244,46 +237,29 @@ async fn relay(
     table: &Arc<RouterTable>,
     mut control: Control,
     mut stream: libp2p::Stream,
-) -> Result<(), ComputeError> {
-    let node = match wire::read_msg(&mut stream, wire::MAX_SMALL_FRAME).await? {
-        Some(Msg::RelayTo(n)) => n,
-        other => {
-            return Err(ComputeError::BadRequest(format!(
-                "expected RelayTo, got {other:?}"
-            )))
-        }
-    };
-    let refuse = |m: String| Msg::Refused {
-        status: 503,
-        message: m,
-    };
+) -> Result<(), CallError> {
+    let RelayTo(node) = wire::expect(&mut stream, wire::MAX_SMALL_FRAME).await?;
     let target = match peer_of(&node).filter(|p| table.is_direct(p)) {
         Some(p) => p,
         None => {
-            let m = refuse(format!("node {node} is not connected to this router"));
-            return wire::write_msg(&mut stream, &m).await;
+            let e = CallError::Unavailable(format!("node {node} is not connected to this router"));
+            return call::refuse(&mut stream, &e).await;
         }
     };
     // Relayed calls share the node's room with this router's own.
     let Some(_running) = table.try_start_direct(target) else {
-        let m = Msg::Refused {
-            status: 429,
-            message: ComputeError::Saturated(format!(
-                "node {node} is running as many calls as it takes"
-            ))
-            .to_string(),
-        };
-        return wire::write_msg(&mut stream, &m).await;
+        let e = CallError::Saturated(format!("node {node} is running as many calls as it takes"));
+        return call::refuse(&mut stream, &e).await;
     };
     let open = move || async move {
         control
             .open_stream(target, protocol(wire::CALL_PROTOCOL))
             .await
-            .map_err(|e| ComputeError::Unavailable(format!("node {node}: {e}")))
+            .map_err(|e| CallError::Unavailable(format!("node {node}: {e}")))
     };
     let out = match table.open_serially(target, open).await {
         Ok(s) => s,
-        Err(e) => return wire::write_msg(&mut stream, &refuse(e.to_string())).await,
+        Err(e) => return call::refuse(&mut stream, &CallError::Unavailable(e.to_string())).await,
     };
     let (mut ar, mut aw) = stream.split();
     let (mut br, mut bw) = out.split();
@@ -300,7 +276,7 @@ async fn relay(
     // The reply ends the exchange; a caller that goes away ends it too.
     tokio::pin!(up, down);
     tokio::select! {
-        r = &mut down => { r.map_err(|e| ComputeError::Unavailable(e.to_string()))?; }
+        r = &mut down => { r.map_err(|e| CallError::Unavailable(e.to_string()))?; }
         _ = &mut up => { let _ = down.await; }
     }
     Ok(())
@@ -324,33 +300,4 @@ where
         w.flush().await?;
         total += n as u64;
     }
-}
-
-/// A summary entry for this router's direct node.
-pub fn summary_of(n: &super::NodeEntry) -> NodeSummary {
-    NodeSummary {
-        node: n.node,
-        apps: n.apps.clone(),
-        load: n.load,
-        rtt_us: n.rtt.distance_ms().map(|ms| (ms * 1e3) as u64),
-        e: n.e,
-        prices: n
-            .registered
-            .iter()
-            .map(|(a, p)| (a.clone(), p.to_be_bytes::<32>()))
-            .collect(),
-    }
-}
-
-/// A remote node's registered price for `app`, from its summary.
-pub fn remote_price(s: &NodeSummary, app: &str) -> Option<U256> {
-    s.prices
-        .iter()
-        .find(|(a, _)| a == app)
-        .map(|(_, p)| U256::from_be_bytes(*p))
-}
-
-/// Whether a summary is recent enough to route by.
-pub fn fresh(r: &Remote) -> bool {
-    r.at.elapsed() < LOAD_EVERY * 3
 }

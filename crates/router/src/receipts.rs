@@ -6,21 +6,16 @@
 //! the router's reservation as the most the call may cost (the Tasks module refuses
 //! a receipt past either bound).
 
-use super::auth::ApiKey;
-use super::ledger::Reservation;
-use super::RouterTable;
+use crate::ledger::Reservation;
 use alloy_primitives::{B256, U256};
-use emc_compute::SignedResult;
+use emc_client::keys::ApiKey;
 use emc_modules::tasks::{self, ITasks};
 use emc_p2p::Peer;
-use std::sync::Arc;
-
-/// Why a node's signed result is refused.
-pub const MISMATCH: &str = "the node's signed result does not match what was asked and sent";
+use emc_protocol::SignedResult;
 
 /// Turns a node's signed result into a receipt, once it checks out.
 pub struct Receipting {
-    pub node: emc_compute::NodeId,
+    pub node: emc_protocol::NodeId,
     pub node_key: Option<ed25519_consensus::VerificationKey>,
     pub key: ApiKey,
     pub app: String,
@@ -31,25 +26,21 @@ pub struct Receipting {
     /// The budget the call was sent with, in units and in wei.
     pub max_units: u64,
     pub max_cost: U256,
-    pub table: Arc<RouterTable>,
 }
 
 impl Receipting {
     /// Whether the node's result is signed by the node chosen, over what was asked and
-    /// what was relayed, within the budget it was sent; counted for the node's
-    /// reliability.
+    /// what was relayed, within the budget it was sent.
     pub fn checks(&self, s: &SignedResult, relayed: B256) -> bool {
         // The node's id is the key it signs with; the route was chosen by that id.
-        let ok = s.claim.node == self.node
+        s.claim.node == self.node
             && self.node_key.is_some_and(|k| s.verify_with(&k).is_ok())
             && s.claim.result_hash == relayed
             && s.claim.request_hash == self.request_hash
             && s.claim.call == self.call_id
             && s.claim.max_units == self.max_units
             && s.claim.metering.units <= self.max_units
-            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost;
-        self.table.record(&self.peer, ok);
-        ok
+            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost
     }
 
     /// Charges a checked call and queues its receipt; returns the total charged.
@@ -85,14 +76,16 @@ pub fn receipt_of(key: &ApiKey, app: String, s: &SignedResult, max_cost: U256) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::auth;
     use alloy_primitives::Address;
-    use emc_compute::{Metering, NodeId, ResultClaim, Unit};
+    use emc_client::keys as auth;
+    use emc_protocol::{Metering, NodeId, ResultClaim, Unit};
 
-    /// The chain re-encodes the node's claim by hand; it must be the node's bytes.
+    /// The receipt carries the node's claim whole: the module rebuilds the very claim
+    /// the node signed, so its signature verifies on chain.
     #[test]
-    fn the_chain_checks_the_very_bytes_the_node_signed() {
-        let node = emc_crypto::ConsensusKey::dev(3);
+    fn a_receipt_carries_the_claim_the_node_signed() {
+        let node = ed25519_consensus::SigningKey::from([3u8; 32]);
+        let id = NodeId(B256::from(node.verification_key().to_bytes()));
         for (unit, units) in [
             (Unit::Call, 1),
             (Unit::Fuel, 123_456_789),
@@ -102,7 +95,7 @@ mod tests {
                 request_hash: B256::repeat_byte(1),
                 call: B256::repeat_byte(2),
                 result_hash: B256::repeat_byte(3),
-                node: NodeId(node.public()),
+                node: id,
                 metering: Metering {
                     unit,
                     units,
@@ -110,8 +103,9 @@ mod tests {
                     wall_us: 1_234,
                 },
                 max_units: units + 5,
+                extensions: vec![],
             };
-            let signed = SignedResult::sign(&node, claim);
+            let signed = SignedResult::sign(&node, claim.clone());
             let s =
                 alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(5)).unwrap();
             let key = auth::parse(
@@ -119,7 +113,7 @@ mod tests {
             )
             .unwrap();
             let r = receipt_of(&key, "a".into(), &signed, U256::from(1));
-            assert_eq!(tasks::claim_signing_bytes(&r), claim.signing_bytes());
+            assert_eq!(tasks::claim_of(&r).expect("a known unit"), claim);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use alloy_primitives::B256;
 use bytes::Bytes;
-use emc_compute::SignedResult;
+use emc_protocol::SignedResult;
 use std::collections::{HashMap, VecDeque};
 
 /// Bytes kept in all, and the largest reply kept.

@@ -17,8 +17,8 @@
 //!   channel plus the mesh peers.
 
 use alloy_primitives::{Address, B256};
-use emc_compute::wire::Publication;
-use emc_compute::ComputeError;
+use emc_protocol::wire::mesh::Publication;
+use emc_protocol::CallError;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub struct PubSub {
 }
 
 /// Checks a channel name: 1 to 128 of `[A-Za-z0-9._:-]`.
-pub fn check_channel(name: &str) -> Result<(), ComputeError> {
+pub fn check_channel(name: &str) -> Result<(), CallError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_CHANNEL_NAME
         && name
@@ -50,7 +50,7 @@ pub fn check_channel(name: &str) -> Result<(), ComputeError> {
     if ok {
         Ok(())
     } else {
-        Err(ComputeError::BadRequest(format!(
+        Err(CallError::BadRequest(format!(
             "a channel name is 1 to {MAX_CHANNEL_NAME} of A-Z a-z 0-9 . _ : -"
         )))
     }
@@ -61,12 +61,12 @@ impl PubSub {
     pub fn subscribe(
         &self,
         channel: &str,
-    ) -> Result<broadcast::Receiver<Arc<Publication>>, ComputeError> {
+    ) -> Result<broadcast::Receiver<Arc<Publication>>, CallError> {
         check_channel(channel)?;
         let mut chans = self.channels.lock();
         if let Some(tx) = chans.get(channel) {
             if tx.receiver_count() >= MAX_SUBSCRIBERS {
-                return Err(ComputeError::Saturated(format!(
+                return Err(CallError::Saturated(format!(
                     "channel {channel} has {MAX_SUBSCRIBERS} subscribers at this router"
                 )));
             }
@@ -75,7 +75,7 @@ impl PubSub {
         if chans.len() >= MAX_CHANNELS {
             chans.retain(|_, tx| tx.receiver_count() > 0);
             if chans.len() >= MAX_CHANNELS {
-                return Err(ComputeError::Saturated(format!(
+                return Err(CallError::Saturated(format!(
                     "{MAX_CHANNELS} channels have subscribers at this router"
                 )));
             }
@@ -86,15 +86,10 @@ impl PubSub {
     }
 
     /// Publishes a client's message: to local subscribers and every mesh peer.
-    pub fn publish(
-        &self,
-        channel: &str,
-        from: Address,
-        data: Vec<u8>,
-    ) -> Result<usize, ComputeError> {
+    pub fn publish(&self, channel: &str, from: Address, data: Vec<u8>) -> Result<usize, CallError> {
         check_channel(channel)?;
         if data.len() > MAX_MESSAGE {
-            return Err(ComputeError::TooLarge(format!(
+            return Err(CallError::TooLarge(format!(
                 "a message is at most {MAX_MESSAGE} bytes"
             )));
         }
@@ -105,7 +100,7 @@ impl PubSub {
         let p = Publication {
             id: B256::from(rand::random::<[u8; 32]>()),
             channel: channel.to_string(),
-            from: from.0 .0,
+            from,
             data,
             at,
             hops: MAX_HOPS,
@@ -170,7 +165,7 @@ pub fn to_json(p: &Publication) -> String {
     };
     serde_json::json!({
         "channel": p.channel,
-        "from": Address::from(p.from),
+        "from": p.from,
         "data": data,
         "at": p.at,
     })
@@ -194,7 +189,10 @@ mod tests {
             1
         );
         let got = a.try_recv().unwrap();
-        assert_eq!((got.data.as_slice(), got.from), (&b"hi"[..], [1u8; 20]));
+        assert_eq!(
+            (got.data.as_slice(), got.from),
+            (&b"hi"[..], Address::repeat_byte(1))
+        );
         assert!(other.try_recv().is_err());
         let sent = to_peer.try_recv().unwrap();
         assert_eq!(sent.hops, MAX_HOPS - 1);

@@ -2,7 +2,7 @@
 //!
 //! Each node that serves the app, is registered on chain for it (so its call can be
 //! settled), is not draining and has room gets a cost; the cheapest cost wins and the
-//! rest are the order of retries. The cost is a weighted sum of five terms, each
+//! rest are the order of retries. The cost is a weighted sum of six terms, each
 //! scaled so that 1 is "notably worse":
 //!
 //! | term | value | 1 means |
@@ -16,13 +16,18 @@
 //! | price | price / cheapest price − 1 | twice the cheapest |
 //! | E | 1 − E / best E | no measured computing power |
 //! | reliability | failed / (ok + failed + 1) × 4 | a node failing a quarter of calls |
+//! | stake | 1 − stake / most stake | nothing staked |
+//!
+//! The stake term is the whitepaper's "nodes with more stake are more likely to
+//! receive tasks": the stake is the node owner's compute stake in the Staking module,
+//! so it is something the owner loses when the node is slashed, not a claim.
 //!
 //! Default weights are 1 each; a caller sets its own per request
 //! (`x-emc-weights: distance=2,price=0`) and caps the price per unit
 //! (`x-emc-max-price`). When no node qualifies, [`NoRoute`] says why.
 
 use alloy_primitives::U256;
-use emc_compute::Load;
+use emc_protocol::Load;
 
 /// Round trips kept per peer.
 pub const RTT_SAMPLES: usize = 8;
@@ -72,6 +77,8 @@ pub struct Candidate {
     pub e: u64,
     pub ok: u64,
     pub failed: u64,
+    /// The node owner's compute stake, wei (0: none, or not known).
+    pub stake: U256,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +88,7 @@ pub struct Weights {
     pub price: f64,
     pub e: f64,
     pub reliability: f64,
+    pub stake: f64,
 }
 
 impl Default for Weights {
@@ -91,6 +99,7 @@ impl Default for Weights {
             price: 1.0,
             e: 1.0,
             reliability: 1.0,
+            stake: 1.0,
         }
     }
 }
@@ -117,9 +126,10 @@ impl std::str::FromStr for Weights {
                 "price" => w.price = v,
                 "e" | "E" => w.e = v,
                 "reliability" => w.reliability = v,
+                "stake" => w.stake = v,
                 other => {
                     return Err(format!(
-                        "unknown weight {other:?} (distance, load, price, e, reliability)"
+                        "unknown weight {other:?} (distance, load, price, e, reliability, stake)"
                     ))
                 }
             }
@@ -146,7 +156,8 @@ pub enum NoRoute {
 }
 
 /// A node's cost for a call; lower is better.
-pub fn cost(c: &Candidate, cheapest: U256, best_e: u64, w: &Weights) -> f64 {
+pub fn cost(c: &Candidate, best: &Best, w: &Weights) -> f64 {
+    let (cheapest, best_e) = (best.price, best.e);
     let distance = c.distance_ms.unwrap_or(50.0) / 10.0;
     let load = (c.load.running + c.load.queued) as f64 / c.load.capacity.max(1) as f64;
     let price = match c.price {
@@ -159,7 +170,28 @@ pub fn cost(c: &Candidate, cheapest: U256, best_e: u64, w: &Weights) -> f64 {
         1.0 - c.e as f64 / best_e as f64
     };
     let reliability = c.failed as f64 / (c.ok + c.failed + 1) as f64 * 4.0;
-    w.distance * distance + w.load * load + w.price * price + w.e * e + w.reliability * reliability
+    let stake = if best.stake.is_zero() {
+        0.0
+    } else {
+        1.0 - f64::from(c.stake) / f64::from(best.stake)
+    };
+    w.distance * distance
+        + w.load * load
+        + w.price * price
+        + w.e * e
+        + w.reliability * reliability
+        + w.stake * stake
+}
+
+/// The best of each relative term among the open candidates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Best {
+    /// The cheapest price.
+    pub price: U256,
+    /// The highest E.
+    pub e: u64,
+    /// The most stake.
+    pub stake: U256,
 }
 
 /// The calls a node takes at once: those it runs and those it lets wait for a slot
@@ -212,11 +244,18 @@ pub fn rank(
     if open.is_empty() {
         return Err(NoRoute::Saturated(app.into()));
     }
-    let cheapest = open.iter().map(|&i| price(i)).min().unwrap_or_default();
-    let best_e = open.iter().map(|&i| nodes[i].e).max().unwrap_or(0);
+    let best = Best {
+        price: open.iter().map(|&i| price(i)).min().unwrap_or_default(),
+        e: open.iter().map(|&i| nodes[i].e).max().unwrap_or(0),
+        stake: open
+            .iter()
+            .map(|&i| nodes[i].stake)
+            .max()
+            .unwrap_or_default(),
+    };
     let mut scored: Vec<(f64, usize)> = open
         .into_iter()
-        .map(|i| (cost(&nodes[i], cheapest, best_e, w), i))
+        .map(|i| (cost(&nodes[i], &best, w), i))
         .collect();
     scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     Ok(scored.into_iter().map(|(_, i)| i).collect())
@@ -241,6 +280,7 @@ mod tests {
             e,
             ok: 10,
             failed: 0,
+            stake: U256::from(1_000),
         }
     }
 
@@ -262,8 +302,13 @@ mod tests {
         let mut flaky = base.clone();
         (flaky.ok, flaky.failed) = (5, 5);
         assert_eq!(pick(vec![flaky, base.clone()]), 1, "unreliable");
+        let mut unstaked = base.clone();
+        unstaked.stake = U256::from(100);
+        assert_eq!(pick(vec![unstaked, base.clone()]), 1, "less stake");
         // A caller who only cares about price takes the far, cheap node.
-        let w: Weights = "distance=0,load=0,e=0,reliability=0".parse().unwrap();
+        let w: Weights = "distance=0,load=0,e=0,reliability=0,stake=0"
+            .parse()
+            .unwrap();
         let r = rank(
             "a",
             &[node(20, 0, 1.0, 1000), node(10, 0, 80.0, 10)],
@@ -346,5 +391,51 @@ mod tests {
             .parse::<Weights>()
             .unwrap_err()
             .contains("name=value"));
+    }
+
+    #[test]
+    fn stake_is_weighed_with_the_other_terms_not_above_them() {
+        // Twice the stake wins between equal nodes, and loses to a node much nearer
+        // or much cheaper: it is one term among six.
+        let w = Weights::default();
+        let staked = |stake: u64, price: u64, rtt: f64| Candidate {
+            stake: U256::from(stake),
+            ..node(price, 0, rtt, 1000)
+        };
+        let table: [(Vec<Candidate>, usize, &str); 5] = [
+            (
+                vec![staked(100, 10, 1.0), staked(200, 10, 1.0)],
+                1,
+                "more stake",
+            ),
+            (
+                vec![staked(200, 10, 1.0), staked(100, 10, 1.0)],
+                0,
+                "more stake first",
+            ),
+            (
+                vec![staked(200, 10, 30.0), staked(100, 10, 1.0)],
+                1,
+                "nearer beats staked",
+            ),
+            (
+                vec![staked(200, 30, 1.0), staked(100, 10, 1.0)],
+                1,
+                "cheaper beats staked",
+            ),
+            (
+                vec![staked(0, 10, 1.0), staked(0, 10, 1.0)],
+                0,
+                "nobody staked: no term",
+            ),
+        ];
+        for (nodes, want, why) in table {
+            assert_eq!(rank("a", &nodes, None, &w).unwrap()[0], want, "{why}");
+        }
+        // A caller who does not care about stake sees the tie.
+        let w: Weights = "stake=0".parse().unwrap();
+        let r = rank("a", &[staked(100, 10, 1.0), staked(200, 10, 1.0)], None, &w);
+        assert_eq!(r.unwrap()[0], 0);
+        assert!("stake=x".parse::<Weights>().is_err());
     }
 }

@@ -1,0 +1,328 @@
+//! Calls to any app (`ANY /call/{app}/{path...}`), and the call loop every surface
+//! ends in: authenticate, route, reserve, forward (retrying on the next route as
+//! [`crate::attempt`] decides), check the node's signed result, charge.
+
+use super::state::Gateway;
+use crate::attempt::{self, Attempt, Decision, Event, MAX_TRIES};
+use crate::forward::call_node;
+use crate::ledger::Reservation;
+use crate::policy::{self, Weights};
+use crate::receipts::Receipting;
+use crate::table::Route;
+use alloy_primitives::{keccak256, B256, U256};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use emc_client::keys::ApiKey;
+use emc_modules::tasks;
+use emc_protocol::call::collect;
+use emc_protocol::http::{
+    app_path, error_response, to_response, Check, RequestBody, RESULT_HEADER,
+};
+use emc_protocol::{Call, CallError, SignedResult};
+use std::time::Duration;
+
+/// How long one node may take to complete a one-body reply, or start a stream.
+const TRY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub async fn call_root(
+    State(g): State<Gateway>,
+    Path(app): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    RequestBody(body): RequestBody,
+) -> Response {
+    call(g, app, "/".into(), method, headers, body).await
+}
+
+pub async fn call_path(
+    State(g): State<Gateway>,
+    Path((app, path)): Path<(String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RequestBody(body): RequestBody,
+) -> Response {
+    let path = app_path(&path, &uri);
+    call(g, app, path, method, headers, body).await
+}
+
+/// What a caller asked of the routing, from its headers.
+struct Ask {
+    max_price: Option<U256>,
+    max_cost: Option<U256>,
+    weights: Weights,
+    cache: bool,
+}
+
+fn ask(h: &HeaderMap) -> Result<Ask, CallError> {
+    let text = |name: &str| -> Result<Option<&str>, CallError> {
+        h.get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| CallError::BadRequest(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    let wei = |name: &str| -> Result<Option<U256>, CallError> {
+        text(name)?
+            .map(|s| {
+                s.trim().parse::<U256>().map_err(|_| {
+                    CallError::BadRequest(format!("{name} must be a whole number of wei"))
+                })
+            })
+            .transpose()
+    };
+    Ok(Ask {
+        max_price: wei("x-emc-max-price")?,
+        max_cost: wei("x-emc-max-cost")?,
+        weights: text("x-emc-weights")?
+            .map(|s| s.parse::<Weights>())
+            .transpose()
+            .map_err(|e| CallError::BadRequest(format!("x-emc-weights: {e}")))?
+            .unwrap_or_default(),
+        cache: text("x-emc-cache")?.is_some_and(|v| v.eq_ignore_ascii_case("allow")),
+    })
+}
+
+/// One call through the gateway: authenticate, route, reserve, forward (retrying on
+/// another node), check the node's signed result, charge.
+pub async fn call(
+    g: Gateway,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match try_call(g, app, path, method, headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A call's request, as every route it is tried on gets it.
+struct Job {
+    key: ApiKey,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    content_type: Option<String>,
+    body: Bytes,
+    request_hash: B256,
+}
+
+async fn try_call(
+    g: Gateway,
+    app: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, CallError> {
+    let key = g.key(&headers)?;
+    let ask = ask(&headers)?;
+    let request_hash = emc_protocol::request_hash(&app, &path, &body);
+    if !key.grant.request.is_zero() && key.grant.request != request_hash {
+        return Err(CallError::Unauthorized(format!(
+            "the key was signed for request {}, this request is {request_hash}",
+            key.grant.request
+        )));
+    }
+    if ask.cache {
+        if let Some(hit) = g.cache.lock().get(&request_hash) {
+            let mut r = one_body(
+                hit.status,
+                &hit.content_type,
+                hit.body,
+                &hit.signed,
+                U256::ZERO,
+            );
+            r.headers_mut()
+                .insert("x-emc-cache", HeaderValue::from_static("hit"));
+            return Ok(r);
+        }
+    }
+    let cands = g.table.candidates(&app);
+    let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
+    let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights)
+        .map_err(attempt::no_route)?;
+    let routes: Vec<&Route> = order.iter().take(MAX_TRIES).map(|&i| &cands[i]).collect();
+    // The budget must pay for at least one unit on the cheapest of the routes tried.
+    let one_unit = routes
+        .iter()
+        .map(|r| tasks::total(1, r.candidate.price.unwrap_or_default()))
+        .min()
+        .unwrap_or_default();
+    let cap = ask.max_cost.unwrap_or(g.reserve);
+    let mut reservation = Some(g.reserve(&key, cap, one_unit).await?);
+    let job = Job {
+        content_type: emc_protocol::http::content_type(&headers),
+        key,
+        app,
+        path,
+        method,
+        headers,
+        body,
+        request_hash,
+    };
+    let mut attempt = Attempt::default();
+    for route in routes {
+        let (event, reply) = try_route(&g, &job, route, &mut reservation).await;
+        match attempt.on(route.node, event) {
+            Decision::Charge => {
+                return Ok(reply.expect("a checked result comes with its reply"));
+            }
+            Decision::Next { blame } => {
+                if blame {
+                    g.table.record(&route.peer, false);
+                }
+            }
+        }
+    }
+    // Dropping the reservation here releases it: nothing was charged.
+    Err(attempt.give_up(&job.app))
+}
+
+/// The call tried on one route: what happened ([`Event`]) and, when the node's result
+/// checked, the reply (the reservation became its charge).
+async fn try_route(
+    g: &Gateway,
+    job: &Job,
+    route: &Route,
+    reservation: &mut Option<Reservation>,
+) -> (Event, Option<Response>) {
+    let Some(budget) = reservation.as_ref().map(|r| r.amount()) else {
+        return (Event::NoRoom, None);
+    };
+    let price = route.candidate.price.unwrap_or_default();
+    let Some(max_units) = Attempt::units(budget, price) else {
+        let unit_cost = tasks::total(1, price);
+        return (Event::OverBudget { unit_cost, budget }, None);
+    };
+    // Counted before the call goes out, so a burst of calls cannot all pick one node
+    // past the room it announced.
+    let Some(inflight) = g.table.try_start(route) else {
+        return (Event::NoRoom, None);
+    };
+    let call = Call {
+        id: B256::from(rand::random::<[u8; 32]>()),
+        app: job.app.clone(),
+        method: job.method.to_string(),
+        path: job.path.clone(),
+        content_type: job.content_type.clone(),
+        body: job.body.clone(),
+        max_units,
+    };
+    let call_id = call.id;
+    let receipt = Receipting {
+        node: route.node,
+        node_key: route.key,
+        key: job.key.clone(),
+        app: job.app.clone(),
+        peer: route.peer,
+        price,
+        request_hash: job.request_hash,
+        call_id,
+        max_units,
+        max_cost: budget,
+    };
+    let served = tokio::time::timeout(
+        TRY_TIMEOUT,
+        call_node(g.control.clone(), &g.table, route, call),
+    )
+    .await
+    .unwrap_or_else(|_| Err(CallError::Timeout(format!("no reply in {TRY_TIMEOUT:?}"))));
+    let served = match served {
+        Ok(s) => s,
+        Err(e) => return (Event::Failed(e), None),
+    };
+    if served.streaming {
+        // A stream is answered as it comes; its result is checked (and charged) at its
+        // end, and a stream whose check fails ends in an error.
+        let Some(reservation) = reservation.take() else {
+            return (Event::NoRoom, None);
+        };
+        let (table, peer) = (g.table.clone(), route.peer);
+        let check: Check = Box::new(move |s, hash| {
+            drop(inflight);
+            let ok = receipt.checks(s, hash);
+            table.record(&peer, ok);
+            if !ok {
+                return Err(attempt::MISMATCH.into());
+            }
+            receipt.charge(reservation, s);
+            Ok(())
+        });
+        let mut r = to_response(served, &job.headers, check).await;
+        meta(&mut r, &route.node.to_string(), call_id, None);
+        return (Event::Checked, Some(r));
+    }
+    let (status, ct) = (served.status, served.content_type.clone());
+    let collected = tokio::time::timeout(TRY_TIMEOUT, collect(served))
+        .await
+        .unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                Err(format!("no complete reply in {TRY_TIMEOUT:?}")),
+            )
+        });
+    drop(inflight);
+    let (out, signed) = match collected {
+        (out, Ok(s)) => (Bytes::from(out), s),
+        (_, Err(e)) => return (Event::Failed(CallError::Unavailable(e)), None),
+    };
+    if !receipt.checks(&signed, keccak256(&out)) {
+        return (Event::Mismatch, None);
+    }
+    g.table.record(&route.peer, true);
+    let Some(res) = reservation.take() else {
+        return (Event::NoRoom, None);
+    };
+    let total = receipt.charge(res, &signed);
+    let r = one_body(status, &ct, out.clone(), &signed, total);
+    if route.deterministic && status == 200 {
+        g.cache
+            .lock()
+            .put(job.request_hash, status, ct, out, signed);
+    }
+    (Event::Checked, Some(r))
+}
+
+fn meta(r: &mut Response, node: &str, call: B256, charge: Option<U256>) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(node) {
+        h.insert("x-emc-node", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&call.to_string()) {
+        h.insert("x-emc-call", v);
+    }
+    if let Some(c) = charge.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
+        h.insert("x-emc-charge", c);
+    }
+}
+
+/// A one-body reply: the node's status, content type and body, its signed result, and
+/// the call's metadata.
+fn one_body(status: u16, ct: &str, body: Bytes, signed: &SignedResult, charge: U256) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(ct) {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&signed.to_header()) {
+        r.headers_mut().insert(RESULT_HEADER, v);
+    }
+    meta(
+        &mut r,
+        &signed.claim.node.to_string(),
+        signed.claim.call,
+        Some(charge),
+    );
+    r
+}

@@ -1,0 +1,139 @@
+//! Settlement: served calls' receipts, batched into `ITasks.settle` transactions from
+//! the router's account.
+
+use crate::ledger::{Ledger, Pending};
+use alloy_primitives::{Address, B256, U256};
+use alloy_sol_types::SolCall;
+use emc_client::{ChainClient, ChainClientExt, ClientError};
+use emc_modules::tasks::ITasks;
+use emc_modules::TASKS_ADDRESS;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often receipts are batched into a settlement.
+const EVERY: Duration = Duration::from_secs(1);
+/// Receipts per settlement transaction (the module's most), and the gas each may use
+/// (about 30,000 is measured; see the Tasks module's tests).
+const BATCH: usize = emc_modules::tasks::MAX_RECEIPTS;
+const GAS_PER_RECEIPT: u64 = 40_000;
+
+/// Batches receipts into `ITasks.settle` transactions from the router's account and
+/// drops their holds once they are in a block. Each batch is first run through
+/// `ITasks.check` at the head: receipts the chain would refuse are dropped (with
+/// their reason in the log) rather than sent, so the router never pays gas for a
+/// settlement the chain must reject. A batch not in a block within a minute is sent
+/// again: receipts already settled are refused on chain, so none pays twice.
+pub async fn run(
+    chain: Arc<dyn ChainClient>,
+    ledger: Arc<Ledger>,
+    account: alloy_signer_local::PrivateKeySigner,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let batch = ledger.take_batch(BATCH);
+        if batch.is_empty() {
+            continue;
+        }
+        let batch = match settleable(&*chain, account.address(), batch).await {
+            Ok((good, refused)) => {
+                // Receipts that can never settle hold the client's escrow no longer.
+                ledger.settled(&refused);
+                good
+            }
+            Err((batch, e)) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "cannot check receipts; later");
+                ledger.requeue(batch);
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let call = ITasks::settleCall {
+            receipts: batch.iter().map(|p| p.receipt.clone()).collect(),
+        };
+        let gas = 300_000 + GAS_PER_RECEIPT * batch.len() as u64;
+        let sent = chain
+            .send(
+                &account,
+                TASKS_ADDRESS,
+                U256::ZERO,
+                call.abi_encode().into(),
+                Some(gas),
+            )
+            .await;
+        let tx = match sent {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "settlement not submitted");
+                ledger.requeue(batch);
+                continue;
+            }
+        };
+        tracing::info!(%tx, receipts = batch.len(), "settlement submitted");
+        let included = wait_included(&*chain, tx, Duration::from_secs(60), &mut stopped).await;
+        if included {
+            ledger.settled(&batch);
+        } else {
+            tracing::warn!(%tx, "settlement not in a block in time; sending again");
+            ledger.requeue(batch);
+        }
+    }
+}
+
+/// Splits a batch into the receipts the chain would settle now and those it would
+/// refuse (each logged with the chain's reason); gives the batch back if the check
+/// itself cannot run.
+#[allow(clippy::type_complexity)]
+async fn settleable(
+    chain: &dyn ChainClient,
+    router: Address,
+    batch: Vec<Pending>,
+) -> Result<(Vec<Pending>, Vec<Pending>), (Vec<Pending>, ClientError)> {
+    let check = ITasks::checkCall {
+        router,
+        receipts: batch.iter().map(|p| p.receipt.clone()).collect(),
+    };
+    let reasons = match chain.view(TASKS_ADDRESS, check).await {
+        Ok(r) if r.len() == batch.len() => r,
+        Ok(r) => {
+            let why = format!("{} reasons for {} receipts", r.len(), batch.len());
+            return Err((batch, ClientError::Decode(why)));
+        }
+        Err(e) => return Err((batch, e)),
+    };
+    let (mut good, mut refused) = (Vec::new(), Vec::new());
+    for (p, why) in batch.into_iter().zip(reasons) {
+        if why.is_empty() {
+            good.push(p);
+        } else {
+            tracing::warn!(call = %p.receipt.callId, account = %p.account, reason = %why, "receipt the chain would refuse; not sent");
+            refused.push(p);
+        }
+    }
+    Ok((good, refused))
+}
+
+async fn wait_included(
+    chain: &dyn ChainClient,
+    tx: B256,
+    within: Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if matches!(chain.receipt(tx).await, Ok(Some(_))) {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stopped.wait_for(|s| *s) => return false,
+        }
+    }
+    false
+}
