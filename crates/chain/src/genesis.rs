@@ -3,9 +3,7 @@
 
 use crate::{validator_set_hash, ChainError};
 use alloy_primitives::{keccak256, Bytes, U256};
-use emc_modules::{
-    chain::ChainModule, staking::StakingModule, CHAIN_ADDRESS, STAKING_ADDRESS, SYSTEM_ADDRESSES,
-};
+use emc_modules::MODULES;
 use emc_storage::{AccountState, StateChanges, Store};
 use emc_types::{
     block::{receipts_root, transactions_root},
@@ -41,32 +39,30 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
     let marker = Bytes::from_static(&[0xfe]);
     let marker_hash = keccak256(&marker);
     changes.code.insert(marker_hash, marker);
-    for addr in SYSTEM_ADDRESSES {
-        // A module may hold value from the start (the Tasks module, escrow allocated
-        // in genesis); its storage comes from the alloc too.
-        let balance = genesis
-            .alloc
-            .get(addr)
-            .map(|a| a.balance)
-            .unwrap_or_default();
+    // Each module of the table: its storage and balance from the kit (the staking
+    // module holds the genesis validators' stakes); a module may also hold value and
+    // storage from the alloc (the Tasks module, escrow allocated in genesis).
+    for module in MODULES {
+        let addr = module.address();
+        let init = module.genesis(genesis);
+        let balance = init.balance.unwrap_or_else(|| {
+            genesis
+                .alloc
+                .get(&addr)
+                .map(|a| a.balance)
+                .unwrap_or_default()
+        });
         changes.accounts.insert(
-            *addr,
+            addr,
             Some(AccountState {
                 nonce: 1,
                 balance,
                 code_hash: marker_hash,
             }),
         );
-    }
-    for (slot, value) in ChainModule::genesis_storage(&genesis.validators) {
-        changes.storage.insert((CHAIN_ADDRESS, slot), value);
-    }
-    // The staking module holds the genesis validators' stakes.
-    for (slot, value) in StakingModule::genesis_storage(genesis) {
-        changes.storage.insert((STAKING_ADDRESS, slot), value);
-    }
-    if let Some(Some(acc)) = changes.accounts.get_mut(&STAKING_ADDRESS) {
-        acc.balance = StakingModule::genesis_balance(genesis);
+        for (slot, value) in init.storage {
+            changes.storage.insert((addr, slot), value);
+        }
     }
     // Version 0 is built on an empty tree: a snapshot of the empty store reads nothing.
     let empty = store.state_at(Height::GENESIS)?;

@@ -102,7 +102,7 @@ fn access_list_of(touched: &revm::state::EvmState, warm: &[Address]) -> AccessLi
     let mut items: Vec<AccessListItem> = touched
         .iter()
         // System modules price their storage themselves: a list cannot make it cheaper.
-        .filter(|(addr, _)| !emc_modules::SYSTEM_ADDRESSES.contains(addr))
+        .filter(|(addr, _)| !emc_modules::is_system_module(**addr))
         .filter(|(addr, acct)| !acct.storage.is_empty() || !warm.contains(addr))
         .map(|(addr, acct)| {
             let mut keys: Vec<B256> = acct.storage.keys().map(|k| B256::from(*k)).collect();

@@ -208,31 +208,39 @@ impl<'s> Executor<'s> {
         Ok(Ok(self.out.receipts.last().expect("just pushed")))
     }
 
-    /// Ends the block: the system call to the staking module's `onBlock` (rewards,
-    /// liveness, and at an epoch's end the election), then the block's state changes.
+    /// Ends the block: the system call to each module's end-of-block hook, in table
+    /// order (today the staking module's `onBlock`: rewards, liveness, and at an
+    /// epoch's end the election), then the block's state changes.
     pub fn finish(mut self) -> Result<ExecutedBlock, ExecError> {
-        use alloy_sol_types::SolCall;
         use revm::handler::SystemCallCommitEvm;
-        let input = emc_modules::staking::IStaking::onBlockCall {
+        let end = emc_modules::kit::BlockEnd {
             proposer: self.ctx.proposer,
             signers: self.ctx.parent_signers.clone(),
+        };
+        let mut logs: Vec<Log> = Vec::new();
+        let mut to = None;
+        for module in emc_modules::MODULES {
+            let Some(input) = module.end_block(&end) else {
+                continue;
+            };
+            let mut evm = evm!(self);
+            let result = evm
+                .system_call_with_caller_commit(emc_modules::SYSTEM_CALLER, module.address(), input)
+                .map_err(|e| {
+                    ExecError::Evm(format!("{}'s end-of-block call: {e}", module.name()))
+                })?;
+            if !result.is_success() {
+                return Err(ExecError::Evm(format!(
+                    "{}'s end-of-block call failed: {result:?}",
+                    module.name()
+                )));
+            }
+            drop(evm);
+            if !result.logs().is_empty() {
+                to.get_or_insert(module.address());
+            }
+            logs.extend(result.logs().iter().map(log_of));
         }
-        .abi_encode();
-        let mut evm = evm!(self);
-        let result = evm
-            .system_call_with_caller_commit(
-                emc_modules::SYSTEM_CALLER,
-                emc_modules::STAKING_ADDRESS,
-                input.into(),
-            )
-            .map_err(|e| ExecError::Evm(format!("end-of-block system call: {e}")))?;
-        if !result.is_success() {
-            return Err(ExecError::Evm(format!(
-                "end-of-block system call failed: {result:?}"
-            )));
-        }
-        drop(evm);
-        let logs: Vec<Log> = result.logs().iter().map(log_of).collect();
         if !logs.is_empty() {
             // The system receipt: see `emc_types::receipt`.
             self.out.receipts.push(Receipt {
@@ -240,7 +248,7 @@ impl<'s> Executor<'s> {
                 tx_index: self.out.receipts.len() as u32,
                 tx_type: 0,
                 from: emc_modules::SYSTEM_CALLER,
-                to: Some(emc_modules::STAKING_ADDRESS),
+                to,
                 contract_address: None,
                 success: true,
                 gas_used: 0,

@@ -1,7 +1,7 @@
 //! Ethereum's precompiles plus EMC's system modules, as one revm precompile provider.
 
 use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
-use emc_modules::{ModuleCall, ModuleError, ModuleHost, SYSTEM_ADDRESSES};
+use emc_modules::{is_system_module, system_addresses, ModuleCall, ModuleError, ModuleHost};
 use revm::{
     context::Cfg,
     context_interface::{Block, ContextTr, JournalTr},
@@ -20,7 +20,7 @@ impl EmcPrecompiles {
     pub fn new(chain_id: u64) -> Self {
         let eth = EthPrecompiles::new(crate::SPEC);
         let mut warm = eth.warm_addresses().clone();
-        warm.extend(SYSTEM_ADDRESSES.iter().copied());
+        warm.extend(system_addresses());
         Self {
             eth,
             warm,
@@ -42,7 +42,7 @@ fn host_err(e: impl std::fmt::Display) -> ModuleError {
 }
 
 fn system_module(a: Address) -> Result<(), ModuleError> {
-    if SYSTEM_ADDRESSES.contains(&a) {
+    if is_system_module(a) {
         Ok(())
     } else {
         Err(ModuleError::Revert(format!("{a} is not a system module")))
@@ -177,7 +177,7 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
         inputs: &CallInputs,
     ) -> Result<Option<InterpreterResult>, String> {
         let address = inputs.bytecode_address;
-        if !SYSTEM_ADDRESSES.contains(&address) {
+        if !is_system_module(address) {
             return self.eth.run(context, inputs);
         }
         let input = inputs.input.bytes(context);

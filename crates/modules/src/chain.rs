@@ -133,6 +133,26 @@ impl ChainModule {
     }
 }
 
+impl crate::kit::SystemModule for ChainModule {
+    fn address(&self) -> Address {
+        crate::CHAIN_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Chain"
+    }
+
+    fn genesis(&self, g: &emc_types::Genesis) -> crate::kit::ModuleGenesis {
+        crate::kit::ModuleGenesis {
+            storage: Self::genesis_storage(&g.validators),
+            balance: None,
+        }
+    }
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        ChainModule::call(m, call)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

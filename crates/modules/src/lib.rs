@@ -18,12 +18,17 @@
 //! | `0x0000000000000000000000000000000000001003` | [`registry::RegistryModule`]: computing nodes, their owners, apps and prices | computing nodes |
 //! | `0x0000000000000000000000000000000000001004` | [`tasks::TasksModule`]: client escrow, settlement of doubly signed call receipts | smart routers |
 //!
-//! Besides calls from transactions, the executor makes one *system call* at the end of
-//! every block (caller [`SYSTEM_CALLER`], as Ethereum's EIP-4788 does): the staking
+//! Every module is built with the [`kit`] (the [`kit::SystemModule`] trait, typed
+//! storage slots, ABI helpers) and listed once in [`MODULES`].
+//!
+//! Besides calls from transactions, the executor makes a *system call* at the end of
+//! every block (caller [`SYSTEM_CALLER`], as Ethereum's EIP-4788 does) to each module
+//! with an end-of-block hook ([`kit::SystemModule::end_block`]): today the staking
 //! module's `onBlock`, which pays block rewards, counts missed commits, and at an
 //! epoch's last block elects the next set. System calls are not metered.
 
 pub mod chain;
+pub mod kit;
 pub mod poc;
 pub mod registry;
 pub mod staking;
@@ -51,15 +56,27 @@ pub const TASKS_ADDRESS: Address = address!("0x000000000000000000000000000000000
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
-/// Every system module's address. Genesis gives each a one-byte `INVALID` (0xfe) code so
-/// tools that check `eth_getCode` see a contract.
-pub const SYSTEM_ADDRESSES: &[Address] = &[
-    CHAIN_ADDRESS,
-    STAKING_ADDRESS,
-    POC_ADDRESS,
-    REGISTRY_ADDRESS,
-    TASKS_ADDRESS,
+/// The one table of system modules: execution dispatches calls by it, genesis gives
+/// each its storage and a one-byte `INVALID` (0xfe) code (so tools that check
+/// `eth_getCode` see a contract), and the chain calls each one's end-of-block hook in
+/// this order. Adding a module is its folder and one line here.
+pub static MODULES: &[&dyn kit::SystemModule] = &[
+    &chain::ChainModule,
+    &staking::StakingModule,
+    &poc::PocModule,
+    &registry::RegistryModule,
+    &tasks::TasksModule,
 ];
+
+/// Whether a system module lives at `a`.
+pub fn is_system_module(a: Address) -> bool {
+    kit::find(MODULES, a).is_some()
+}
+
+/// Every system module's address, in table order.
+pub fn system_addresses() -> impl Iterator<Item = Address> {
+    MODULES.iter().map(|m| m.address())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
@@ -76,7 +93,7 @@ pub trait ModuleHost {
     fn sload(&mut self, slot: U256) -> Result<U256, ModuleError>;
     fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError>;
     /// Another system module's storage (the staking module writes the Chain module's
-    /// validator set). Hosts refuse addresses outside [`SYSTEM_ADDRESSES`].
+    /// validator set). Hosts refuse addresses that are not modules ([`is_system_module`]).
     fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError>;
     fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError>;
     /// Pays `amount` out of this module's own balance.
@@ -106,14 +123,27 @@ pub struct ModuleCall<'a> {
 /// Meters gas for a module call; every host access goes through it.
 pub struct Metered<'h> {
     host: &'h mut dyn ModuleHost,
+    /// The modules a nested call may reach.
+    table: &'h [&'h dyn kit::SystemModule],
     pub gas_limit: u64,
     pub gas_used: u64,
 }
 
 impl<'h> Metered<'h> {
     pub fn new(host: &'h mut dyn ModuleHost, gas_limit: u64) -> Result<Self, ModuleError> {
+        Self::new_in(MODULES, host, gas_limit)
+    }
+
+    /// [`Metered::new`] over another table of modules (a test's, with a module of its
+    /// own).
+    pub fn new_in(
+        table: &'h [&'h dyn kit::SystemModule],
+        host: &'h mut dyn ModuleHost,
+        gas_limit: u64,
+    ) -> Result<Self, ModuleError> {
         let mut m = Self {
             host,
+            table,
             gas_limit,
             gas_used: 0,
         };
@@ -176,7 +206,7 @@ impl<'h> Metered<'h> {
     /// Calls another system module natively, as a CALL would: the callee sees this
     /// module as its caller, runs on the gas left, and an error fails the whole call.
     pub fn call_module(&mut self, module: Address, input: &[u8]) -> Result<Bytes, ModuleError> {
-        if !SYSTEM_ADDRESSES.contains(&module) {
+        if kit::find(self.table, module).is_none() {
             return Err(ModuleError::Revert(format!(
                 "{module} is not a system module"
             )));
@@ -189,7 +219,7 @@ impl<'h> Metered<'h> {
             input,
             is_static: false,
         };
-        let out = dispatch(module, &mut *self.host, &call, left);
+        let out = dispatch_in(self.table, module, &mut *self.host, &call, left);
         self.host.switch_to(caller);
         let (out, used) =
             out.ok_or_else(|| ModuleError::Revert(format!("no module at {module}")))?;
@@ -209,29 +239,22 @@ pub fn dispatch(
     call: &ModuleCall<'_>,
     gas_limit: u64,
 ) -> Option<(Result<Bytes, ModuleError>, u64)> {
-    match address {
-        CHAIN_ADDRESS => Some(run(host, gas_limit, |m| chain::ChainModule::call(m, call))),
-        STAKING_ADDRESS => Some(run(host, gas_limit, |m| {
-            staking::StakingModule::call(m, call)
-        })),
-        POC_ADDRESS => Some(run(host, gas_limit, |m| poc::PocModule::call(m, call))),
-        REGISTRY_ADDRESS => Some(run(host, gas_limit, |m| {
-            registry::RegistryModule::call(m, call)
-        })),
-        TASKS_ADDRESS => Some(run(host, gas_limit, |m| tasks::TasksModule::call(m, call))),
-        _ => None,
-    }
+    dispatch_in(MODULES, address, host, call, gas_limit)
 }
 
-fn run(
+/// [`dispatch`] over another table of modules.
+pub fn dispatch_in(
+    table: &[&dyn kit::SystemModule],
+    address: Address,
     host: &mut dyn ModuleHost,
+    call: &ModuleCall<'_>,
     gas_limit: u64,
-    f: impl FnOnce(&mut Metered<'_>) -> Result<Bytes, ModuleError>,
-) -> (Result<Bytes, ModuleError>, u64) {
-    match Metered::new(host, gas_limit) {
+) -> Option<(Result<Bytes, ModuleError>, u64)> {
+    let module = kit::find(table, address)?;
+    let out = match Metered::new_in(table, host, gas_limit) {
         Err(e) => (Err(e), gas_limit),
         Ok(mut m) => {
-            let out = f(&mut m);
+            let out = module.call(&mut m, call);
             let used = if matches!(out, Err(ModuleError::OutOfGas)) {
                 gas_limit
             } else {
@@ -239,16 +262,14 @@ fn run(
             };
             (out, used)
         }
-    }
+    };
+    Some(out)
 }
 
 /// Slot of `mapping(key => ...)` declared at `slot`, Solidity's rule:
-/// `keccak256(key . slot)`.
+/// `keccak256(key . slot)` ([`kit::slots::mapped`]).
 pub fn map_slot(slot: U256, key: B256) -> U256 {
-    let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(key.as_slice());
-    buf[32..].copy_from_slice(&slot.to_be_bytes::<32>());
-    U256::from_be_bytes(alloy_primitives::keccak256(buf).0)
+    kit::slots::mapped(slot, key)
 }
 
 /// An address as a mapping key (left-padded, as Solidity does).
@@ -262,8 +283,4 @@ pub fn array_slot(slot: U256, i: u64) -> U256 {
     base.wrapping_add(U256::from(i))
 }
 
-/// Solidity's `Error(string)` revert payload, which every Ethereum client decodes.
-pub fn revert_data(msg: &str) -> Bytes {
-    use alloy_sol_types::SolError;
-    alloy_sol_types::Revert::from(msg).abi_encode().into()
-}
+pub use kit::abi::revert_data;

@@ -19,11 +19,12 @@
 //!   computing-node stake, if any, is slashed by the genesis `slashBps`
 //!   (`IStaking.slashCompute`), once per node and epoch.
 
+use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
 use crate::staking::{self, IStaking};
 use crate::{chain::ChainModule, map_slot, Metered, ModuleCall, ModuleError, STAKING_ADDRESS};
 use alloy_primitives::{keccak256, Bytes, B256, U256};
-use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface};
+use alloy_sol_types::{sol, SolCall, SolInterface};
 
 sol! {
     /// The ABI at `POC_ADDRESS`.
@@ -119,11 +120,6 @@ impl PocModule {
             .into(),
         })
     }
-}
-
-fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
-    let log = e.encode_log_data();
-    m.emit(log.topics().to_vec(), log.data);
 }
 
 fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> {
@@ -245,6 +241,20 @@ fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> 
         }
     }
     Ok(())
+}
+
+impl crate::kit::SystemModule for PocModule {
+    fn address(&self) -> alloy_primitives::Address {
+        crate::POC_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Poc"
+    }
+
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        PocModule::call(m, call)
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 //! Bounds: at most [`MAX_APPS`] apps of up to 64 bytes, a hardware summary up to 256
 //! bytes, and [`MAX_NODES`] nodes in all; every loop is bounded by them.
 
+use crate::kit::abi::emit;
 use crate::{array_slot, map_slot, Metered, ModuleCall, ModuleError};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
-use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
+use alloy_sol_types::{sol, SolCall, SolInterface, SolValue};
 
 sol! {
     /// The ABI at `REGISTRY_ADDRESS`.
@@ -145,11 +146,6 @@ impl RegistryModule {
     }
 }
 
-fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
-    let log = e.encode_log_data();
-    m.emit(log.topics().to_vec(), log.data);
-}
-
 fn owner_of(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
     Ok(Address::from_word(m.sload(map(M_OWNER, node))?.into()))
 }
@@ -277,6 +273,20 @@ fn read_info(m: &mut Metered<'_>, node: B256) -> Result<Info, ModuleError> {
     }
     blob.truncate(len);
     Info::abi_decode(&blob).map_err(|e| ModuleError::Host(format!("registry blob: {e}")))
+}
+
+impl crate::kit::SystemModule for RegistryModule {
+    fn address(&self) -> Address {
+        crate::REGISTRY_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Registry"
+    }
+
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        RegistryModule::call(m, call)
+    }
 }
 
 #[cfg(test)]

@@ -36,12 +36,13 @@
 //! (`totalSlashed`): stake moves between accounts and this module's balance, never
 //! created or destroyed otherwise.
 
+use crate::kit::abi::emit;
 use crate::{
     addr_key, array_slot, chain::ChainModule, map_slot, Metered, ModuleCall, ModuleError,
     POC_ADDRESS, SYSTEM_CALLER,
 };
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
-use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface};
+use alloy_sol_types::{sol, SolCall, SolInterface};
 use emc_types::{Genesis, StakingParams, EMC};
 use std::collections::BTreeMap;
 
@@ -453,11 +454,6 @@ impl StakingModule {
     pub fn params(g: &Genesis) -> &StakingParams {
         &g.staking
     }
-}
-
-fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
-    let log = e.encode_log_data();
-    m.emit(log.topics().to_vec(), log.data);
 }
 
 fn stake(st: &mut St<'_, '_>, a: Address, r: Role, value: U256) -> Result<(), ModuleError> {
@@ -894,6 +890,35 @@ fn slash(st: &mut St<'_, '_>, a: Address, role: Role, at: u64) -> Result<(), Mod
         },
     );
     Ok(())
+}
+
+impl crate::kit::SystemModule for StakingModule {
+    fn address(&self) -> Address {
+        crate::STAKING_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Staking"
+    }
+
+    fn genesis(&self, g: &Genesis) -> crate::kit::ModuleGenesis {
+        crate::kit::ModuleGenesis {
+            storage: Self::genesis_storage(g),
+            balance: Some(Self::genesis_balance(g)),
+        }
+    }
+
+    /// Block rewards, liveness, and at an epoch's last block the election.
+    fn end_block(&self, end: &crate::kit::BlockEnd) -> Option<Bytes> {
+        let call = IStaking::onBlockCall {
+            proposer: end.proposer,
+            signers: end.signers.clone(),
+        };
+        Some(call.abi_encode().into())
+    }
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        StakingModule::call(m, call)
+    }
 }
 
 #[cfg(test)]

@@ -42,10 +42,11 @@
 //! may still draw on the amount waiting, so a client cannot empty its escrow under
 //! calls that routers have already served.
 
+use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
 use crate::{map_slot, Metered, ModuleCall, ModuleError};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
-use alloy_sol_types::{sol, SolCall, SolEvent, SolInterface, SolValue};
+use alloy_sol_types::{sol, SolCall, SolInterface, SolValue};
 use std::collections::BTreeMap;
 
 sol! {
@@ -356,11 +357,6 @@ impl TasksModule {
     }
 }
 
-fn emit<E: SolEvent>(m: &mut Metered<'_>, e: E) {
-    let log = e.encode_log_data();
-    m.emit(log.topics().to_vec(), log.data);
-}
-
 /// What one `settle` has read and owes, so each account's escrow, each grant's
 /// spending and each node's registration is read once and written once per batch,
 /// and each payee is paid once: the per-receipt cost is its two signatures and its
@@ -625,6 +621,20 @@ fn check(
         ));
     }
     Ok((account, owner, amount, fee))
+}
+
+impl crate::kit::SystemModule for TasksModule {
+    fn address(&self) -> Address {
+        crate::TASKS_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Tasks"
+    }
+
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        TasksModule::call(m, call)
+    }
 }
 
 #[cfg(test)]

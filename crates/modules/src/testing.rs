@@ -1,7 +1,7 @@
 //! An in-memory host for module tests: storage per module, native balances, a
 //! height, and the logs emitted.
 
-use crate::{ModuleError, ModuleHost, SYSTEM_ADDRESSES};
+use crate::{is_system_module, ModuleError, ModuleHost};
 use alloy_primitives::{Address, Bytes, B256, U256};
 use std::collections::BTreeMap;
 
@@ -75,7 +75,7 @@ impl MemHost {
     }
 
     fn system(&self, a: Address) -> Result<(), ModuleError> {
-        if SYSTEM_ADDRESSES.contains(&a) {
+        if is_system_module(a) {
             Ok(())
         } else {
             Err(ModuleError::Host(format!("{a} is not a system module")))

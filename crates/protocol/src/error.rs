@@ -84,7 +84,14 @@ impl CallError {
             401 => CallError::Unauthorized(bare("unauthorized: ")),
             402 => CallError::Payment(bare("payment required: ")),
             409 => CallError::Replayed(bare("replayed: ")),
-            404 => CallError::NoSuchApp(message),
+            // The app's name back out of this enum's own message, so it is not
+            // wrapped twice.
+            404 => CallError::NoSuchApp(
+                message
+                    .strip_prefix("no app \"")
+                    .and_then(|rest| rest.split_once('"'))
+                    .map_or_else(|| clip(&message), |(name, _)| name.to_string()),
+            ),
             413 => CallError::TooLarge(bare("too large: ")),
             429 => CallError::Saturated(bare("saturated: ")),
             503 if message.starts_with("draining") => CallError::Draining,
@@ -128,6 +135,9 @@ mod tests {
             relayed.to_string(),
             "saturated: 1 calls running and 2 queued"
         );
+        let missing = CallError::no_app("gpt-4o");
+        let relayed = CallError::from_status(missing.status(), missing.to_string());
+        assert_eq!(relayed.to_string(), missing.to_string(), "said once");
         let drained = CallError::from_status(503, CallError::Draining.to_string());
         assert!(matches!(drained, CallError::Draining));
         assert!(drained.is_busy() && !drained.counts_against_node());

@@ -7,6 +7,7 @@ use crate::testing::MemHost;
 use crate::{REGISTRY_ADDRESS, TASKS_ADDRESS};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolEvent;
 
 const GAS: u64 = 50_000_000;
 const PRICE: u64 = 5;

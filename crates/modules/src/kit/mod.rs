@@ -1,0 +1,82 @@
+//! The kit every system module is built with.
+//!
+//! * [`SystemModule`]: what a module is to the chain: its address and name, the
+//!   storage and balance genesis gives it, its calls, and its end-of-block hook. The
+//!   one table of modules is [`crate::MODULES`]; execution, genesis and the system
+//!   addresses all read it, so adding a module is one folder and one line there.
+//! * [`slots`]: typed storage in Solidity's layout (a value, a mapping, a mapping of
+//!   mappings, a dynamic array), so `eth_getStorageAt` readers and Solidity
+//!   developers find what they expect, and no module computes a slot by hand.
+//! * [`abi`]: revert with a reason (`Error(string)`, decoded by every client), events.
+//! * Calls from one module to another: [`crate::Metered::call_module`].
+//!
+//! Invariant: a module touches storage only through [`crate::Metered`], which
+//! charges every access against the call's gas before it happens.
+
+pub mod abi;
+pub mod slots;
+
+use crate::{Metered, ModuleCall, ModuleError};
+use alloy_primitives::{Address, Bytes, U256};
+use std::collections::BTreeMap;
+
+/// What genesis gives a module: storage slots and, if it holds value from the start
+/// (the genesis validators' stakes), its balance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleGenesis {
+    pub storage: BTreeMap<U256, U256>,
+    pub balance: Option<U256>,
+}
+
+/// What the end of a block tells the modules.
+#[derive(Clone, Debug)]
+pub struct BlockEnd {
+    /// The block's proposer.
+    pub proposer: Address,
+    /// The parent's commit signers, as the header carries them.
+    pub signers: Bytes,
+}
+
+/// A system module: native Rust code reached as a contract at a fixed address.
+pub trait SystemModule: Sync {
+    fn address(&self) -> Address;
+    /// Its name, as a revert reason's prefix and the docs say it.
+    fn name(&self) -> &'static str;
+    /// The storage and balance genesis gives it (none by default).
+    fn genesis(&self, _g: &emc_types::Genesis) -> ModuleGenesis {
+        ModuleGenesis::default()
+    }
+    /// Serves one call, metered.
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError>;
+    /// The calldata of the system call the chain makes to this module at the end of
+    /// every block (caller `SYSTEM_CALLER`, unmetered), or `None` for no hook.
+    fn end_block(&self, _end: &BlockEnd) -> Option<Bytes> {
+        None
+    }
+}
+
+/// The module at `address` in `table`.
+pub fn find<'t>(
+    table: &'t [&'t dyn SystemModule],
+    address: Address,
+) -> Option<&'t dyn SystemModule> {
+    table.iter().copied().find(|m| m.address() == address)
+}
+
+/// Checks a table: addresses and names unique, none zero.
+pub fn check(table: &[&dyn SystemModule]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
+    for m in table {
+        if m.address().is_zero() || !seen.insert(m.address()) {
+            return Err(format!(
+                "module {} has a zero or repeated address",
+                m.name()
+            ));
+        }
+        if !names.insert(m.name()) {
+            return Err(format!("two modules are called {}", m.name()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Typed storage slots in Solidity's layout.
+//!
+//! A module declares its storage as a list of slot numbers, as a Solidity contract
+//! declares its state variables in order, each with its type:
+//!
+//! ```ignore
+//! const OWNER: Value<Address> = Value::at(0);
+//! const BALANCES: Mapping<Address, U256> = Mapping::at(1);
+//! const ALLOWED: DoubleMapping<Address, Address, bool> = DoubleMapping::at(2);
+//! const HOLDERS: Array<Address> = Array::at(3);
+//! ```
+//!
+//! and reads and writes them through the metered host. The slots are Solidity's: a
+//! mapping's entry for key `k` at `keccak256(pad(k) . slot)`, a nested mapping's at
+//! `keccak256(pad(k2) . keccak256(pad(k1) . slot))`, an array's length at its slot and
+//! element `i` at `keccak256(slot) + i`.
+
+use crate::{Metered, ModuleError};
+use alloy_primitives::{keccak256, Address, B256, U256};
+use std::marker::PhantomData;
+
+/// What fits in one storage word.
+pub trait Word: Sized {
+    fn to_word(&self) -> U256;
+    fn from_word(w: U256) -> Self;
+}
+
+impl Word for U256 {
+    fn to_word(&self) -> U256 {
+        *self
+    }
+    fn from_word(w: U256) -> Self {
+        w
+    }
+}
+
+impl Word for B256 {
+    fn to_word(&self) -> U256 {
+        U256::from_be_bytes(self.0)
+    }
+    fn from_word(w: U256) -> Self {
+        B256::from(w.to_be_bytes::<32>())
+    }
+}
+
+impl Word for Address {
+    fn to_word(&self) -> U256 {
+        U256::from_be_bytes(self.into_word().0)
+    }
+    fn from_word(w: U256) -> Self {
+        Address::from_word(B256::from(w.to_be_bytes::<32>()))
+    }
+}
+
+impl Word for u64 {
+    fn to_word(&self) -> U256 {
+        U256::from(*self)
+    }
+    fn from_word(w: U256) -> Self {
+        w.saturating_to()
+    }
+}
+
+impl Word for bool {
+    fn to_word(&self) -> U256 {
+        U256::from(*self as u8)
+    }
+    fn from_word(w: U256) -> Self {
+        !w.is_zero()
+    }
+}
+
+/// What can key a mapping: its 32-byte, left-padded form (Solidity's for value types).
+pub trait Key {
+    fn key(&self) -> B256;
+}
+
+impl Key for Address {
+    fn key(&self) -> B256 {
+        self.into_word()
+    }
+}
+
+impl Key for B256 {
+    fn key(&self) -> B256 {
+        *self
+    }
+}
+
+impl Key for U256 {
+    fn key(&self) -> B256 {
+        B256::from(self.to_be_bytes::<32>())
+    }
+}
+
+impl Key for u64 {
+    fn key(&self) -> B256 {
+        U256::from(*self).key()
+    }
+}
+
+/// `keccak256(key . slot)`, Solidity's mapping rule.
+pub fn mapped(slot: U256, key: B256) -> U256 {
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(key.as_slice());
+    buf[32..].copy_from_slice(&slot.to_be_bytes::<32>());
+    U256::from_be_bytes(keccak256(buf).0)
+}
+
+/// One value at a declared slot.
+pub struct Value<T> {
+    slot: u64,
+    _t: PhantomData<T>,
+}
+
+impl<T: Word> Value<T> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    pub fn slot(&self) -> U256 {
+        U256::from(self.slot)
+    }
+    pub fn get(&self, m: &mut Metered<'_>) -> Result<T, ModuleError> {
+        Ok(T::from_word(m.sload(self.slot())?))
+    }
+    pub fn set(&self, m: &mut Metered<'_>, v: &T) -> Result<(), ModuleError> {
+        m.sstore(self.slot(), v.to_word())
+    }
+}
+
+/// `mapping(K => V)` at a declared slot.
+pub struct Mapping<K, V> {
+    slot: u64,
+    _t: PhantomData<(K, V)>,
+}
+
+impl<K: Key, V: Word> Mapping<K, V> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    pub fn slot(&self, k: &K) -> U256 {
+        mapped(U256::from(self.slot), k.key())
+    }
+    pub fn get(&self, m: &mut Metered<'_>, k: &K) -> Result<V, ModuleError> {
+        Ok(V::from_word(m.sload(self.slot(k))?))
+    }
+    pub fn set(&self, m: &mut Metered<'_>, k: &K, v: &V) -> Result<(), ModuleError> {
+        m.sstore(self.slot(k), v.to_word())
+    }
+}
+
+/// `mapping(K1 => mapping(K2 => V))` at a declared slot (ERC-721's operator approvals).
+pub struct DoubleMapping<K1, K2, V> {
+    slot: u64,
+    _t: PhantomData<(K1, K2, V)>,
+}
+
+impl<K1: Key, K2: Key, V: Word> DoubleMapping<K1, K2, V> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    pub fn slot(&self, k1: &K1, k2: &K2) -> U256 {
+        let inner = mapped(U256::from(self.slot), k1.key());
+        mapped(inner, k2.key())
+    }
+    pub fn get(&self, m: &mut Metered<'_>, k1: &K1, k2: &K2) -> Result<V, ModuleError> {
+        Ok(V::from_word(m.sload(self.slot(k1, k2))?))
+    }
+    pub fn set(&self, m: &mut Metered<'_>, k1: &K1, k2: &K2, v: &V) -> Result<(), ModuleError> {
+        m.sstore(self.slot(k1, k2), v.to_word())
+    }
+}
+
+/// A dynamic array `T[]` at a declared slot: its length there, its elements from
+/// `keccak256(slot)`. Pushes past `max` are refused (every loop over it is bounded).
+pub struct Array<T> {
+    slot: u64,
+    _t: PhantomData<T>,
+}
+
+impl<T: Word> Array<T> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    pub fn element_slot(&self, i: u64) -> U256 {
+        let base = U256::from_be_bytes(keccak256(U256::from(self.slot).to_be_bytes::<32>()).0);
+        base.wrapping_add(U256::from(i))
+    }
+    pub fn len(&self, m: &mut Metered<'_>) -> Result<u64, ModuleError> {
+        Ok(m.sload(U256::from(self.slot))?.saturating_to())
+    }
+    pub fn get(&self, m: &mut Metered<'_>, i: u64) -> Result<Option<T>, ModuleError> {
+        if i >= self.len(m)? {
+            return Ok(None);
+        }
+        Ok(Some(T::from_word(m.sload(self.element_slot(i))?)))
+    }
+    pub fn push(&self, m: &mut Metered<'_>, v: &T, max: u64) -> Result<u64, ModuleError> {
+        let n = self.len(m)?;
+        if n >= max {
+            return Err(ModuleError::Revert(format!(
+                "the list is full ({max} entries)"
+            )));
+        }
+        m.sstore(self.element_slot(n), v.to_word())?;
+        m.sstore(U256::from(self.slot), U256::from(n + 1))?;
+        Ok(n)
+    }
+    /// Removes element `i` by moving the last into its place (order not kept).
+    pub fn swap_remove(&self, m: &mut Metered<'_>, i: u64) -> Result<(), ModuleError> {
+        let n = self.len(m)?;
+        if i >= n {
+            return Err(ModuleError::Revert(format!(
+                "no entry {i} in a list of {n}"
+            )));
+        }
+        let last = m.sload(self.element_slot(n - 1))?;
+        m.sstore(self.element_slot(i), last)?;
+        m.sstore(self.element_slot(n - 1), U256::ZERO)?;
+        m.sstore(U256::from(self.slot), U256::from(n - 1))
+    }
+}
