@@ -1,7 +1,9 @@
 //! Ethereum's precompiles plus EMC's system modules, as one revm precompile provider.
 
 use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
-use emc_modules::{is_system_module, system_addresses, ModuleCall, ModuleError, ModuleHost};
+use emc_modules::{
+    is_system_module, system_addresses, Loaded, ModuleCall, ModuleError, ModuleHost, Stored,
+};
 use revm::{
     context::Cfg,
     context_interface::{Block, ContextTr, JournalTr},
@@ -49,6 +51,36 @@ fn system_module(a: Address) -> Result<(), ModuleError> {
     }
 }
 
+impl<CTX: ContextTr> JournalHost<'_, CTX> {
+    /// A read through the journal, which knows whether the slot is warm.
+    fn sload_at_unchecked(&mut self, a: Address, slot: U256) -> Result<Loaded, ModuleError> {
+        let l = self.ctx.journal_mut().sload(a, slot).map_err(host_err)?;
+        Ok(Loaded {
+            value: l.data,
+            cold: l.is_cold,
+        })
+    }
+
+    /// A write through the journal, which knows the slot's original value.
+    fn sstore_at_unchecked(
+        &mut self,
+        a: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<Stored, ModuleError> {
+        let s = self
+            .ctx
+            .journal_mut()
+            .sstore(a, slot, value)
+            .map_err(host_err)?;
+        Ok(Stored {
+            original: s.data.original_value,
+            present: s.data.present_value,
+            cold: s.is_cold,
+        })
+    }
+}
+
 impl<CTX> JournalHost<'_, CTX> {
     fn writable(&self) -> Result<(), ModuleError> {
         if self.is_static {
@@ -67,38 +99,39 @@ struct JournalHost<'c, CTX> {
 }
 
 impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
-    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
-        self.ctx
-            .journal_mut()
-            .sload(self.address, slot)
-            .map(|s| s.data)
-            .map_err(|e| ModuleError::Host(e.to_string()))
+    fn sload(&mut self, slot: U256) -> Result<Loaded, ModuleError> {
+        let address = self.address;
+        self.sload_at_unchecked(address, slot)
     }
 
-    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
-        if self.is_static {
-            return Err(ModuleError::Revert("state change in a static call".into()));
-        }
-        self.ctx
-            .journal_mut()
-            .sstore(self.address, slot, value)
-            .map(|_| ())
-            .map_err(|e| ModuleError::Host(e.to_string()))
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<Stored, ModuleError> {
+        self.writable()?;
+        let address = self.address;
+        self.sstore_at_unchecked(address, slot, value)
     }
 
-    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
         system_module(module)?;
-        let j = self.ctx.journal_mut();
-        j.load_account(module).map_err(host_err)?;
-        j.sload(module, slot).map(|s| s.data).map_err(host_err)
+        self.ctx
+            .journal_mut()
+            .load_account(module)
+            .map_err(host_err)?;
+        self.sload_at_unchecked(module, slot)
     }
 
-    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError> {
+    fn sstore_at(
+        &mut self,
+        module: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<Stored, ModuleError> {
         system_module(module)?;
         self.writable()?;
-        let j = self.ctx.journal_mut();
-        j.load_account(module).map_err(host_err)?;
-        j.sstore(module, slot, value).map(|_| ()).map_err(host_err)
+        self.ctx
+            .journal_mut()
+            .load_account(module)
+            .map_err(host_err)?;
+        self.sstore_at_unchecked(module, slot, value)
     }
 
     fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {

@@ -186,7 +186,7 @@ mod tests {
         let (out, gas) = call(&mut host, IChain::validatorsCall {}.abi_encode(), 1_000_000);
         let got = IChain::validatorsCall::abi_decode_returns(&out.expect("ok")).expect("decode");
         assert_eq!(got, vals);
-        assert_eq!(gas, crate::GAS_BASE + 3 * crate::GAS_SLOAD);
+        assert_eq!(gas, crate::GAS_BASE + 3 * crate::GAS_COLD_SLOAD);
         let (out, _) = call(&mut host, IChain::chainIdCall {}.abi_encode(), 1_000_000);
         assert_eq!(
             IChain::chainIdCall::abi_decode_returns(&out.expect("ok")).expect("decode"),

@@ -38,10 +38,21 @@ mod testing;
 
 use alloy_primitives::{address, Address, Bytes, B256, U256};
 
-/// Gas charged for entering any module, and per storage read and write.
+/// Gas charged for entering any module.
 pub const GAS_BASE: u64 = 2_000;
-pub const GAS_SLOAD: u64 = 2_100;
-pub const GAS_SSTORE: u64 = 20_000;
+/// Storage gas, per slot touched, as the EVM charges it (EIP-2929 and EIP-2200 as
+/// amended by EIP-3529; no refunds): a read of a slot not yet touched in the
+/// transaction costs [`GAS_COLD_SLOAD`], of one already touched [`GAS_WARM`]; a write
+/// that changes a slot's value from what it was at the transaction's start costs
+/// [`GAS_SSTORE_SET`] (from zero) or [`GAS_SSTORE_RESET`], any other write
+/// [`GAS_WARM`], and a write to a cold slot [`GAS_COLD_SLOAD`] more.
+pub const GAS_COLD_SLOAD: u64 = 2_100;
+pub const GAS_WARM: u64 = 100;
+pub const GAS_SSTORE_SET: u64 = 20_000;
+pub const GAS_SSTORE_RESET: u64 = 2_900;
+/// A signature check (secp256k1 recovery or ed25519), at the `ecrecover` precompile's
+/// price.
+pub const GAS_SIGNATURE: u64 = 3_000;
 
 /// Gas for moving, minting or burning native balance.
 pub const GAS_BALANCE: u64 = 9_000;
@@ -88,14 +99,50 @@ pub enum ModuleError {
     Host(String),
 }
 
+/// A storage read: the value, and whether the slot was cold (not yet touched in the
+/// transaction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub value: U256,
+    pub cold: bool,
+}
+
+/// A storage write: the slot's value at the transaction's start, before this write,
+/// and whether it was cold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub original: U256,
+    pub present: U256,
+    pub cold: bool,
+}
+
+impl Stored {
+    /// The write's gas ([`GAS_SSTORE_SET`] and its siblings).
+    pub fn gas(&self, new: U256) -> u64 {
+        let base = if new == self.present || self.original != self.present {
+            GAS_WARM
+        } else if self.original.is_zero() {
+            GAS_SSTORE_SET
+        } else {
+            GAS_SSTORE_RESET
+        };
+        base + if self.cold { GAS_COLD_SLOAD } else { 0 }
+    }
+}
+
 /// What a module sees of the chain while it runs.
 pub trait ModuleHost {
-    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError>;
-    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError>;
+    fn sload(&mut self, slot: U256) -> Result<Loaded, ModuleError>;
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<Stored, ModuleError>;
     /// Another system module's storage (the staking module writes the Chain module's
     /// validator set). Hosts refuse addresses that are not modules ([`is_system_module`]).
-    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError>;
-    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError>;
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError>;
+    fn sstore_at(
+        &mut self,
+        module: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<Stored, ModuleError>;
     /// Pays `amount` out of this module's own balance.
     fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError>;
     /// Creates `amount` new wei in `to`'s balance (emission).
@@ -159,19 +206,29 @@ impl<'h> Metered<'h> {
         Ok(())
     }
 
+    /// Reads a slot of this module's storage. Gas is charged after the access (its
+    /// price depends on whether the slot was warm); running out of gas fails the call,
+    /// and the chain reverts everything it did.
     pub fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
-        self.charge(GAS_SLOAD)?;
-        self.host.sload(slot)
+        let l = self.host.sload(slot)?;
+        self.charge(if l.cold { GAS_COLD_SLOAD } else { GAS_WARM })?;
+        Ok(l.value)
     }
 
     pub fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
-        self.charge(GAS_SSTORE)?;
-        self.host.sstore(slot, value)
+        let s = self.host.sstore(slot, value)?;
+        self.charge(s.gas(value))
     }
 
     pub fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
-        self.charge(GAS_SLOAD)?;
-        self.host.sload_at(module, slot)
+        let l = self.host.sload_at(module, slot)?;
+        self.charge(if l.cold { GAS_COLD_SLOAD } else { GAS_WARM })?;
+        Ok(l.value)
+    }
+
+    /// Charges one signature check, before it is made.
+    pub fn charge_signature(&mut self) -> Result<(), ModuleError> {
+        self.charge(GAS_SIGNATURE)
     }
 
     pub fn sstore_at(
@@ -180,8 +237,8 @@ impl<'h> Metered<'h> {
         slot: U256,
         value: U256,
     ) -> Result<(), ModuleError> {
-        self.charge(GAS_SSTORE)?;
-        self.host.sstore_at(module, slot, value)
+        let s = self.host.sstore_at(module, slot, value)?;
+        self.charge(s.gas(value))
     }
 
     pub fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {

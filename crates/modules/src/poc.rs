@@ -142,7 +142,7 @@ fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> 
         .as_ref()
         .try_into()
         .map_err(|_| revert("the signature is 64 bytes"))?;
-    m.charge(3_000)?;
+    m.charge_signature()?;
     let vk = ed25519_consensus::VerificationKey::try_from(c.validatorKey.0)
         .map_err(|_| revert("bad validator key"))?;
     vk.verify(

@@ -181,7 +181,7 @@ fn register(
         .as_ref()
         .try_into()
         .map_err(|_| revert("the node signature is 64 bytes"))?;
-    m.charge(3_000)?;
+    m.charge_signature()?;
     vk.verify(
         &ed25519_consensus::Signature::from(sig),
         &registration_message(m.host().chain_id(), owner, c.nodeId),

@@ -845,7 +845,7 @@ fn evidence(
             round: emc_types::Round(e.round),
             digest,
         };
-        st.m.charge(3_000)?;
+        st.m.charge_signature()?;
         if !verify_ed25519(
             &ValidatorKey(key.0),
             &payload(chain_id, kind, &vote),

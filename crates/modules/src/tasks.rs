@@ -500,7 +500,8 @@ fn evaluate(
     r: &ITasks::Receipt,
 ) -> Result<(B256, Result<Charge, String>), ModuleError> {
     // Two signature checks, priced like the precompiles that do them.
-    m.charge(6_000)?;
+    m.charge_signature()?;
+    m.charge_signature()?;
     let g = &r.grant;
     let account = grant_signer(g, &r.grantSignature);
     let gid = account

@@ -1,9 +1,9 @@
 //! An in-memory host for module tests: storage per module, native balances, a
 //! height, and the logs emitted.
 
-use crate::{is_system_module, ModuleError, ModuleHost};
+use crate::{is_system_module, Loaded, ModuleError, ModuleHost, Stored};
 use alloy_primitives::{Address, Bytes, B256, U256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct MemHost {
     /// The module being called.
@@ -14,6 +14,10 @@ pub struct MemHost {
     pub timestamp: u64,
     pub chain_id: u64,
     pub logs: Vec<(Vec<B256>, Bytes)>,
+    /// Slots touched in the current transaction, and their values at its start (the
+    /// EVM's journal keeps these for real, for EIP-2929 and EIP-2200 gas).
+    pub warm: BTreeSet<(Address, U256)>,
+    pub original: BTreeMap<(Address, U256), U256>,
 }
 
 impl MemHost {
@@ -26,7 +30,25 @@ impl MemHost {
             timestamp: 1_800_000_000,
             chain_id: 42,
             logs: Vec::new(),
+            warm: BTreeSet::new(),
+            original: BTreeMap::new(),
         }
+    }
+
+    /// Starts a transaction: every slot is cold again.
+    pub fn new_tx(&mut self) {
+        self.warm.clear();
+        self.original.clear();
+    }
+
+    fn touch(&mut self, module: Address, slot: U256) -> bool {
+        let value = self
+            .storage
+            .get(&(module, slot))
+            .copied()
+            .unwrap_or_default();
+        self.original.entry((module, slot)).or_insert(value);
+        self.warm.insert((module, slot))
     }
 
     pub fn balance(&self, a: Address) -> U256 {
@@ -57,6 +79,7 @@ impl MemHost {
         gas: u64,
     ) -> Result<Bytes, String> {
         let before = (self.storage.clone(), self.balances.clone());
+        self.new_tx();
         self.me = module;
         if !value.is_zero() {
             self.send_value(caller, value);
@@ -84,26 +107,41 @@ impl MemHost {
 }
 
 impl ModuleHost for MemHost {
-    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
+    fn sload(&mut self, slot: U256) -> Result<Loaded, ModuleError> {
         let me = self.me;
         self.sload_at(me, slot)
     }
-    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<Stored, ModuleError> {
         let me = self.me;
         self.sstore_at(me, slot, value)
     }
-    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
         self.system(module)?;
-        Ok(self
+        let cold = self.touch(module, slot);
+        let value = self
             .storage
             .get(&(module, slot))
             .copied()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok(Loaded { value, cold })
     }
-    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError> {
+    fn sstore_at(
+        &mut self,
+        module: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<Stored, ModuleError> {
         self.system(module)?;
-        self.storage.insert((module, slot), value);
-        Ok(())
+        let cold = self.touch(module, slot);
+        let present = self
+            .storage
+            .insert((module, slot), value)
+            .unwrap_or_default();
+        Ok(Stored {
+            original: self.original[&(module, slot)],
+            present,
+            cold,
+        })
     }
     fn pay(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
         let mine = self.balance(self.me);

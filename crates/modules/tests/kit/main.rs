@@ -8,7 +8,7 @@ use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use counter::{Counter, ICounter, COUNTER_ADDRESS};
 use emc_modules::kit::{self, SystemModule};
-use emc_modules::{ModuleCall, ModuleError, ModuleHost, MODULES};
+use emc_modules::{Loaded, ModuleCall, ModuleError, ModuleHost, Stored, MODULES};
 use std::collections::BTreeMap;
 
 /// The chain's table plus the toy: the one line a new module takes.
@@ -29,27 +29,38 @@ struct Host {
 }
 
 impl ModuleHost for Host {
-    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
-        Ok(self
-            .storage
-            .get(&(self.me, slot))
-            .copied()
-            .unwrap_or_default())
+    fn sload(&mut self, slot: U256) -> Result<Loaded, ModuleError> {
+        let me = self.me;
+        self.sload_at(me, slot)
     }
-    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
-        self.storage.insert((self.me, slot), value);
-        Ok(())
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<Stored, ModuleError> {
+        let me = self.me;
+        self.sstore_at(me, slot, value)
     }
-    fn sload_at(&mut self, module: Address, slot: U256) -> Result<U256, ModuleError> {
-        Ok(self
+    fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
+        let value = self
             .storage
             .get(&(module, slot))
             .copied()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        // Every access is cold here: this host meters the most a call can cost.
+        Ok(Loaded { value, cold: true })
     }
-    fn sstore_at(&mut self, module: Address, slot: U256, value: U256) -> Result<(), ModuleError> {
-        self.storage.insert((module, slot), value);
-        Ok(())
+    fn sstore_at(
+        &mut self,
+        module: Address,
+        slot: U256,
+        value: U256,
+    ) -> Result<Stored, ModuleError> {
+        let present = self
+            .storage
+            .insert((module, slot), value)
+            .unwrap_or_default();
+        Ok(Stored {
+            original: present,
+            present,
+            cold: true,
+        })
     }
     fn pay(&mut self, _: Address, _: U256) -> Result<(), ModuleError> {
         Err(ModuleError::Host("no balances here".into()))
