@@ -242,6 +242,7 @@ impl Chain {
             chain_id: self.chain_id(),
             prevrandao: header.parent_hash,
             parent_signers: header.parent_signers.clone(),
+            epoch_blocks: self.genesis.staking.epoch_blocks,
         }
     }
 
@@ -362,6 +363,7 @@ impl Chain {
             chain_id: self.chain_id(),
             prevrandao: parent.hash(),
             parent_signers: parent_signers.clone(),
+            epoch_blocks: self.genesis.staking.epoch_blocks,
         };
         let started = std::time::Instant::now();
         let mut exec = Executor::new(&state, ctx, &recent);

@@ -27,6 +27,8 @@ pub struct BlockContext {
     /// Which members of the parent's sealing set signed its commit certificate (a
     /// bitmap by set index), for the staking module's liveness count.
     pub parent_signers: Bytes,
+    /// Blocks per epoch (the genesis's), for the modules' end-of-epoch hooks.
+    pub epoch_blocks: u64,
 }
 
 impl BlockContext {
@@ -208,36 +210,35 @@ impl<'s> Executor<'s> {
         Ok(Ok(self.out.receipts.last().expect("just pushed")))
     }
 
-    /// Ends the block: the system call to each module's end-of-block hook, in table
-    /// order (today the staking module's `onBlock`: rewards, liveness, and at an
-    /// epoch's end the election), then the block's state changes.
+    /// Ends the block: the system calls of the modules' end-of-block hooks, then at an
+    /// epoch's last block their end-of-epoch hooks, in table order
+    /// (`emc_modules::kit::end_of_block_calls`; today the staking module's `onBlock`:
+    /// rewards, liveness, and at an epoch's end the election), then the block's state
+    /// changes.
     pub fn finish(mut self) -> Result<ExecutedBlock, ExecError> {
         use revm::handler::SystemCallCommitEvm;
         let end = emc_modules::kit::BlockEnd {
+            height: self.ctx.height.0,
+            epoch_blocks: self.ctx.epoch_blocks,
             proposer: self.ctx.proposer,
             signers: self.ctx.parent_signers.clone(),
         };
         let mut logs: Vec<Log> = Vec::new();
         let mut to = None;
-        for module in emc_modules::MODULES {
-            let Some(input) = module.end_block(&end) else {
-                continue;
-            };
+        let calls = emc_modules::kit::end_of_block_calls(emc_modules::MODULES, &end);
+        for (address, name, input) in calls {
             let mut evm = evm!(self);
             let result = evm
-                .system_call_with_caller_commit(emc_modules::SYSTEM_CALLER, module.address(), input)
-                .map_err(|e| {
-                    ExecError::Evm(format!("{}'s end-of-block call: {e}", module.name()))
-                })?;
+                .system_call_with_caller_commit(emc_modules::SYSTEM_CALLER, address, input)
+                .map_err(|e| ExecError::Evm(format!("{name}'s end-of-block call: {e}")))?;
             if !result.is_success() {
                 return Err(ExecError::Evm(format!(
-                    "{}'s end-of-block call failed: {result:?}",
-                    module.name()
+                    "{name}'s end-of-block call failed: {result:?}"
                 )));
             }
             drop(evm);
             if !result.logs().is_empty() {
-                to.get_or_insert(module.address());
+                to.get_or_insert(address);
             }
             logs.extend(result.logs().iter().map(log_of));
         }

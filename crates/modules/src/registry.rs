@@ -14,7 +14,8 @@
 //! bytes, and [`MAX_NODES`] nodes in all; every loop is bounded by them.
 
 use crate::kit::abi::emit;
-use crate::{array_slot, map_slot, Metered, ModuleCall, ModuleError};
+use crate::kit::slots::{Array, Mapping};
+use crate::{Metered, ModuleCall, ModuleError};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface, SolValue};
 
@@ -38,18 +39,18 @@ pub const MAX_NODES: u64 = 4_096;
 const MAX_NAME: usize = 64;
 const MAX_HARDWARE: usize = 256;
 
-const M_OWNER: u64 = 0;
-const M_INFO: u64 = 1; // [node] = blob length; blob words from keccak(slot)
-const M_AT: u64 = 2;
-const S_NODES: u64 = 3;
-const M_INDEX: u64 = 4; // [node] = index + 1
+/// Storage, in Solidity's layout.
+const OWNER: Mapping<B256, Address> = Mapping::at(0);
+/// `[node]` = the info blob's length; its words from `keccak(slot)`, as Solidity lays
+/// out `bytes`.
+const INFO: Mapping<B256, u64> = Mapping::at(1);
+const AT: Mapping<B256, u64> = Mapping::at(2);
+const NODES: Array<B256> = Array::at(3);
+/// `[node]` = its index in `NODES` + 1.
+const INDEX: Mapping<B256, u64> = Mapping::at(4);
 
 fn revert(msg: impl Into<String>) -> ModuleError {
     ModuleError::Revert(format!("Registry: {}", msg.into()))
-}
-
-fn map(base: u64, key: B256) -> U256 {
-    map_slot(U256::from(base), key)
 }
 
 /// What a node key signs to let `owner` register it on chain `chain_id`.
@@ -102,7 +103,7 @@ impl RegistryModule {
                 } else {
                     read_info(m, c.nodeId)?
                 };
-                let at = m.sload(map(M_AT, c.nodeId))?.saturating_to::<u64>();
+                let at = AT.get(m, &c.nodeId)?;
                 IRegistry::nodeInfoCall::abi_encode_returns(&IRegistry::nodeInfoReturn {
                     owner,
                     apps,
@@ -139,23 +140,21 @@ impl RegistryModule {
 
     /// The owner of `node` (zero if unregistered), for another module.
     pub fn owner(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
-        Ok(Address::from_word(
-            m.sload_at(crate::REGISTRY_ADDRESS, map(M_OWNER, node))?
-                .into(),
-        ))
+        OWNER.get_in(m, crate::REGISTRY_ADDRESS, &node)
     }
 }
 
 fn owner_of(m: &mut Metered<'_>, node: B256) -> Result<Address, ModuleError> {
-    Ok(Address::from_word(m.sload(map(M_OWNER, node))?.into()))
+    OWNER.get(m, &node)
 }
 
 fn nodes(m: &mut Metered<'_>) -> Result<Vec<B256>, ModuleError> {
-    let base = U256::from(S_NODES);
-    let n = m.sload(base)?.saturating_to::<u64>().min(MAX_NODES);
-    (0..n)
-        .map(|i| Ok(B256::from(m.sload(array_slot(base, i))?)))
-        .collect()
+    let n = NODES.len(m)?.min(MAX_NODES);
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        out.extend(NODES.get(m, i)?);
+    }
+    Ok(out)
 }
 
 fn register(
@@ -192,21 +191,15 @@ fn register(
         return Err(revert("the node is registered by another owner"));
     }
     if current.is_zero() {
-        let base = U256::from(S_NODES);
-        let n = m.sload(base)?.saturating_to::<u64>();
-        if n >= MAX_NODES {
+        if NODES.len(m)? >= MAX_NODES {
             return Err(revert(format!("the registry is full ({MAX_NODES} nodes)")));
         }
-        m.sstore(array_slot(base, n), U256::from_be_bytes(c.nodeId.0))?;
-        m.sstore(base, U256::from(n + 1))?;
-        m.sstore(map(M_INDEX, c.nodeId), U256::from(n + 1))?;
-        m.sstore(
-            map(M_OWNER, c.nodeId),
-            U256::from_be_bytes(owner.into_word().0),
-        )?;
+        let i = NODES.push(m, &c.nodeId, MAX_NODES)?;
+        INDEX.set(m, &c.nodeId, &(i + 1))?;
+        OWNER.set(m, &c.nodeId, &owner)?;
     }
     let height = m.host().height();
-    m.sstore(map(M_AT, c.nodeId), U256::from(height))?;
+    AT.set(m, &c.nodeId, &height)?;
     write_info(
         m,
         c.nodeId,
@@ -225,30 +218,28 @@ fn register(
 }
 
 fn remove(m: &mut Metered<'_>, node: B256) -> Result<(), ModuleError> {
-    let base = U256::from(S_NODES);
-    let n = m.sload(base)?.saturating_to::<u64>();
-    let idx = m.sload(map(M_INDEX, node))?.saturating_to::<u64>();
+    let n = NODES.len(m)?;
+    let idx = INDEX.get(m, &node)?;
     if idx == 0 || n == 0 {
         return Err(revert("no such node"));
     }
-    // Swap the last node into the freed place.
-    let last = B256::from(m.sload(array_slot(base, n - 1))?);
-    m.sstore(array_slot(base, idx - 1), U256::from_be_bytes(last.0))?;
-    m.sstore(map(M_INDEX, last), U256::from(idx))?;
-    m.sstore(array_slot(base, n - 1), U256::ZERO)?;
-    m.sstore(base, U256::from(n - 1))?;
-    m.sstore(map(M_INDEX, node), U256::ZERO)?;
-    m.sstore(map(M_OWNER, node), U256::ZERO)?;
-    m.sstore(map(M_INFO, node), U256::ZERO)
+    // The last node moves into the freed place.
+    if let Some(last) = NODES.get(m, n - 1)? {
+        INDEX.set(m, &last, &idx)?;
+    }
+    NODES.swap_remove(m, idx - 1)?;
+    INDEX.set(m, &node, &0)?;
+    OWNER.set(m, &node, &Address::ZERO)?;
+    INFO.set(m, &node, &0)
 }
 
 fn blob_slot(node: B256, i: u64) -> U256 {
-    let base = map(M_INFO, node);
+    let base = INFO.slot(&node);
     U256::from_be_bytes(keccak256(base.to_be_bytes::<32>()).0).wrapping_add(U256::from(i))
 }
 
 fn write_info(m: &mut Metered<'_>, node: B256, blob: &[u8]) -> Result<(), ModuleError> {
-    m.sstore(map(M_INFO, node), U256::from(blob.len()))?;
+    INFO.set(m, &node, &(blob.len() as u64))?;
     for (i, chunk) in blob.chunks(32).enumerate() {
         let mut w = [0u8; 32];
         w[..chunk.len()].copy_from_slice(chunk);
@@ -263,7 +254,7 @@ fn read_info(m: &mut Metered<'_>, node: B256) -> Result<Info, ModuleError> {
     // Written by `register` within the bounds above, so at most a few KiB. Read at the
     // registry's address, so other modules read it too.
     let at = crate::REGISTRY_ADDRESS;
-    let len = (m.sload_at(at, map(M_INFO, node))?.saturating_to::<u64>()).min(16 * 1024) as usize;
+    let len = INFO.get_in(m, at, &node)?.min(16 * 1024) as usize;
     let mut blob = Vec::with_capacity(len.div_ceil(32) * 32);
     for i in 0..len.div_ceil(32) {
         blob.extend_from_slice(

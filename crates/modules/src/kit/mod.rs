@@ -1,7 +1,8 @@
 //! The kit every system module is built with.
 //!
 //! * [`SystemModule`]: what a module is to the chain: its address and name, the
-//!   storage and balance genesis gives it, its calls, and its end-of-block hook. The
+//!   storage and balance genesis gives it, its calls, and its end-of-block and
+//!   end-of-epoch hooks ([`end_of_block_calls`] orders them). The
 //!   one table of modules is [`crate::MODULES`]; execution, genesis and the system
 //!   addresses all read it, so adding a module is one folder and one line there.
 //! * [`slots`]: typed storage in Solidity's layout (a value, a mapping, a mapping of
@@ -18,6 +19,7 @@ pub mod slots;
 
 use crate::{Metered, ModuleCall, ModuleError};
 use alloy_primitives::{Address, Bytes, U256};
+use emc_types::Epoch;
 use std::collections::BTreeMap;
 
 /// What genesis gives a module: storage slots and, if it holds value from the start
@@ -31,10 +33,42 @@ pub struct ModuleGenesis {
 /// What the end of a block tells the modules.
 #[derive(Clone, Debug)]
 pub struct BlockEnd {
+    pub height: u64,
+    /// Blocks per epoch (the genesis's staking parameter).
+    pub epoch_blocks: u64,
     /// The block's proposer.
     pub proposer: Address,
     /// The parent's commit signers, as the header carries them.
     pub signers: Bytes,
+}
+
+impl BlockEnd {
+    /// The epoch this block ends, if it is an epoch's last block.
+    pub fn ends_epoch(&self) -> Option<Epoch> {
+        let n = self.epoch_blocks.max(1);
+        (self.height > 0 && self.height.is_multiple_of(n)).then(|| Epoch::of(self.height, n))
+    }
+}
+
+/// The system calls the chain makes at the end of a block, in order: every module's
+/// end-of-block hook in table order, then, at an epoch's last block, every module's
+/// end-of-epoch hook in table order. Each is `(module, its name, calldata)`.
+pub fn end_of_block_calls(
+    table: &[&dyn SystemModule],
+    end: &BlockEnd,
+) -> Vec<(Address, &'static str, Bytes)> {
+    let mut calls: Vec<_> = table
+        .iter()
+        .filter_map(|m| m.end_block(end).map(|c| (m.address(), m.name(), c)))
+        .collect();
+    if let Some(epoch) = end.ends_epoch() {
+        calls.extend(
+            table
+                .iter()
+                .filter_map(|m| m.end_epoch(epoch).map(|c| (m.address(), m.name(), c))),
+        );
+    }
+    calls
 }
 
 /// A system module: native Rust code reached as a contract at a fixed address.
@@ -51,6 +85,11 @@ pub trait SystemModule: Sync {
     /// The calldata of the system call the chain makes to this module at the end of
     /// every block (caller `SYSTEM_CALLER`, unmetered), or `None` for no hook.
     fn end_block(&self, _end: &BlockEnd) -> Option<Bytes> {
+        None
+    }
+    /// The calldata of the system call the chain makes to this module after the
+    /// end-of-block calls of an epoch's last block, or `None` for no hook.
+    fn end_epoch(&self, _epoch: Epoch) -> Option<Bytes> {
         None
     }
 }

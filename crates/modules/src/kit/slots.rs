@@ -153,6 +153,10 @@ impl<K: Key, V: Word> Mapping<K, V> {
     pub fn set(&self, m: &mut Metered<'_>, k: &K, v: &V) -> Result<(), ModuleError> {
         m.sstore(self.slot(k), v.to_word())
     }
+    /// The entry in another module's storage (this mapping as `module` declares it).
+    pub fn get_in(&self, m: &mut Metered<'_>, module: Address, k: &K) -> Result<V, ModuleError> {
+        Ok(V::from_word(m.sload_at(module, self.slot(k))?))
+    }
 }
 
 /// `mapping(K1 => mapping(K2 => V))` at a declared slot (ERC-721's operator approvals).
@@ -217,6 +221,16 @@ impl<T: Word> Array<T> {
         m.sstore(self.element_slot(n), v.to_word())?;
         m.sstore(U256::from(self.slot), U256::from(n + 1))?;
         Ok(n)
+    }
+    /// Overwrites element `i`, which must exist.
+    pub fn set(&self, m: &mut Metered<'_>, i: u64, v: &T) -> Result<(), ModuleError> {
+        let n = self.len(m)?;
+        if i >= n {
+            return Err(ModuleError::Revert(format!(
+                "no entry {i} in a list of {n}"
+            )));
+        }
+        m.sstore(self.element_slot(i), v.to_word())
     }
     /// Removes element `i` by moving the last into its place (order not kept).
     pub fn swap_remove(&self, m: &mut Metered<'_>, i: u64) -> Result<(), ModuleError> {

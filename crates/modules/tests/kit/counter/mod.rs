@@ -6,8 +6,9 @@ use alloy_primitives::{address, Address, Bytes, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
 use emc_modules::kit::abi::{emit, revert};
 use emc_modules::kit::slots::{Array, DoubleMapping, Mapping, Value};
-use emc_modules::kit::{ModuleGenesis, SystemModule};
+use emc_modules::kit::{BlockEnd, ModuleGenesis, SystemModule};
 use emc_modules::{Metered, ModuleCall, ModuleError};
+use emc_types::Epoch;
 
 pub const COUNTER_ADDRESS: Address = address!("0x00000000000000000000000000000000000010ff");
 
@@ -22,6 +23,7 @@ sol! {
         function allowed(address who, address friend) external view returns (bool);
         function counters() external view returns (address[] memory);
         function chainIdSeen() external view returns (uint256);
+        function reset(uint64 epoch) external;
     }
 }
 
@@ -50,6 +52,16 @@ impl SystemModule for Counter {
             storage: [(TOTAL.slot(), U256::from(100))].into(),
             balance: None,
         }
+    }
+
+    /// Counts once more at every block's end, as a module with a hook would.
+    fn end_block(&self, _end: &BlockEnd) -> Option<Bytes> {
+        Some(ICounter::countCall {}.abi_encode().into())
+    }
+
+    /// Resets the total at each epoch's end.
+    fn end_epoch(&self, epoch: Epoch) -> Option<Bytes> {
+        Some(ICounter::resetCall { epoch: epoch.0 }.abi_encode().into())
     }
 
     fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
@@ -93,6 +105,13 @@ impl SystemModule for Counter {
                     out.extend(COUNTERS.get(m, i)?);
                 }
                 ICounter::countersCall::abi_encode_returns(&out).into()
+            }
+            C::reset(_) => {
+                if call.caller != emc_modules::SYSTEM_CALLER {
+                    return Err(revert(self.name(), "reset is called by the chain only"));
+                }
+                TOTAL.set(m, &0)?;
+                Bytes::new()
             }
             C::chainIdSeen(_) => {
                 // A call into another module, as CALL would make it.
