@@ -43,8 +43,9 @@
 //! calls that routers have already served.
 
 use crate::kit::abi::emit;
+use crate::kit::slots::Mapping;
 use crate::registry::RegistryModule;
-use crate::{map_slot, Metered, ModuleCall, ModuleError};
+use crate::{Metered, ModuleCall, ModuleError};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface, SolValue};
 use std::collections::BTreeMap;
@@ -121,18 +122,19 @@ pub const SETTLE_WINDOW: u64 = 3_600;
 /// Most receipts in one `settle`.
 pub const MAX_RECEIPTS: usize = 512;
 
-const M_BALANCE: u64 = 0; // [account]
-const M_PENDING: u64 = 1; // [account] = amount
-const M_UNLOCK: u64 = 2; // [account] = height
-const M_SPENT: u64 = 3; // [grantId]
-const M_SETTLED: u64 = 4; // [receiptId]
+/// Storage, in Solidity's layout (accounts keyed by their left-padded word).
+const BALANCE: Mapping<B256, U256> = Mapping::at(0);
+/// `[account]` = the amount waiting to be withdrawn.
+const PENDING: Mapping<B256, U256> = Mapping::at(1);
+/// `[account]` = the height the pending amount unlocks at.
+const UNLOCK: Mapping<B256, U256> = Mapping::at(2);
+/// `[grantId]` = what the grant has spent.
+const SPENT: Mapping<B256, U256> = Mapping::at(3);
+/// `[receiptId]` = 1 once settled.
+const SETTLED: Mapping<B256, U256> = Mapping::at(4);
 
 fn revert(msg: impl Into<String>) -> ModuleError {
     ModuleError::Revert(format!("Tasks: {}", msg.into()))
-}
-
-fn map(base: u64, key: B256) -> U256 {
-    map_slot(U256::from(base), key)
 }
 
 /// The text a client's account signs (EIP-191) to make a grant. Readable, so a wallet
@@ -233,7 +235,7 @@ pub fn units_within(budget: U256, price: U256) -> u64 {
 /// The storage a genesis allocates to give `account` an escrow balance (the Tasks
 /// module's own balance must hold the sum): `(slot, value)`.
 pub fn genesis_escrow(account: Address, amount: U256) -> (B256, B256) {
-    (map(M_BALANCE, account.into_word()).into(), amount.into())
+    (BALANCE.slot(&account.into_word()).into(), amount.into())
 }
 
 pub struct TasksModule;
@@ -266,8 +268,8 @@ impl TasksModule {
                 if call.value.is_zero() {
                     return Err(revert("deposit some value"));
                 }
-                let b = m.sload(map(M_BALANCE, who))?;
-                m.sstore(map(M_BALANCE, who), b + call.value)?;
+                let b = BALANCE.get(m, &who)?;
+                BALANCE.set(m, &who, &(b + call.value))?;
                 emit(
                     m,
                     ITasks::Deposited {
@@ -278,18 +280,18 @@ impl TasksModule {
                 Bytes::new()
             }
             C::requestWithdraw(c) => {
-                let b = m.sload(map(M_BALANCE, who))?;
+                let b = BALANCE.get(m, &who)?;
                 if c.amount.is_zero() || c.amount > b {
                     return Err(revert(format!(
                         "cannot withdraw {} wei of a balance of {b}",
                         c.amount
                     )));
                 }
-                let pending = m.sload(map(M_PENDING, who))?;
+                let pending = PENDING.get(m, &who)?;
                 let unlock = m.host().height() + WITHDRAW_DELAY;
-                m.sstore(map(M_BALANCE, who), b - c.amount)?;
-                m.sstore(map(M_PENDING, who), pending + c.amount)?;
-                m.sstore(map(M_UNLOCK, who), U256::from(unlock))?;
+                BALANCE.set(m, &who, &(b - c.amount))?;
+                PENDING.set(m, &who, &(pending + c.amount))?;
+                UNLOCK.set(m, &who, &U256::from(unlock))?;
                 emit(
                     m,
                     ITasks::WithdrawRequested {
@@ -301,15 +303,15 @@ impl TasksModule {
                 Bytes::new()
             }
             C::withdraw(_) => {
-                let pending = m.sload(map(M_PENDING, who))?;
-                let unlock = m.sload(map(M_UNLOCK, who))?.saturating_to::<u64>();
+                let pending = PENDING.get(m, &who)?;
+                let unlock = UNLOCK.get(m, &who)?.saturating_to::<u64>();
                 if pending.is_zero() {
                     return Err(revert("nothing to withdraw; requestWithdraw first"));
                 }
                 if m.host().height() < unlock {
                     return Err(revert(format!("the withdrawal unlocks at block {unlock}")));
                 }
-                m.sstore(map(M_PENDING, who), U256::ZERO)?;
+                PENDING.set(m, &who, &U256::ZERO)?;
                 m.pay(call.caller, pending)?;
                 emit(
                     m,
@@ -337,19 +339,17 @@ impl TasksModule {
             C::escrowOf(c) => {
                 let k = c.account.into_word();
                 ITasks::escrowOfCall::abi_encode_returns(&ITasks::escrowOfReturn {
-                    balance: m.sload(map(M_BALANCE, k))?,
-                    pending: m.sload(map(M_PENDING, k))?,
-                    unlockAt: m.sload(map(M_UNLOCK, k))?.saturating_to(),
+                    balance: BALANCE.get(m, &k)?,
+                    pending: PENDING.get(m, &k)?,
+                    unlockAt: UNLOCK.get(m, &k)?.saturating_to(),
                 })
                 .into()
             }
-            C::spent(c) => {
-                ITasks::spentCall::abi_encode_returns(&m.sload(map(M_SPENT, c.grantId))?).into()
+            C::spent(c) => ITasks::spentCall::abi_encode_returns(&SPENT.get(m, &c.grantId)?).into(),
+            C::isSettled(c) => {
+                ITasks::isSettledCall::abi_encode_returns(&!SETTLED.get(m, &c.receiptId)?.is_zero())
+                    .into()
             }
-            C::isSettled(c) => ITasks::isSettledCall::abi_encode_returns(
-                &!m.sload(map(M_SETTLED, c.receiptId))?.is_zero(),
-            )
-            .into(),
             C::routerFeeBps(_) => {
                 ITasks::routerFeeBpsCall::abi_encode_returns(&ROUTER_FEE_BPS).into()
             }
@@ -377,7 +377,7 @@ impl Batch {
             return Ok(*e);
         }
         let w = a.into_word();
-        let e = (m.sload(map(M_BALANCE, w))?, m.sload(map(M_PENDING, w))?);
+        let e = (BALANCE.get(m, &w)?, PENDING.get(m, &w)?);
         self.escrow.insert(a, e);
         Ok(e)
     }
@@ -386,7 +386,7 @@ impl Batch {
         if let Some(s) = self.spent.get(&gid) {
             return Ok(*s);
         }
-        let s = m.sload(map(M_SPENT, gid))?;
+        let s = SPENT.get(m, &gid)?;
         self.spent.insert(gid, s);
         Ok(s)
     }
@@ -410,11 +410,11 @@ impl Batch {
     fn finish(self, m: &mut Metered<'_>) -> Result<(), ModuleError> {
         for (a, (b, p)) in self.escrow {
             let w = a.into_word();
-            m.sstore(map(M_BALANCE, w), b)?;
-            m.sstore(map(M_PENDING, w), p)?;
+            BALANCE.set(m, &w, &b)?;
+            PENDING.set(m, &w, &p)?;
         }
         for (g, s) in self.spent {
-            m.sstore(map(M_SPENT, g), s)?;
+            SPENT.set(m, &g, &s)?;
         }
         for (to, amount) in self.pay {
             if !amount.is_zero() {
@@ -437,7 +437,7 @@ fn settle_all(
         let (rid, verdict) = evaluate(m, &mut batch, router, r)?;
         match verdict {
             Ok(c) => {
-                m.sstore(map(M_SETTLED, rid), U256::from(1))?;
+                SETTLED.set(m, &rid, &U256::from(1))?;
                 settled += U256::from(1);
                 charged += c.amount + c.fee;
                 emit(
@@ -590,7 +590,7 @@ fn check(
         return skip(format!("the node is not registered for {:?}", r.app));
     };
     let gid = grant_id(account, g);
-    if batch.settled.contains(&rid) || !m.sload(map(M_SETTLED, rid))?.is_zero() {
+    if batch.settled.contains(&rid) || !SETTLED.get(m, &rid)?.is_zero() {
         return skip("already settled".into());
     }
     if r.units > r.maxUnits {
