@@ -29,6 +29,11 @@ pub struct TxOutcome {
 pub trait ChainClient: Send + Sync {
     async fn chain_id(&self) -> Result<u64, ClientError>;
     async fn head(&self) -> Result<Head, ClientError>;
+    /// The head's height alone (an implementation may answer it cheaper than
+    /// [`ChainClient::head`], which hashes the header).
+    async fn height(&self) -> Result<u64, ClientError> {
+        Ok(self.head().await?.height)
+    }
     /// A read-only call at the head (`eth_call`); a revert is
     /// [`ClientError::Reverted`] with its reason.
     async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ClientError>;

@@ -49,17 +49,22 @@ pub async fn run(
             _ = tokio::time::sleep(HEAD_EVERY) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+        let Ok(height) = chain.height().await else {
+            continue;
+        };
+        if height == seen {
+            continue;
+        }
+        seen = height;
+        if !Epoch::starts_at(height, epoch_blocks) {
+            continue;
+        }
+        // The head's hash seeds the challenges (it is fetched only at an epoch's first
+        // block; a block that came meanwhile is just as unpredictable).
         let Ok(head) = chain.head().await else {
             continue;
         };
-        if head.height == seen {
-            continue;
-        }
-        seen = head.height;
-        if !Epoch::starts_at(head.height, epoch_blocks) {
-            continue;
-        }
-        let epoch = Epoch::of(head.height, epoch_blocks);
+        let epoch = Epoch::of(height, epoch_blocks);
         let in_set = chain
             .view(CHAIN_ADDRESS, IChain::validatorSetCall {})
             .await

@@ -43,6 +43,10 @@ impl ChainClient for Local {
         })
     }
 
+    async fn height(&self) -> Result<u64, ClientError> {
+        Ok(self.0.head().height.0)
+    }
+
     async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ClientError> {
         let req = emc_execution::CallRequest {
             from: None,

@@ -60,7 +60,7 @@ impl Escrow {
     /// Tasks module once per block.
     async fn escrow_and_spent(&self, key: &ApiKey) -> Result<(U256, U256), CallError> {
         let unavailable = |e: ClientError| CallError::Unavailable(e.to_string());
-        let height = self.chain.head().await.map_err(unavailable)?.height;
+        let height = self.chain.height().await.map_err(unavailable)?;
         {
             let mut v = self.views.lock();
             if v.height != height {
