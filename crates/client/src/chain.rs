@@ -1,6 +1,6 @@
 //! The chain-client seam: everything the compute economy asks of the chain.
 
-use crate::tx::{self, Fees as TxFees};
+use crate::tx::{self, Fees};
 use crate::ClientError;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolCall;
@@ -12,8 +12,6 @@ pub struct Head {
     pub height: u64,
     pub hash: B256,
 }
-
-pub use crate::tx::Fees;
 
 /// What became of an included transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +38,7 @@ pub trait ChainClient: Send + Sync {
     /// The next nonce of `account`, counting its transactions in the pool.
     async fn nonce(&self, account: Address) -> Result<u64, ClientError>;
     /// The next block's base fee and a tip that gets a transaction in.
-    async fn fees(&self) -> Result<TxFees, ClientError>;
+    async fn fees(&self) -> Result<Fees, ClientError>;
     async fn estimate_gas(
         &self,
         from: Address,

@@ -17,8 +17,9 @@ pub mod keys;
 pub mod rpc;
 pub mod tx;
 
-pub use chain::{ChainClient, ChainClientExt, Fees, Head, TxOutcome};
+pub use chain::{ChainClient, ChainClientExt, Head, TxOutcome};
 pub use rpc::JsonRpc;
+pub use tx::Fees;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {

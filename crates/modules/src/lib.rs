@@ -334,10 +334,10 @@ pub fn addr_key(a: Address) -> B256 {
     a.into_word()
 }
 
-/// Slot of element `i` of a Solidity dynamic array whose length lives at `slot`.
+/// Slot of element `i` of a Solidity dynamic array whose length lives at `slot`
+/// ([`kit::slots::element`]).
 pub fn array_slot(slot: U256, i: u64) -> U256 {
-    let base = U256::from_be_bytes(alloy_primitives::keccak256(slot.to_be_bytes::<32>()).0);
-    base.wrapping_add(U256::from(i))
+    kit::slots::element(slot, i)
 }
 
 pub use kit::abi::revert_data;

@@ -92,11 +92,6 @@ impl Attempt {
         Decision::Next { blame }
     }
 
-    /// Routes tried so far.
-    pub fn tries(&self) -> usize {
-        self.why.len()
-    }
-
     /// What the caller is told when no route served `app` (rule 8).
     pub fn give_up(self, app: &str) -> CallError {
         if self.why.is_empty() {

@@ -10,7 +10,6 @@ use crate::ledger::Reservation;
 use alloy_primitives::{B256, U256};
 use emc_client::keys::ApiKey;
 use emc_modules::tasks::{self, ITasks};
-use emc_p2p::Peer;
 use emc_protocol::SignedResult;
 
 /// Turns a node's signed result into a receipt, once it checks out.
@@ -19,7 +18,6 @@ pub struct Receipting {
     pub node_key: Option<ed25519_consensus::VerificationKey>,
     pub key: ApiKey,
     pub app: String,
-    pub peer: Peer,
     pub price: U256,
     pub request_hash: B256,
     pub call_id: B256,

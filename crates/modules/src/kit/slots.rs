@@ -107,6 +107,12 @@ pub fn mapped(slot: U256, key: B256) -> U256 {
     U256::from_be_bytes(keccak256(buf).0)
 }
 
+/// Element `i` of a dynamic array whose length lives at `slot`: `keccak256(slot) + i`.
+pub fn element(slot: U256, i: u64) -> U256 {
+    let base = U256::from_be_bytes(keccak256(slot.to_be_bytes::<32>()).0);
+    base.wrapping_add(U256::from(i))
+}
+
 /// One value at a declared slot.
 pub struct Value<T> {
     slot: u64,
@@ -199,8 +205,7 @@ impl<T: Word> Array<T> {
         }
     }
     pub fn element_slot(&self, i: u64) -> U256 {
-        let base = U256::from_be_bytes(keccak256(U256::from(self.slot).to_be_bytes::<32>()).0);
-        base.wrapping_add(U256::from(i))
+        element(U256::from(self.slot), i)
     }
     pub fn len(&self, m: &mut Metered<'_>) -> Result<u64, ModuleError> {
         Ok(m.sload(U256::from(self.slot))?.saturating_to())

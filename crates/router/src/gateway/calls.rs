@@ -222,7 +222,6 @@ async fn try_route(
         node_key: route.key,
         key: job.key.clone(),
         app: job.app.clone(),
-        peer: route.peer,
         price,
         request_hash: job.request_hash,
         call_id,
