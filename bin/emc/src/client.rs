@@ -1,41 +1,34 @@
-//! A minimal blocking JSON-RPC client for the CLI's own calls.
+//! The CLI's blocking face on the SDK's JSON-RPC client (`emc_client::JsonRpc`).
 
 use alloy_primitives::{B256, U256};
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub struct Rpc {
-    url: String,
+    inner: emc_client::JsonRpc,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Rpc {
     pub fn new(url: &str) -> Self {
         Self {
-            url: url.to_string(),
+            inner: emc_client::JsonRpc::new(url),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime"),
         }
     }
 
+    /// One JSON-RPC call through the SDK's client: its result, or the node's error
+    /// (its message and code) prefixed with the method.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let resp = match ureq::post(&self.url).send_json(body) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => bail!("cannot reach the node at {}: {e}", self.url),
-        };
-        let v: Value = resp
-            .into_json()
-            .with_context(|| format!("{method}: the node sent something that is not JSON"))?;
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("unknown error");
-            let code = err.get("code").and_then(|c| c.as_i64()).unwrap_or(0);
-            bail!("{method}: {msg} (code {code})");
-        }
-        v.get("result")
-            .cloned()
-            .ok_or_else(|| anyhow!("{method}: response has no result"))
+        self.rt
+            .block_on(self.inner.request(method, params))
+            .map_err(|e| match e {
+                emc_client::ClientError::Unreachable(why) => anyhow!(why),
+                e => anyhow!("{method}: {e}"),
+            })
     }
 
     pub fn quantity(&self, method: &str, params: Value) -> Result<u128> {
@@ -98,7 +91,5 @@ pub fn verify_proof(p: &Value, address: alloy_primitives::Address, root: B256) -
 }
 
 pub fn parse_quantity(v: &Value) -> Result<u128> {
-    let s = v.as_str().ok_or_else(|| anyhow!("not a string"))?;
-    u128::from_str_radix(s.trim_start_matches("0x"), 16)
-        .map_err(|e| anyhow!("bad quantity {s}: {e}"))
+    emc_client::rpc::quantity(v).ok_or_else(|| anyhow!("{v} is not a hex quantity"))
 }
