@@ -2,7 +2,7 @@
 //! and the genesis header, in one transaction.
 
 use crate::{validator_set_hash, ChainError};
-use alloy_primitives::{keccak256, Bytes, U256};
+use alloy_primitives::{keccak256, U256};
 use emc_modules::MODULES;
 use emc_storage::{AccountState, StateChanges, Store};
 use emc_types::{
@@ -35,15 +35,16 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
                 .insert((*addr, U256::from_be_bytes(k.0)), U256::from_be_bytes(v.0));
         }
     }
-    // System modules: a one-byte INVALID code marks them as contracts for tools.
-    let marker = Bytes::from_static(&[0xfe]);
-    let marker_hash = keccak256(&marker);
-    changes.code.insert(marker_hash, marker);
     // Each module of the table: its storage and balance from the kit (the staking
     // module holds the genesis validators' stakes); a module may also hold value and
     // storage from the alloc (the Tasks module, escrow allocated in genesis).
+    // Its code is the kit's: one INVALID byte that marks it as a contract for tools,
+    // or, for a module that calls contracts, the trampoline.
     for module in MODULES {
         let addr = module.address();
+        let code = emc_modules::kit::code_of(*module);
+        let code_hash = keccak256(&code);
+        changes.code.insert(code_hash, code);
         let init = module.genesis(genesis);
         let balance = init.balance.unwrap_or_else(|| {
             genesis
@@ -57,7 +58,7 @@ pub(crate) fn write(store: &Store, genesis: &Genesis) -> Result<(), ChainError> 
             Some(AccountState {
                 nonce: 1,
                 balance,
-                code_hash: marker_hash,
+                code_hash,
             }),
         );
         for (slot, value) in init.storage {

@@ -13,7 +13,7 @@
 mod call;
 mod executor;
 mod overlay;
-mod precompiles;
+pub mod precompiles;
 
 pub use call::{call, create_access_list, estimate_gas, CallOutcome, CallRequest};
 pub use executor::{BlockContext, ExecutedBlock, Executor, TxRejected};

@@ -1,8 +1,15 @@
 //! Ethereum's precompiles plus EMC's system modules, as one revm precompile provider.
+//!
+//! A module is reached only by a plain `CALL` or `STATICCALL` (a `DELEGATECALL` or
+//! `CALLCODE` would let a contract act on a module's storage as its own caller's
+//! caller). A module that calls contracts ([`emc_modules::kit::callout`]) has EVM code
+//! at its address, which this provider leaves to the interpreter; its native half
+//! answers at its inner address, to its trampoline only.
 
 use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
 use emc_modules::{
-    is_system_module, system_addresses, Loaded, ModuleCall, ModuleError, ModuleHost, Stored,
+    kit::{self, callout, SystemModule},
+    Loaded, ModuleCall, ModuleError, ModuleHost, Stored, MODULES,
 };
 use revm::{
     context::Cfg,
@@ -12,22 +19,48 @@ use revm::{
     primitives::AddressSet,
 };
 
+/// The table of modules a provider serves.
+pub type Table = &'static [&'static dyn SystemModule];
+
 pub struct EmcPrecompiles {
     eth: EthPrecompiles,
     warm: AddressSet,
     chain_id: u64,
+    table: Table,
 }
 
 impl EmcPrecompiles {
     pub fn new(chain_id: u64) -> Self {
+        Self::new_in(MODULES, chain_id)
+    }
+
+    /// A provider over another table of modules (a test's).
+    pub fn new_in(table: Table, chain_id: u64) -> Self {
         let eth = EthPrecompiles::new(crate::SPEC);
         let mut warm = eth.warm_addresses().clone();
-        warm.extend(system_addresses());
+        for m in table {
+            warm.insert(m.address());
+            if m.calls_out() {
+                warm.insert(callout::inner(m.address()));
+            }
+        }
         Self {
             eth,
             warm,
             chain_id,
+            table,
         }
+    }
+
+    /// The module that answers a call to `address`, and whether `address` is its inner
+    /// half; `None` for anything else (a module with a trampoline included: its code
+    /// runs).
+    fn module_at(&self, address: Address) -> Option<(&'static dyn SystemModule, bool)> {
+        if let Some(m) = kit::find(self.table, address) {
+            return (!m.calls_out()).then_some((m, false));
+        }
+        let m = kit::find(self.table, callout::outer(address)?)?;
+        m.calls_out().then_some((m, true))
     }
 }
 
@@ -43,8 +76,8 @@ fn host_err(e: impl std::fmt::Display) -> ModuleError {
     ModuleError::Host(e.to_string())
 }
 
-fn system_module(a: Address) -> Result<(), ModuleError> {
-    if is_system_module(a) {
+fn system_module(table: Table, a: Address) -> Result<(), ModuleError> {
+    if kit::find(table, a).is_some() {
         Ok(())
     } else {
         Err(ModuleError::Revert(format!("{a} is not a system module")))
@@ -96,6 +129,10 @@ struct JournalHost<'c, CTX> {
     address: Address,
     chain_id: u64,
     is_static: bool,
+    table: Table,
+    /// The call-out the module asked for, if it calls contracts.
+    call_out: Option<callout::CallOut>,
+    calls_out: bool,
 }
 
 impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
@@ -111,7 +148,7 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
     }
 
     fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
-        system_module(module)?;
+        system_module(self.table, module)?;
         self.ctx
             .journal_mut()
             .load_account(module)
@@ -125,7 +162,7 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
         slot: U256,
         value: U256,
     ) -> Result<Stored, ModuleError> {
-        system_module(module)?;
+        system_module(self.table, module)?;
         self.writable()?;
         self.ctx
             .journal_mut()
@@ -184,6 +221,23 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
         std::mem::replace(&mut self.address, module)
     }
 
+    fn call_out(&mut self, call: callout::CallOut) -> Result<(), ModuleError> {
+        self.writable()?;
+        if !self.calls_out {
+            return Err(ModuleError::Revert(format!(
+                "{} does not call contracts",
+                self.address
+            )));
+        }
+        if self.call_out.is_some() {
+            return Err(ModuleError::Revert(
+                "a module calls out at most once per call".into(),
+            ));
+        }
+        self.call_out = Some(call);
+        Ok(())
+    }
+
     fn chain_id(&self) -> u64 {
         self.chain_id
     }
@@ -210,59 +264,99 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
         inputs: &CallInputs,
     ) -> Result<Option<InterpreterResult>, String> {
         let address = inputs.bytecode_address;
-        if !is_system_module(address) {
+        let Some((module, inner)) = self.module_at(address) else {
             return self.eth.run(context, inputs);
+        };
+        if inputs.target_address != address {
+            return Ok(Some(refuse(
+                inputs,
+                "system modules are reached by CALL or STATICCALL, not DELEGATECALL or CALLCODE",
+            )));
         }
         let input = inputs.input.bytes(context);
+        let (caller, value, input) = if inner {
+            if inputs.caller != module.address() {
+                return Ok(Some(refuse(
+                    inputs,
+                    "only the module's own code calls this address",
+                )));
+            }
+            callout::split_input(&input).ok_or("a trampoline sent no caller")?
+        } else {
+            let value = inputs.transfer_value().or(inputs.apparent_value());
+            (inputs.caller, value.unwrap_or_default(), &input[..])
+        };
+        let module_address = module.address();
         context
             .journal_mut()
-            .load_account(address)
+            .load_account(module_address)
             .map_err(|e| e.to_string())?;
         let call = ModuleCall {
-            caller: inputs.caller,
-            value: inputs
-                .transfer_value()
-                .or(inputs.apparent_value())
-                .unwrap_or_default(),
-            input: &input,
+            caller,
+            value,
+            input,
             is_static: inputs.is_static,
         };
         let mut host = JournalHost {
             ctx: context,
-            address,
+            address: module_address,
             chain_id: self.chain_id,
             is_static: inputs.is_static,
+            table: self.table,
+            call_out: None,
+            calls_out: module.calls_out(),
         };
         // The chain's own end-of-block call is not metered.
-        let system = inputs.caller == emc_modules::SYSTEM_CALLER;
+        let system = caller == emc_modules::SYSTEM_CALLER;
         let limit = if system { u64::MAX } else { inputs.gas_limit };
-        let Some((out, used)) = emc_modules::dispatch(address, &mut host, &call, limit) else {
+        let Some((out, used)) =
+            emc_modules::dispatch_in(self.table, module_address, &mut host, &call, limit)
+        else {
             return Ok(None);
         };
-        let used = if system { 0 } else { used };
-        let mut gas = Gas::new(inputs.gas_limit);
-        let result = match out {
-            // `Metered` never reports more than the limit except as OutOfGas.
-            Ok(bytes) if gas.record_regular_cost(used) => {
-                InterpreterResult::new(InstructionResult::Return, bytes, gas)
-            }
-            Err(ModuleError::Revert(msg)) if gas.record_regular_cost(used) => {
-                InterpreterResult::new(
-                    InstructionResult::Revert,
-                    emc_modules::revert_data(&msg),
-                    gas,
-                )
-            }
-            Ok(_) | Err(ModuleError::Revert(_)) | Err(ModuleError::OutOfGas) => {
-                gas.spend_all();
-                InterpreterResult::new(InstructionResult::PrecompileOOG, Bytes::new(), gas)
-            }
-            Err(ModuleError::Host(e)) => return Err(e),
+        let out = match out {
+            Ok(bytes) if inner => Ok(callout::answer(&bytes, host.call_out.as_ref())),
+            other => other,
         };
-        Ok(Some(result))
+        let used = if system { 0 } else { used };
+        Ok(Some(result_of(out, used, inputs.gas_limit)?))
     }
 
     fn warm_addresses(&self) -> &AddressSet {
         &self.warm
     }
+}
+
+/// A module's answer as the interpreter takes it.
+fn result_of(
+    out: Result<Bytes, ModuleError>,
+    used: u64,
+    limit: u64,
+) -> Result<InterpreterResult, String> {
+    let mut gas = Gas::new(limit);
+    Ok(match out {
+        // `Metered` never reports more than the limit except as OutOfGas.
+        Ok(bytes) if gas.record_regular_cost(used) => {
+            InterpreterResult::new(InstructionResult::Return, bytes, gas)
+        }
+        Err(ModuleError::Revert(msg)) if gas.record_regular_cost(used) => InterpreterResult::new(
+            InstructionResult::Revert,
+            emc_modules::revert_data(&msg),
+            gas,
+        ),
+        Ok(_) | Err(ModuleError::Revert(_)) | Err(ModuleError::OutOfGas) => {
+            gas.spend_all();
+            InterpreterResult::new(InstructionResult::PrecompileOOG, Bytes::new(), gas)
+        }
+        Err(ModuleError::Host(e)) => return Err(e),
+    })
+}
+
+/// A revert with `reason`, charging nothing.
+fn refuse(inputs: &CallInputs, reason: &str) -> InterpreterResult {
+    InterpreterResult::new(
+        InstructionResult::Revert,
+        emc_modules::revert_data(reason),
+        Gas::new(inputs.gas_limit),
+    )
 }

@@ -153,6 +153,15 @@ pub trait ModuleHost {
     /// Makes `module` the module this host serves (for a nested module call) and
     /// returns the one it served before.
     fn switch_to(&mut self, module: Address) -> Address;
+    /// Asks the module's trampoline to call a contract once this call returns
+    /// ([`kit::callout`]). Hosts refuse a second one in a call, and modules that do not
+    /// call out.
+    fn call_out(&mut self, call: kit::callout::CallOut) -> Result<(), ModuleError> {
+        let _ = call;
+        Err(ModuleError::Revert(
+            "this host cannot call contracts".into(),
+        ))
+    }
     fn chain_id(&self) -> u64;
     fn height(&self) -> u64;
     /// The block's timestamp, Unix seconds.
@@ -282,6 +291,14 @@ impl<'h> Metered<'h> {
             out.ok_or_else(|| ModuleError::Revert(format!("no module at {module}")))?;
         self.charge(used)?;
         out
+    }
+
+    /// Has the trampoline call `call.target` after this call returns, if it is a
+    /// contract ([`kit::callout`]): make every state change first. The EVM meters the
+    /// call itself.
+    pub fn call_out(&mut self, call: kit::callout::CallOut) -> Result<(), ModuleError> {
+        self.charge(GAS_WARM)?;
+        self.host.call_out(call)
     }
 
     pub fn host(&self) -> &dyn ModuleHost {

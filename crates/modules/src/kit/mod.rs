@@ -10,11 +10,15 @@
 //!   developers find what they expect, and no module computes a slot by hand.
 //! * [`abi`]: revert with a reason (`Error(string)`, decoded by every client), events.
 //! * Calls from one module to another: [`crate::Metered::call_module`].
+//! * Calls from a module into EVM contracts: [`callout`] (a trampoline in EVM code at
+//!   the module's address, its native half at an inner address), for modules that
+//!   declare [`SystemModule::calls_out`]; [`crate::Metered::call_out`] asks for one.
 //!
 //! Invariant: a module touches storage only through [`crate::Metered`], which
 //! charges every access against the call's gas before it happens.
 
 pub mod abi;
+pub mod callout;
 pub mod slots;
 
 use crate::{Metered, ModuleCall, ModuleError};
@@ -92,6 +96,22 @@ pub trait SystemModule: Sync {
     fn end_epoch(&self, _epoch: Epoch) -> Option<Bytes> {
         None
     }
+    /// Whether the module calls EVM contracts ([`callout`]): genesis gives it the
+    /// trampoline's code instead of the `0xfe` marker, and its native code answers at
+    /// its inner address.
+    fn calls_out(&self) -> bool {
+        false
+    }
+}
+
+/// The code genesis gives a module's address: the trampoline for one that calls out,
+/// otherwise one `INVALID` byte (so tools that check `eth_getCode` see a contract).
+pub fn code_of(module: &dyn SystemModule) -> Bytes {
+    if module.calls_out() {
+        callout::trampoline()
+    } else {
+        Bytes::from_static(&[0xfe])
+    }
 }
 
 /// The module at `address` in `table`.
@@ -107,7 +127,13 @@ pub fn check(table: &[&dyn SystemModule]) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut names = std::collections::BTreeSet::new();
     for m in table {
-        if m.address().is_zero() || !seen.insert(m.address()) {
+        if m.address().is_zero() || callout::outer(m.address()).is_some() {
+            return Err(format!(
+                "module {} has a zero address or one with byte 17 set (an inner address)",
+                m.name()
+            ));
+        }
+        if !seen.insert(m.address()) {
             return Err(format!(
                 "module {} has a zero or repeated address",
                 m.name()
