@@ -5,7 +5,8 @@
 //! order, that seals the blocks after the state it is read from. Genesis writes it;
 //! the staking module rewrites it at the last block of every epoch.
 
-use crate::{array_slot, Metered, ModuleCall, ModuleError};
+use crate::kit::slots::{Array, Word};
+use crate::{Metered, ModuleCall, ModuleError};
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
 use std::collections::BTreeMap;
@@ -21,9 +22,10 @@ sol! {
     }
 }
 
-pub const VALIDATORS_SLOT: U256 = U256::ZERO;
-pub const KEYS_SLOT: U256 = U256::from_limbs([1, 0, 0, 0]);
-pub const POWERS_SLOT: U256 = U256::from_limbs([2, 0, 0, 0]);
+/// The set's storage, in proposer order (three arrays of one length).
+pub const VALIDATORS: Array<Address> = Array::at(0);
+pub const KEYS: Array<B256> = Array::at(1);
+pub const POWERS: Array<u64> = Array::at(2);
 
 /// A member of the set: account, consensus key, voting power.
 pub type SetMember = (Address, B256, u64);
@@ -65,14 +67,7 @@ impl ChainModule {
     }
 
     fn validators(m: &mut Metered<'_>) -> Result<Vec<Address>, ModuleError> {
-        let n = m.sload(VALIDATORS_SLOT)?;
-        let n: u64 = n.try_into().unwrap_or(u64::MAX).min(MAX_VALIDATORS);
-        (0..n)
-            .map(|i| {
-                let word = m.sload(array_slot(VALIDATORS_SLOT, i))?;
-                Ok(Address::from_word(word.into()))
-            })
-            .collect()
+        VALIDATORS.all(m, MAX_VALIDATORS)
     }
 
     /// The set as stored, read through any slot reader (a module call's host, or a
@@ -80,14 +75,13 @@ impl ChainModule {
     pub fn set_from(
         mut read: impl FnMut(U256) -> Result<U256, ModuleError>,
     ) -> Result<Vec<SetMember>, ModuleError> {
-        let n = read(VALIDATORS_SLOT)?;
-        let n: u64 = n.try_into().unwrap_or(u64::MAX).min(MAX_VALIDATORS);
+        let n = u64::from_word(read(VALIDATORS.len_slot())?).min(MAX_VALIDATORS);
         (0..n)
             .map(|i| {
-                let a = Address::from_word(read(array_slot(VALIDATORS_SLOT, i))?.into());
-                let k = B256::from(read(array_slot(KEYS_SLOT, i))?);
-                let p = read(array_slot(POWERS_SLOT, i))?;
-                Ok((a, k, p.try_into().unwrap_or(u64::MAX)))
+                let a = <Address as Word>::from_word(read(VALIDATORS.element_slot(i))?);
+                let k = <B256 as Word>::from_word(read(KEYS.element_slot(i))?);
+                let p = u64::from_word(read(POWERS.element_slot(i))?);
+                Ok((a, k, p))
             })
             .collect()
     }
@@ -108,17 +102,15 @@ impl ChainModule {
     /// The slots that hold `set` (stale entries past its length are ignored by readers).
     pub fn set_storage(set: &[SetMember]) -> BTreeMap<U256, U256> {
         let mut s = BTreeMap::new();
-        for base in [VALIDATORS_SLOT, KEYS_SLOT, POWERS_SLOT] {
-            s.insert(base, U256::from(set.len()));
+        let n = U256::from(set.len());
+        for len in [VALIDATORS.len_slot(), KEYS.len_slot(), POWERS.len_slot()] {
+            s.insert(len, n);
         }
         for (i, (a, k, p)) in set.iter().enumerate() {
             let i = i as u64;
-            s.insert(
-                array_slot(VALIDATORS_SLOT, i),
-                U256::from_be_bytes(a.into_word().0),
-            );
-            s.insert(array_slot(KEYS_SLOT, i), U256::from_be_bytes(k.0));
-            s.insert(array_slot(POWERS_SLOT, i), U256::from(*p));
+            s.insert(VALIDATORS.element_slot(i), a.to_word());
+            s.insert(KEYS.element_slot(i), k.to_word());
+            s.insert(POWERS.element_slot(i), p.to_word());
         }
         s
     }

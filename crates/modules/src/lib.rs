@@ -340,21 +340,4 @@ pub fn dispatch_in(
     Some(out)
 }
 
-/// Slot of `mapping(key => ...)` declared at `slot`, Solidity's rule:
-/// `keccak256(key . slot)` ([`kit::slots::mapped`]).
-pub fn map_slot(slot: U256, key: B256) -> U256 {
-    kit::slots::mapped(slot, key)
-}
-
-/// An address as a mapping key (left-padded, as Solidity does).
-pub fn addr_key(a: Address) -> B256 {
-    a.into_word()
-}
-
-/// Slot of element `i` of a Solidity dynamic array whose length lives at `slot`
-/// ([`kit::slots::element`]).
-pub fn array_slot(slot: U256, i: u64) -> U256 {
-    kit::slots::element(slot, i)
-}
-
 pub use kit::abi::revert_data;

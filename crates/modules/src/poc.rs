@@ -20,9 +20,10 @@
 //!   (`IStaking.slashCompute`), once per node and epoch.
 
 use crate::kit::abi::emit;
+use crate::kit::slots::{ArrayMapping, Mapping};
 use crate::registry::RegistryModule;
 use crate::staking::{self, IStaking};
-use crate::{chain::ChainModule, map_slot, Metered, ModuleCall, ModuleError, STAKING_ADDRESS};
+use crate::{chain::ChainModule, Metered, ModuleCall, ModuleError, STAKING_ADDRESS};
 use alloy_primitives::{keccak256, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
 
@@ -41,21 +42,26 @@ sol! {
     }
 }
 
-const M_SEEN: u64 = 0; // [keccak(epoch, node, key)]
-const M_OK: u64 = 1; // [keccak(epoch, node)] = ok power
-const M_FAIL: u64 = 2; // [keccak(epoch, node)] = fail power
-const M_SCORES: u64 = 3; // [keccak(epoch, node)] = count; scores at keccak(slot) + i
-const M_DONE: u64 = 4; // [keccak(epoch, node)] = bit 0 scored, bit 1 faulted
-const M_LAST: u64 = 5; // [node] = epoch << 64 | score
-const M_FAULTS: u64 = 6; // [node]
-const M_OWNER_SUM: u64 = 7; // [keccak(epoch, owner)]
+// Storage, as a Solidity contract would declare it. `(epoch, node)` keys are
+// `keccak256(epoch . node)` ([`key2`]).
+/// Attestations seen, by `keccak256(key2(epoch, node) . validator key)`.
+const SEEN: Mapping<B256, bool> = Mapping::at(0);
+/// Power that attested the node's result, and power that reported a fault.
+const OK_POWER: Mapping<B256, U256> = Mapping::at(1);
+const FAIL_POWER: Mapping<B256, U256> = Mapping::at(2);
+/// The scores attested for `(epoch, node)`.
+const SCORES: ArrayMapping<B256, u64> = ArrayMapping::at(3);
+/// Bit 0: scored; bit 1: faulted.
+const DONE: Mapping<B256, U256> = Mapping::at(4);
+/// A node's last score: `epoch << 64 | score`.
+const LAST: Mapping<B256, U256> = Mapping::at(5);
+const FAULTS: Mapping<B256, u64> = Mapping::at(6);
+/// An owner's summed score in an epoch, by `keccak256(epoch . owner)`.
+const OWNER_SUM: Mapping<B256, U256> = Mapping::at(7);
 
-fn revert(msg: impl Into<String>) -> ModuleError {
-    ModuleError::Revert(format!("Poc: {}", msg.into()))
-}
-
-fn map(base: u64, key: B256) -> U256 {
-    map_slot(U256::from(base), key)
+/// A revert in this module's name (the kit's `"<Module>: <why>"`).
+fn revert(why: impl std::fmt::Display) -> ModuleError {
+    crate::kit::abi::revert("Poc", why)
 }
 
 fn key2(epoch: u64, node: B256) -> B256 {
@@ -91,7 +97,7 @@ impl PocModule {
                 Bytes::new()
             }
             IPoc::IPocCalls::scoreOf(c) => {
-                let v: U256 = m.sload(map(M_LAST, c.nodeId))?;
+                let v = LAST.get(m, &c.nodeId)?;
                 let (epoch, score) = (
                     (v >> 64usize).saturating_to::<u64>(),
                     (v & U256::from(u64::MAX)).saturating_to::<u64>(),
@@ -100,24 +106,23 @@ impl PocModule {
             }
             IPoc::IPocCalls::tally(c) => {
                 let k = key2(c.epoch, c.nodeId);
-                let done = m.sload(map(M_DONE, k))?;
+                let done = DONE.get(m, &k)?;
                 let total = ChainModule::read_set(m)?
                     .iter()
                     .map(|v| U256::from(v.2))
                     .fold(U256::ZERO, |a, b| a + b);
                 IPoc::tallyCall::abi_encode_returns(&IPoc::tallyReturn {
-                    okPower: m.sload(map(M_OK, k))?,
-                    failPower: m.sload(map(M_FAIL, k))?,
+                    okPower: OK_POWER.get(m, &k)?,
+                    failPower: FAIL_POWER.get(m, &k)?,
                     totalPower: total,
                     scored: done.bit(0),
                     faulted: done.bit(1),
                 })
                 .into()
             }
-            IPoc::IPocCalls::faults(c) => IPoc::faultsCall::abi_encode_returns(
-                &m.sload(map(M_FAULTS, c.nodeId))?.saturating_to::<u64>(),
-            )
-            .into(),
+            IPoc::IPocCalls::faults(c) => {
+                IPoc::faultsCall::abi_encode_returns(&FAULTS.get(m, &c.nodeId)?).into()
+            }
         })
     }
 }
@@ -155,16 +160,13 @@ fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> 
         return Err(revert("no such node in the registry"));
     }
     let k = key2(c.epoch, c.nodeId);
-    let seen = map(
-        M_SEEN,
-        keccak256([k.as_slice(), c.validatorKey.as_slice()].concat()),
-    );
-    if !m.sload(seen)?.is_zero() {
+    let seen = keccak256([k.as_slice(), c.validatorKey.as_slice()].concat());
+    if SEEN.get(m, &seen)? {
         return Err(revert(
             "this validator already attested this node this epoch",
         ));
     }
-    m.sstore(seen, U256::from(1))?;
+    SEEN.set(m, &seen, &true)?;
     emit(
         m,
         IPoc::Attested {
@@ -176,31 +178,23 @@ fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> 
         },
     );
     let total: u64 = set.iter().map(|v| v.2).sum();
-    let done = m.sload(map(M_DONE, k))?;
+    let done = DONE.get(m, &k)?;
     if c.ok {
-        let ok = m.sload(map(M_OK, k))? + U256::from(power);
-        m.sstore(map(M_OK, k), ok)?;
-        let list = map(M_SCORES, k);
-        let n = m.sload(list)?.saturating_to::<u64>();
-        m.sstore(crate::array_slot(list, n), U256::from(c.score))?;
-        m.sstore(list, U256::from(n + 1))?;
+        let ok = OK_POWER.get(m, &k)? + U256::from(power);
+        OK_POWER.set(m, &k, &ok)?;
+        // One score per validator of the set (at most the set's size).
+        let n = SCORES.push(m, &k, &c.score, crate::chain::MAX_VALIDATORS)?;
         if !done.bit(0) && ok * U256::from(3) > U256::from(total) * U256::from(2) {
             let mut scores = (0..=n)
-                .map(|i| Ok(m.sload(crate::array_slot(list, i))?.saturating_to::<u64>()))
+                .map(|i| Ok(m.sload(SCORES.element_slot(&k, i))?.saturating_to::<u64>()))
                 .collect::<Result<Vec<u64>, ModuleError>>()?;
             scores.sort_unstable();
             let e = scores[scores.len() / 2];
-            m.sstore(map(M_DONE, k), done | U256::from(1))?;
-            m.sstore(
-                map(M_LAST, c.nodeId),
-                (U256::from(c.epoch) << 64) | U256::from(e),
-            )?;
-            let sum_slot = map(
-                M_OWNER_SUM,
-                keccak256([&c.epoch.to_be_bytes()[..], owner.as_slice()].concat()),
-            );
-            let sum = m.sload(sum_slot)? + U256::from(e);
-            m.sstore(sum_slot, sum)?;
+            DONE.set(m, &k, &(done | U256::from(1)))?;
+            LAST.set(m, &c.nodeId, &((U256::from(c.epoch) << 64) | U256::from(e)))?;
+            let by_owner = keccak256([&c.epoch.to_be_bytes()[..], owner.as_slice()].concat());
+            let sum = OWNER_SUM.get(m, &by_owner)? + U256::from(e);
+            OWNER_SUM.set(m, &by_owner, &sum)?;
             m.call_module(
                 STAKING_ADDRESS,
                 &IStaking::setComputeScoresCall {
@@ -220,12 +214,12 @@ fn attest(m: &mut Metered<'_>, c: &IPoc::attestCall) -> Result<(), ModuleError> 
             );
         }
     } else {
-        let fail = m.sload(map(M_FAIL, k))? + U256::from(power);
-        m.sstore(map(M_FAIL, k), fail)?;
+        let fail = FAIL_POWER.get(m, &k)? + U256::from(power);
+        FAIL_POWER.set(m, &k, &fail)?;
         if !done.bit(1) && fail * U256::from(3) > U256::from(total) {
-            m.sstore(map(M_DONE, k), done | U256::from(2))?;
-            let f = m.sload(map(M_FAULTS, c.nodeId))?;
-            m.sstore(map(M_FAULTS, c.nodeId), f + U256::from(1))?;
+            DONE.set(m, &k, &(done | U256::from(2)))?;
+            let f = FAULTS.get(m, &c.nodeId)?;
+            FAULTS.set(m, &c.nodeId, &(f + 1))?;
             m.call_module(
                 STAKING_ADDRESS,
                 &IStaking::slashComputeCall { owner }.abi_encode(),

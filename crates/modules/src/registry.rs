@@ -49,8 +49,9 @@ const NODES: Array<B256> = Array::at(3);
 /// `[node]` = its index in `NODES` + 1.
 const INDEX: Mapping<B256, u64> = Mapping::at(4);
 
-fn revert(msg: impl Into<String>) -> ModuleError {
-    ModuleError::Revert(format!("Registry: {}", msg.into()))
+/// A revert in this module's name (the kit's `"<Module>: <why>"`).
+fn revert(why: impl std::fmt::Display) -> ModuleError {
+    crate::kit::abi::revert("Registry", why)
 }
 
 /// What a node key signs to let `owner` register it on chain `chain_id`.

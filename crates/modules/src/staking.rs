@@ -37,10 +37,8 @@
 //! created or destroyed otherwise.
 
 use crate::kit::abi::emit;
-use crate::{
-    addr_key, array_slot, chain::ChainModule, map_slot, Metered, ModuleCall, ModuleError,
-    POC_ADDRESS, SYSTEM_CALLER,
-};
+use crate::kit::slots::Value;
+use crate::{chain::ChainModule, Metered, ModuleCall, ModuleError, POC_ADDRESS, SYSTEM_CALLER};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
 use emc_types::{Genesis, StakingParams, EMC};
@@ -110,57 +108,12 @@ pub const MAX_ROUTERS: u64 = 1_024;
 pub const MAX_COMPUTE: u64 = 4_096;
 
 // Parameter slots, written at genesis.
-const P_EPOCH_BLOCKS: u64 = 0;
-const P_MAX_VALIDATORS: u64 = 1;
-const P_MIN_STAKE: u64 = 2; // 2, 3, 4 by role
-const P_UNBONDING: u64 = 5;
-const P_BLOCK_REWARD: u64 = 6;
-const P_ROUTER_POOL: u64 = 7;
-const P_COMPUTE_POOL: u64 = 8;
-const P_SLASH_BPS: u64 = 9;
-const P_JAIL_MISSED_BPS: u64 = 10;
-const P_JAIL_EPOCHS: u64 = 11;
-const P_TIER_COUNT: u64 = 12;
-const P_TIERS: u64 = 13; // (blocks, bps) pairs
+mod storage;
+use storage::*;
 
-// State slots.
-const S_MINTED: u64 = 100;
-const S_SLASHED: u64 = 101;
-const S_LISTS: u64 = 102; // 102, 103, 104: account lists by role
-const S_TOTAL_STAKED: u64 = 105;
-const M_STAKE: u64 = 110; // [account][role]
-const M_UNBONDING: u64 = 111; // [account][role]
-const M_RELEASE: u64 = 112; // [account][role]
-const M_LOCK_UNTIL: u64 = 113;
-const M_LOCK_BPS: u64 = 114;
-const M_KEY: u64 = 115;
-const M_KEY_OWNER: u64 = 116; // [key]
-const M_JAILED_UNTIL: u64 = 117;
-const M_REWARDS: u64 = 118;
-const M_MISSED: u64 = 119;
-const M_SCORE: u64 = 120;
-const M_EVIDENCE: u64 = 121; // [keccak(validator, height)]
-const M_MEMBER: u64 = 122; // [epoch][account] = index + 1
-const M_LISTED: u64 = 123; // [account][role]
-
-fn revert(msg: impl Into<String>) -> ModuleError {
-    ModuleError::Revert(format!("Staking: {}", msg.into()))
-}
-
-fn slot(n: u64) -> U256 {
-    U256::from(n)
-}
-
-fn map(base: u64, key: B256) -> U256 {
-    map_slot(slot(base), key)
-}
-
-fn map2(base: u64, a: B256, b: B256) -> U256 {
-    map_slot(map(base, a), b)
-}
-
-fn role_key(r: Role) -> B256 {
-    B256::from(U256::from(r as u8))
+/// A revert in this module's name (the kit's `"<Module>: <why>"`).
+fn revert(why: impl std::fmt::Display) -> ModuleError {
+    crate::kit::abi::revert("Staking", why)
 }
 
 fn u64_of(v: U256) -> u64 {
@@ -171,7 +124,7 @@ fn u64_of(v: U256) -> u64 {
 /// counts as epoch 0.
 /// The genesis epoch length, read by another module.
 pub fn epoch_blocks(m: &mut Metered<'_>) -> Result<u64, ModuleError> {
-    Ok(u64_of(m.sload_at(crate::STAKING_ADDRESS, slot(P_EPOCH_BLOCKS))?).max(1))
+    Ok(EPOCH_BLOCKS.get_in(m, crate::STAKING_ADDRESS)?.max(1))
 }
 
 /// The epoch number of a height ([`emc_types::Epoch::of`]).
@@ -189,32 +142,14 @@ struct St<'a, 'h> {
 }
 
 impl St<'_, '_> {
-    fn get(&mut self, s: U256) -> Result<U256, ModuleError> {
-        self.m.sload(s)
-    }
-    fn set(&mut self, s: U256, v: U256) -> Result<(), ModuleError> {
-        self.m.sstore(s, v)
-    }
-    fn param(&mut self, n: u64) -> Result<U256, ModuleError> {
-        self.get(slot(n))
-    }
-    fn add(&mut self, s: U256, v: U256) -> Result<(), ModuleError> {
-        let cur = self.get(s)?;
-        self.set(s, cur.saturating_add(v))
-    }
     fn stake(&mut self, a: Address, r: Role) -> Result<U256, ModuleError> {
-        self.get(map2(M_STAKE, addr_key(a), role_key(r)))
+        STAKE.get(self.m, &a, &r)
     }
     fn list(&mut self, r: Role) -> Result<Vec<Address>, ModuleError> {
-        let base = slot(S_LISTS + r as u64);
-        let n = u64_of(self.get(base)?).min(MAX_COMPUTE);
-        (0..n)
-            .map(|i| Ok(Address::from_word(self.get(array_slot(base, i))?.into())))
-            .collect()
+        LISTS[r as usize].all(self.m, MAX_COMPUTE)
     }
     fn enlist(&mut self, a: Address, r: Role) -> Result<(), ModuleError> {
-        let flag = map2(M_LISTED, addr_key(a), role_key(r));
-        if !self.get(flag)?.is_zero() {
+        if LISTED.get(self.m, &a, &r)? {
             return Ok(());
         }
         let cap = match r {
@@ -222,29 +157,31 @@ impl St<'_, '_> {
             Role::Router => MAX_ROUTERS,
             Role::Compute => MAX_COMPUTE,
         };
-        let base = slot(S_LISTS + r as u64);
-        let n = u64_of(self.get(base)?);
-        if n >= cap {
-            return Err(revert(format!(
+        match LISTS[r as usize].push(self.m, &a, cap) {
+            Err(ModuleError::Revert(_)) => Err(revert(format!(
                 "the list for role {} is full ({cap})",
                 r as u8
-            )));
-        }
-        self.set(array_slot(base, n), U256::from_be_bytes(addr_key(a).0))?;
-        self.set(base, U256::from(n + 1))?;
-        self.set(flag, U256::from(1))
+            ))),
+            other => other.map(drop),
+        }?;
+        LISTED.set(self.m, &a, &r, &true)
     }
     fn min_stake(&mut self, r: Role) -> Result<U256, ModuleError> {
-        self.param(P_MIN_STAKE + r as u64)
+        MIN_STAKE[r as usize].get(self.m)
     }
     fn multiplier_bps(&mut self, a: Address, height: u64) -> Result<U256, ModuleError> {
-        let until = u64_of(self.get(map(M_LOCK_UNTIL, addr_key(a)))?);
-        if until > height {
-            self.get(map(M_LOCK_BPS, addr_key(a)))
+        if LOCK_UNTIL.get(self.m, &a)? > height {
+            LOCK_BPS.get(self.m, &a)
         } else {
             Ok(U256::from(10_000))
         }
     }
+}
+
+/// `value += by`, saturating.
+fn add_to(m: &mut Metered<'_>, value: &Value<U256>, by: U256) -> Result<(), ModuleError> {
+    let cur = value.get(m)?;
+    value.set(m, &cur.saturating_add(by))
 }
 
 impl StakingModule {
@@ -295,13 +232,12 @@ impl StakingModule {
                 Bytes::new()
             }
             C::claimRewards(_) => {
-                let key = map(M_REWARDS, addr_key(caller));
-                let amount = st.get(key)?;
+                let amount = REWARDS.get(st.m, &caller)?;
                 if amount.is_zero() {
                     return Err(revert("no rewards to claim"));
                 }
-                st.set(key, U256::ZERO)?;
-                st.add(slot(S_MINTED), amount)?;
+                REWARDS.set(st.m, &caller, &U256::ZERO)?;
+                add_to(st.m, &MINTED, amount)?;
                 st.m.mint(caller, amount)?;
                 emit(
                     st.m,
@@ -324,7 +260,7 @@ impl StakingModule {
                     return Err(revert("nodes and scores must match, at most 4096"));
                 }
                 for (n, s) in c.nodes.iter().zip(c.scores.iter()) {
-                    st.set(map(M_SCORE, addr_key(*n)), *s)?;
+                    SCORE.set(st.m, n, s)?;
                 }
                 Bytes::new()
             }
@@ -346,53 +282,48 @@ impl StakingModule {
             }
             C::stakeOf(c) => {
                 let r = Role::from_u8(c.role)?;
-                let (a, k) = (addr_key(c.account), role_key(r));
+                let a = c.account;
                 IStaking::stakeOfCall::abi_encode_returns(&IStaking::stakeOfReturn {
-                    staked: st.get(map2(M_STAKE, a, k))?,
-                    unbonding: st.get(map2(M_UNBONDING, a, k))?,
-                    releaseHeight: u64_of(st.get(map2(M_RELEASE, a, k))?),
+                    staked: STAKE.get(st.m, &a, &r)?,
+                    unbonding: UNBONDING.get(st.m, &a, &r)?,
+                    releaseHeight: RELEASE.get(st.m, &a, &r)?,
                 })
                 .into()
             }
-            C::lockOf(c) => {
-                let a = addr_key(c.account);
-                IStaking::lockOfCall::abi_encode_returns(&IStaking::lockOfReturn {
-                    untilHeight: u64_of(st.get(map(M_LOCK_UNTIL, a))?),
-                    multiplierBps: u64_of(st.multiplier_bps(c.account, height)?) as u32,
-                })
-                .into()
-            }
+            C::lockOf(c) => IStaking::lockOfCall::abi_encode_returns(&IStaking::lockOfReturn {
+                untilHeight: LOCK_UNTIL.get(st.m, &c.account)?,
+                multiplierBps: u64_of(st.multiplier_bps(c.account, height)?) as u32,
+            })
+            .into(),
             C::validatorInfo(c) => {
-                let a = addr_key(c.validator);
+                let a = c.validator;
                 IStaking::validatorInfoCall::abi_encode_returns(&IStaking::validatorInfoReturn {
-                    consensusKey: st.get(map(M_KEY, a))?.into(),
-                    candidate: !st
-                        .get(map2(M_LISTED, a, role_key(Role::Validator)))?
-                        .is_zero(),
-                    jailedUntilEpoch: u64_of(st.get(map(M_JAILED_UNTIL, a))?),
-                    missedThisEpoch: u64_of(st.get(map(M_MISSED, a))?),
+                    consensusKey: KEY.get(st.m, &a)?,
+                    candidate: LISTED.get(st.m, &a, &Role::Validator)?,
+                    jailedUntilEpoch: JAILED_UNTIL.get(st.m, &a)?,
+                    missedThisEpoch: MISSED.get(st.m, &a)?,
                 })
                 .into()
             }
             C::candidates(_) => {
                 IStaking::candidatesCall::abi_encode_returns(&st.list(Role::Validator)?).into()
             }
-            C::pendingRewards(c) => IStaking::pendingRewardsCall::abi_encode_returns(
-                &st.get(map(M_REWARDS, addr_key(c.account)))?,
-            )
-            .into(),
+            C::pendingRewards(c) => {
+                IStaking::pendingRewardsCall::abi_encode_returns(&REWARDS.get(st.m, &c.account)?)
+                    .into()
+            }
             C::currentEpoch(_) => {
-                let e = u64_of(st.param(P_EPOCH_BLOCKS)?);
+                let e = EPOCH_BLOCKS.get(st.m)?;
                 IStaking::currentEpochCall::abi_encode_returns(&epoch_of(height, e)).into()
             }
             C::totalStaked(_) => {
-                IStaking::totalStakedCall::abi_encode_returns(&st.get(slot(S_TOTAL_STAKED))?).into()
+                IStaking::totalStakedCall::abi_encode_returns(&TOTAL_STAKED.get(st.m)?).into()
             }
             C::totalMinted(_) => {
-                IStaking::totalMintedCall::abi_encode_returns(&st.get(slot(S_MINTED))?).into()
+                IStaking::totalMintedCall::abi_encode_returns(&MINTED.get(st.m)?).into()
             }
             C::totalSlashed(_) => {
-                IStaking::totalSlashedCall::abi_encode_returns(&st.get(slot(S_SLASHED))?).into()
+                IStaking::totalSlashedCall::abi_encode_returns(&SLASHED.get(st.m)?).into()
             }
         })
     }
@@ -406,39 +337,37 @@ impl StakingModule {
         let mut put = |k: U256, v: U256| {
             s.insert(k, v);
         };
-        put(slot(P_EPOCH_BLOCKS), U256::from(p.epoch_blocks));
-        put(slot(P_MAX_VALIDATORS), U256::from(p.max_validators));
-        put(slot(P_MIN_STAKE), p.min_validator_stake);
-        put(slot(P_MIN_STAKE + 1), p.min_router_stake);
-        put(slot(P_MIN_STAKE + 2), p.min_compute_stake);
-        put(slot(P_UNBONDING), U256::from(p.unbonding_blocks));
-        put(slot(P_BLOCK_REWARD), p.block_reward);
-        put(slot(P_ROUTER_POOL), p.router_pool);
-        put(slot(P_COMPUTE_POOL), p.compute_pool);
-        put(slot(P_SLASH_BPS), U256::from(p.slash_bps));
-        put(slot(P_JAIL_MISSED_BPS), U256::from(p.jail_missed_bps));
-        put(slot(P_JAIL_EPOCHS), U256::from(p.jail_epochs));
-        put(slot(P_TIER_COUNT), U256::from(p.lock_tiers.len()));
+        put(EPOCH_BLOCKS.slot(), U256::from(p.epoch_blocks));
+        put(MAX_VALIDATORS.slot(), U256::from(p.max_validators));
+        put(MIN_STAKE[0].slot(), p.min_validator_stake);
+        put(MIN_STAKE[1].slot(), p.min_router_stake);
+        put(MIN_STAKE[2].slot(), p.min_compute_stake);
+        put(UNBONDING_BLOCKS.slot(), U256::from(p.unbonding_blocks));
+        put(BLOCK_REWARD.slot(), p.block_reward);
+        put(ROUTER_POOL.slot(), p.router_pool);
+        put(COMPUTE_POOL.slot(), p.compute_pool);
+        put(SLASH_BPS.slot(), U256::from(p.slash_bps));
+        put(JAIL_MISSED_BPS.slot(), U256::from(p.jail_missed_bps));
+        put(JAIL_EPOCHS.slot(), U256::from(p.jail_epochs));
+        put(TIER_COUNT.slot(), U256::from(p.lock_tiers.len()));
         for (i, t) in p.lock_tiers.iter().enumerate() {
-            put(slot(P_TIERS + 2 * i as u64), U256::from(t.blocks));
-            put(
-                slot(P_TIERS + 2 * i as u64 + 1),
-                U256::from(t.multiplier_bps),
-            );
+            let (blocks, bps) = storage::tier(i as u8);
+            put(blocks.slot(), U256::from(t.blocks));
+            put(bps.slot(), U256::from(t.multiplier_bps));
         }
-        let vkey = role_key(Role::Validator);
-        let list = slot(S_LISTS);
-        put(list, U256::from(g.validators.len()));
-        for (i, v) in g.validators.iter().enumerate() {
-            let a = addr_key(v.address);
-            put(map2(M_STAKE, a, vkey), EMC * U256::from(v.power));
-            put(map(M_KEY, a), v.consensus_key.into());
-            put(map(M_KEY_OWNER, v.consensus_key), U256::from_be_bytes(a.0));
-            put(map2(M_LISTED, a, vkey), U256::from(1));
-            put(array_slot(list, i as u64), U256::from_be_bytes(a.0));
-            put(map2(M_MEMBER, B256::ZERO, a), U256::from(i + 1));
+        let (v, list) = (Role::Validator, &LISTS[Role::Validator as usize]);
+        put(list.len_slot(), U256::from(g.validators.len()));
+        for (i, gv) in g.validators.iter().enumerate() {
+            let a = gv.address;
+            let word = U256::from_be_bytes(a.into_word().0);
+            put(STAKE.slot(&a, &v), EMC * U256::from(gv.power));
+            put(KEY.slot(&a), gv.consensus_key.into());
+            put(KEY_OWNER.slot(&gv.consensus_key), word);
+            put(LISTED.slot(&a, &v), U256::from(1));
+            put(list.element_slot(i as u64), word);
+            put(MEMBER.slot(&0, &a), U256::from(i + 1));
         }
-        put(slot(S_TOTAL_STAKED), Self::genesis_balance(g));
+        put(TOTAL_STAKED.slot(), Self::genesis_balance(g));
         s
     }
 
@@ -460,8 +389,7 @@ fn stake(st: &mut St<'_, '_>, a: Address, r: Role, value: U256) -> Result<(), Mo
     if value.is_zero() {
         return Err(revert("send the amount to stake as the call's value"));
     }
-    let key = map2(M_STAKE, addr_key(a), role_key(r));
-    let total = st.get(key)?.saturating_add(value);
+    let total = STAKE.get(st.m, &a, &r)?.saturating_add(value);
     let min = st.min_stake(r)?;
     if total < min {
         return Err(revert(format!(
@@ -469,8 +397,8 @@ fn stake(st: &mut St<'_, '_>, a: Address, r: Role, value: U256) -> Result<(), Mo
             r as u8
         )));
     }
-    st.set(key, total)?;
-    st.add(slot(S_TOTAL_STAKED), value)?;
+    STAKE.set(st.m, &a, &r, &total)?;
+    add_to(st.m, &TOTAL_STAKED, value)?;
     if r != Role::Validator {
         // Validators enter the candidate list by registering their consensus key.
         st.enlist(a, r)?;
@@ -493,13 +421,12 @@ fn unstake(
     amount: U256,
     height: u64,
 ) -> Result<(), ModuleError> {
-    let (ak, rk) = (addr_key(a), role_key(r));
-    let staked = st.get(map2(M_STAKE, ak, rk))?;
+    let staked = STAKE.get(st.m, &a, &r)?;
     if amount.is_zero() || amount > staked {
         return Err(revert(format!("cannot unstake {amount}: {staked} staked")));
     }
     if r == Role::Compute {
-        let until = u64_of(st.get(map(M_LOCK_UNTIL, ak))?);
+        let until = LOCK_UNTIL.get(st.m, &a)?;
         if until > height {
             return Err(revert(format!("stake is locked until block {until}")));
         }
@@ -511,12 +438,13 @@ fn unstake(
             "{left} would be left, below the minimum {min}; unstake all of it or less"
         )));
     }
-    let release = height + u64_of(st.param(P_UNBONDING)?);
-    st.set(map2(M_STAKE, ak, rk), left)?;
-    st.add(map2(M_UNBONDING, ak, rk), amount)?;
-    st.set(map2(M_RELEASE, ak, rk), U256::from(release))?;
-    let total = st.get(slot(S_TOTAL_STAKED))?;
-    st.set(slot(S_TOTAL_STAKED), total.saturating_sub(amount))?;
+    let release = height + UNBONDING_BLOCKS.get(st.m)?;
+    STAKE.set(st.m, &a, &r, &left)?;
+    let unbonding = UNBONDING.get(st.m, &a, &r)?.saturating_add(amount);
+    UNBONDING.set(st.m, &a, &r, &unbonding)?;
+    RELEASE.set(st.m, &a, &r, &release)?;
+    let total = TOTAL_STAKED.get(st.m)?;
+    TOTAL_STAKED.set(st.m, &total.saturating_sub(amount))?;
     emit(
         st.m,
         IStaking::Unstaked {
@@ -532,13 +460,12 @@ fn unstake(
 fn withdraw(st: &mut St<'_, '_>, a: Address, height: u64) -> Result<U256, ModuleError> {
     let mut paid = U256::ZERO;
     for r in Role::ALL {
-        let (ak, rk) = (addr_key(a), role_key(r));
-        let amount = st.get(map2(M_UNBONDING, ak, rk))?;
+        let amount = UNBONDING.get(st.m, &a, &r)?;
         if amount.is_zero() {
             continue;
         }
-        if u64_of(st.get(map2(M_RELEASE, ak, rk))?) <= height {
-            st.set(map2(M_UNBONDING, ak, rk), U256::ZERO)?;
+        if RELEASE.get(st.m, &a, &r)? <= height {
+            UNBONDING.set(st.m, &a, &r, &U256::ZERO)?;
             paid += amount;
         }
     }
@@ -557,25 +484,24 @@ fn withdraw(st: &mut St<'_, '_>, a: Address, height: u64) -> Result<U256, Module
 }
 
 fn lock(st: &mut St<'_, '_>, a: Address, tier: u8, height: u64) -> Result<(), ModuleError> {
-    let n = u64_of(st.param(P_TIER_COUNT)?);
+    let n = TIER_COUNT.get(st.m)?;
     if tier as u64 >= n {
         return Err(revert(format!("no lock tier {tier} (there are {n})")));
     }
     if st.stake(a, Role::Compute)?.is_zero() {
         return Err(revert("stake as a computing node before locking"));
     }
-    let blocks = u64_of(st.param(P_TIERS + 2 * tier as u64)?);
-    let bps = st.param(P_TIERS + 2 * tier as u64 + 1)?;
+    let (blocks, bps) = storage::tier(tier);
+    let (blocks, bps) = (blocks.get(st.m)?, bps.get(st.m)?);
     let until = height.saturating_add(blocks);
-    let ak = addr_key(a);
-    let current = u64_of(st.get(map(M_LOCK_UNTIL, ak))?);
+    let current = LOCK_UNTIL.get(st.m, &a)?;
     if current > until {
         return Err(revert(format!(
             "already locked until block {current}, later than {until}"
         )));
     }
-    st.set(map(M_LOCK_UNTIL, ak), U256::from(until))?;
-    st.set(map(M_LOCK_BPS, ak), bps)?;
+    LOCK_UNTIL.set(st.m, &a, &until)?;
+    LOCK_BPS.set(st.m, &a, &bps)?;
     emit(
         st.m,
         IStaking::Locked {
@@ -591,14 +517,13 @@ fn register(st: &mut St<'_, '_>, a: Address, key: B256) -> Result<(), ModuleErro
     if key.is_zero() {
         return Err(revert("the consensus key must not be zero"));
     }
-    let ak = addr_key(a);
-    let current: B256 = st.get(map(M_KEY, ak))?.into();
+    let current = KEY.get(st.m, &a)?;
     if !current.is_zero() && current != key {
         return Err(revert(
             "this validator already registered another consensus key",
         ));
     }
-    let owner = Address::from_word(st.get(map(M_KEY_OWNER, key))?.into());
+    let owner = KEY_OWNER.get(st.m, &key)?;
     if owner != Address::ZERO && owner != a {
         return Err(revert("that consensus key belongs to another validator"));
     }
@@ -609,8 +534,8 @@ fn register(st: &mut St<'_, '_>, a: Address, key: B256) -> Result<(), ModuleErro
             "stake at least {min} as a validator first ({staked} staked)"
         )));
     }
-    st.set(map(M_KEY, ak), key.into())?;
-    st.set(map(M_KEY_OWNER, key), U256::from_be_bytes(ak.0))?;
+    KEY.set(st.m, &a, &key)?;
+    KEY_OWNER.set(st.m, &key, &a)?;
     st.enlist(a, Role::Validator)?;
     emit(
         st.m,
@@ -626,7 +551,7 @@ fn register(st: &mut St<'_, '_>, a: Address, key: B256) -> Result<(), ModuleErro
 /// jailing and the election.
 fn on_block(st: &mut St<'_, '_>, height: u64, signers: &[u8]) -> Result<(), ModuleError> {
     let set = ChainModule::read_set(st.m)?;
-    let epoch_blocks = u64_of(st.param(P_EPOCH_BLOCKS)?).max(1);
+    let epoch_blocks = EPOCH_BLOCKS.get(st.m)?.max(1);
     let epoch = epoch_of(height, epoch_blocks);
     // Liveness: `signers` is a bitmap over the set that sealed the parent; it is the
     // same set unless the parent closed the previous epoch. Only misses are written,
@@ -636,7 +561,8 @@ fn on_block(st: &mut St<'_, '_>, height: u64, signers: &[u8]) -> Result<(), Modu
         for (i, (a, _, _)) in set.iter().enumerate() {
             let signed = signers.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             if !signed {
-                st.add(map(M_MISSED, addr_key(*a)), U256::from(1))?;
+                let missed = MISSED.get(st.m, a)?.saturating_add(1);
+                MISSED.set(st.m, a, &missed)?;
             }
         }
     }
@@ -653,44 +579,42 @@ fn end_epoch(
     set: &[(Address, B256, u64)],
 ) -> Result<(), ModuleError> {
     let next = epoch + 1;
-    let epoch_blocks = u64_of(st.param(P_EPOCH_BLOCKS)?).max(1);
+    let epoch_blocks = EPOCH_BLOCKS.get(st.m)?.max(1);
     // The block reward of every block of the epoch, to the set that sealed them (sets
     // change only between epochs), by power: the same sums as crediting each block,
     // written once an epoch instead of on every block.
-    let reward = st
-        .param(P_BLOCK_REWARD)?
+    let reward = BLOCK_REWARD
+        .get(st.m)?
         .saturating_mul(U256::from(epoch_blocks));
     let weights: Vec<(Address, U256)> = set.iter().map(|(a, _, p)| (*a, U256::from(*p))).collect();
     split(st, reward, &weights)?;
     // Jail validators that missed too many of the epoch's commits: every block but the
     // first (whose parent closed the previous epoch) counts.
     let seen = epoch_blocks - 1;
-    let limit_bps = u64_of(st.param(P_JAIL_MISSED_BPS)?);
-    let jail_epochs = u64_of(st.param(P_JAIL_EPOCHS)?);
+    let limit_bps = JAIL_MISSED_BPS.get(st.m)?;
+    let jail_epochs = JAIL_EPOCHS.get(st.m)?;
     for (a, _, _) in set {
-        let key = map(M_MISSED, addr_key(*a));
-        let missed = u64_of(st.get(key)?);
+        let missed = MISSED.get(st.m, a)?;
         if missed == 0 {
             continue;
         }
         if seen > 0 && missed.saturating_mul(10_000) > limit_bps.saturating_mul(seen) {
             jail(st, *a, next + jail_epochs)?;
         }
-        st.set(key, U256::ZERO)?;
+        MISSED.set(st.m, a, &0)?;
     }
     // Router pool by stake.
-    let pool = st.param(P_ROUTER_POOL)?;
+    let pool = ROUTER_POOL.get(st.m)?;
     let routers: Vec<(Address, U256)> = weigh(st, Role::Router, |st, a| st.stake(a, Role::Router))?;
     split(st, pool, &routers)?;
     // Computing-node pool by score times lock multiplier; scores are per epoch.
-    let pool = st.param(P_COMPUTE_POOL)?;
+    let pool = COMPUTE_POOL.get(st.m)?;
     let nodes = weigh(st, Role::Compute, |st, a| {
-        let key = map(M_SCORE, addr_key(a));
-        let score = st.get(key)?;
+        let score = SCORE.get(st.m, &a)?;
         if score.is_zero() {
             return Ok(U256::ZERO);
         }
-        st.set(key, U256::ZERO)?;
+        SCORE.set(st.m, &a, &U256::ZERO)?;
         Ok(score * st.multiplier_bps(a, height)?)
     })?;
     split(st, pool, &nodes)?;
@@ -721,15 +645,15 @@ fn split(st: &mut St<'_, '_>, pool: U256, weights: &[(Address, U256)]) -> Result
     }
     for (a, w) in weights {
         let share = pool.saturating_mul(*w) / total;
-        st.add(map(M_REWARDS, addr_key(*a)), share)?;
+        let owed = REWARDS.get(st.m, a)?.saturating_add(share);
+        REWARDS.set(st.m, a, &owed)?;
     }
     Ok(())
 }
 
 fn jail(st: &mut St<'_, '_>, a: Address, until_epoch: u64) -> Result<(), ModuleError> {
-    let key = map(M_JAILED_UNTIL, addr_key(a));
-    if u64_of(st.get(key)?) < until_epoch {
-        st.set(key, U256::from(until_epoch))?;
+    if JAILED_UNTIL.get(st.m, &a)? < until_epoch {
+        JAILED_UNTIL.set(st.m, &a, &until_epoch)?;
     }
     emit(
         st.m,
@@ -744,13 +668,12 @@ fn jail(st: &mut St<'_, '_>, a: Address, until_epoch: u64) -> Result<(), ModuleE
 /// Elects the set for epoch `next` and writes it into the Chain module.
 fn elect(st: &mut St<'_, '_>, next: u64) -> Result<(), ModuleError> {
     let min = st.min_stake(Role::Validator)?;
-    let max = u64_of(st.param(P_MAX_VALIDATORS)?) as usize;
+    let max = MAX_VALIDATORS.get(st.m)? as usize;
     let mut ranked: Vec<(U256, Address, B256)> = Vec::new();
     for a in st.list(Role::Validator)? {
-        let ak = addr_key(a);
         let staked = st.stake(a, Role::Validator)?;
-        let key: B256 = st.get(map(M_KEY, ak))?.into();
-        let jailed_until = u64_of(st.get(map(M_JAILED_UNTIL, ak))?);
+        let key = KEY.get(st.m, &a)?;
+        let jailed_until = JAILED_UNTIL.get(st.m, &a)?;
         if staked >= min && !key.is_zero() && jailed_until <= next {
             ranked.push((staked, a, key));
         }
@@ -764,9 +687,8 @@ fn elect(st: &mut St<'_, '_>, next: u64) -> Result<(), ModuleError> {
         .iter()
         .map(|(s, a, k)| (*a, *k, u64_of(*s / EMC).max(1)))
         .collect();
-    let epoch_key = B256::from(U256::from(next));
     for (i, (a, _, _)) in set.iter().enumerate() {
-        st.set(map2(M_MEMBER, epoch_key, addr_key(*a)), U256::from(i + 1))?;
+        MEMBER.set(st.m, &next, a, &(i as u64 + 1))?;
     }
     ChainModule::write_set(st.m, &set)?;
     emit(
@@ -808,29 +730,22 @@ fn evidence(
     if e.height == 0 || e.height > height {
         return Err(revert(format!("height {} is not in the past", e.height)));
     }
-    let unbonding = u64_of(st.param(P_UNBONDING)?);
+    let unbonding = UNBONDING_BLOCKS.get(st.m)?;
     if height - e.height > unbonding {
         return Err(revert("evidence older than the unbonding period"));
     }
-    let epoch_blocks = u64_of(st.param(P_EPOCH_BLOCKS)?);
+    let epoch_blocks = EPOCH_BLOCKS.get(st.m)?;
     let epoch = epoch_of(e.height, epoch_blocks);
-    let va = addr_key(e.validator);
-    if st
-        .get(map2(M_MEMBER, B256::from(U256::from(epoch)), va))?
-        .is_zero()
-    {
+    if MEMBER.get(st.m, &epoch, &e.validator)? == 0 {
         return Err(revert("not a validator at that height"));
     }
-    let once = map(
-        M_EVIDENCE,
-        keccak256([va.as_slice(), &e.height.to_be_bytes()].concat()),
-    );
-    if !st.get(once)?.is_zero() {
+    let once = keccak256([e.validator.into_word().as_slice(), &e.height.to_be_bytes()].concat());
+    if EVIDENCE.get(st.m, &once)? {
         return Err(revert(
             "evidence for this validator and height was already used",
         ));
     }
-    let key: B256 = st.get(map(M_KEY, va))?.into();
+    let key = KEY.get(st.m, &e.validator)?;
     let sig = |b: &Bytes| -> Result<Sig, ModuleError> {
         let arr: [u8; 64] = b
             .as_ref()
@@ -856,9 +771,9 @@ fn evidence(
             ));
         }
     }
-    st.set(once, U256::from(1))?;
+    EVIDENCE.set(st.m, &once, &true)?;
     slash(st, e.validator, Role::Validator, e.height)?;
-    let jail_epochs = u64_of(st.param(P_JAIL_EPOCHS)?);
+    let jail_epochs = JAIL_EPOCHS.get(st.m)?;
     jail(
         st,
         e.validator,
@@ -868,18 +783,17 @@ fn evidence(
 
 /// Burns `slashBps` of the account's stake in `role`: bonded first, then unbonding.
 fn slash(st: &mut St<'_, '_>, a: Address, role: Role, at: u64) -> Result<(), ModuleError> {
-    let (ak, rk) = (addr_key(a), role_key(role));
-    let bonded = st.get(map2(M_STAKE, ak, rk))?;
-    let unbonding = st.get(map2(M_UNBONDING, ak, rk))?;
-    let bps = st.param(P_SLASH_BPS)?;
+    let bonded = STAKE.get(st.m, &a, &role)?;
+    let unbonding = UNBONDING.get(st.m, &a, &role)?;
+    let bps = SLASH_BPS.get(st.m)?;
     let amount = (bonded + unbonding) * bps / U256::from(10_000);
     let from_bonded = amount.min(bonded);
     let from_unbonding = amount - from_bonded;
-    st.set(map2(M_STAKE, ak, rk), bonded - from_bonded)?;
-    st.set(map2(M_UNBONDING, ak, rk), unbonding - from_unbonding)?;
-    let total = st.get(slot(S_TOTAL_STAKED))?;
-    st.set(slot(S_TOTAL_STAKED), total.saturating_sub(from_bonded))?;
-    st.add(slot(S_SLASHED), amount)?;
+    STAKE.set(st.m, &a, &role, &(bonded - from_bonded))?;
+    UNBONDING.set(st.m, &a, &role, &(unbonding - from_unbonding))?;
+    let total = TOTAL_STAKED.get(st.m)?;
+    TOTAL_STAKED.set(st.m, &total.saturating_sub(from_bonded))?;
+    add_to(st.m, &SLASHED, amount)?;
     st.m.burn(amount)?;
     emit(
         st.m,

@@ -133,8 +133,9 @@ const SPENT: Mapping<B256, U256> = Mapping::at(3);
 /// `[receiptId]` = 1 once settled.
 const SETTLED: Mapping<B256, U256> = Mapping::at(4);
 
-fn revert(msg: impl Into<String>) -> ModuleError {
-    ModuleError::Revert(format!("Tasks: {}", msg.into()))
+/// A revert in this module's name (the kit's `"<Module>: <why>"`).
+fn revert(why: impl std::fmt::Display) -> ModuleError {
+    crate::kit::abi::revert("Tasks", why)
 }
 
 /// The text a client's account signs (EIP-191) to make a grant. Readable, so a wallet

@@ -8,12 +8,14 @@
 //! const BALANCES: Mapping<Address, U256> = Mapping::at(1);
 //! const ALLOWED: DoubleMapping<Address, Address, bool> = DoubleMapping::at(2);
 //! const HOLDERS: Array<Address> = Array::at(3);
+//! const SCORES: ArrayMapping<B256, u64> = ArrayMapping::at(4);
 //! ```
 //!
 //! and reads and writes them through the metered host. The slots are Solidity's: a
 //! mapping's entry for key `k` at `keccak256(pad(k) . slot)`, a nested mapping's at
 //! `keccak256(pad(k2) . keccak256(pad(k1) . slot))`, an array's length at its slot and
-//! element `i` at `keccak256(slot) + i`.
+//! element `i` at `keccak256(slot) + i`, and a mapping of arrays' entry as an array
+//! whose length lives at the mapping's slot for its key.
 
 use crate::{Metered, ModuleError};
 use alloy_primitives::{keccak256, Address, B256, U256};
@@ -135,6 +137,10 @@ impl<T: Word> Value<T> {
     pub fn set(&self, m: &mut Metered<'_>, v: &T) -> Result<(), ModuleError> {
         m.sstore(self.slot(), v.to_word())
     }
+    /// The value in another module's storage (this slot as `module` declares it).
+    pub fn get_in(&self, m: &mut Metered<'_>, module: Address) -> Result<T, ModuleError> {
+        Ok(T::from_word(m.sload_at(module, self.slot())?))
+    }
 }
 
 /// `mapping(K => V)` at a declared slot.
@@ -207,6 +213,17 @@ impl<T: Word> Array<T> {
     pub fn element_slot(&self, i: u64) -> U256 {
         element(U256::from(self.slot), i)
     }
+    /// The slot that holds the length.
+    pub fn len_slot(&self) -> U256 {
+        U256::from(self.slot)
+    }
+    /// Every element, the length read once and capped at `max`.
+    pub fn all(&self, m: &mut Metered<'_>, max: u64) -> Result<Vec<T>, ModuleError> {
+        let n = self.len(m)?.min(max);
+        (0..n)
+            .map(|i| Ok(T::from_word(m.sload(self.element_slot(i))?)))
+            .collect()
+    }
     pub fn len(&self, m: &mut Metered<'_>) -> Result<u64, ModuleError> {
         Ok(m.sload(U256::from(self.slot))?.saturating_to())
     }
@@ -249,5 +266,53 @@ impl<T: Word> Array<T> {
         m.sstore(self.element_slot(i), last)?;
         m.sstore(self.element_slot(n - 1), U256::ZERO)?;
         m.sstore(U256::from(self.slot), U256::from(n - 1))
+    }
+}
+
+/// `mapping(K => T[])` at a declared slot: entry `k`'s length at the mapping's slot for
+/// `k`, its elements from `keccak256` of that slot (Solidity's layout).
+pub struct ArrayMapping<K, T> {
+    slot: u64,
+    _t: PhantomData<(K, T)>,
+}
+
+impl<K: Key, T: Word> ArrayMapping<K, T> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    /// The slot that holds entry `k`'s length.
+    pub fn len_slot(&self, k: &K) -> U256 {
+        mapped(U256::from(self.slot), k.key())
+    }
+    /// The slot of entry `k`'s element `i`.
+    pub fn element_slot(&self, k: &K, i: u64) -> U256 {
+        element(self.len_slot(k), i)
+    }
+    pub fn len(&self, m: &mut Metered<'_>, k: &K) -> Result<u64, ModuleError> {
+        Ok(m.sload(self.len_slot(k))?.saturating_to())
+    }
+    /// Appends to entry `k`; refused past `max` elements.
+    pub fn push(&self, m: &mut Metered<'_>, k: &K, v: &T, max: u64) -> Result<u64, ModuleError> {
+        let at = self.len_slot(k);
+        let n: u64 = m.sload(at)?.saturating_to();
+        if n >= max {
+            return Err(ModuleError::Revert(format!(
+                "the list is full ({max} entries)"
+            )));
+        }
+        m.sstore(element(at, n), v.to_word())?;
+        m.sstore(at, U256::from(n + 1))?;
+        Ok(n)
+    }
+    /// Entry `k`'s elements, capped at `max`.
+    pub fn all(&self, m: &mut Metered<'_>, k: &K, max: u64) -> Result<Vec<T>, ModuleError> {
+        let at = self.len_slot(k);
+        let n = m.sload(at)?.saturating_to::<u64>().min(max);
+        (0..n)
+            .map(|i| Ok(T::from_word(m.sload(element(at, i))?)))
+            .collect()
     }
 }
