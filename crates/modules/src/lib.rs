@@ -17,6 +17,7 @@
 //! | `0x0000000000000000000000000000000000001002` | [`poc::PocModule`]: proof-of-computing attestations, E per epoch, faults | computing nodes |
 //! | `0x0000000000000000000000000000000000001003` | [`registry::RegistryModule`]: computing nodes, their owners, apps and prices | computing nodes |
 //! | `0x0000000000000000000000000000000000001004` | [`tasks::TasksModule`]: client escrow, settlement of doubly signed call receipts | smart routers |
+//! | `0x0000000000000000000000000000000000001005` | [`sockets::SocketsModule`]: computing sockets, ERC-721 with rentals and subscriptions | sockets |
 //!
 //! Every module is built with the [`kit`] (the [`kit::SystemModule`] trait, typed
 //! storage slots, ABI helpers) and listed once in [`MODULES`].
@@ -31,6 +32,7 @@ pub mod chain;
 pub mod kit;
 pub mod poc;
 pub mod registry;
+pub mod sockets;
 pub mod staking;
 pub mod tasks;
 #[cfg(test)]
@@ -64,6 +66,8 @@ pub const STAKING_ADDRESS: Address = address!("0x0000000000000000000000000000000
 pub const POC_ADDRESS: Address = address!("0x0000000000000000000000000000000000001002");
 pub const REGISTRY_ADDRESS: Address = address!("0x0000000000000000000000000000000000001003");
 pub const TASKS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001004");
+/// Computing sockets: compute access as ERC-721 tokens.
+pub const SOCKETS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001005");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
@@ -77,6 +81,7 @@ pub static MODULES: &[&dyn kit::SystemModule] = &[
     &poc::PocModule,
     &registry::RegistryModule,
     &tasks::TasksModule,
+    &sockets::SocketsModule,
 ];
 
 /// Whether a system module lives at `a`.

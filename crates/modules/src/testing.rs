@@ -18,6 +18,8 @@ pub struct MemHost {
     /// EVM's journal keeps these for real, for EIP-2929 and EIP-2200 gas).
     pub warm: BTreeSet<(Address, U256)>,
     pub original: BTreeMap<(Address, U256), U256>,
+    /// The call-outs modules asked for, in order (the trampoline would make them).
+    pub call_outs: Vec<crate::kit::callout::CallOut>,
 }
 
 impl MemHost {
@@ -32,6 +34,7 @@ impl MemHost {
             logs: Vec::new(),
             warm: BTreeSet::new(),
             original: BTreeMap::new(),
+            call_outs: Vec::new(),
         }
     }
 
@@ -166,6 +169,10 @@ impl ModuleHost for MemHost {
     }
     fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
         self.logs.push((topics, data));
+    }
+    fn call_out(&mut self, call: crate::kit::callout::CallOut) -> Result<(), ModuleError> {
+        self.call_outs.push(call);
+        Ok(())
     }
     fn switch_to(&mut self, module: Address) -> Address {
         std::mem::replace(&mut self.me, module)

@@ -316,3 +316,96 @@ impl<K: Key, T: Word> ArrayMapping<K, T> {
             .collect()
     }
 }
+
+/// `mapping(K => S)` for a struct `S` of one-word fields and strings, Solidity's
+/// layout: field `i` of entry `k` at `keccak256(pad(k) . slot) + i` (a string field's
+/// slot holds it as [`read_str`] reads it).
+pub struct Records<K> {
+    slot: u64,
+    _t: PhantomData<K>,
+}
+
+impl<K: Key> Records<K> {
+    pub const fn at(slot: u64) -> Self {
+        Self {
+            slot,
+            _t: PhantomData,
+        }
+    }
+    /// The slot of entry `k`'s field `i`.
+    pub fn field(&self, k: &K, i: u64) -> U256 {
+        mapped(U256::from(self.slot), k.key()).wrapping_add(U256::from(i))
+    }
+    pub fn get<T: Word>(&self, m: &mut Metered<'_>, k: &K, i: u64) -> Result<T, ModuleError> {
+        Ok(T::from_word(m.sload(self.field(k, i))?))
+    }
+    pub fn set<T: Word>(
+        &self,
+        m: &mut Metered<'_>,
+        k: &K,
+        i: u64,
+        v: &T,
+    ) -> Result<(), ModuleError> {
+        m.sstore(self.field(k, i), v.to_word())
+    }
+    /// A string field, refused past `max` bytes.
+    pub fn get_str(
+        &self,
+        m: &mut Metered<'_>,
+        k: &K,
+        i: u64,
+        max: usize,
+    ) -> Result<String, ModuleError> {
+        read_str(m, self.field(k, i), max)
+    }
+    pub fn set_str(&self, m: &mut Metered<'_>, k: &K, i: u64, s: &str) -> Result<(), ModuleError> {
+        write_str(m, self.field(k, i), s)
+    }
+}
+
+/// Solidity's `string` at `slot`: up to 31 bytes in the slot itself (left-aligned,
+/// `2 · len` in the last byte); longer, `2 · len + 1` in the slot and the bytes from
+/// `keccak256(slot)` on. Refused past `max` bytes (every read is bounded).
+pub fn read_str(m: &mut Metered<'_>, slot: U256, max: usize) -> Result<String, ModuleError> {
+    let w = m.sload(slot)?.to_be_bytes::<32>();
+    let bytes = if w[31] & 1 == 0 {
+        let n = (w[31] / 2) as usize;
+        w[..n.min(31)].to_vec()
+    } else {
+        let n: usize = (U256::from_be_bytes(w) >> 1usize).saturating_to();
+        if n > max {
+            return Err(ModuleError::Revert(format!(
+                "a stored string of {n} bytes is over {max}"
+            )));
+        }
+        let base = U256::from_be_bytes(keccak256(slot.to_be_bytes::<32>()).0);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n.div_ceil(32) {
+            let word = m
+                .sload(base.wrapping_add(U256::from(i)))?
+                .to_be_bytes::<32>();
+            out.extend_from_slice(&word[..(n - 32 * i).min(32)]);
+        }
+        out
+    };
+    String::from_utf8(bytes).map_err(|_| ModuleError::Revert("a stored string is not UTF-8".into()))
+}
+
+/// Writes `s` at `slot` in Solidity's `string` layout ([`read_str`]).
+pub fn write_str(m: &mut Metered<'_>, slot: U256, s: &str) -> Result<(), ModuleError> {
+    let b = s.as_bytes();
+    if b.len() <= 31 {
+        let mut w = [0u8; 32];
+        w[..b.len()].copy_from_slice(b);
+        w[31] = 2 * b.len() as u8;
+        return m.sstore(slot, U256::from_be_bytes(w));
+    }
+    m.sstore(slot, U256::from(2 * b.len() + 1))?;
+    let base = U256::from_be_bytes(keccak256(slot.to_be_bytes::<32>()).0);
+    for (i, chunk) in b.chunks(32).enumerate() {
+        let mut w = [0u8; 32];
+        w[..chunk.len()].copy_from_slice(chunk);
+        m.sstore(base.wrapping_add(U256::from(i)), U256::from_be_bytes(w))?;
+    }
+    Ok(())
+}

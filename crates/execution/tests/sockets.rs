@@ -1,0 +1,179 @@
+//! The Sockets module on revm with the chain's own table of modules: a socket bought
+//! from an offer, moved with `safeTransferFrom` into a contract that accepts ERC-721
+//! tokens, refused by one that does not, and moved there anyway by `transferFrom`
+//! (which, as ERC-721 says, does not ask).
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::{SolCall, SolError, SolValue};
+use emc_execution::precompiles::EmcPrecompiles;
+use emc_modules::kit::callout::asm;
+use emc_modules::registry::{registration_message, IRegistry};
+use emc_modules::sockets::{IERC721Receiver, ISockets};
+use emc_modules::{MODULES, REGISTRY_ADDRESS, SOCKETS_ADDRESS};
+use revm::{
+    bytecode::Bytecode,
+    context::{CfgEnv, Context, TxEnv},
+    context_interface::result::{ExecutionResult, Output},
+    database::{CacheDB, EmptyDB},
+    handler::{ExecuteCommitEvm, MainBuilder, MainContext},
+    primitives::{hardfork::SpecId, TxKind},
+    state::AccountInfo,
+};
+
+const CHAIN: u64 = 7;
+const PRICE: u64 = 1_000;
+
+struct Chain {
+    db: CacheDB<EmptyDB>,
+}
+
+impl Chain {
+    fn new() -> Self {
+        let mut db = CacheDB::new(EmptyDB::default());
+        for m in MODULES {
+            let code = Bytecode::new_raw(emc_modules::kit::code_of(*m));
+            db.insert_account_info(m.address(), AccountInfo::default().with_code(code));
+        }
+        for i in 1..=3 {
+            let rich = AccountInfo {
+                balance: U256::from(10u128.pow(20)),
+                ..Default::default()
+            };
+            db.insert_account_info(Address::repeat_byte(i), rich);
+        }
+        Chain { db }
+    }
+
+    fn deploy(&mut self, at: Address, code: Bytes) {
+        let info = AccountInfo::default().with_code(Bytecode::new_raw(code));
+        self.db.insert_account_info(at, info);
+    }
+
+    fn send(&mut self, from: Address, to: Address, value: u64, data: Vec<u8>) -> ExecutionResult {
+        let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
+        cfg.disable_nonce_check = true;
+        cfg.chain_id = CHAIN;
+        let mut evm = Context::mainnet()
+            .with_db(&mut self.db)
+            .with_cfg(cfg)
+            .build_mainnet()
+            .with_precompiles(EmcPrecompiles::new(CHAIN));
+        let tx = TxEnv {
+            caller: from,
+            kind: TxKind::Call(to),
+            data: data.into(),
+            value: U256::from(value),
+            gas_limit: 3_000_000,
+            gas_price: 0,
+            chain_id: Some(CHAIN),
+            ..Default::default()
+        };
+        evm.transact_commit(tx).expect("runs")
+    }
+
+    fn sockets(&mut self, from: Address, value: u64, call: impl SolCall) -> Bytes {
+        match self.send(from, SOCKETS_ADDRESS, value, call.abi_encode()) {
+            ExecutionResult::Success {
+                output: Output::Call(b),
+                ..
+            } => b,
+            other => panic!("failed: {other:?}"),
+        }
+    }
+
+    fn owner(&mut self, id: U256) -> Address {
+        let out = self.sockets(
+            Address::repeat_byte(1),
+            0,
+            ISockets::ownerOfCall { tokenId: id },
+        );
+        Address::abi_decode(&out).expect("an address")
+    }
+}
+
+fn reason(r: &ExecutionResult) -> String {
+    match r {
+        ExecutionResult::Revert { output, .. } => alloy_sol_types::Revert::abi_decode(output)
+            .map(|r| r.reason)
+            .unwrap_or_else(|_| format!("{output}")),
+        other => panic!("expected a revert, got {other:?}"),
+    }
+}
+
+#[test]
+fn safe_transfer_into_a_contract_asks_it_and_honours_its_answer() {
+    let mut c = Chain::new();
+    let (provider, buyer) = (Address::repeat_byte(1), Address::repeat_byte(2));
+    let key = ed25519_consensus::SigningKey::from([3u8; 32]);
+    let node = B256::from(key.verification_key().to_bytes());
+    let reg = IRegistry::registerCall {
+        nodeId: node,
+        nodeSignature: key
+            .sign(&registration_message(CHAIN, provider, node))
+            .to_bytes()
+            .to_vec()
+            .into(),
+        apps: vec!["echo".into()],
+        prices: vec![U256::from(1)],
+        hardware: String::new(),
+    };
+    assert!(c
+        .send(provider, REGISTRY_ADDRESS, 0, reg.abi_encode())
+        .is_success());
+    let offer = ISockets::offerCall {
+        node,
+        app: "echo".into(),
+        appHash: B256::ZERO,
+        unit: 0,
+        pricePerUnit: U256::from(PRICE),
+        minUnits: 1,
+        maxUnits: 10,
+        validFor: 3_600,
+        capacity: 100,
+        expires: u64::MAX / 2,
+        renewalPricePerSecond: U256::ZERO,
+    };
+    let offer = U256::abi_decode(&c.sockets(provider, 0, offer)).expect("offer id");
+    let buy = || ISockets::buyCall {
+        offerId: offer,
+        units: 2,
+    };
+    let first = U256::abi_decode(&c.sockets(buyer, 2 * PRICE, buy())).expect("token");
+    let second = U256::abi_decode(&c.sockets(buyer, 2 * PRICE, buy())).expect("token");
+
+    // A holder that answers onERC721Received's selector, as ERC721Holder does.
+    let holder = Address::repeat_byte(0x40);
+    let selector = IERC721Receiver::onERC721ReceivedCall::SELECTOR;
+    c.deploy(
+        holder,
+        asm::Program::default().return_word(&selector).assemble(),
+    );
+    let safe = |to, id| ISockets::safeTransferFrom_1Call {
+        from: buyer,
+        to,
+        tokenId: id,
+    };
+    c.sockets(buyer, 0, safe(holder, first));
+    assert_eq!(c.owner(first), holder);
+
+    // A contract without the hook refuses; nothing moves.
+    let mut p = asm::Program::default();
+    p.ops(&[asm::Op::PUSH0, asm::Op::PUSH0, asm::Op::REVERT]);
+    let wall = Address::repeat_byte(0x41);
+    c.deploy(wall, p.assemble());
+    let r = c.send(buyer, SOCKETS_ADDRESS, 0, safe(wall, second).abi_encode());
+    assert!(
+        reason(&r).contains("does not accept ERC-721 tokens"),
+        "{}",
+        reason(&r)
+    );
+    assert_eq!(c.owner(second), buyer);
+    // transferFrom does not ask.
+    let plain = ISockets::transferFromCall {
+        from: buyer,
+        to: wall,
+        tokenId: second,
+    };
+    c.sockets(buyer, 0, plain);
+    assert_eq!(c.owner(second), wall);
+}
