@@ -25,6 +25,7 @@ mod abi;
 pub mod economy;
 pub mod erc721;
 pub mod rental;
+pub mod settle;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -145,6 +146,8 @@ fn is_view(c: &ISockets::ISocketsCalls) -> bool {
             | C::socket(_)
             | C::offerInfo(_)
             | C::offerCount(_)
+            | C::check(_)
+            | C::isSettled(_)
     )
 }
 
@@ -217,6 +220,11 @@ fn serve(
             none()
         }
         C::refund(r) => word(economy::refund(m, r.tokenId, now)?),
+        C::settle(s) => {
+            let (settled, charged) = settle::settle_all(m, who, &s.sockets, &s.receipts)?;
+            ISockets::settleCall::abi_encode_returns(&ISockets::settleReturn { settled, charged })
+                .into()
+        }
         other => view(m, other, now)?,
     })
 }
@@ -266,6 +274,14 @@ fn view(m: &mut Metered<'_>, c: ISockets::ISocketsCalls, now: u64) -> Result<Byt
             ISockets::offerInfoCall::abi_encode_returns(&economy::offer_info(m, o.offerId)?).into()
         }
         C::offerCount(_) => word(U256::from(OFFERS_MADE.get(m)?)),
+        C::check(c) => ISockets::checkCall::abi_encode_returns(&settle::check_all(
+            m,
+            c.router,
+            &c.sockets,
+            &c.receipts,
+        )?)
+        .into(),
+        C::isSettled(s) => word(storage::SETTLED.get(m, &s.receiptId)?),
         _ => return Err(revert("not a view")),
     })
 }

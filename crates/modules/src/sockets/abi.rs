@@ -38,6 +38,36 @@ sol! {
             uint64 rentMaxSeconds;
         }
 
+        /// A socket key's grant: the Tasks module's `Grant` tuple, signed over
+        /// [`super::socket_grant_message`] (which names the socket).
+        struct Grant {
+            uint64 chainId;
+            address router;
+            uint64 nonce;
+            uint64 expires;
+            /// Most wei of the socket's credits all calls under this key may use.
+            uint256 limit;
+            bytes32 request;
+        }
+
+        /// A doubly signed call, the Tasks module's `Receipt` tuple.
+        struct Receipt {
+            Grant grant;
+            bytes grantSignature;
+            string app;
+            bytes32 requestHash;
+            bytes32 callId;
+            bytes32 resultHash;
+            bytes32 nodeId;
+            uint8 unit;
+            uint64 units;
+            uint64 bytesOut;
+            uint64 wallUs;
+            uint64 maxUnits;
+            bytes nodeSignature;
+            uint256 maxCost;
+        }
+
         /// A provider's standing offer.
         struct Offer {
             address provider;
@@ -113,6 +143,17 @@ sol! {
         function socket(uint256 tokenId) external view returns (Socket);
         function offerInfo(uint256 offerId) external view returns (Offer);
         function offerCount() external view returns (uint256);
+
+        /// Settles served calls against their sockets' credits: `receipts[i]` was paid
+        /// from socket `sockets[i]`.
+        function settle(uint256[] sockets, Receipt[] receipts) external returns (uint256 settled, uint256 charged);
+        /// Why each receipt would be refused if `router` settled the batch now ("" for
+        /// one that would settle). Writes nothing.
+        function check(address router, uint256[] sockets, Receipt[] receipts) external view returns (string[] reasons);
+        function isSettled(bytes32 receiptId) external view returns (bool);
+
+        event Settled(bytes32 indexed receiptId, uint256 indexed tokenId, bytes32 indexed nodeId, address router, uint64 units, uint256 nodeAmount, uint256 routerFee);
+        event Rejected(bytes32 indexed receiptId, uint256 indexed tokenId, string reason);
     }
 
     /// What ERC-721 calls on a contract that receives a token by `safeTransferFrom`.

@@ -1,7 +1,7 @@
 //! The Sockets module's storage, declared as a Solidity contract would declare it.
 
 use crate::kit::slots::{DoubleMapping, Mapping, Records, Value};
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, B256, U256};
 
 // ERC-721, as OpenZeppelin lays it out.
 pub const OWNERS: Mapping<U256, Address> = Mapping::at(0);
@@ -20,6 +20,10 @@ pub const SOCKETS: Records<U256> = Records::at(7);
 pub const OFFERS_MADE: Value<u64> = Value::at(8);
 /// `mapping(uint256 => Offer)`, fields below.
 pub const OFFERS: Records<U256> = Records::at(9);
+/// Receipts settled, by id.
+pub const SETTLED: Mapping<B256, bool> = Mapping::at(10);
+/// What each socket key has spent, by its id.
+pub const SPENT: Mapping<B256, U256> = Mapping::at(11);
 
 /// A socket's fields.
 pub mod socket {

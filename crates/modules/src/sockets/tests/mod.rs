@@ -11,6 +11,8 @@ use alloy_sol_types::SolValue;
 use base64::Engine;
 use proptest::prelude::*;
 
+mod settle;
+
 const GAS: u64 = 50_000_000;
 const PRICE: u64 = 1_000;
 const T0: u64 = 1_800_000_000;

@@ -1,0 +1,175 @@
+//! Calls paid from a socket, settled: real secp256k1 keys sign socket grants, a real
+//! ed25519 node key signs results; what each receipt pays, and every reason to refuse.
+
+use super::*;
+use crate::sockets::settle::{socket_grant_message, units_used};
+use crate::tasks::{self, ITasks};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use emc_protocol::{Metering, NodeId, ResultClaim, SignedResult};
+
+const ROUTER: Address = Address::repeat_byte(0x0f);
+
+struct Settling {
+    w: World,
+    holder: PrivateKeySigner,
+    node_key: ed25519_consensus::SigningKey,
+    socket: U256,
+    call: u8,
+}
+
+fn settling(units: u64) -> Settling {
+    let mut w = world();
+    let holder = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x21)).unwrap();
+    w.h.balances
+        .insert(holder.address(), U256::from(10u64.pow(12)));
+    let offer = w.offer(1_000);
+    let socket = w.buy(holder.address(), offer, units).unwrap();
+    Settling {
+        w,
+        holder,
+        node_key: ed25519_consensus::SigningKey::from([7u8; 32]),
+        socket,
+        call: 0,
+    }
+}
+
+impl Settling {
+    fn receipt(&mut self, signer: &PrivateKeySigner, app: &str) -> ISockets::Receipt {
+        self.call += 1;
+        let grant = ITasks::Grant {
+            chainId: 42,
+            router: ROUTER,
+            nonce: 1,
+            expires: T0 + 10_000,
+            limit: U256::MAX,
+            request: B256::ZERO,
+        };
+        let sig = signer
+            .sign_message_sync(socket_grant_message(&grant, self.socket).as_bytes())
+            .unwrap();
+        let claim = ResultClaim {
+            request_hash: B256::repeat_byte(1),
+            call: B256::repeat_byte(self.call),
+            result_hash: B256::repeat_byte(3),
+            node: NodeId(B256::from(self.node_key.verification_key().to_bytes())),
+            metering: Metering {
+                unit: emc_protocol::Unit::Call,
+                units: 1,
+                bytes: 10,
+                wall_us: 500,
+            },
+            max_units: 1,
+            extensions: vec![],
+        };
+        let signed = SignedResult::sign(&self.node_key, claim.clone());
+        ITasks::Receipt {
+            grant,
+            grantSignature: sig.as_bytes().to_vec().into(),
+            app: app.into(),
+            requestHash: claim.request_hash,
+            callId: claim.call,
+            resultHash: claim.result_hash,
+            nodeId: claim.node.0,
+            unit: 0,
+            units: 1,
+            bytesOut: 10,
+            wallUs: 500,
+            maxUnits: 1,
+            nodeSignature: signed.signature.to_vec().into(),
+            maxCost: U256::from(PRICE),
+        }
+        .into()
+    }
+
+    fn reasons(&mut self, receipts: &[ISockets::Receipt]) -> Vec<String> {
+        let c = ISockets::checkCall {
+            router: ROUTER,
+            sockets: vec![self.socket; receipts.len()],
+            receipts: receipts.to_vec(),
+        };
+        ISockets::checkCall::abi_decode_returns(&self.w.ok(ROUTER, c)).unwrap()
+    }
+
+    fn settle(&mut self, receipts: Vec<ISockets::Receipt>) -> (U256, U256) {
+        let c = ISockets::settleCall {
+            sockets: vec![self.socket; receipts.len()],
+            receipts,
+        };
+        let r = ISockets::settleCall::abi_decode_returns(&self.w.ok(ROUTER, c)).unwrap();
+        (r.settled, r.charged)
+    }
+}
+
+#[test]
+fn a_settled_call_takes_its_credits_and_pays_the_node_owner_and_the_router() {
+    let mut s = settling(3);
+    let holder = s.holder.clone();
+    let (provider, module) = (s.w.provider, SOCKETS_ADDRESS);
+    let before = (
+        s.w.h.balance(provider),
+        s.w.h.balance(ROUTER),
+        s.w.h.balance(module),
+    );
+    let batch = vec![s.receipt(&holder, "echo"), s.receipt(&holder, "echo")];
+    assert_eq!(s.reasons(&batch), vec![String::new(), String::new()]);
+    let (settled, charged) = s.settle(batch.clone());
+    assert_eq!((settled, charged), (U256::from(2), U256::from(2 * PRICE)));
+    assert_eq!(s.w.info(s.socket).credits, 1);
+    let fee = U256::from(2 * PRICE * tasks::ROUTER_FEE_BPS / 10_000);
+    assert_eq!(
+        s.w.h.balance(provider),
+        before.0 + U256::from(2 * PRICE) - fee
+    );
+    assert_eq!(s.w.h.balance(ROUTER), before.1 + fee);
+    assert_eq!(s.w.h.balance(module), before.2 - U256::from(2 * PRICE));
+    // Nothing is paid twice.
+    assert_eq!(s.reasons(&batch[..1]), vec!["already settled".to_string()]);
+    assert_eq!(s.settle(batch).0, U256::ZERO);
+}
+
+#[test]
+fn receipts_are_refused_for_every_reason_a_holder_would_expect() {
+    let mut s = settling(1);
+    let holder = s.holder.clone();
+    let stranger = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x22)).unwrap();
+    let r = s.receipt(&stranger, "echo");
+    assert!(s.reasons(&[r])[0].contains("does not hold socket"));
+    let r = s.receipt(&holder, "chat");
+    assert!(s.reasons(&[r])[0].contains("is for echo"));
+    // Two calls on one credit: the second is refused.
+    let (a, b) = (s.receipt(&holder, "echo"), s.receipt(&holder, "echo"));
+    let reasons = s.reasons(&[a, b]);
+    assert_eq!(reasons[0], "");
+    assert!(reasons[1].contains("has 0 credits"), "{reasons:?}");
+    // While a user is set, the owner's key does not pay.
+    let renter = addr(3);
+    let c = ISockets::setUserCall {
+        tokenId: s.socket,
+        user: renter,
+        expires: T0 + 100,
+    };
+    s.w.ok(holder.address(), c);
+    let r = s.receipt(&holder, "echo");
+    assert!(s.reasons(&[r])[0].contains("does not hold socket"));
+    // After the socket's end and the settle window, nothing settles.
+    s.w.h.timestamp = T0 + 1_000 + economy::SETTLE_WINDOW + 1;
+    let c = ISockets::setUserCall {
+        tokenId: s.socket,
+        user: Address::ZERO,
+        expires: 0,
+    };
+    s.w.ok(holder.address(), c);
+    let r = s.receipt(&holder, "echo");
+    assert!(s.reasons(&[r])[0].contains("ended at"), "ended");
+}
+
+#[test]
+fn units_follow_the_sockets_unit() {
+    assert_eq!(units_used(Unit::Call, 2, 500, 9, 10), Ok(1));
+    assert_eq!(units_used(Unit::Tokens, 2, 37, 9, 100), Ok(37));
+    assert!(units_used(Unit::Tokens, 0, 1, 9, 100).is_err());
+    assert_eq!(units_used(Unit::Seconds, 0, 1, 2_500_000, 100), Ok(3));
+    assert_eq!(units_used(Unit::Seconds, 0, 1, 10, 100), Ok(1));
+    assert_eq!(units_used(Unit::Seconds, 0, 1, 900_000_000, 100), Ok(100));
+}
