@@ -8,14 +8,21 @@
 //! account it recovers (which then has no escrow). A key whose grant names one request
 //! (`request` not zero) pays for that request once: the gateway refuses it again as a
 //! replay, and the chain settles it at most once.
+//!
+//! A **socket key** (`emc_socket_` and the hex of `(Grant, bytes signature, uint256
+//! socket)`) pays from a computing socket's credits instead: its grant is signed over
+//! `emc_modules::sockets::settle::socket_grant_message`, which names the socket, by
+//! the socket's holder (its owner, or its user while one is set).
 
 use crate::ClientError;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_signer::SignerSync;
 use alloy_sol_types::SolValue;
+use emc_modules::sockets::settle::{socket_grant_id, socket_grant_message, socket_grant_signer};
 use emc_modules::tasks::{grant_id, grant_message, grant_signer, ITasks::Grant};
 
 pub const KEY_PREFIX: &str = "emc_";
+pub const SOCKET_KEY_PREFIX: &str = "emc_socket_";
 /// An API key is a few hundred bytes; anything much longer is not one.
 const MAX_KEY: usize = 2_048;
 
@@ -26,6 +33,8 @@ pub struct ApiKey {
     pub signature: Bytes,
     pub account: Address,
     pub id: B256,
+    /// The socket it pays from, for a socket key.
+    pub socket: Option<U256>,
 }
 
 /// Makes an API key: `signer` signs `grant`.
@@ -40,6 +49,22 @@ pub fn make(
     Ok(format!(
         "{KEY_PREFIX}{}",
         alloy_primitives::hex::encode((grant, bytes).abi_encode_params())
+    ))
+}
+
+/// Makes a socket key: `signer`, the socket's holder, signs `grant` for `socket`.
+pub fn make_socket(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    grant: Grant,
+    socket: U256,
+) -> Result<String, ClientError> {
+    let sig = signer
+        .sign_message_sync(socket_grant_message(&grant, socket).as_bytes())
+        .map_err(|e| ClientError::Signing(e.to_string()))?;
+    let bytes: Bytes = sig.as_bytes().to_vec().into();
+    Ok(format!(
+        "{SOCKET_KEY_PREFIX}{}",
+        alloy_primitives::hex::encode((grant, bytes, socket).abi_encode_params())
     ))
 }
 
@@ -71,6 +96,9 @@ pub fn parse(key: &str) -> Result<ApiKey, ClientError> {
     if key.len() > MAX_KEY {
         return Err(unauthorized("the API key is too long to be an EMC key"));
     }
+    if let Some(hex) = key.strip_prefix(SOCKET_KEY_PREFIX) {
+        return parse_socket(hex);
+    }
     let hex = key.strip_prefix(KEY_PREFIX).ok_or_else(|| {
         unauthorized(format!(
             "an EMC API key starts with {KEY_PREFIX:?}; make one with `emc gateway key`"
@@ -86,6 +114,24 @@ pub fn parse(key: &str) -> Result<ApiKey, ClientError> {
         grant,
         signature,
         account,
+        socket: None,
+    })
+}
+
+fn parse_socket(hex: &str) -> Result<ApiKey, ClientError> {
+    let raw = alloy_primitives::hex::decode(hex)
+        .map_err(|_| unauthorized("the socket key is not hex after its prefix"))?;
+    let (grant, signature, socket) =
+        <(Grant, Bytes, U256)>::abi_decode_params(&raw).map_err(|_| {
+            unauthorized("the socket key does not decode as a grant, signature and socket")
+        })?;
+    let account = socket_grant_signer(&grant, socket, &signature).map_err(unauthorized)?;
+    Ok(ApiKey {
+        id: socket_grant_id(socket, account, &grant),
+        grant,
+        signature,
+        account,
+        socket: Some(socket),
     })
 }
 
@@ -135,6 +181,23 @@ mod tests {
             Ok(k2) => assert_ne!(k2.account, s.address()),
             Err(e) => assert!(matches!(e, ClientError::Key(_)), "{e}"),
         }
+    }
+
+    #[test]
+    fn a_socket_key_names_its_socket_and_signer() {
+        let s = signer();
+        let g = grant(42, Address::ZERO, 1, 60, U256::MAX);
+        let key = make_socket(&s, g.clone(), U256::from(7)).unwrap();
+        let k = parse(&key).unwrap();
+        assert_eq!((k.account, k.socket), (s.address(), Some(U256::from(7))));
+        // The same grant as an escrow key is another key, with another id.
+        let escrow = parse(&make(&s, g).unwrap()).unwrap();
+        assert_eq!((escrow.account, escrow.socket), (s.address(), None));
+        assert_ne!(escrow.id, k.id);
+        assert!(parse("emc_socket_00")
+            .unwrap_err()
+            .to_string()
+            .contains("does not decode"));
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn is_view(c: &ISockets::ISocketsCalls) -> bool {
             | C::offerCount(_)
             | C::check(_)
             | C::isSettled(_)
+            | C::spent(_)
     )
 }
 
@@ -282,6 +283,7 @@ fn view(m: &mut Metered<'_>, c: ISockets::ISocketsCalls, now: u64) -> Result<Byt
         )?)
         .into(),
         C::isSettled(s) => word(storage::SETTLED.get(m, &s.receiptId)?),
+        C::spent(s) => word(storage::SPENT.get(m, &s.keyId)?),
         _ => return Err(revert("not a view")),
     })
 }

@@ -27,6 +27,9 @@ pub enum CallError {
     BadSignature(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A valid key that does not cover this call (a socket for another app).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("payment required: {0}")]
     Payment(String),
     #[error("replayed: {0}")]
@@ -65,6 +68,7 @@ impl CallError {
             CallError::Draining | CallError::Unavailable(_) => 503,
             CallError::Timeout(_) => 504,
             CallError::BadSignature(_) | CallError::Unauthorized(_) => 401,
+            CallError::Forbidden(_) => 403,
             CallError::Payment(_) => 402,
             CallError::Replayed(_) => 409,
             CallError::Config(_) | CallError::Runtime(_) => 500,
@@ -83,6 +87,7 @@ impl CallError {
             400 => CallError::BadRequest(bare("bad request: ")),
             401 => CallError::Unauthorized(bare("unauthorized: ")),
             402 => CallError::Payment(bare("payment required: ")),
+            403 => CallError::Forbidden(bare("forbidden: ")),
             409 => CallError::Replayed(bare("replayed: ")),
             // The app's name back out of this enum's own message, so it is not
             // wrapped twice.
@@ -115,6 +120,7 @@ impl CallError {
             CallError::Saturated(_)
                 | CallError::Draining
                 | CallError::Payment(_)
+                | CallError::Forbidden(_)
                 | CallError::BadRequest(_)
                 | CallError::TooLarge(_)
                 | CallError::NoSuchApp(_)

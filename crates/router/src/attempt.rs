@@ -62,12 +62,6 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// The budget in units a route may spend: `None` when one unit does not fit.
-    pub fn units(budget: U256, price: U256) -> Option<u64> {
-        let units = emc_modules::tasks::units_within(budget, price);
-        (units > 0).then_some(units)
-    }
-
     /// Records what happened on `node`'s route and decides what follows.
     pub fn on(&mut self, node: NodeId, event: Event) -> Decision {
         let (error, blame) = match event {
@@ -172,8 +166,11 @@ mod tests {
         let e = e.expect("no route served");
         assert_eq!(e.status(), 402);
         assert!(e.to_string().contains("one unit costs 10 wei"), "{e}");
-        assert_eq!(Attempt::units(U256::from(9), U256::from(10)), None);
-        assert!(Attempt::units(U256::from(1_000), U256::from(10)).is_some());
+        let escrow = crate::receipts::Tariff::Escrow {
+            price: U256::from(10),
+        };
+        assert_eq!(escrow.max_units(U256::from(9)), None);
+        assert!(escrow.max_units(U256::from(1_000)).is_some());
     }
 
     #[test]

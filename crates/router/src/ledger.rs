@@ -24,34 +24,59 @@ use std::sync::Arc;
 /// Most one-request grants remembered against replay (expired ones are dropped first).
 const MAX_SEEN: usize = 1 << 20;
 
+/// What pays for a call: a client's escrow, or a computing socket's credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Payer {
+    Account(Address),
+    Socket(U256),
+}
+
+impl Payer {
+    pub fn of(key: &ApiKey) -> Payer {
+        match key.socket {
+            Some(id) => Payer::Socket(id),
+            None => Payer::Account(key.account),
+        }
+    }
+}
+
+impl std::fmt::Display for Payer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payer::Account(a) => write!(f, "the escrow of {a}"),
+            Payer::Socket(id) => write!(f, "socket {id}"),
+        }
+    }
+}
+
 /// A served call waiting to be settled.
 #[derive(Clone, Debug)]
 pub struct Pending {
     pub receipt: Receipt,
-    pub account: Address,
+    pub payer: Payer,
     pub grant: B256,
     pub total: U256,
 }
 
 #[derive(Default)]
 struct Inner {
-    held: HashMap<Address, U256>,
+    held: HashMap<Payer, U256>,
     grant_held: HashMap<B256, U256>,
     queue: Vec<Pending>,
     seen: HashMap<B256, u64>,
 }
 
 impl Inner {
-    fn hold(&mut self, account: Address, grant: B256, amount: U256) {
-        *self.held.entry(account).or_default() += amount;
+    fn hold(&mut self, payer: Payer, grant: B256, amount: U256) {
+        *self.held.entry(payer).or_default() += amount;
         *self.grant_held.entry(grant).or_default() += amount;
     }
 
-    fn release(&mut self, account: Address, grant: B256, amount: U256) {
-        if let Some(h) = self.held.get_mut(&account) {
+    fn release(&mut self, payer: Payer, grant: B256, amount: U256) {
+        if let Some(h) = self.held.get_mut(&payer) {
             *h = h.saturating_sub(amount);
             if h.is_zero() {
-                self.held.remove(&account);
+                self.held.remove(&payer);
             }
         }
         if let Some(h) = self.grant_held.get_mut(&grant) {
@@ -71,7 +96,7 @@ pub struct Ledger {
 /// A call's reserved price; dropped unused, it is released.
 pub struct Reservation {
     ledger: Arc<Ledger>,
-    account: Address,
+    payer: Payer,
     grant: B256,
     amount: U256,
     one_request: bool,
@@ -79,12 +104,12 @@ pub struct Reservation {
 }
 
 impl Ledger {
-    /// What this router holds for `account` (reserved and unsettled).
-    pub fn held(&self, account: Address) -> U256 {
+    /// What this router holds for `payer` (reserved and unsettled).
+    pub fn held(&self, payer: Payer) -> U256 {
         self.inner
             .lock()
             .held
-            .get(&account)
+            .get(&payer)
             .copied()
             .unwrap_or_default()
     }
@@ -108,7 +133,8 @@ impl Ledger {
                 "this signed request was already used".into(),
             ));
         }
-        let held = i.held.get(&key.account).copied().unwrap_or_default();
+        let payer = Payer::of(key);
+        let held = i.held.get(&payer).copied().unwrap_or_default();
         let free = escrow.saturating_sub(held);
         let grant_held = i.grant_held.get(&key.id).copied().unwrap_or_default();
         let left = key.grant.limit.saturating_sub(spent + grant_held);
@@ -118,10 +144,14 @@ impl Ledger {
                 "one unit at the cheapest node's price costs {at_least} wei with the router's fee"
             );
             return Err(CallError::Payment(if free <= cap.min(left) {
-                format!(
-                    "the escrow of {} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); {unit} (deposit with `emc escrow deposit`)",
-                    key.account
-                )
+                match payer {
+                    Payer::Account(a) => format!(
+                        "the escrow of {a} has {free} wei free ({escrow} deposited, {held} held for calls not yet settled); {unit} (deposit with `emc escrow deposit`)"
+                    ),
+                    Payer::Socket(id) => format!(
+                        "socket {id} has {free} wei of credits free ({escrow} left, {held} held for calls not yet settled); {unit} (add credits with `emc socket fund`)"
+                    ),
+                }
             } else if left <= cap {
                 format!(
                     "the API key's limit of {} wei has {left} left; {unit}",
@@ -142,10 +172,10 @@ impl Ledger {
             }
             i.seen.insert(key.id, key.grant.expires);
         }
-        i.hold(key.account, key.id, amount);
+        i.hold(payer, key.id, amount);
         Ok(Reservation {
             ledger: self.clone(),
-            account: key.account,
+            payer,
             grant: key.id,
             amount,
             one_request,
@@ -172,7 +202,7 @@ impl Ledger {
     pub fn settled(&self, batch: &[Pending]) {
         let mut i = self.inner.lock();
         for p in batch {
-            i.release(p.account, p.grant, p.total);
+            i.release(p.payer, p.grant, p.total);
         }
     }
 }
@@ -191,14 +221,14 @@ impl Reservation {
     pub fn charge(mut self, receipt: Receipt, total: U256) {
         self.used = true;
         let mut i = self.ledger.inner.lock();
-        i.release(self.account, self.grant, self.amount);
+        i.release(self.payer, self.grant, self.amount);
         if total.is_zero() {
             return;
         }
-        i.hold(self.account, self.grant, total);
+        i.hold(self.payer, self.grant, total);
         i.queue.push(Pending {
             receipt,
-            account: self.account,
+            payer: self.payer,
             grant: self.grant,
             total,
         });
@@ -211,7 +241,7 @@ impl Drop for Reservation {
             return;
         }
         let mut i = self.ledger.inner.lock();
-        i.release(self.account, self.grant, self.amount);
+        i.release(self.payer, self.grant, self.amount);
         if self.one_request {
             // Not served: the client may send the same signed request again.
             i.seen.remove(&self.grant);
@@ -269,14 +299,14 @@ mod tests {
         drop(r2); // failed: released whole
                   // The call costs 10: 90 free again, the receipt queued.
         r1.charge(receipt(), u(10));
-        assert_eq!(l.held(k.account), u(10));
+        assert_eq!(l.held(Payer::of(&k)), u(10));
         // A call that cost nothing is not queued for settlement.
         let free = l.reserve(&k, u(60), u(10), (u(100), u(0)), 0).unwrap();
         free.charge(receipt(), u(0));
         let batch = l.take_batch(10);
         assert_eq!(batch.len(), 1);
         l.settled(&batch);
-        assert_eq!(l.held(k.account), u(0));
+        assert_eq!(l.held(Payer::of(&k)), u(0));
         // The grant's limit counts what the chain has spent under it.
         let r = l.reserve(&k, u(60), u(10), (u(100), u(950)), 0).unwrap();
         assert_eq!(r.amount(), u(50));
@@ -299,7 +329,7 @@ mod tests {
         // Escrow enough, but a cap below one unit.
         let e = l.reserve(&k, u(1), u(10), (u(100), u(0)), 0).err().unwrap();
         assert!(e.to_string().contains("x-emc-max-cost of 1 wei"), "{e}");
-        assert_eq!(l.held(k.account), u(0));
+        assert_eq!(l.held(Payer::of(&k)), u(0));
         // A free app needs no budget.
         let r = l.reserve(&k, u(0), u(0), (u(0), u(0)), 0).unwrap();
         assert_eq!(r.amount(), u(0));

@@ -13,7 +13,9 @@
 //!   stake and reliability wins; the rest are the retry order. Pure.
 //! * **Attempts** ([`attempt`]): the rules of one call tried on several routes (what
 //!   counts against a node, what is charged, what the caller is told). Pure.
-//! * **Payment** ([`payment`]): what pays for a call; escrow ([`ledger`]) first.
+//! * **Payment** ([`payment`]): what pays for a call: the client's escrow, or a
+//!   computing socket's credits ([`sockets`]), both held by the [`ledger`] until
+//!   settled.
 //! * **Gateway** ([`gateway`]): OpenAI-compatible endpoints, `/call/{app}/{path}` and
 //!   pub/sub over HTTP, authenticated by API keys (grants signed by the client's
 //!   Ethereum account, `emc_client::keys`).
@@ -21,7 +23,8 @@
 //! * **Pub/sub** ([`pubsub`]): WebSocket channels at the gateway, carried along the mesh.
 //! * **Settlement** ([`settle`]): each served call becomes a receipt (the client's
 //!   grant and the node's signed result) that the router submits in batches to the
-//!   Tasks module from its own account, which receives the router's fee.
+//!   Tasks module (escrow) or the Sockets module (socket credits) from its own
+//!   account, which receives the router's fee.
 //!
 //! The router reaches the chain only through `emc_client::ChainClient`, so it runs
 //! against an in-process chain, a remote node's JSON-RPC, or a test's fake alike.
@@ -41,6 +44,7 @@ pub mod pubsub;
 pub mod receipts;
 pub mod settings;
 pub mod settle;
+pub mod sockets;
 pub mod table;
 
 pub use settings::RouterSettings;

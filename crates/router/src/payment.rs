@@ -2,15 +2,17 @@
 //! forwarded; the reservation becomes the charge once the node's result checks, and
 //! is released when no route served (see [`crate::attempt`]). [`Escrow`] is the first
 //! implementation: the client's deposit in the Tasks module, drawn on through its
-//! signed grant and settled by receipts. Computing sockets (a quota per token) are the
-//! next, behind the same trait.
+//! signed grant and settled by receipts. A socket key pays from a computing socket's
+//! credits instead ([`crate::sockets`]): the same ledger holds them, per socket.
 
 use crate::ledger::{Ledger, Reservation};
+use crate::sockets::{admit, SocketTerms};
 use alloy_primitives::{Address, B256, U256};
 use emc_client::keys::ApiKey;
 use emc_client::{ChainClient, ChainClientExt, ClientError};
+use emc_modules::sockets::ISockets;
 use emc_modules::tasks::ITasks;
-use emc_modules::TASKS_ADDRESS;
+use emc_modules::{SOCKETS_ADDRESS, TASKS_ADDRESS};
 use emc_protocol::CallError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -29,6 +31,10 @@ pub trait Payment: Send + Sync {
         cap: U256,
         at_least: U256,
     ) -> Result<Reservation, CallError>;
+
+    /// The terms a socket key may use for a call of `app`, from the socket at the
+    /// head; refused with the status that says why ([`crate::sockets::admit`]).
+    async fn socket(&self, key: &ApiKey, app: &str) -> Result<SocketTerms, CallError>;
 }
 
 /// Payment from the client's escrow in the Tasks module.
@@ -45,6 +51,7 @@ struct ViewCache {
     height: u64,
     escrow: HashMap<Address, U256>,
     spent: HashMap<B256, U256>,
+    sockets: HashMap<U256, ISockets::Socket>,
 }
 
 impl Escrow {
@@ -56,19 +63,68 @@ impl Escrow {
         }
     }
 
+    /// The view cache, emptied when the head moves.
+    async fn views_at_head(&self) -> Result<u64, CallError> {
+        let height = self
+            .chain
+            .height()
+            .await
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let mut v = self.views.lock();
+        if v.height != height {
+            *v = ViewCache {
+                height,
+                ..Default::default()
+            };
+        }
+        Ok(height)
+    }
+
+    /// Socket `id` and the key's spending at the head, from the Sockets module once per
+    /// block.
+    async fn socket_and_spent(
+        &self,
+        key: &ApiKey,
+        id: U256,
+    ) -> Result<(ISockets::Socket, U256), CallError> {
+        let unavailable = |e: ClientError| CallError::Unavailable(e.to_string());
+        let height = self.views_at_head().await?;
+        {
+            let v = self.views.lock();
+            if let (Some(s), Some(sp)) = (v.sockets.get(&id), v.spent.get(&key.id)) {
+                return Ok((s.clone(), *sp));
+            }
+        }
+        let socket = match self
+            .chain
+            .view(SOCKETS_ADDRESS, ISockets::socketCall { tokenId: id })
+            .await
+        {
+            Ok(s) => s,
+            // A socket that does not exist reverts its view: an empty owner says so.
+            Err(ClientError::Reverted(_)) => ISockets::Socket::default(),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let spent = self
+            .chain
+            .view(SOCKETS_ADDRESS, ISockets::spentCall { keyId: key.id })
+            .await
+            .map_err(unavailable)?;
+        let mut v = self.views.lock();
+        if v.height == height && v.sockets.len() < VIEW_CACHE {
+            v.sockets.insert(id, socket.clone());
+            v.spent.insert(key.id, spent);
+        }
+        Ok((socket, spent))
+    }
+
     /// The client's escrow balance and the grant's spending at the head, read from the
     /// Tasks module once per block.
     async fn escrow_and_spent(&self, key: &ApiKey) -> Result<(U256, U256), CallError> {
         let unavailable = |e: ClientError| CallError::Unavailable(e.to_string());
-        let height = self.chain.height().await.map_err(unavailable)?;
+        let height = self.views_at_head().await?;
         {
-            let mut v = self.views.lock();
-            if v.height != height {
-                *v = ViewCache {
-                    height,
-                    ..Default::default()
-                };
-            }
+            let v = self.views.lock();
             if let (Some(e), Some(s)) = (v.escrow.get(&key.account), v.spent.get(&key.id)) {
                 return Ok((*e, *s));
             }
@@ -102,8 +158,22 @@ impl Payment for Escrow {
         cap: U256,
         at_least: U256,
     ) -> Result<Reservation, CallError> {
-        let chain_view = self.escrow_and_spent(key).await?;
+        let chain_view = match key.socket {
+            Some(id) => {
+                let (s, spent) = self.socket_and_spent(key, id).await?;
+                (s.escrow, spent)
+            }
+            None => self.escrow_and_spent(key).await?,
+        };
         self.ledger
             .reserve(key, cap, at_least, chain_view, emc_client::keys::now())
+    }
+
+    async fn socket(&self, key: &ApiKey, app: &str) -> Result<SocketTerms, CallError> {
+        let Some(id) = key.socket else {
+            return Err(CallError::Unauthorized("not a socket key".into()));
+        };
+        let (s, _) = self.socket_and_spent(key, id).await?;
+        admit(key, id, &s, app, emc_client::keys::now())
     }
 }

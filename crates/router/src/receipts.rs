@@ -9,8 +9,66 @@
 use crate::ledger::Reservation;
 use alloy_primitives::{B256, U256};
 use emc_client::keys::ApiKey;
+use emc_modules::sockets::{settle::units_used, Unit};
 use emc_modules::tasks::{self, ITasks};
-use emc_protocol::SignedResult;
+use emc_protocol::{ResultClaim, SignedResult};
+
+/// How a call is priced.
+#[derive(Clone, Copy, Debug)]
+pub enum Tariff {
+    /// From the client's escrow: the node's registered price per unit, plus the
+    /// router's fee on top.
+    Escrow { price: U256 },
+    /// From a socket's credits: the socket's price per unit of its own unit, the
+    /// router's fee inside it.
+    Socket { unit: Unit, price: U256 },
+}
+
+impl Tariff {
+    /// What one unit costs.
+    pub fn unit_cost(&self) -> U256 {
+        match *self {
+            Tariff::Escrow { price } => tasks::total(1, price),
+            Tariff::Socket { price, .. } => price,
+        }
+    }
+
+    /// The node's budget in its units for a call that may cost `budget` wei; `None`
+    /// when the budget pays for no unit. A socket counting calls or seconds does not
+    /// bound the node's own units.
+    pub fn max_units(&self, budget: U256) -> Option<u64> {
+        let units = match *self {
+            Tariff::Escrow { price } => tasks::units_within(budget, price),
+            Tariff::Socket { price, .. } if price.is_zero() => u64::MAX,
+            Tariff::Socket { unit, price } => {
+                let n: u64 = (budget / price).saturating_to();
+                match unit {
+                    Unit::Call | Unit::Seconds if n > 0 => u64::MAX,
+                    _ => n,
+                }
+            }
+        };
+        (units > 0).then_some(units)
+    }
+
+    /// What a call with this claim costs, `None` if it cannot be charged (a socket
+    /// counting a unit the node did not meter).
+    pub fn cost(&self, claim: &ResultClaim, budget: U256) -> Option<U256> {
+        let m = claim.metering;
+        match *self {
+            Tariff::Escrow { price } => Some(tasks::total(m.units, price)),
+            Tariff::Socket { unit, price } => {
+                let most: u64 = if price.is_zero() {
+                    0
+                } else {
+                    (budget / price).saturating_to()
+                };
+                let used = units_used(unit, m.unit as u8, m.units, m.wall_us, most).ok()?;
+                Some(U256::from(used).saturating_mul(price))
+            }
+        }
+    }
+}
 
 /// Turns a node's signed result into a receipt, once it checks out.
 pub struct Receipting {
@@ -18,7 +76,7 @@ pub struct Receipting {
     pub node_key: Option<ed25519_consensus::VerificationKey>,
     pub key: ApiKey,
     pub app: String,
-    pub price: U256,
+    pub tariff: Tariff,
     pub request_hash: B256,
     pub call_id: B256,
     /// The budget the call was sent with, in units and in wei.
@@ -38,12 +96,18 @@ impl Receipting {
             && s.claim.call == self.call_id
             && s.claim.max_units == self.max_units
             && s.claim.metering.units <= self.max_units
-            && tasks::total(s.claim.metering.units, self.price) <= self.max_cost
+            && self
+                .tariff
+                .cost(&s.claim, self.max_cost)
+                .is_some_and(|c| c <= self.max_cost)
     }
 
     /// Charges a checked call and queues its receipt; returns the total charged.
     pub fn charge(self, res: Reservation, s: &SignedResult) -> U256 {
-        let total = tasks::total(s.claim.metering.units, self.price);
+        let total = self
+            .tariff
+            .cost(&s.claim, self.max_cost)
+            .unwrap_or_default();
         res.charge(receipt_of(&self.key, self.app, s, self.max_cost), total);
         total
     }

@@ -151,6 +151,8 @@ sol! {
         /// one that would settle). Writes nothing.
         function check(address router, uint256[] sockets, Receipt[] receipts) external view returns (string[] reasons);
         function isSettled(bytes32 receiptId) external view returns (bool);
+        /// What a socket key (by its id) has spent of its limit.
+        function spent(bytes32 keyId) external view returns (uint256);
 
         event Settled(bytes32 indexed receiptId, uint256 indexed tokenId, bytes32 indexed nodeId, address router, uint64 units, uint256 nodeAmount, uint256 routerFee);
         event Rejected(bytes32 indexed receiptId, uint256 indexed tokenId, string reason);

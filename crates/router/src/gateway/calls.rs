@@ -7,7 +7,8 @@ use crate::attempt::{self, Attempt, Decision, Event, MAX_TRIES};
 use crate::forward::call_node;
 use crate::ledger::Reservation;
 use crate::policy::{self, Weights};
-use crate::receipts::Receipting;
+use crate::receipts::{Receipting, Tariff};
+use crate::sockets::SocketTerms;
 use crate::table::Route;
 use alloy_primitives::{keccak256, B256, U256};
 use axum::extract::{Path, State};
@@ -15,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use emc_client::keys::ApiKey;
-use emc_modules::tasks;
 use emc_protocol::call::collect;
 use emc_protocol::http::{
     app_path, error_response, to_response, Check, RequestBody, RESULT_HEADER,
@@ -112,6 +112,8 @@ struct Job {
     content_type: Option<String>,
     body: Bytes,
     request_hash: B256,
+    /// The socket that pays, for a socket key.
+    socket: Option<SocketTerms>,
 }
 
 async fn try_call(
@@ -145,7 +147,11 @@ async fn try_call(
             return Ok(r);
         }
     }
-    let cands = g.table.candidates(&app);
+    let socket = match key.socket {
+        Some(_) => Some(g.socket(&key, &app).await?),
+        None => None,
+    };
+    let cands = candidates(&g, &app, socket.as_ref())?;
     let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights)
         .map_err(attempt::no_route)?;
@@ -153,7 +159,7 @@ async fn try_call(
     // The budget must pay for at least one unit on the cheapest of the routes tried.
     let one_unit = routes
         .iter()
-        .map(|r| tasks::total(1, r.candidate.price.unwrap_or_default()))
+        .map(|r| tariff(socket.as_ref(), r).unit_cost())
         .min()
         .unwrap_or_default();
     let cap = ask.max_cost.unwrap_or(g.reserve);
@@ -167,6 +173,7 @@ async fn try_call(
         headers,
         body,
         request_hash,
+        socket,
     };
     let mut attempt = Attempt::default();
     for route in routes {
@@ -186,6 +193,42 @@ async fn try_call(
     Err(attempt.give_up(&job.app))
 }
 
+/// The routes for a call of `app`: every node serving it, or, for a socket key, the
+/// socket's node alone, priced at the socket's price.
+fn candidates(
+    g: &Gateway,
+    app: &str,
+    socket: Option<&SocketTerms>,
+) -> Result<Vec<Route>, CallError> {
+    let mut cands = g.table.candidates(app);
+    if let Some(s) = socket {
+        cands.retain(|r| r.node == s.node);
+        if cands.is_empty() {
+            return Err(CallError::Unavailable(format!(
+                "socket {}'s node {} is not connected to this router",
+                s.id, s.node
+            )));
+        }
+        for r in &mut cands {
+            r.candidate.price = Some(s.price);
+        }
+    }
+    Ok(cands)
+}
+
+/// How a call on `route` is priced: the socket's terms, or the node's registered price.
+fn tariff(socket: Option<&SocketTerms>, route: &Route) -> Tariff {
+    match socket {
+        Some(s) => Tariff::Socket {
+            unit: s.unit,
+            price: s.price,
+        },
+        None => Tariff::Escrow {
+            price: route.candidate.price.unwrap_or_default(),
+        },
+    }
+}
+
 /// The call tried on one route: what happened ([`Event`]) and, when the node's result
 /// checked, the reply (the reservation became its charge).
 async fn try_route(
@@ -197,9 +240,9 @@ async fn try_route(
     let Some(budget) = reservation.as_ref().map(|r| r.amount()) else {
         return (Event::NoRoom, None);
     };
-    let price = route.candidate.price.unwrap_or_default();
-    let Some(max_units) = Attempt::units(budget, price) else {
-        let unit_cost = tasks::total(1, price);
+    let tariff = tariff(job.socket.as_ref(), route);
+    let Some(max_units) = tariff.max_units(budget) else {
+        let unit_cost = tariff.unit_cost();
         return (Event::OverBudget { unit_cost, budget }, None);
     };
     // Counted before the call goes out, so a burst of calls cannot all pick one node
@@ -222,7 +265,7 @@ async fn try_route(
         node_key: route.key,
         key: job.key.clone(),
         app: job.app.clone(),
-        price,
+        tariff,
         request_hash: job.request_hash,
         call_id,
         max_units,

@@ -88,6 +88,15 @@ impl Gateway {
         Ok(key)
     }
 
+    /// The terms a socket key may use for a call of `app`.
+    pub(crate) async fn socket(
+        &self,
+        key: &ApiKey,
+        app: &str,
+    ) -> Result<crate::sockets::SocketTerms, CallError> {
+        self.payment.socket(key, app).await
+    }
+
     /// Reserves the call's budget through the router's payment.
     pub(crate) async fn reserve(
         &self,
