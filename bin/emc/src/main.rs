@@ -58,6 +58,10 @@ enum Command {
     /// Deposit into, withdraw from and show a client's escrow.
     #[command(subcommand)]
     Escrow(cmd::gateway::EscrowCmd),
+    /// Computing sockets: mint, offer, buy, fund, list, show, transfer, rent, renew,
+    /// refund, and API keys that pay from a socket.
+    #[command(subcommand)]
+    Socket(cmd::socket::SocketCmd),
     /// What the network serves: every registered node's apps and prices.
     Apps {
         /// Print JSON.
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Gateway(cmd::gateway::GatewayCmd::Key(a)) => cmd::gateway::key(a),
         Command::Escrow(c) => cmd::gateway::escrow(c),
         Command::Apps { json, rpc } => cmd::gateway::apps(rpc, json),
+        Command::Socket(c) => cmd::socket::run(c),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Poc(c) => cmd::poc::run(c),

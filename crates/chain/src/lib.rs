@@ -287,13 +287,28 @@ impl Chain {
         }
     }
 
+    /// The gas `req` needs. At the head it runs as the next block would: at the next
+    /// height and no earlier than now, as geth estimates against its pending block, so
+    /// gas that grows with time (a socket's rent released at a transfer) is not
+    /// estimated from a moment already past.
     pub fn estimate_gas(
         &self,
         height: Height,
         req: &CallRequest,
     ) -> Result<Result<u64, CallOutcome>, ChainError> {
+        let head = self.head();
         self.with_call_env(height, |state, ctx, recent| {
-            emc_execution::estimate_gas(state, ctx, recent, req)
+            let mut ctx = ctx.clone();
+            if height == head.height {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                ctx.height = Height(head.height.0 + 1);
+                ctx.timestamp = now.max(head.timestamp + 1);
+                ctx.base_fee = next_base_fee(&head, &self.genesis);
+            }
+            emc_execution::estimate_gas(state, &ctx, recent, req)
         })
     }
 

@@ -1,7 +1,8 @@
 //! JSON-RPC for Ethereum tools: `eth_`, `net_` and `web3_` over HTTP and WebSocket on
 //! one port (jsonrpsee), so MetaMask, ethers.js, web3.py, Foundry and Hardhat talk to
 //! an EMC node unchanged; plus `emc_validators`, `emc_staking` and `emc_rewards`, views
-//! of the staking module for dashboards and the CLI.
+//! of the staking module, and `emc_sockets` and `emc_socket`, views of the computing
+//! sockets, for dashboards and the CLI.
 //!
 //! Errors use the codes clients act on: -32700 parse error, -32600 invalid request,
 //! -32601 method not found, -32602 invalid params (with the parameter named),
@@ -42,6 +43,7 @@ mod eth;
 mod filters;
 mod json;
 mod proof;
+mod sockets;
 mod subs;
 
 use emc_chain::Chain;
@@ -212,6 +214,7 @@ pub(crate) fn build_module(
     filters::register(&mut m)?;
     proof::register(&mut m)?;
     emc::register(&mut m)?;
+    sockets::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)
 }

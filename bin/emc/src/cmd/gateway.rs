@@ -107,7 +107,7 @@ pub fn key(a: KeyArgs) -> Result<()> {
     Ok(())
 }
 
-fn view<C: SolCall>(rpc: &Rpc, to: Address, c: C) -> Result<C::Return> {
+pub fn view<C: SolCall>(rpc: &Rpc, to: Address, c: C) -> Result<C::Return> {
     let out = rpc.call(
         "eth_call",
         json!([{"to": to, "data": Bytes::from(c.abi_encode())}, "latest"]),

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod node;
 pub mod poc;
 pub mod query;
+pub mod socket;
 pub mod stake;
 pub mod tx;
 

@@ -103,6 +103,18 @@ pub fn send(
     gas: Option<u64>,
     wait: bool,
 ) -> Result<()> {
+    send_tx(signer, to, value, data, gas, wait).map(drop)
+}
+
+/// [`send`], answering the transaction's hash.
+pub fn send_tx(
+    signer: &SignerArgs,
+    to: Address,
+    value: U256,
+    data: Bytes,
+    gas: Option<u64>,
+    wait: bool,
+) -> Result<alloy_primitives::B256> {
     use emc_client::ChainClientExt;
     let key = signer.key()?;
     let rpc = emc_client::JsonRpc::new(&signer.rpc.rpc);
@@ -114,7 +126,7 @@ pub fn send(
         let hash = rpc.send(&key, to, value, data, gas).await?;
         println!("{hash}");
         if !wait {
-            return Ok(());
+            return Ok(hash);
         }
         let o = rpc.wait(hash, Duration::from_secs(60)).await?;
         eprintln!(
@@ -126,6 +138,6 @@ pub fn send(
         if !o.success {
             bail!("transaction reverted");
         }
-        Ok(())
+        Ok(hash)
     })
 }

@@ -20,16 +20,20 @@
 //! dialing router `i mod routers` (the mesh relays calls to the others), each
 //! registering itself from its own development account. Development account 0 starts with
 //! [`ESCROW_EMC`] EMC in escrow, and the devnet prints an API key for it, so the first
-//! OpenAI-client call works with nothing else to set up.
+//! OpenAI-client call works with nothing else to set up. Once computing node 0 has
+//! registered, the devnet mints a computing socket for each built-in model to
+//! development account 1, funds it, and prints a key that pays from it ([`sockets`]).
 //!
 //! | development account | role |
 //! |---|---|
 //! | 0 | the client: escrow and the printed API key |
+//! | 1 | holds a computing socket for each built-in model, and their printed keys |
 //! | 6, 7 | owners of computing nodes 0, 1 |
 //! | 8, 9 | routers 0, 1 (they settle calls and earn the router fee) |
 //! | 10.. | validators (their fees, and the account their attestations come from) |
 
 mod monitor;
+mod sockets;
 
 use anyhow::{bail, Context, Result};
 use emc_types::{Genesis, GenesisAccount};

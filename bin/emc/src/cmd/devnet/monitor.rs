@@ -142,6 +142,11 @@ fn banner(a: &DevnetArgs, dir: &Path, g: &Genesis, procs: &[Proc]) -> Result<()>
 /// Prints the banner, then watches the nodes until Ctrl-C, and stops them.
 pub fn run(a: &DevnetArgs, dir: &Path, g: &Genesis, mut procs: Vec<Proc>) -> Result<()> {
     banner(a, dir, g, &procs)?;
+    if a.routers > 0 && a.compute_nodes > 0 {
+        if let Some(p) = procs.first() {
+            super::sockets::start(p.rpc.clone(), g.chain_id);
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

@@ -1,0 +1,415 @@
+//! Computing sockets end to end: one validator, one router, one computing node (a real
+//! Python app priced per call, all-MiniLM-L6-v2 priced per token), every step through
+//! the `emc socket` commands a user would type, calls through the gateway with socket
+//! keys (the official `openai` Python client for embeddings), balances read on chain.
+//!
+//! * A provider posts an offer and a buyer buys a socket from it; the provider mints a
+//!   socket for its node to the buyer, who funds it; `emc socket list|show` and the
+//!   `emc_sockets` / `emc_socket` JSON-RPC methods show them.
+//! * Calls paid from sockets are routed to the socket's node and charged in its unit:
+//!   one credit per call for the app priced per call, the prompt's tokens for the
+//!   embeddings.
+//! * The gateway refuses, each with its status and reason and charging nothing: a key
+//!   for a socket its signer does not hold, the owner's key while the socket is rented
+//!   out, a socket with no credits left, an expired socket, a socket for another app.
+//! * A rented socket works for its renter, and keeps working for it after the owner
+//!   sells it; the new owner's key waits for the rental's end.
+//! * Everything served settles on chain: each socket's credits fall by exactly the
+//!   units served, and the `Settled` events pay out exactly what the gateway charged.
+
+mod common;
+
+use alloy_primitives::U256;
+use common::{cli, wait_until, DevNode};
+use emc_modules::sockets::ISockets;
+use emc_modules::SOCKETS_ADDRESS;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+const PRICE_CALL: u64 = 1_000_000;
+const PRICE_TOKEN: u64 = 1_000;
+
+/// A call through the gateway: status, the `x-emc-charge` header, the body.
+fn post(url: &str, key: &str, body: &Value) -> (u16, Option<U256>, Value) {
+    let req = ureq::post(url).set("Authorization", &format!("Bearer {key}"));
+    let resp = match req.send_json(body.clone()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport: {e}"),
+    };
+    let status = resp.status();
+    let charge = resp.header("x-emc-charge").and_then(|c| c.parse().ok());
+    let text = resp.into_string().expect("body");
+    (
+        status,
+        charge,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn message(body: &Value) -> String {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The id an `emc socket` command printed ("socket 3", "offer 1").
+fn id_of(out: &str, what: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{what} ")))
+        .unwrap_or_else(|| panic!("no {what} id in {out:?}"))
+        .trim()
+        .to_string()
+}
+
+struct Net {
+    v0: DevNode,
+    _router: DevNode,
+    _node: DevNode,
+    _app: common::Kill,
+    gw: String,
+    node_id: String,
+    keys: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Net {
+    fn start() -> Net {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (genesis, vkey) = common::small_poc_genesis(dir.path(), 8, 150);
+        let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
+        let keys: Vec<String> = accounts
+            .iter()
+            .map(|a| alloy_primitives::hex::encode(a.to_bytes()))
+            .collect();
+        let gen = genesis.to_str().expect("utf8").to_string();
+        let p2p0 = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let v0 = DevNode::spawn(&[
+            "--genesis",
+            &gen,
+            "--datadir",
+            dir.path().join("v0").to_str().expect("utf8"),
+            "--consensus-key",
+            vkey.to_str().expect("utf8"),
+            "--p2p-addr",
+            &p2p0,
+        ]);
+        let boot = format!(
+            "{p2p0}/p2p/{}",
+            emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
+        );
+        let rdata = dir.path().join("r0");
+        std::fs::create_dir_all(&rdata).expect("dir");
+        let seed = alloy_primitives::keccak256("sockets test router").0;
+        std::fs::write(rdata.join("p2p.key"), seed).expect("key");
+        let rp2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let router_addr = format!("{rp2p}/p2p/{}", emc_p2p::peer_id_of(seed));
+        let (router, found) = DevNode::spawn_with(
+            &[
+                "--genesis",
+                &gen,
+                "--datadir",
+                rdata.to_str().expect("utf8"),
+                "--p2p-addr",
+                &rp2p,
+                "--bootnode",
+                &boot,
+                "--role",
+                "router",
+                "--router-http",
+                "127.0.0.1:0",
+                "--router-key",
+                &keys[4],
+            ],
+            &["Router HTTP: "],
+        );
+        let gw = found[0].clone();
+        let app_port = free_port();
+        let app = common::python_app(app_port);
+        let (node, ids) = DevNode::spawn_with(
+            &[
+                "--genesis",
+                &gen,
+                "--datadir",
+                dir.path().join("c0").to_str().expect("utf8"),
+                "--p2p-addr",
+                "/ip4/127.0.0.1/tcp/0",
+                "--bootnode",
+                &boot,
+                "--role",
+                "compute",
+                "--app",
+                &format!("py=http://127.0.0.1:{app_port},price={PRICE_CALL}"),
+                "--app",
+                &format!("embed=builtin:minilm,price={PRICE_TOKEN}"),
+                "--owner-key",
+                &keys[0],
+                "--router",
+                &router_addr,
+                "--compute-http",
+                "127.0.0.1:0",
+            ],
+            &["Computing node id: ", "Compute HTTP: "],
+        );
+        let node_id = ids[0].clone();
+        let table = || -> Vec<Value> {
+            ureq::get(&format!("{gw}/nodes"))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+        };
+        wait_until(
+            "the node registered for both apps",
+            Duration::from_secs(120),
+            || {
+                table()
+                    .first()
+                    .is_some_and(|n| n["registered"].as_object().is_some_and(|m| m.len() == 2))
+            },
+        );
+        Net {
+            v0,
+            _router: router,
+            _node: node,
+            _app: app,
+            gw,
+            node_id,
+            keys,
+            _dir: dir,
+        }
+    }
+
+    /// `emc socket ARGS --private-key <account i> --rpc <v0>`.
+    fn socket(&self, i: usize, args: &[&str]) -> String {
+        let mut all: Vec<&str> = vec!["socket"];
+        all.extend(args);
+        all.extend(["--private-key", &self.keys[i], "--rpc", &self.v0.url]);
+        cli(&all)
+    }
+
+    fn key(&self, i: usize, socket: &str) -> String {
+        self.socket(i, &["key", socket])
+    }
+
+    fn info(&self, id: &str) -> ISockets::Socket {
+        self.v0.view(
+            SOCKETS_ADDRESS,
+            ISockets::socketCall {
+                tokenId: id.parse().expect("id"),
+            },
+        )
+    }
+}
+
+#[test]
+fn sockets_are_bought_used_rented_sold_and_settled_to_the_wei() {
+    let net = Net::start();
+    let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
+    let addr = |i: usize| accounts[i].address();
+    let (buyer, renter, stranger, later) = (6, 7, 5, 3);
+    let node = net.node_id.clone();
+    let price_call = format!("{PRICE_CALL}wei");
+    let price_token = format!("{PRICE_TOKEN}wei");
+
+    // A standing offer for the app priced per call; a socket bought from it.
+    let out = net.socket(
+        0,
+        &[
+            "offer",
+            "--node",
+            &node,
+            "--app",
+            "py",
+            "--unit",
+            "calls",
+            "--price",
+            &price_call,
+            "--capacity",
+            "100",
+            "--max",
+            "10",
+            "--valid",
+            "1h",
+        ],
+    );
+    let offer = id_of(&out, "offer");
+    let calls = id_of(&net.socket(buyer, &["buy", &offer, "5"]), "socket");
+    // The provider mints an embeddings socket to the buyer, who buys its credits.
+    let out = net.socket(
+        0,
+        &[
+            "mint",
+            "--node",
+            &node,
+            "--app",
+            "embed",
+            "--unit",
+            "tokens",
+            "--price",
+            &price_token,
+            "--valid",
+            "1h",
+            "--to",
+            &addr(buyer).to_string(),
+        ],
+    );
+    let tokens = id_of(&out, "socket");
+    net.socket(buyer, &["fund", &tokens, "10000"]);
+    let listed = net.v0.result("emc_sockets", json!([addr(buyer)]));
+    assert_eq!(
+        listed["sockets"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let shown: Value =
+        serde_json::from_str(&cli(&["socket", "show", &tokens, "--rpc", &net.v0.url]))
+            .expect("json");
+    assert_eq!(
+        (shown["app"].as_str(), shown["unit"].as_str()),
+        (Some("embed"), Some("output tokens")),
+        "{shown}"
+    );
+    assert_eq!(common::quantity(&shown["credits"]), 10_000);
+
+    // The official openai client, paying from the tokens socket.
+    let py = Command::new(common::python())
+        .args([
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../tests/e2e/openai_socket.py"
+            ),
+            &format!("{}/v1", net.gw),
+            &net.key(buyer, &tokens),
+            "embed",
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        py.status.success(),
+        "openai client: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let o: Value = serde_json::from_slice(&py.stdout).expect("json");
+    assert_eq!(o["embeddings"], json!([384]), "{o}");
+    assert_eq!(o["node"], json!(node), "{o}");
+    let embed_tokens = o["tokens"].as_u64().expect("usage");
+    let embed_charge: U256 = o["charge"].as_str().expect("charge").parse().expect("wei");
+    assert_eq!(embed_charge, U256::from(embed_tokens * PRICE_TOKEN));
+
+    // One credit per call on the calls socket.
+    let echo = format!("{}/call/py/echo", net.gw);
+    let buyer_key = net.key(buyer, &calls);
+    let mut served = 0u64;
+    let (status, charge, body) = post(&echo, &buyer_key, &json!("hi"));
+    assert_eq!(
+        (status, charge),
+        (200, Some(U256::from(PRICE_CALL))),
+        "{body}"
+    );
+    served += 1;
+
+    // Refusals, each charging nothing.
+    let (status, charge, body) = post(&echo, &net.key(stranger, &calls), &json!("x"));
+    assert_eq!((status, charge), (401, None), "{body}");
+    assert!(message(&body).contains("does not hold socket"), "{body}");
+    let embeddings = format!("{}/v1/embeddings", net.gw);
+    let (status, _, body) = post(
+        &embeddings,
+        &buyer_key,
+        &json!({"model": "embed", "input": "x"}),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("is for the app \"py\""), "{body}");
+    // One credit: one call, then none left.
+    let one = id_of(&net.socket(buyer, &["buy", &offer, "1"]), "socket");
+    let one_key = net.key(buyer, &one);
+    assert_eq!(post(&echo, &one_key, &json!("x")).0, 200);
+    let (status, charge, body) = post(&echo, &one_key, &json!("x"));
+    assert_eq!((status, charge), (402, None), "{body}");
+    assert!(message(&body).contains("credits"), "{body}");
+    // A socket valid for two seconds, funded, then expired.
+    let out = net.socket(
+        0,
+        &[
+            "mint",
+            "--node",
+            &node,
+            "--app",
+            "py",
+            "--price",
+            &price_call,
+            "--valid",
+            "2s",
+            "--to",
+            &addr(buyer).to_string(),
+        ],
+    );
+    let short = id_of(&out, "socket");
+    net.socket(buyer, &["fund", &short, "3"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, charge, body) = post(&echo, &net.key(buyer, &short), &json!("x"));
+    assert_eq!((status, charge), (402, None), "{body}");
+    assert!(message(&body).contains("expired"), "{body}");
+
+    // Rented out: the renter's key pays, the owner's does not.
+    net.socket(
+        buyer,
+        &[
+            "rent-out",
+            &calls,
+            "--price-per-second",
+            "1000wei",
+            "--max",
+            "1h",
+        ],
+    );
+    net.socket(renter, &["rent", &calls, "10m"]);
+    let (status, _, body) = post(&echo, &buyer_key, &json!("x"));
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        message(&body).contains("its owner's key does not pay"),
+        "{body}"
+    );
+    let renter_key = net.key(renter, &calls);
+    assert_eq!(post(&echo, &renter_key, &json!("x")).0, 200);
+    served += 1;
+    // Sold during the rental: the rental goes on; the new owner waits for its end.
+    net.socket(buyer, &["transfer", &calls, &addr(later).to_string()]);
+    let s = net.info(&calls);
+    assert_eq!(
+        (s.owner, s.user, s.paidRental),
+        (addr(later), addr(renter), true)
+    );
+    assert_eq!(post(&echo, &renter_key, &json!("x")).0, 200);
+    served += 1;
+    assert_eq!(post(&echo, &net.key(later, &calls), &json!("x")).0, 401);
+
+    // Settlement: credits fall by exactly what was served, and the Settled events pay
+    // out exactly what the gateway charged.
+    wait_until("every served call settled", Duration::from_secs(60), || {
+        net.info(&calls).credits == 5 - served
+            && net.info(&one).credits == 0
+            && net.info(&tokens).credits == 10_000 - embed_tokens
+    });
+    let settled = net.v0.events::<ISockets::Settled>(SOCKETS_ADDRESS);
+    assert_eq!(settled.len() as u64, served + 2, "one per call served");
+    let paid: U256 = settled.iter().map(|e| e.nodeAmount + e.routerFee).sum();
+    assert_eq!(paid, U256::from((served + 1) * PRICE_CALL) + embed_charge);
+    assert!(net
+        .v0
+        .events::<ISockets::Rejected>(SOCKETS_ADDRESS)
+        .is_empty());
+}
