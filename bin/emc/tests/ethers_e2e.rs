@@ -1,4 +1,5 @@
-//! ethers.js v6 (from npm) against a real `emc node --dev`: see tests/e2e/ethers.test.mjs.
+//! ethers.js v6 (from npm) against a real `emc node --dev`: see tests/e2e/ethers.test.mjs
+//! and, for computing sockets with OpenZeppelin's contracts, tests/e2e/sockets.test.mjs.
 //!
 //! Needs `npm ci` in tests/e2e (`.ci/run` does it). Outside CI the test skips with a
 //! message when node_modules is absent; under CI=true it fails instead.
@@ -7,17 +8,40 @@ mod common;
 
 use std::{path::PathBuf, process::Command};
 
-#[test]
-fn ethers_js_drives_a_dev_node() {
+/// tests/e2e, if its npm packages are installed (under CI=true they must be).
+fn e2e_dir() -> Option<PathBuf> {
     let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    if !e2e.join("node_modules/ethers").exists() || !e2e.join("node_modules/solc").exists() {
+    let have = ["ethers", "solc", "@openzeppelin/contracts"]
+        .iter()
+        .all(|p| e2e.join("node_modules").join(p).exists());
+    if !have {
         let msg = "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e`";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}");
         }
         eprintln!("SKIPPED: {msg}");
-        return;
+        return None;
     }
+    Some(e2e)
+}
+
+/// Runs one node:test file against `rpc`; its output is printed, its failures fail.
+fn node_test(e2e: &std::path::Path, file: &str, env: &[(&str, &str)]) {
+    let out = Command::new("node")
+        .args(["--test", "--test-concurrency=1", file])
+        .current_dir(e2e)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{file} failed");
+    assert!(stdout.contains("# fail 0"), "{file} reported failures");
+}
+
+#[test]
+fn ethers_js_drives_a_dev_node() {
+    let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     // Short staking epochs and unbonding, so the staking flow runs in seconds.
     let node = common::DevNode::spawn(&[
@@ -51,18 +75,33 @@ fn ethers_js_drives_a_dev_node() {
         .expect("one file")
         .expect("entry")
         .path();
-    let out = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "ethers.test.mjs"])
-        .current_dir(&e2e)
-        .env("EMC_RPC_URL", &node.url)
-        .env("EMC_WS_URL", node.ws_url())
-        .env("EMC_KEYSTORE_FILE", &file)
-        .env("EMC_KEYSTORE_ADDRESS", &address)
-        .env("EMC_KEYSTORE_PASSWORD", "pw")
-        .output()
-        .expect("run node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "ethers.js tests failed");
-    assert!(stdout.contains("# fail 0"), "ethers.js reported failures");
+    let file = file.to_str().expect("utf-8 path").to_string();
+    node_test(
+        &e2e,
+        "ethers.test.mjs",
+        &[
+            ("EMC_RPC_URL", &node.url),
+            ("EMC_WS_URL", &node.ws_url()),
+            ("EMC_KEYSTORE_FILE", &file),
+            ("EMC_KEYSTORE_ADDRESS", &address),
+            ("EMC_KEYSTORE_PASSWORD", "pw"),
+        ],
+    );
+}
+
+#[test]
+fn computing_sockets_work_with_ethers_and_openzeppelin_contracts() {
+    let Some(e2e) = e2e_dir() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    // A settle window of two seconds, so an expired socket's refund opens in the test.
+    let node = common::DevNode::spawn(&[
+        "--dev",
+        "--datadir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--block-time-ms",
+        "250",
+        "--socket-settle-window",
+        "2",
+    ]);
+    node_test(&e2e, "sockets.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }

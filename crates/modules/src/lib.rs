@@ -56,6 +56,11 @@ pub const GAS_SSTORE_RESET: u64 = 2_900;
 /// price.
 pub const GAS_SIGNATURE: u64 = 3_000;
 
+/// A log's gas, as the EVM's `LOGn` charges it: [`GAS_LOG`] plus as much per topic,
+/// plus [`GAS_LOG_BYTE`] per byte of data.
+pub const GAS_LOG: u64 = 375;
+pub const GAS_LOG_BYTE: u64 = 8;
+
 /// Gas for moving, minting or burning native balance.
 pub const GAS_BALANCE: u64 = 9_000;
 
@@ -270,7 +275,11 @@ impl<'h> Metered<'h> {
         self.host.burn(amount)
     }
 
+    /// Emits a log, at the EVM's `LOG` price ([`GAS_LOG`], per topic and per byte).
+    /// A log past the call's gas fails the call when it returns.
     pub fn emit(&mut self, topics: Vec<B256>, data: Bytes) {
+        let cost = GAS_LOG + GAS_LOG * topics.len() as u64 + GAS_LOG_BYTE * data.len() as u64;
+        self.gas_used = self.gas_used.saturating_add(cost);
         self.host.emit(topics, data)
     }
 
@@ -334,6 +343,13 @@ pub fn dispatch_in(
         Err(e) => (Err(e), gas_limit),
         Ok(mut m) => {
             let out = module.call(&mut m, call);
+            // A log charges after the fact (`Metered::emit`): past the limit, the call
+            // ran out of gas.
+            let out = if m.gas_used > gas_limit {
+                Err(ModuleError::OutOfGas)
+            } else {
+                out
+            };
             let used = if matches!(out, Err(ModuleError::OutOfGas)) {
                 gas_limit
             } else {

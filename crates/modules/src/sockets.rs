@@ -106,6 +106,14 @@ impl crate::kit::SystemModule for SocketsModule {
         true
     }
 
+    fn genesis(&self, g: &emc_types::Genesis) -> crate::kit::ModuleGenesis {
+        let window = storage::SETTLE_WINDOW;
+        crate::kit::ModuleGenesis {
+            storage: [(window.slot(), U256::from(g.sockets.settle_window_secs))].into(),
+            balance: None,
+        }
+    }
+
     fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
         use ISockets::ISocketsCalls as C;
         let c =
@@ -175,8 +183,8 @@ fn serve(
         }
         C::transferFrom(t) => {
             let id = t.tokenId;
-            erc721::transfer(m, who, t.from, t.to, id, |m| {
-                rental::before_transfer(m, id, now)
+            erc721::transfer(m, who, t.from, t.to, id, |m, h| {
+                rental::before_transfer(m, id, h, now)
             })?;
             none()
         }
@@ -236,10 +244,7 @@ fn view(m: &mut Metered<'_>, c: ISockets::ISocketsCalls, now: u64) -> Result<Byt
     Ok(match c {
         C::balanceOf(b) => word(erc721::balance_of(m, b.owner)?),
         C::ownerOf(o) => word(erc721::owner_of(m, o.tokenId)?),
-        C::getApproved(g) => {
-            erc721::owner_of(m, g.tokenId)?;
-            word(storage::APPROVALS.get(m, &g.tokenId)?)
-        }
+        C::getApproved(g) => word(erc721::approved(m, g.tokenId)?),
         C::isApprovedForAll(a) => word(OPERATORS.get(m, &a.owner, &a.operator)?),
         C::supportsInterface(s) => word(INTERFACES.contains(&s.interfaceId.0)),
         C::name(_) => word("EMC computing sockets".to_string()),
@@ -299,8 +304,8 @@ fn safe_transfer(
     data: Bytes,
     now: u64,
 ) -> Result<(), ModuleError> {
-    erc721::transfer(m, caller, from, to, id, |m| {
-        rental::before_transfer(m, id, now)
+    erc721::transfer(m, caller, from, to, id, |m, h| {
+        rental::before_transfer(m, id, h, now)
     })?;
     let hook = IERC721Receiver::onERC721ReceivedCall {
         operator: caller,

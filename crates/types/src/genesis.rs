@@ -32,6 +32,26 @@ pub struct Genesis {
     /// ([`PocTask::default`] if left out).
     #[serde(default)]
     pub poc: PocTask,
+    /// The computing sockets' rules ([`SocketParams::default`] if left out).
+    #[serde(default)]
+    pub sockets: SocketParams,
+}
+
+/// The computing sockets' rules, fixed at genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SocketParams {
+    /// Seconds after a socket ends during which receipts for its calls still settle;
+    /// its refund opens after them.
+    pub settle_window_secs: u64,
+}
+
+impl Default for SocketParams {
+    fn default() -> Self {
+        SocketParams {
+            settle_window_secs: 3_600,
+        }
+    }
 }
 
 /// The shape of the standard proof-of-computing task (see `emc_protocol::poc`):
@@ -191,6 +211,7 @@ impl Genesis {
             validators: vec![validator],
             staking: StakingParams::default(),
             poc: PocTask::default(),
+            sockets: SocketParams::default(),
             alloc: accounts
                 .iter()
                 .map(|a| {
@@ -219,6 +240,12 @@ impl Genesis {
     pub fn validate(&self) -> Result<(), GenesisError> {
         if self.chain_id == 0 {
             return Err(invalid("chainId", "must not be 0"));
+        }
+        if self.sockets.settle_window_secs == 0 {
+            return Err(invalid(
+                "sockets.settleWindowSecs",
+                "must be at least 1 second",
+            ));
         }
         if self.gas_limit < 1_000_000 {
             return Err(invalid(

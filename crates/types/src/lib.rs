@@ -21,7 +21,8 @@ pub mod tx;
 pub use alloy_primitives::{address, b256, keccak256, Address, Bloom, Bytes, B256, U256};
 pub use block::{Block, Header};
 pub use genesis::{
-    Genesis, GenesisAccount, GenesisError, GenesisValidator, LockTier, PocTask, StakingParams, EMC,
+    Genesis, GenesisAccount, GenesisError, GenesisValidator, LockTier, PocTask, SocketParams,
+    StakingParams, EMC,
 };
 pub use ids::{Epoch, Height, Round};
 pub use receipt::{system_tx_hash, Log, Receipt, SYSTEM_CALLER};

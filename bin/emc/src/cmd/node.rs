@@ -47,6 +47,10 @@ pub struct NodeArgs {
     /// Override the unbonding period in blocks, --dev only.
     #[arg(long, requires = "dev")]
     unbonding_blocks: Option<u64>,
+    /// Override the computing sockets' settle window (seconds after a socket ends
+    /// before its refund opens), --dev only.
+    #[arg(long, requires = "dev")]
+    socket_settle_window: Option<u64>,
     /// Log filter, as RUST_LOG (for example `info,emc_chain=debug`) [default: info].
     #[arg(long, env = "RUST_LOG")]
     log: Option<String>,
@@ -194,6 +198,9 @@ fn config(a: &NodeArgs) -> Result<NodeConfig> {
         }
         if let Some(n) = a.unbonding_blocks {
             cfg.genesis.staking.unbonding_blocks = n;
+        }
+        if let Some(s) = a.socket_settle_window {
+            cfg.genesis.sockets.settle_window_secs = s;
         }
         if let Some(ms) = a.block_time_ms {
             cfg.genesis.block_time_ms = ms;

@@ -16,9 +16,15 @@ use crate::registry::RegistryModule;
 use crate::{Metered, ModuleError};
 use alloy_primitives::{Address, B256, U256};
 
-/// Seconds after a socket's end during which receipts may still settle against it;
-/// its refund opens after them.
+/// Seconds after a socket's end during which receipts may still settle against it,
+/// unless the genesis says otherwise ([`settle_window`]); its refund opens after them.
 pub const SETTLE_WINDOW: u64 = 3_600;
+
+/// The settle window genesis set.
+pub fn settle_window(m: &mut Metered<'_>) -> Result<u64, ModuleError> {
+    let w = super::storage::SETTLE_WINDOW.get(m)?;
+    Ok(if w == 0 { SETTLE_WINDOW } else { w })
+}
 /// The longest validity a socket or an offer may give: ten years.
 pub const MAX_VALID_FOR: u64 = 10 * 365 * 24 * 3_600;
 /// The longest app name (the Registry's bound).
@@ -399,7 +405,7 @@ pub fn cancel(m: &mut Metered<'_>, caller: Address, id: U256, now: u64) -> Resul
 pub fn refund(m: &mut Metered<'_>, id: U256, now: u64) -> Result<U256, ModuleError> {
     let owner = owner_of(m, id)?;
     let expires: u64 = SOCKETS.get(m, &id, f::EXPIRES)?;
-    let opens = expires.saturating_add(SETTLE_WINDOW);
+    let opens = expires.saturating_add(settle_window(m)?);
     if now < opens {
         return Err(revert(format!("socket {id}'s refund opens at {opens}")));
     }

@@ -1,41 +1,57 @@
-//! ERC-721 ownership, approvals, transfers and enumeration, in OpenZeppelin's
-//! storage layout, with OpenZeppelin's rules (and its revert reasons, in this
-//! module's words).
+//! ERC-721 ownership, approvals, transfers and enumeration, with OpenZeppelin's rules
+//! (and its revert reasons, in this module's words), on packed storage.
 //!
-//! Invariants: an owner's balance is the length of its list of tokens
-//! (`tokenOfOwnerByIndex`), each token sits at `OWNED_INDEX` in its owner's list, and
-//! ids run from 1 to `totalSupply` (sockets are never burnt, so `tokenByIndex(i)` is
-//! `i + 1`).
+//! Invariants: a token's [`Holding`] names its owner and its index in the owner's list;
+//! an owner's list is dense (`tokenOfOwnerByIndex` for `0..balance`), its count is
+//! the owner's balance, and removing a token moves the list's last into its place
+//! (updating that token's index); ids run from 1 to `totalSupply` (sockets are never
+//! burnt, so `tokenByIndex(i)` is `i + 1`). Ids fit 64 bits (they are counted).
 
-use super::storage::{APPROVALS, BALANCES, MINTED, OPERATORS, OWNED, OWNED_INDEX, OWNERS};
+use super::storage::{lane, list_word, with_lane, Holding, APPROVALS, HOLDINGS, MINTED, OPERATORS};
 use super::{revert, ISockets};
 use crate::kit::abi::emit;
 use crate::{Metered, ModuleError};
 use alloy_primitives::{Address, U256};
+use std::collections::BTreeMap;
+
+/// Socket `id`'s holding; a revert if there is no such socket.
+pub fn holding(m: &mut Metered<'_>, id: U256) -> Result<Holding, ModuleError> {
+    let h = Holding::decode(HOLDINGS.get(m, &id)?);
+    if h.owner.is_zero() {
+        return Err(revert(format!("socket {id} does not exist")));
+    }
+    Ok(h)
+}
+
+pub fn set_holding(m: &mut Metered<'_>, id: U256, h: &Holding) -> Result<(), ModuleError> {
+    HOLDINGS.set(m, &id, &h.encode())
+}
 
 /// The owner of socket `id`; a revert if there is none.
 pub fn owner_of(m: &mut Metered<'_>, id: U256) -> Result<Address, ModuleError> {
-    let o = OWNERS.get(m, &id)?;
-    if o.is_zero() {
-        return Err(revert(format!("socket {id} does not exist")));
-    }
-    Ok(o)
+    Ok(holding(m, id)?.owner)
 }
 
-/// Whether `spender` may move or manage `owner`'s socket `id`: the owner, the token's
+/// Whether `spender` may move or manage socket `id` held as `h`: its owner, its
 /// approved address, or one of the owner's operators.
+fn may(m: &mut Metered<'_>, h: &Holding, spender: Address, id: U256) -> Result<bool, ModuleError> {
+    Ok(spender == h.owner
+        || (h.approved && APPROVALS.get(m, &id)? == spender)
+        || OPERATORS.get(m, &h.owner, &spender)?)
+}
+
+/// Whether `spender` may move or manage `owner`'s socket `id`.
 pub fn authorized(
     m: &mut Metered<'_>,
     owner: Address,
     spender: Address,
     id: U256,
 ) -> Result<bool, ModuleError> {
-    Ok(spender == owner
-        || APPROVALS.get(m, &id)? == spender
-        || OPERATORS.get(m, &owner, &spender)?)
+    let h = holding(m, id)?;
+    Ok(h.owner == owner && may(m, &h, spender, id)?)
 }
 
-/// Mints socket `id` (the next one) to `to`.
+/// Mints the next socket to `to`.
 pub fn mint(m: &mut Metered<'_>, to: Address) -> Result<U256, ModuleError> {
     if to.is_zero() {
         return Err(revert("cannot mint to the zero address"));
@@ -43,8 +59,13 @@ pub fn mint(m: &mut Metered<'_>, to: Address) -> Result<U256, ModuleError> {
     let n = MINTED.get(m)? + 1;
     MINTED.set(m, &n)?;
     let id = U256::from(n);
-    append(m, to, id)?;
-    OWNERS.set(m, &id, &to)?;
+    let index = push(m, to, n)?;
+    let h = Holding {
+        owner: to,
+        index,
+        ..Default::default()
+    };
+    set_holding(m, id, &h)?;
     emit(
         m,
         ISockets::Transfer {
@@ -57,36 +78,39 @@ pub fn mint(m: &mut Metered<'_>, to: Address) -> Result<U256, ModuleError> {
 }
 
 /// Moves socket `id` from `from` to `to` for `caller`, after `before` (the rental's
-/// hand-over) has run with the old owner still recorded.
+/// hand-over, which may clear the holding's flags) has run with the old owner still
+/// recorded.
 pub fn transfer(
     m: &mut Metered<'_>,
     caller: Address,
     from: Address,
     to: Address,
     id: U256,
-    before: impl FnOnce(&mut Metered<'_>) -> Result<(), ModuleError>,
+    before: impl FnOnce(&mut Metered<'_>, &mut Holding) -> Result<(), ModuleError>,
 ) -> Result<(), ModuleError> {
-    let owner = owner_of(m, id)?;
-    if owner != from {
+    let mut h = holding(m, id)?;
+    if h.owner != from {
         return Err(revert(format!("{from} does not own socket {id}")));
     }
     if to.is_zero() {
         return Err(revert("cannot transfer to the zero address"));
     }
-    if !authorized(m, owner, caller, id)? {
+    if !may(m, &h, caller, id)? {
         return Err(revert(format!(
             "the caller is neither the owner of socket {id}, nor approved, nor an operator"
         )));
     }
-    before(m)?;
-    if !APPROVALS.get(m, &id)?.is_zero() {
+    before(m, &mut h)?;
+    if h.approved {
         APPROVALS.set(m, &id, &Address::ZERO)?;
+        h.approved = false;
     }
     if from != to {
-        remove(m, from, id)?;
-        append(m, to, id)?;
-        OWNERS.set(m, &id, &to)?;
+        remove(m, from, h.index)?;
+        h.index = push(m, to, id.saturating_to())?;
+        h.owner = to;
     }
+    set_holding(m, id, &h)?;
     emit(
         m,
         ISockets::Transfer {
@@ -98,24 +122,68 @@ pub fn transfer(
     Ok(())
 }
 
-fn append(m: &mut Metered<'_>, owner: Address, id: U256) -> Result<(), ModuleError> {
-    let n = BALANCES.get(m, &owner)?;
-    OWNED.set(m, &owner, &n, &id)?;
-    OWNED_INDEX.set(m, &id, &n)?;
-    BALANCES.set(m, &owner, &(n + 1))
+/// Appends `id` to `owner`'s list; its index.
+fn push(m: &mut Metered<'_>, owner: Address, id: u64) -> Result<u64, ModuleError> {
+    let w0 = m.sload(list_word(owner, 0))?;
+    let n = lane(w0, 0);
+    let (w, l) = ((n + 1) / 4, (n + 1) % 4);
+    if w == 0 {
+        m.sstore(
+            list_word(owner, 0),
+            with_lane(with_lane(w0, 0, n + 1), l, id),
+        )?;
+    } else {
+        let word = m.sload(list_word(owner, w))?;
+        m.sstore(list_word(owner, w), with_lane(word, l, id))?;
+        m.sstore(list_word(owner, 0), with_lane(w0, 0, n + 1))?;
+    }
+    Ok(n)
 }
 
-/// Takes `id` out of `owner`'s list, moving the last token into its place.
-fn remove(m: &mut Metered<'_>, owner: Address, id: U256) -> Result<(), ModuleError> {
-    let last = BALANCES.get(m, &owner)?.saturating_sub(1);
-    let i = OWNED_INDEX.get(m, &id)?;
-    if i != last {
-        let moved = OWNED.get(m, &owner, &last)?;
-        OWNED.set(m, &owner, &i, &moved)?;
-        OWNED_INDEX.set(m, &moved, &i)?;
+/// Takes the token at `index` out of `owner`'s list, moving the list's last into its
+/// place (and that token's holding to its new index).
+fn remove(m: &mut Metered<'_>, owner: Address, index: u64) -> Result<(), ModuleError> {
+    let mut words: BTreeMap<u64, (U256, bool)> = BTreeMap::new();
+    let read = |m: &mut Metered<'_>, w: u64, words: &mut BTreeMap<u64, (U256, bool)>| {
+        if let Some((v, _)) = words.get(&w) {
+            return Ok::<U256, ModuleError>(*v);
+        }
+        let v = m.sload(list_word(owner, w))?;
+        words.insert(w, (v, false));
+        Ok(v)
+    };
+    let n = lane(read(m, 0, &mut words)?, 0);
+    let last = n.saturating_sub(1);
+    let at = |p: u64| ((p + 1) / 4, (p + 1) % 4);
+    let put = |words: &mut BTreeMap<u64, (U256, bool)>, p: u64, v: u64| {
+        let (w, l) = at(p);
+        let e = words.get_mut(&w).expect("read before written");
+        *e = (with_lane(e.0, l, v), true);
+    };
+    if index != last {
+        let (lw, ll) = at(last);
+        let moved = lane(read(m, lw, &mut words)?, ll);
+        read(m, at(index).0, &mut words)?;
+        put(&mut words, index, moved);
+        let mut hm = Holding::decode(HOLDINGS.get(m, &U256::from(moved))?);
+        hm.index = index;
+        set_holding(m, U256::from(moved), &hm)?;
     }
-    OWNED.set(m, &owner, &last, &U256::ZERO)?;
-    BALANCES.set(m, &owner, &last)
+    put(&mut words, last, 0);
+    let w0 = words.get_mut(&0).expect("word 0 was read");
+    *w0 = (with_lane(w0.0, 0, last), true);
+    for (w, (v, dirty)) in words {
+        if dirty {
+            m.sstore(list_word(owner, w), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// `owner`'s token at list position `p` (which must be below its balance).
+fn at_position(m: &mut Metered<'_>, owner: Address, p: u64) -> Result<u64, ModuleError> {
+    let (w, l) = ((p + 1) / 4, (p + 1) % 4);
+    Ok(lane(m.sload(list_word(owner, w))?, l))
 }
 
 pub fn approve(
@@ -124,7 +192,8 @@ pub fn approve(
     to: Address,
     id: U256,
 ) -> Result<(), ModuleError> {
-    let owner = owner_of(m, id)?;
+    let mut h = holding(m, id)?;
+    let owner = h.owner;
     if to == owner {
         return Err(revert("approval to the current owner"));
     }
@@ -134,6 +203,10 @@ pub fn approve(
         )));
     }
     APPROVALS.set(m, &id, &to)?;
+    if h.approved != !to.is_zero() {
+        h.approved = !to.is_zero();
+        set_holding(m, id, &h)?;
+    }
     emit(
         m,
         ISockets::Approval {
@@ -143,6 +216,15 @@ pub fn approve(
         },
     );
     Ok(())
+}
+
+/// The approved address of socket `id` (zero if none).
+pub fn approved(m: &mut Metered<'_>, id: U256) -> Result<Address, ModuleError> {
+    let h = holding(m, id)?;
+    if !h.approved {
+        return Ok(Address::ZERO);
+    }
+    APPROVALS.get(m, &id)
 }
 
 pub fn set_operator(
@@ -166,11 +248,16 @@ pub fn set_operator(
     Ok(())
 }
 
+/// How many sockets `owner` holds.
+fn count(m: &mut Metered<'_>, owner: Address) -> Result<u64, ModuleError> {
+    Ok(lane(m.sload(list_word(owner, 0))?, 0))
+}
+
 pub fn balance_of(m: &mut Metered<'_>, owner: Address) -> Result<U256, ModuleError> {
     if owner.is_zero() {
         return Err(revert("the zero address is not a valid owner"));
     }
-    Ok(U256::from(BALANCES.get(m, &owner)?))
+    Ok(U256::from(count(m, owner)?))
 }
 
 pub fn total_supply(m: &mut Metered<'_>) -> Result<U256, ModuleError> {
@@ -195,11 +282,13 @@ pub fn token_of_owner_by_index(
             "{owner} owns {n} sockets, no index {index}"
         )));
     }
-    OWNED.get(m, &owner, &index.saturating_to())
+    Ok(U256::from(at_position(m, owner, index.saturating_to())?))
 }
 
 /// Every socket `owner` holds, in its list's order (at most `max`).
 pub fn owned(m: &mut Metered<'_>, owner: Address, max: u64) -> Result<Vec<U256>, ModuleError> {
-    let n = BALANCES.get(m, &owner)?.min(max);
-    (0..n).map(|i| OWNED.get(m, &owner, &i)).collect()
+    let n = count(m, owner)?.min(max);
+    (0..n)
+        .map(|p| Ok(U256::from(at_position(m, owner, p)?)))
+        .collect()
 }

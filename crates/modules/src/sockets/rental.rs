@@ -10,8 +10,8 @@
 //! period runs (`releaseRent`, and at every transfer, so each owner receives what
 //! accrued while they held the socket). A rental never outlasts the socket.
 
-use super::erc721::{authorized, owner_of};
-use super::storage::{socket as f, SOCKETS};
+use super::erc721::{authorized, holding, owner_of, set_holding};
+use super::storage::{socket as f, Holding, SOCKETS};
 use super::{revert, ISockets};
 use crate::kit::abi::emit;
 use crate::{Metered, ModuleError};
@@ -62,6 +62,7 @@ pub fn set_user(
     finish_rental(m, id, now)?;
     SOCKETS.set(m, &id, f::USER, &user)?;
     SOCKETS.set(m, &id, f::USER_EXPIRES, &expires)?;
+    flag(m, id, |h| h.user = !user.is_zero())?;
     emit(
         m,
         ISockets::UpdateUser {
@@ -88,6 +89,7 @@ pub fn list(
     }
     SOCKETS.set(m, &id, f::RENT_PRICE, &price)?;
     SOCKETS.set(m, &id, f::RENT_MAX, &max_seconds)?;
+    flag(m, id, |h| h.listed = !price.is_zero())?;
     emit(
         m,
         ISockets::RentalListed {
@@ -145,6 +147,7 @@ pub fn rent(
     SOCKETS.set(m, &id, f::USER_EXPIRES, &until)?;
     SOCKETS.set(m, &id, f::RENT_PAID, &cost)?;
     SOCKETS.set(m, &id, f::RENT_START, &now)?;
+    flag(m, id, |h| h.user = true)?;
     emit(
         m,
         ISockets::UpdateUser {
@@ -215,17 +218,36 @@ fn finish_rental(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleEr
     SOCKETS.set(m, &id, f::RENT_RELEASED, &U256::ZERO)
 }
 
-/// What a transfer does to the rental, before the owner changes: the old owner is paid
-/// what accrued; a paid rental that runs is kept, an ERC-4907 user set for free is
-/// cleared (as the reference does), and the old owner's rental listing is withdrawn.
-pub fn before_transfer(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleError> {
-    if paid_rental_until(m, id, now)?.is_some() {
-        release(m, id, now)?;
-    } else {
-        finish_rental(m, id, now)?;
-        if !SOCKETS.get::<Address>(m, &id, f::USER)?.is_zero() {
+/// Sets a flag of socket `id`'s holding (written only if it changes).
+fn flag(m: &mut Metered<'_>, id: U256, f: impl FnOnce(&mut Holding)) -> Result<(), ModuleError> {
+    let mut h = holding(m, id)?;
+    let before = h;
+    f(&mut h);
+    if h != before {
+        set_holding(m, id, &h)?;
+    }
+    Ok(())
+}
+
+/// What a transfer does to the rental, before the owner changes (on the holding `h` it
+/// will write): the old owner is paid what accrued; a paid rental that runs is kept,
+/// an ERC-4907 user set for free is cleared (as the reference does), and the old
+/// owner's rental listing is withdrawn. Nothing is read unless the holding's flags say
+/// there is a user or a listing.
+pub fn before_transfer(
+    m: &mut Metered<'_>,
+    id: U256,
+    h: &mut Holding,
+    now: u64,
+) -> Result<(), ModuleError> {
+    if h.user {
+        if paid_rental_until(m, id, now)?.is_some() {
+            release(m, id, now)?;
+        } else {
+            finish_rental(m, id, now)?;
             SOCKETS.set(m, &id, f::USER, &Address::ZERO)?;
             SOCKETS.set(m, &id, f::USER_EXPIRES, &0u64)?;
+            h.user = false;
             emit(
                 m,
                 ISockets::UpdateUser {
@@ -236,9 +258,10 @@ pub fn before_transfer(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), Mo
             );
         }
     }
-    if !SOCKETS.get::<U256>(m, &id, f::RENT_PRICE)?.is_zero() {
+    if h.listed {
         SOCKETS.set(m, &id, f::RENT_PRICE, &U256::ZERO)?;
         SOCKETS.set(m, &id, f::RENT_MAX, &0u64)?;
+        h.listed = false;
     }
     Ok(())
 }

@@ -364,7 +364,7 @@ fn check(
     if batch.settled.contains(&rid) || SETTLED.get(m, &rid)? {
         return skip("already settled".into());
     }
-    if super::storage::OWNERS.get(m, &id)?.is_zero() {
+    if super::storage::HOLDINGS.get(m, &id)?.is_zero() {
         return skip(format!("socket {id} does not exist"));
     }
     let holder = holder(m, id, now)?;
@@ -379,7 +379,7 @@ fn check(
         return skip(format!("socket {id} is for {app} on node {node}"));
     }
     let expires: u64 = SOCKETS.get(m, &id, f::EXPIRES)?;
-    if now > expires.saturating_add(super::economy::SETTLE_WINDOW) {
+    if now > expires.saturating_add(super::economy::settle_window(m)?) {
         return skip(format!("socket {id} ended at {expires}"));
     }
     let sig: [u8; 64] = match r.nodeSignature.as_ref().try_into() {

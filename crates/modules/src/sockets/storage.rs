@@ -1,17 +1,18 @@
-//! The Sockets module's storage, declared as a Solidity contract would declare it.
+//! The Sockets module's storage, declared as a Solidity contract would declare it, and
+//! packed where a transfer touches it: a transfer reads and writes one word of the
+//! token, one of the sender's list and one of the recipient's.
 
-use crate::kit::slots::{DoubleMapping, Mapping, Records, Value};
+use crate::kit::slots::{mapped, DoubleMapping, Key, Mapping, Records, Value};
 use alloy_primitives::{Address, B256, U256};
 
-// ERC-721, as OpenZeppelin lays it out.
-pub const OWNERS: Mapping<U256, Address> = Mapping::at(0);
-pub const BALANCES: Mapping<Address, u64> = Mapping::at(1);
+/// `[tokenId]` = its [`Holding`]: owner, index in the owner's list, and flags.
+pub const HOLDINGS: Mapping<U256, U256> = Mapping::at(0);
+/// `[tokenId]` = its approved address (read only when the token's flag says it has one).
 pub const APPROVALS: Mapping<U256, Address> = Mapping::at(2);
 pub const OPERATORS: DoubleMapping<Address, Address, bool> = DoubleMapping::at(3);
-/// Enumerable: `[owner][index]` = token id, and each token's index in its owner's list.
-/// (Ids run from 1 and no socket is burnt, so the list of all tokens is `1..=minted`.)
-pub const OWNED: DoubleMapping<Address, u64, U256> = DoubleMapping::at(4);
-pub const OWNED_INDEX: Mapping<U256, u64> = Mapping::at(5);
+/// The owners' lists of token ids: `[owner]` from `keccak256(owner . 4)`, four 64-bit
+/// lanes a word; lane 0 of word 0 is the count (the owner's balance).
+pub const LISTS: u64 = 4;
 /// Sockets minted so far (the last id).
 pub const MINTED: Value<u64> = Value::at(6);
 /// `mapping(uint256 => Socket)`, fields below.
@@ -24,6 +25,59 @@ pub const OFFERS: Records<U256> = Records::at(9);
 pub const SETTLED: Mapping<B256, bool> = Mapping::at(10);
 /// What each socket key has spent, by its id.
 pub const SPENT: Mapping<B256, U256> = Mapping::at(11);
+/// The genesis's settle window, seconds (zero: [`super::economy::SETTLE_WINDOW`]).
+pub const SETTLE_WINDOW: Value<u64> = Value::at(12);
+
+/// A token's holding word: its owner (bits 0–159), its index in the owner's list
+/// (160–223) and flags (224–): whether it has an approved address, an ERC-4907 user,
+/// a rental listing, so a transfer reads those only when they are set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub owner: Address,
+    pub index: u64,
+    pub approved: bool,
+    pub user: bool,
+    pub listed: bool,
+}
+
+impl Holding {
+    pub fn decode(w: U256) -> Holding {
+        let b = w.to_be_bytes::<32>();
+        let flags = b[0];
+        Holding {
+            owner: Address::from_slice(&b[12..]),
+            index: u64::from_be_bytes(b[4..12].try_into().expect("8 bytes")),
+            approved: flags & 1 != 0,
+            user: flags & 2 != 0,
+            listed: flags & 4 != 0,
+        }
+    }
+
+    pub fn encode(&self) -> U256 {
+        let mut b = [0u8; 32];
+        b[12..].copy_from_slice(self.owner.as_slice());
+        b[4..12].copy_from_slice(&self.index.to_be_bytes());
+        b[0] = self.approved as u8 | (self.user as u8) << 1 | (self.listed as u8) << 2;
+        U256::from_be_bytes(b)
+    }
+}
+
+/// The slot of word `w` of `owner`'s list.
+pub fn list_word(owner: Address, w: u64) -> U256 {
+    mapped(U256::from(LISTS), owner.key()).wrapping_add(U256::from(w))
+}
+
+/// Lane `l` (0–3) of a list word.
+pub fn lane(word: U256, l: u64) -> u64 {
+    ((word >> (64 * l as usize)) & U256::from(u64::MAX)).to::<u64>()
+}
+
+/// `word` with lane `l` set to `v`.
+pub fn with_lane(word: U256, l: u64, v: u64) -> U256 {
+    let shift = 64 * l as usize;
+    let mask = U256::from(u64::MAX) << shift;
+    (word & !mask) | (U256::from(v) << shift)
+}
 
 /// A socket's fields.
 pub mod socket {
@@ -60,4 +114,30 @@ pub mod offer {
     pub const CAPACITY: u64 = 9;
     pub const EXPIRES: u64 = 10;
     pub const RENEWAL: u64 = 11;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holding_word_round_trips_and_lanes_are_independent() {
+        let h = Holding {
+            owner: Address::repeat_byte(0xab),
+            index: 0x0102_0304_0506_0708,
+            approved: true,
+            user: false,
+            listed: true,
+        };
+        assert_eq!(Holding::decode(h.encode()), h);
+        let mut w = U256::ZERO;
+        for l in 0..4 {
+            w = with_lane(w, l, u64::MAX - l);
+        }
+        w = with_lane(w, 2, 7);
+        assert_eq!(
+            (0..4).map(|l| lane(w, l)).collect::<Vec<_>>(),
+            vec![u64::MAX, u64::MAX - 1, 7, u64::MAX - 3]
+        );
+    }
 }

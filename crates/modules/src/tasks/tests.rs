@@ -388,8 +388,9 @@ fn a_batch_costs_little_more_than_its_signatures_and_flags_per_receipt() {
     let one = gas(&mut w, 0, 1);
     let hundred = gas(&mut w, 1, 100);
     let per_receipt = (hundred - one) / 99;
-    // Two signature checks (6,000), the settled flag (read 2,100, write 20,000): the
-    // escrow, the grant's spending, the registry and the payments are per batch.
-    assert!(per_receipt < 30_000, "{per_receipt} gas per receipt");
+    // Two signature checks (6,000), the settled flag (read 2,100, write 20,000) and the
+    // `Settled` log (four topics and three words, 2,643): the escrow, the grant's
+    // spending, the registry and the payments are per batch.
+    assert!(per_receipt < 32_000, "{per_receipt} gas per receipt");
     assert_eq!(w.h.balance(w.owner), U256::from(101 * PRICE));
 }

@@ -173,3 +173,38 @@ fn units_follow_the_sockets_unit() {
     assert_eq!(units_used(Unit::Seconds, 0, 1, 10, 100), Ok(1));
     assert_eq!(units_used(Unit::Seconds, 0, 1, 900_000_000, 100), Ok(100));
 }
+
+#[test]
+fn a_batch_costs_its_signatures_flag_and_log_per_receipt() {
+    let mut s = settling(200);
+    let holder = s.holder.clone();
+    let gas = |s: &mut Settling, n: usize| {
+        let receipts: Vec<_> = (0..n).map(|_| s.receipt(&holder, "echo")).collect();
+        let c = ISockets::settleCall {
+            sockets: vec![s.socket; n],
+            receipts,
+        };
+        s.w.h.new_tx();
+        s.w.h.me = SOCKETS_ADDRESS;
+        let call = crate::ModuleCall {
+            caller: ROUTER,
+            value: U256::ZERO,
+            input: &c.abi_encode(),
+            is_static: false,
+        };
+        let (out, used) = crate::dispatch(SOCKETS_ADDRESS, &mut s.w.h, &call, GAS).expect("module");
+        out.expect("settles");
+        used
+    };
+    let one = gas(&mut s, 1);
+    let hundred = gas(&mut s, 100);
+    let per_receipt = (hundred - one) / 99;
+    println!(
+        "GAS per socket-metered receipt in a batch of 100: {per_receipt} (a batch of one: {one})"
+    );
+    // Two signature checks (6,000), the settled flag (read 2,100, write 20,000), the
+    // `Settled` log (2,643) and the warm reads of the socket's fields: the credits,
+    // the key's spending and the payments are written once per batch.
+    assert!(per_receipt < 33_000, "{per_receipt} gas per receipt");
+    assert_eq!(s.w.info(s.socket).credits, 200 - 101);
+}

@@ -1,0 +1,259 @@
+// Computing sockets with stock Ethereum tools: ethers.js v6 with the standard ERC-721
+// ABI, and contracts compiled by solc from OpenZeppelin's npm package. A socket is
+// minted and bought, moved with safeTransferFrom into an ERC721Holder-based escrow and
+// out again, refused by a contract that is not a receiver, moved by an approved
+// address and an operator, rented out (the owner cannot cut the rental short), sold
+// during the rental, and refunded after it expires; every balance adds up to the wei.
+// Its transfer's gas is measured against OpenZeppelin's ERC-721 on the same chain.
+//
+// EMC_RPC_URL names an `emc node --dev --socket-settle-window 2` (the Rust harness in
+// bin/emc/tests/ethers_e2e.rs starts one).
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { ethers } from "ethers";
+import { compile } from "./compile.mjs";
+
+const RPC = process.env.EMC_RPC_URL || "http://127.0.0.1:8545";
+const SOCKETS = "0x0000000000000000000000000000000000001005";
+const REGISTRY = "0x0000000000000000000000000000000000001003";
+// Hardhat/Anvil development keys 0 to 3: the node funds them in --dev.
+const KEYS = [
+  "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+  "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+  "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+  "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+const provider = new ethers.JsonRpcProvider(RPC, undefined, { polling: true, pollingInterval: 200, cacheTimeout: -1 });
+const [provider0, buyer, renter, other] = KEYS.map((k) => new ethers.Wallet(k, provider));
+after(() => provider.destroy());
+
+// The standard ERC-721 ABI (with Metadata and Enumerable), as any wallet or market has it.
+const ERC721 = [
+  "event Transfer(address indexed from, address indexed to, uint256 indexed tokenId)",
+  "event Approval(address indexed owner, address indexed approved, uint256 indexed tokenId)",
+  "event ApprovalForAll(address indexed owner, address indexed operator, bool approved)",
+  "function balanceOf(address owner) view returns (uint256)",
+  "function ownerOf(uint256 tokenId) view returns (address)",
+  "function safeTransferFrom(address from, address to, uint256 tokenId)",
+  "function safeTransferFrom(address from, address to, uint256 tokenId, bytes data)",
+  "function transferFrom(address from, address to, uint256 tokenId)",
+  "function approve(address to, uint256 tokenId)",
+  "function setApprovalForAll(address operator, bool approved)",
+  "function getApproved(uint256 tokenId) view returns (address)",
+  "function isApprovedForAll(address owner, address operator) view returns (bool)",
+  "function supportsInterface(bytes4 interfaceId) view returns (bool)",
+  "function name() view returns (string)",
+  "function symbol() view returns (string)",
+  "function tokenURI(uint256 tokenId) view returns (string)",
+  "function totalSupply() view returns (uint256)",
+  "function tokenByIndex(uint256 index) view returns (uint256)",
+  "function tokenOfOwnerByIndex(address owner, uint256 index) view returns (uint256)",
+];
+// What sockets add: ERC-4907, ERC-5643 and EMC's calls.
+const SOCKET = [
+  "event UpdateUser(uint256 indexed tokenId, address indexed user, uint64 expires)",
+  "event RentReleased(uint256 indexed tokenId, address indexed to, uint256 amount)",
+  "function setUser(uint256 tokenId, address user, uint64 expires)",
+  "function userOf(uint256 tokenId) view returns (address)",
+  "function userExpires(uint256 tokenId) view returns (uint256)",
+  "function cancelSubscription(uint256 tokenId) payable",
+  "function expiresAt(uint256 tokenId) view returns (uint64)",
+  "function offer(bytes32 node, string app, bytes32 appHash, uint8 unit, uint256 pricePerUnit, uint64 minUnits, uint64 maxUnits, uint64 validFor, uint64 capacity, uint64 expires, uint256 renewalPricePerSecond) returns (uint256)",
+  "function buy(uint256 offerId, uint64 units) payable returns (uint256)",
+  "function offerCount() view returns (uint256)",
+  "function listRental(uint256 tokenId, uint256 pricePerSecond, uint64 maxSeconds)",
+  "function rent(uint256 tokenId, uint64 duration) payable",
+  "function releaseRent(uint256 tokenId) returns (uint256)",
+  "function refund(uint256 tokenId) returns (uint256)",
+  "function socket(uint256 tokenId) view returns (tuple(address owner, bytes32 node, string app, bytes32 appHash, uint8 unit, uint64 credits, uint256 pricePerUnit, uint256 escrow, uint64 expires, uint256 renewalPricePerSecond, address user, uint64 userExpires, bool paidRental, uint256 rentPricePerSecond, uint64 rentMaxSeconds))",
+];
+const sockets = new ethers.Contract(SOCKETS, [...ERC721, ...SOCKET], provider);
+const PRICE = 1_000_000n;
+
+const fee = (rc) => rc.gasUsed * rc.gasPrice;
+async function send(wallet, method, ...args) {
+  const tx = await sockets.connect(wallet)[method](...args);
+  const rc = await tx.wait();
+  assert.equal(rc.status, 1, method);
+  return rc;
+}
+const mintedId = (rc) =>
+  rc.logs.map((l) => sockets.interface.parseLog(l)).find((e) => e && e.name === "Transfer" && e.args.from === ethers.ZeroAddress).args.tokenId;
+
+// A computing node: an ed25519 key registered in the Registry by its owner, with the
+// node's signature over "emc node registration v1" . chainId . owner . nodeId.
+async function registerNode(owner) {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync("ed25519");
+  const node = "0x" + Buffer.from(publicKey.export({ format: "jwk" }).x, "base64url").toString("hex");
+  const { chainId } = await provider.getNetwork();
+  const msg = ethers.concat([ethers.toUtf8Bytes("emc node registration v1"), ethers.toBeHex(chainId, 8), owner.address, node]);
+  const sig = crypto.sign(null, ethers.getBytes(msg), privateKey);
+  const registry = new ethers.Contract(REGISTRY, ["function register(bytes32 nodeId, bytes nodeSignature, string[] apps, uint256[] prices, string hardware)"], owner);
+  await (await registry.register(node, sig, ["echo"], [1n], "test")).wait();
+  return node;
+}
+
+async function deploy(name, file, wallet) {
+  const { abi, bytecode } = compile(name, file);
+  const c = await new ethers.ContractFactory(abi, bytecode, wallet).deploy();
+  await c.waitForDeployment();
+  return c;
+}
+
+async function buySocket(offerId, units, wallet = buyer) {
+  const rc = await send(wallet, "buy", offerId, units, { value: PRICE * BigInt(units) });
+  return { id: mintedId(rc), rc };
+}
+
+const state = {};
+
+test("a provider's offer, a purchase, and the standard ERC-721 views", async () => {
+  state.node = await registerNode(provider0);
+  const now = (await provider.getBlock("latest")).timestamp;
+  await send(provider0, "offer", state.node, "echo", ethers.ZeroHash, 0, PRICE, 1, 100, 3_600, 1_000, now + 3_600, 0);
+  state.offer = await sockets.offerCount();
+  const moduleBefore = await provider.getBalance(SOCKETS);
+  const buyerBefore = await provider.getBalance(buyer.address);
+  const { id, rc } = await buySocket(state.offer, 5);
+  state.id = id;
+  assert.equal(await provider.getBalance(buyer.address), buyerBefore - 5n * PRICE - fee(rc));
+  assert.equal(await provider.getBalance(SOCKETS), moduleBefore + 5n * PRICE);
+  assert.equal(await sockets.ownerOf(id), buyer.address);
+  assert.equal(await sockets.balanceOf(buyer.address), 1n);
+  assert.equal(await sockets.tokenOfOwnerByIndex(buyer.address, 0), id);
+  assert.equal(await sockets.tokenByIndex((await sockets.totalSupply()) - 1n), id);
+  for (const iface of ["0x01ffc9a7", "0x80ac58cd", "0x5b5e139f", "0x780e9d63", "0xad092b5c", "0x8c65f84d"]) {
+    assert.equal(await sockets.supportsInterface(iface), true, iface);
+  }
+  assert.equal(await sockets.name(), "EMC computing sockets");
+  const uri = await sockets.tokenURI(id);
+  const doc = JSON.parse(Buffer.from(uri.replace("data:application/json;base64,", ""), "base64").toString());
+  assert.ok(doc.attributes.some((a) => a.trait_type === "credits left" && a.value === 5), uri);
+});
+
+test("safeTransferFrom into an ERC721Holder escrow and out, refused by a non-receiver", async () => {
+  const escrow = await deploy("SocketEscrow", "SocketEscrow", buyer);
+  const wall = await deploy("NotAReceiver", "NotAReceiver", buyer);
+  const safe = "safeTransferFrom(address,address,uint256)";
+  await send(buyer, safe, buyer.address, await escrow.getAddress(), state.id);
+  assert.equal(await sockets.ownerOf(state.id), await escrow.getAddress());
+  assert.equal(await escrow.depositor(SOCKETS, state.id), buyer.address);
+  await (await escrow.withdraw(SOCKETS, state.id)).wait();
+  assert.equal(await sockets.ownerOf(state.id), buyer.address);
+  await assert.rejects(
+    sockets.connect(buyer)[safe](buyer.address, await wall.getAddress(), state.id, { gasLimit: 500_000 }).then((t) => t.wait()),
+    (e) => /does not accept ERC-721 tokens|reverted/.test(e.message),
+  );
+  // ethers' own estimate sees the reason.
+  await assert.rejects(sockets.connect(buyer)[safe].estimateGas(buyer.address, await wall.getAddress(), state.id), /does not accept ERC-721 tokens/);
+  assert.equal(await sockets.ownerOf(state.id), buyer.address);
+});
+
+test("an approved address and an operator move sockets; a stranger cannot", async () => {
+  await send(buyer, "approve", other.address, state.id);
+  assert.equal(await sockets.getApproved(state.id), other.address);
+  await send(other, "transferFrom", buyer.address, other.address, state.id);
+  assert.equal(await sockets.getApproved(state.id), ethers.ZeroAddress);
+  await send(other, "setApprovalForAll", buyer.address, true);
+  assert.equal(await sockets.isApprovedForAll(other.address, buyer.address), true);
+  await send(buyer, "transferFrom", other.address, buyer.address, state.id);
+  await assert.rejects(sockets.connect(renter).transferFrom.estimateGas(buyer.address, renter.address, state.id), /neither the owner/);
+  assert.equal(await sockets.ownerOf(state.id), buyer.address);
+});
+
+test("a paid rental the owner cannot cut short survives a sale, and pays each owner its share", async () => {
+  const id = state.id;
+  await send(buyer, "listRental", id, 1_000n, 600);
+  const renterBefore = await provider.getBalance(renter.address);
+  const rc = await send(renter, "rent", id, 300, { value: 300_000n });
+  assert.equal(await provider.getBalance(renter.address), renterBefore - 300_000n - fee(rc));
+  assert.equal(await sockets.userOf(id), renter.address);
+  await assert.rejects(sockets.connect(buyer).setUser.estimateGas(id, buyer.address, 0), /paid rental/);
+  await assert.rejects(sockets.connect(buyer).cancelSubscription.estimateGas(id), /paid rental/);
+  // Sold mid-rental (two seconds in): the seller is paid what accrued while it held it.
+  const started = (await provider.getBlock(rc.blockNumber)).timestamp;
+  while ((await provider.getBlock("latest")).timestamp < started + 2) await new Promise((r) => setTimeout(r, 250));
+  const sellerBefore = await provider.getBalance(buyer.address);
+  const sale = await send(buyer, "transferFrom", buyer.address, other.address, id);
+  const released = sale.logs.map((l) => sockets.interface.parseLog(l)).filter((e) => e && e.name === "RentReleased");
+  const paid = released.reduce((s, e) => s + e.args.amount, 0n);
+  assert.ok(paid > 0n && paid < 300_000n, `released ${paid}`);
+  assert.equal(await provider.getBalance(buyer.address), sellerBefore + paid - fee(sale));
+  assert.equal(await sockets.ownerOf(id), other.address);
+  assert.equal(await sockets.userOf(id), renter.address, "the rental survives the sale");
+  const s = await sockets.socket(id);
+  assert.equal(s.paidRental, true);
+  state.rentLeft = 300_000n - paid;
+});
+
+test("an expired socket's unused credits are refunded to its holder of record", async () => {
+  const now = (await provider.getBlock("latest")).timestamp;
+  await send(provider0, "offer", state.node, "echo", ethers.ZeroHash, 0, PRICE, 1, 10, 2, 100, now + 3_600, 0);
+  const { id } = await buySocket(await sockets.offerCount(), 4);
+  await send(buyer, "transferFrom", buyer.address, other.address, id);
+  await assert.rejects(sockets.connect(renter).refund.estimateGas(id), /refund opens at/);
+  // Two seconds of validity and a settle window of two (the harness's node): wait them out.
+  const expires = Number(await sockets.expiresAt(id));
+  while ((await provider.getBlock("latest")).timestamp < expires + 3) await new Promise((r) => setTimeout(r, 250));
+  const holderBefore = await provider.getBalance(other.address);
+  const moduleBefore = await provider.getBalance(SOCKETS);
+  await send(renter, "refund", id);
+  assert.equal(await provider.getBalance(other.address), holderBefore + 4n * PRICE, "the holder gets it all, paying nothing");
+  assert.equal(await provider.getBalance(SOCKETS), moduleBefore - 4n * PRICE);
+  assert.equal((await sockets.socket(id)).credits, 0n);
+});
+
+test("the module holds exactly the credits' escrow and the rent not yet released", async () => {
+  let held = 0n;
+  const total = await sockets.totalSupply();
+  for (let i = 1n; i <= total; i++) held += (await sockets.socket(i)).escrow;
+  assert.equal(await provider.getBalance(SOCKETS), held + state.rentLeft);
+});
+
+test("gas: a socket transfer against OpenZeppelin's ERC-721 on the same chain", async () => {
+  const plain = await deploy("PlainNFT", "PlainNFT", buyer);
+  const enumerable = await deploy("EnumerableNFT", "PlainNFT", buyer);
+  // Each holder is a fresh account (funded here), each recipient a new address: the
+  // first transfer of a token its holder got last, then of one that is not its last
+  // (an enumeration moves the holder's last token into its place).
+  const holder = async () => {
+    const w = ethers.Wallet.createRandom().connect(provider);
+    await (await buyer.sendTransaction({ to: w.address, value: ethers.parseEther("1") })).wait();
+    return w;
+  };
+  const measure = async (c, id, from) => {
+    const rc = await (await c.connect(from).transferFrom(from.address, ethers.Wallet.createRandom().address, id)).wait();
+    return rc.gasUsed;
+  };
+  const row = {};
+  for (const [name, c] of [["OpenZeppelin ERC721", plain], ["OpenZeppelin ERC721Enumerable", enumerable], ["socket", sockets]]) {
+    const h = await holder();
+    const ids = [];
+    for (let k = 0; k < 2; k++) {
+      if (c === sockets) ids.push((await buySocket(state.offer, 1, h)).id);
+      else {
+        const id = BigInt(ids.length + 10 * Object.keys(row).length + 100);
+        await (await c.mint(h.address, id)).wait();
+        ids.push(id);
+      }
+    }
+    const last = await measure(c, ids[1], h);
+    const h2 = await holder();
+    const more = [];
+    for (let k = 0; k < 2; k++) {
+      if (c === sockets) more.push((await buySocket(state.offer, 1, h2)).id);
+      else {
+        const id = BigInt(more.length + 10 * Object.keys(row).length + 200);
+        await (await c.mint(h2.address, id)).wait();
+        more.push(id);
+      }
+    }
+    const notLast = await measure(c, more[0], h2);
+    row[name] = { last, notLast };
+  }
+  console.log(`GAS transferFrom to a new address: ${JSON.stringify(row, (_, v) => (typeof v === "bigint" ? Number(v) : v))}`);
+  const s = row.socket, oz = row["OpenZeppelin ERC721"], oze = row["OpenZeppelin ERC721Enumerable"];
+  assert.ok(s.last <= oz.last, `a socket transfer costs ${s.last}, OpenZeppelin's ERC721 ${oz.last}`);
+  assert.ok(s.notLast <= oze.notLast && s.last <= oze.last, "no more than OpenZeppelin's ERC721Enumerable");
+});
