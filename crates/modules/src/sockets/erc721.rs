@@ -203,8 +203,9 @@ pub fn approve(
         )));
     }
     APPROVALS.set(m, &id, &to)?;
-    if h.approved != !to.is_zero() {
-        h.approved = !to.is_zero();
+    let has = !to.is_zero();
+    if h.approved != has {
+        h.approved = has;
         set_holding(m, id, &h)?;
     }
     emit(
