@@ -279,7 +279,7 @@ fn sockets_are_bought_used_rented_sold_and_settled_to_the_wei() {
             .expect("json");
     assert_eq!(
         (shown["app"].as_str(), shown["unit"].as_str()),
-        (Some("embed"), Some("output tokens")),
+        (Some("embed"), Some("tokens")),
         "{shown}"
     );
     assert_eq!(common::quantity(&shown["credits"]), 10_000);

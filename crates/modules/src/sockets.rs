@@ -2,7 +2,7 @@
 //!
 //! A socket is a token for access to one app on one computing node (its provider):
 //! the app's name and, where it has one, its content hash; a unit (calls, fuel,
-//! output tokens or seconds of compute); credits in that unit; the price per unit
+//! tokens or seconds of compute); credits in that unit; the price per unit
 //! already paid into the socket; a validity window; and optional renewal. It is a
 //! complete ERC-721 (with ERC-165, Metadata and Enumerable), so wallets, marketplaces
 //! and contracts hold and trade it unchanged; `tokenURI` is an on-chain
@@ -57,7 +57,7 @@ impl Unit {
             3 => Unit::Seconds,
             u => {
                 return Err(revert(format!(
-                    "unit {u} is none of 0 calls, 1 fuel, 2 output tokens, 3 seconds"
+                    "unit {u} is none of 0 calls, 1 fuel, 2 tokens, 3 seconds"
                 )))
             }
         })
@@ -67,7 +67,7 @@ impl Unit {
         match self {
             Unit::Call => "calls",
             Unit::Fuel => "fuel",
-            Unit::Tokens => "output tokens",
+            Unit::Tokens => "tokens",
             Unit::Seconds => "seconds of compute",
         }
     }

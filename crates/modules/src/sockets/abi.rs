@@ -18,7 +18,7 @@ sol! {
             string app;
             /// The app's content hash, where it has one (zero otherwise).
             bytes32 appHash;
-            /// 0 calls, 1 fuel, 2 output tokens, 3 seconds of compute.
+            /// 0 calls, 1 fuel, 2 tokens (as the node meters them), 3 seconds of compute.
             uint8 unit;
             uint64 credits;
             uint256 pricePerUnit;
