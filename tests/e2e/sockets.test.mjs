@@ -11,6 +11,9 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { ethers } from "ethers";
 import { compile } from "./compile.mjs";
 
@@ -256,4 +259,16 @@ test("gas: a socket transfer against OpenZeppelin's ERC-721 on the same chain", 
   const s = row.socket, oz = row["OpenZeppelin ERC721"], oze = row["OpenZeppelin ERC721Enumerable"];
   assert.ok(s.last <= oz.last, `a socket transfer costs ${s.last}, OpenZeppelin's ERC721 ${oz.last}`);
   assert.ok(s.notLast <= oze.notLast && s.last <= oze.last, "no more than OpenZeppelin's ERC721Enumerable");
+});
+
+test("Foundry's cast reads and moves a socket unchanged", async () => {
+  const cast = path.join(path.dirname(fileURLToPath(import.meta.url)), "node_modules", ".bin", "cast");
+  const run = (...args) => execFileSync(cast, [...args, "--rpc-url", RPC], { encoding: "utf8" }).trim();
+  const { id } = await buySocket(state.offer, 2, buyer);
+  assert.equal(run("call", SOCKETS, "ownerOf(uint256)(address)", id.toString()), buyer.address);
+  assert.match(run("call", SOCKETS, "tokenURI(uint256)(string)", id.toString()), /data:application\/json;base64,/);
+  const to = ethers.Wallet.createRandom().address;
+  run("send", "--private-key", KEYS[1], SOCKETS, "safeTransferFrom(address,address,uint256)", buyer.address, to, id.toString());
+  assert.equal(run("call", SOCKETS, "ownerOf(uint256)(address)", id.toString()), to);
+  assert.equal(await sockets.ownerOf(id), to);
 });

@@ -2,7 +2,9 @@
 //! node, 2 routers and 2 computing nodes serving the built-in models as processes,
 //! prints their RPC URLs, the gateways and an API key, makes blocks that every node
 //! agrees on, answers an embeddings call through the printed gateway with the printed
-//! key, sets E on chain from the validators' own accounts, survives a validator
+//! key, mints a funded computing socket per built-in model to development account 1
+//! and prints its key (which pays for an embeddings call), sets E on chain from the
+//! validators' own accounts, survives a validator
 //! killed with SIGKILL (saying the chain goes on), starts it again with
 //! `emc devnet restart`, and stops cleanly on Ctrl-C, leaving its data in the
 //! directory it named.
@@ -156,18 +158,30 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
         || (0..2).all(|r| e_of(r).first().is_some_and(|e| *e > 0)),
     );
 
-    // A validator killed with SIGKILL: the devnet says so and the chain goes on.
     let mut next_line = || lines.next().expect("devnet still running").expect("read");
     let mut until = |what: &str, f: &mut dyn FnMut(&str) -> bool| {
         let t = Instant::now();
         loop {
-            assert!(t.elapsed() < Duration::from_secs(60), "waiting for {what}");
+            assert!(t.elapsed() < Duration::from_secs(90), "waiting for {what}");
             let line = next_line();
             if f(&line) {
                 return line;
             }
         }
     };
+    // The computing socket it minted for account 1: its printed key pays for a call.
+    until("a socket for all-minilm-l6-v2", &mut |l| {
+        l.starts_with("Socket ") && l.contains("for all-minilm-l6-v2")
+    });
+    let socket_key = until("its key", &mut |_| true);
+    assert!(socket_key.starts_with("emc_socket_"), "{socket_key}");
+    let r = ureq::post(&format!("{}/embeddings", gateways[0]))
+        .set("Authorization", &format!("Bearer {}", socket_key.trim()))
+        .send_json(serde_json::json!({"model": "all-minilm-l6-v2", "input": "hello"}))
+        .expect("an embedding paid from the socket");
+    assert!(r.header("x-emc-charge").is_some_and(|c| c != "0"));
+
+    // A validator killed with SIGKILL: the devnet says so and the chain goes on.
     let heights = |line: &str| -> std::collections::BTreeMap<String, String> {
         line.strip_prefix("heights: ")
             .unwrap_or_default()

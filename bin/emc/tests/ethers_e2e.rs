@@ -1,5 +1,7 @@
 //! ethers.js v6 (from npm) against a real `emc node --dev`: see tests/e2e/ethers.test.mjs
-//! and, for computing sockets with OpenZeppelin's contracts, tests/e2e/sockets.test.mjs.
+//! and, for computing sockets with OpenZeppelin's contracts and Foundry's `cast`,
+//! tests/e2e/sockets.test.mjs, then web3.py's stock ERC-721 ABI
+//! (tests/e2e/web3_sockets.py).
 //!
 //! Needs `npm ci` in tests/e2e (`.ci/run` does it). Outside CI the test skips with a
 //! message when node_modules is absent; under CI=true it fails instead.
@@ -104,4 +106,34 @@ fn computing_sockets_work_with_ethers_and_openzeppelin_contracts() {
         "2",
     ]);
     node_test(&e2e, "sockets.test.mjs", &[("EMC_RPC_URL", &node.url)]);
+    // web3.py's stock ERC-721 ABI on the sockets the JavaScript left there.
+    let out = Command::new(common::python())
+        .arg(e2e.join("web3_sockets.py"))
+        .arg(&node.url)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "web3.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(o["name"], "EMC computing sockets", "{o}");
+    assert_eq!(
+        (o["erc721"].as_bool(), o["enumerable"].as_bool()),
+        (Some(true), Some(true)),
+        "{o}"
+    );
+    assert_eq!(o["uri_name"], "EMC socket #1", "{o}");
+    assert!(o["total"].as_u64() > Some(5), "{o}");
+    assert_eq!(
+        (o["status"].as_u64(), o["new_owner_ok"].as_bool()),
+        (Some(1), Some(true)),
+        "{o}"
+    );
+    assert_eq!(
+        (o["balance_of_new"].as_u64(), o["index_of_new"].clone()),
+        (Some(1), o["moved"].clone()),
+        "{o}"
+    );
 }
