@@ -140,44 +140,67 @@ fn push(m: &mut Metered<'_>, owner: Address, id: u64) -> Result<u64, ModuleError
     Ok(n)
 }
 
+/// The words of one owner's list a removal touches, read once and written once.
+struct Words {
+    owner: Address,
+    words: BTreeMap<u64, (U256, bool)>,
+}
+
+impl Words {
+    fn get(&mut self, m: &mut Metered<'_>, w: u64) -> Result<U256, ModuleError> {
+        if let Some((v, _)) = self.words.get(&w) {
+            return Ok(*v);
+        }
+        let v = m.sload(list_word(self.owner, w))?;
+        self.words.insert(w, (v, false));
+        Ok(v)
+    }
+
+    /// Position `p`'s id (lane 0 of word 0 is the count, so `p` sits one lane on).
+    fn lane(&mut self, m: &mut Metered<'_>, p: u64) -> Result<u64, ModuleError> {
+        let (w, l) = ((p + 1) / 4, (p + 1) % 4);
+        Ok(lane(self.get(m, w)?, l))
+    }
+
+    fn set_lane(&mut self, m: &mut Metered<'_>, w: u64, l: u64, v: u64) -> Result<(), ModuleError> {
+        let word = with_lane(self.get(m, w)?, l, v);
+        self.words.insert(w, (word, true));
+        Ok(())
+    }
+
+    fn set(&mut self, m: &mut Metered<'_>, p: u64, v: u64) -> Result<(), ModuleError> {
+        self.set_lane(m, (p + 1) / 4, (p + 1) % 4, v)
+    }
+
+    fn write(self, m: &mut Metered<'_>) -> Result<(), ModuleError> {
+        for (w, (v, dirty)) in self.words {
+            if dirty {
+                m.sstore(list_word(self.owner, w), v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Takes the token at `index` out of `owner`'s list, moving the list's last into its
 /// place (and that token's holding to its new index).
 fn remove(m: &mut Metered<'_>, owner: Address, index: u64) -> Result<(), ModuleError> {
-    let mut words: BTreeMap<u64, (U256, bool)> = BTreeMap::new();
-    let read = |m: &mut Metered<'_>, w: u64, words: &mut BTreeMap<u64, (U256, bool)>| {
-        if let Some((v, _)) = words.get(&w) {
-            return Ok::<U256, ModuleError>(*v);
-        }
-        let v = m.sload(list_word(owner, w))?;
-        words.insert(w, (v, false));
-        Ok(v)
+    let mut words = Words {
+        owner,
+        words: BTreeMap::new(),
     };
-    let n = lane(read(m, 0, &mut words)?, 0);
+    let n = lane(words.get(m, 0)?, 0);
     let last = n.saturating_sub(1);
-    let at = |p: u64| ((p + 1) / 4, (p + 1) % 4);
-    let put = |words: &mut BTreeMap<u64, (U256, bool)>, p: u64, v: u64| {
-        let (w, l) = at(p);
-        let e = words.get_mut(&w).expect("read before written");
-        *e = (with_lane(e.0, l, v), true);
-    };
     if index != last {
-        let (lw, ll) = at(last);
-        let moved = lane(read(m, lw, &mut words)?, ll);
-        read(m, at(index).0, &mut words)?;
-        put(&mut words, index, moved);
+        let moved = words.lane(m, last)?;
+        words.set(m, index, moved)?;
         let mut hm = Holding::decode(HOLDINGS.get(m, &U256::from(moved))?);
         hm.index = index;
         set_holding(m, U256::from(moved), &hm)?;
     }
-    put(&mut words, last, 0);
-    let w0 = words.get_mut(&0).expect("word 0 was read");
-    *w0 = (with_lane(w0.0, 0, last), true);
-    for (w, (v, dirty)) in words {
-        if dirty {
-            m.sstore(list_word(owner, w), v)?;
-        }
-    }
-    Ok(())
+    words.set(m, last, 0)?;
+    words.set_lane(m, 0, 0, last)?;
+    words.write(m)
 }
 
 /// `owner`'s token at list position `p` (which must be below its balance).
