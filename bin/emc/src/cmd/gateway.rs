@@ -88,7 +88,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a duration (for example 3600, 90m, 12h, 30d)"))
 }
 
-pub fn key(a: KeyArgs) -> Result<()> {
+/// The signer and the grant a key's arguments describe (the chain id asked of the node
+/// unless given), for an escrow key or a socket key alike.
+pub fn signed_grant(
+    a: &KeyArgs,
+) -> Result<(
+    alloy_signer_local::PrivateKeySigner,
+    emc_modules::tasks::ITasks::Grant,
+)> {
     let signer = a.signer.key()?;
     let chain_id = match a.chain_id {
         Some(c) => c,
@@ -102,6 +109,11 @@ pub fn key(a: KeyArgs) -> Result<()> {
         a.valid,
         a.limit,
     );
+    Ok((signer, grant))
+}
+
+pub fn key(a: KeyArgs) -> Result<()> {
+    let (signer, grant) = signed_grant(&a)?;
     let key = emc_client::keys::make(&signer, grant).map_err(anyhow::Error::msg)?;
     println!("{key}");
     Ok(())

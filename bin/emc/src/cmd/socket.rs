@@ -379,19 +379,7 @@ fn socket(rpc: &RpcArg, id: U256) -> Result<ISockets::Socket> {
 
 /// A key for socket `id` signed by `a`'s signer.
 pub fn socket_key(id: U256, a: crate::cmd::gateway::KeyArgs) -> Result<String> {
-    let signer = a.signer.key()?;
-    let chain_id = match a.chain_id {
-        Some(c) => c,
-        None => Rpc::new(&a.signer.rpc.rpc).quantity("eth_chainId", json!([]))? as u64,
-    };
-    let nonce = a.nonce.unwrap_or_else(emc_client::keys::now);
-    let grant = emc_client::keys::grant(
-        chain_id,
-        a.router.unwrap_or(Address::ZERO),
-        nonce,
-        a.valid,
-        a.limit,
-    );
+    let (signer, grant) = crate::cmd::gateway::signed_grant(&a)?;
     emc_client::keys::make_socket(&signer, grant, id).map_err(anyhow::Error::msg)
 }
 
