@@ -4,21 +4,15 @@
 
 use alloy_primitives::{address, Address, Bytes, U256};
 use alloy_sol_types::{sol, SolCall, SolInterface};
-use emc_execution::precompiles::EmcPrecompiles;
+use common::{reason, Evm};
 use emc_modules::kit::abi::revert;
 use emc_modules::kit::callout::{self, asm, CallOut};
 use emc_modules::kit::slots::Value;
 use emc_modules::kit::SystemModule;
 use emc_modules::{Metered, ModuleCall, ModuleError};
-use revm::{
-    bytecode::Bytecode,
-    context::{CfgEnv, Context, TxEnv},
-    context_interface::result::{ExecutionResult, Output},
-    database::{CacheDB, EmptyDB},
-    handler::{ExecuteCommitEvm, MainBuilder, MainContext},
-    primitives::{hardfork::SpecId, TxKind},
-    state::AccountInfo,
-};
+use revm::context_interface::result::{ExecutionResult, Output};
+
+mod common;
 
 const BELL: Address = address!("0x0000000000000000000000000000000000001f05");
 const USER: Address = address!("0x00000000000000000000000000000000000a11ce");
@@ -100,47 +94,22 @@ impl SystemModule for Echo {
 static TABLE: &[&dyn SystemModule] = &[&Bell, &Echo];
 
 struct World {
-    db: CacheDB<EmptyDB>,
+    evm: Evm,
 }
 
 impl World {
     fn new() -> Self {
-        let mut db = CacheDB::new(EmptyDB::default());
-        let code = Bytecode::new_raw(callout::trampoline());
-        db.insert_account_info(BELL, AccountInfo::default().with_code(code));
-        let rich = AccountInfo {
-            balance: U256::from(10u128.pow(20)),
-            ..Default::default()
-        };
-        db.insert_account_info(USER, rich);
-        World { db }
+        let mut evm = Evm::new(TABLE, 1);
+        evm.fund(USER, U256::from(10u128.pow(20)));
+        World { evm }
     }
 
     fn deploy(&mut self, at: Address, code: Bytes) {
-        let info = AccountInfo::default().with_code(Bytecode::new_raw(code));
-        self.db.insert_account_info(at, info);
+        self.evm.deploy(at, code)
     }
 
     fn send(&mut self, to: Address, value: u64, data: Vec<u8>) -> ExecutionResult {
-        let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
-        cfg.disable_nonce_check = true;
-        cfg.chain_id = 1;
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.db)
-            .with_cfg(cfg)
-            .build_mainnet()
-            .with_precompiles(EmcPrecompiles::new_in(TABLE, 1));
-        let tx = TxEnv {
-            caller: USER,
-            kind: TxKind::Call(to),
-            data: data.into(),
-            value: U256::from(value),
-            gas_limit: 1_000_000,
-            gas_price: 0,
-            chain_id: Some(1),
-            ..Default::default()
-        };
-        evm.transact_commit(tx).expect("the transaction runs")
+        self.evm.send(USER, to, value, data)
     }
 
     fn ring(&mut self, target: Address) -> ExecutionResult {
@@ -162,32 +131,11 @@ impl World {
     }
 
     fn storage(&self, a: Address, slot: u64) -> U256 {
-        let acc = self.db.cache.accounts.get(&a).expect("a deployed contract");
-        acc.storage
-            .get(&U256::from(slot))
-            .copied()
-            .unwrap_or_default()
+        self.evm.storage(a, slot)
     }
 
     fn balance(&self, a: Address) -> U256 {
-        self.db
-            .cache
-            .accounts
-            .get(&a)
-            .map(|a| a.info.balance)
-            .unwrap_or_default()
-    }
-}
-
-fn reason(r: &ExecutionResult) -> String {
-    match r {
-        ExecutionResult::Revert { output, .. } => {
-            use alloy_sol_types::SolError;
-            alloy_sol_types::Revert::abi_decode(output)
-                .map(|r| r.reason)
-                .unwrap_or_else(|_| format!("not an Error(string): {output}"))
-        }
-        other => panic!("expected a revert, got {other:?}"),
+        self.evm.balance(a)
     }
 }
 

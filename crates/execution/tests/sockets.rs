@@ -4,99 +4,48 @@
 //! (which, as ERC-721 says, does not ask).
 
 use alloy_primitives::{Address, Bytes, B256, U256};
-use alloy_sol_types::{SolCall, SolError, SolValue};
-use emc_execution::precompiles::EmcPrecompiles;
+use alloy_sol_types::{SolCall, SolValue};
+use common::{reason, Evm};
 use emc_modules::kit::callout::asm;
 use emc_modules::registry::{registration_message, IRegistry};
 use emc_modules::sockets::{IERC721Receiver, ISockets};
 use emc_modules::{MODULES, REGISTRY_ADDRESS, SOCKETS_ADDRESS};
-use revm::{
-    bytecode::Bytecode,
-    context::{CfgEnv, Context, TxEnv},
-    context_interface::result::{ExecutionResult, Output},
-    database::{CacheDB, EmptyDB},
-    handler::{ExecuteCommitEvm, MainBuilder, MainContext},
-    primitives::{hardfork::SpecId, TxKind},
-    state::AccountInfo,
-};
+use revm::context_interface::result::ExecutionResult;
+
+mod common;
 
 const CHAIN: u64 = 7;
 const PRICE: u64 = 1_000;
 
 struct Chain {
-    db: CacheDB<EmptyDB>,
+    evm: Evm,
 }
 
 impl Chain {
     fn new() -> Self {
-        let mut db = CacheDB::new(EmptyDB::default());
-        for m in MODULES {
-            let code = Bytecode::new_raw(emc_modules::kit::code_of(*m));
-            db.insert_account_info(m.address(), AccountInfo::default().with_code(code));
-        }
+        let mut evm = Evm::new(MODULES, CHAIN);
         for i in 1..=3 {
-            let rich = AccountInfo {
-                balance: U256::from(10u128.pow(20)),
-                ..Default::default()
-            };
-            db.insert_account_info(Address::repeat_byte(i), rich);
+            evm.fund(Address::repeat_byte(i), U256::from(10u128.pow(20)));
         }
-        Chain { db }
+        Chain { evm }
     }
 
     fn deploy(&mut self, at: Address, code: Bytes) {
-        let info = AccountInfo::default().with_code(Bytecode::new_raw(code));
-        self.db.insert_account_info(at, info);
+        self.evm.deploy(at, code)
     }
 
     fn send(&mut self, from: Address, to: Address, value: u64, data: Vec<u8>) -> ExecutionResult {
-        let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
-        cfg.disable_nonce_check = true;
-        cfg.chain_id = CHAIN;
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.db)
-            .with_cfg(cfg)
-            .build_mainnet()
-            .with_precompiles(EmcPrecompiles::new(CHAIN));
-        let tx = TxEnv {
-            caller: from,
-            kind: TxKind::Call(to),
-            data: data.into(),
-            value: U256::from(value),
-            gas_limit: 3_000_000,
-            gas_price: 0,
-            chain_id: Some(CHAIN),
-            ..Default::default()
-        };
-        evm.transact_commit(tx).expect("runs")
+        self.evm.send(from, to, value, data)
     }
 
     fn sockets(&mut self, from: Address, value: u64, call: impl SolCall) -> Bytes {
-        match self.send(from, SOCKETS_ADDRESS, value, call.abi_encode()) {
-            ExecutionResult::Success {
-                output: Output::Call(b),
-                ..
-            } => b,
-            other => panic!("failed: {other:?}"),
-        }
+        self.evm.ok(from, SOCKETS_ADDRESS, value, call.abi_encode())
     }
 
     fn owner(&mut self, id: U256) -> Address {
-        let out = self.sockets(
-            Address::repeat_byte(1),
-            0,
-            ISockets::ownerOfCall { tokenId: id },
-        );
+        let c = ISockets::ownerOfCall { tokenId: id };
+        let out = self.sockets(Address::repeat_byte(1), 0, c);
         Address::abi_decode(&out).expect("an address")
-    }
-}
-
-fn reason(r: &ExecutionResult) -> String {
-    match r {
-        ExecutionResult::Revert { output, .. } => alloy_sol_types::Revert::abi_decode(output)
-            .map(|r| r.reason)
-            .unwrap_or_else(|_| format!("{output}")),
-        other => panic!("expected a revert, got {other:?}"),
     }
 }
 

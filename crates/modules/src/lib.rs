@@ -94,11 +94,6 @@ pub fn is_system_module(a: Address) -> bool {
     kit::find(MODULES, a).is_some()
 }
 
-/// Every system module's address, in table order.
-pub fn system_addresses() -> impl Iterator<Item = Address> {
-    MODULES.iter().map(|m| m.address())
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     #[error("revert: {0}")]

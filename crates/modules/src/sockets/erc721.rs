@@ -308,11 +308,3 @@ pub fn token_of_owner_by_index(
     }
     Ok(U256::from(at_position(m, owner, index.saturating_to())?))
 }
-
-/// Every socket `owner` holds, in its list's order (at most `max`).
-pub fn owned(m: &mut Metered<'_>, owner: Address, max: u64) -> Result<Vec<U256>, ModuleError> {
-    let n = count(m, owner)?.min(max);
-    (0..n)
-        .map(|p| Ok(U256::from(at_position(m, owner, p)?)))
-        .collect()
-}
