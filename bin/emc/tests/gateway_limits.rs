@@ -16,20 +16,12 @@
 mod common;
 
 use alloy_primitives::{Address, U256};
-use common::{connect_from, wait_until, DevNode};
+use common::{connect_from, wait_until};
 use emc_modules::tasks::{self, ITasks};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A POST through the gateway: status, the `x-emc-charge` header, the body as JSON.
 fn post(
@@ -62,89 +54,18 @@ const PRICE_TOKEN: u64 = 100_000;
 
 #[test]
 fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (genesis, vkey) = common::small_poc_genesis(dir.path(), 8, 150);
     let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
     let hexkey = |i: usize| alloy_primitives::hex::encode(accounts[i].to_bytes());
-    let gen = genesis.to_str().expect("utf8").to_string();
-    let p2p0 = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let (v0, metrics) = DevNode::spawn_with(
-        &[
-            "--genesis",
-            &gen,
-            "--datadir",
-            dir.path().join("v0").to_str().expect("utf8"),
-            "--consensus-key",
-            vkey.to_str().expect("utf8"),
-            "--p2p-addr",
-            &p2p0,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-        &["Metrics: "],
+    let chat_app = format!("chat=builtin:smollm2,price={PRICE_TOKEN}");
+    let net = common::trio(
+        "gateway limits test router",
+        (&["--metrics-addr", "127.0.0.1:0"], &["Metrics: "]),
+        PRICE_CALL,
+        &[chat_app],
+        &["--capacity", "1", "--max-queue", "2"],
     );
-    let boot = format!(
-        "{p2p0}/p2p/{}",
-        emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
-    );
-    let rdata = dir.path().join("r0");
-    std::fs::create_dir_all(&rdata).expect("dir");
-    let seed = alloy_primitives::keccak256("gateway limits test router").0;
-    std::fs::write(rdata.join("p2p.key"), seed).expect("key");
-    let rp2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let router_addr = format!("{rp2p}/p2p/{}", emc_p2p::peer_id_of(seed));
+    let (v0, metrics, gw, ids) = (&net.v0, &net.v0_found, net.gw.clone(), &net.node_found);
     let router_account = accounts[4].address();
-    let (_router, found) = DevNode::spawn_with(
-        &[
-            "--genesis",
-            &gen,
-            "--datadir",
-            rdata.to_str().expect("utf8"),
-            "--p2p-addr",
-            &rp2p,
-            "--bootnode",
-            &boot,
-            "--role",
-            "router",
-            "--router-http",
-            "127.0.0.1:0",
-            "--router-key",
-            &hexkey(4),
-        ],
-        &["Router HTTP: "],
-    );
-    let gw = found[0].clone();
-    let app_port = free_port();
-    let _app = common::python_app(app_port);
-    let (_node, ids) = DevNode::spawn_with(
-        &[
-            "--genesis",
-            &gen,
-            "--datadir",
-            dir.path().join("c0").to_str().expect("utf8"),
-            "--p2p-addr",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootnode",
-            &boot,
-            "--role",
-            "compute",
-            "--app",
-            &format!("py=http://127.0.0.1:{app_port},price={PRICE_CALL}"),
-            "--app",
-            &format!("chat=builtin:smollm2,price={PRICE_TOKEN}"),
-            "--owner-key",
-            &hexkey(0),
-            "--router",
-            &router_addr,
-            "--capacity",
-            "1",
-            "--max-queue",
-            "2",
-            "--compute-http",
-            "127.0.0.1:0",
-        ],
-        &["Computing node id: ", "Compute HTTP: "],
-    );
     let node_id = ids[0].clone();
     let table = || -> Vec<Value> {
         ureq::get(&format!("{gw}/nodes"))
@@ -154,15 +75,6 @@ fn the_gateway_charges_within_budgets_and_stays_open_to_honest_clients() {
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
     };
-    wait_until(
-        "the node registered for both apps",
-        Duration::from_secs(120),
-        || {
-            table()
-                .first()
-                .is_some_and(|n| n["registered"].as_object().is_some_and(|m| m.len() == 2))
-        },
-    );
     let client = accounts[6].address();
     let key = common::client_key(&v0.url, &hexkey(6), Some("10"));
     let broke = common::client_key(&v0.url, &hexkey(7), None);

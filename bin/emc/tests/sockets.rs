@@ -20,21 +20,12 @@
 mod common;
 
 use alloy_primitives::U256;
-use common::{cli, wait_until, DevNode};
+use common::{cli, wait_until};
 use emc_modules::sockets::ISockets;
 use emc_modules::SOCKETS_ADDRESS;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 const PRICE_CALL: u64 = 1_000_000;
 const PRICE_TOKEN: u64 = 1_000;
@@ -74,121 +65,21 @@ fn id_of(out: &str, what: &str) -> String {
 }
 
 struct Net {
-    v0: DevNode,
-    _router: DevNode,
-    _node: DevNode,
-    _app: common::Kill,
+    t: common::Trio,
+    v0_url: String,
     gw: String,
     node_id: String,
-    keys: Vec<String>,
-    _dir: tempfile::TempDir,
 }
 
 impl Net {
     fn start() -> Net {
-        let dir = tempfile::tempdir().expect("tmp");
-        let (genesis, vkey) = common::small_poc_genesis(dir.path(), 8, 150);
-        let accounts = emc_crypto::dev_accounts(8).expect("dev accounts");
-        let keys: Vec<String> = accounts
-            .iter()
-            .map(|a| alloy_primitives::hex::encode(a.to_bytes()))
-            .collect();
-        let gen = genesis.to_str().expect("utf8").to_string();
-        let p2p0 = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let v0 = DevNode::spawn(&[
-            "--genesis",
-            &gen,
-            "--datadir",
-            dir.path().join("v0").to_str().expect("utf8"),
-            "--consensus-key",
-            vkey.to_str().expect("utf8"),
-            "--p2p-addr",
-            &p2p0,
-        ]);
-        let boot = format!(
-            "{p2p0}/p2p/{}",
-            emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
-        );
-        let rdata = dir.path().join("r0");
-        std::fs::create_dir_all(&rdata).expect("dir");
-        let seed = alloy_primitives::keccak256("sockets test router").0;
-        std::fs::write(rdata.join("p2p.key"), seed).expect("key");
-        let rp2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let router_addr = format!("{rp2p}/p2p/{}", emc_p2p::peer_id_of(seed));
-        let (router, found) = DevNode::spawn_with(
-            &[
-                "--genesis",
-                &gen,
-                "--datadir",
-                rdata.to_str().expect("utf8"),
-                "--p2p-addr",
-                &rp2p,
-                "--bootnode",
-                &boot,
-                "--role",
-                "router",
-                "--router-http",
-                "127.0.0.1:0",
-                "--router-key",
-                &keys[4],
-            ],
-            &["Router HTTP: "],
-        );
-        let gw = found[0].clone();
-        let app_port = free_port();
-        let app = common::python_app(app_port);
-        let (node, ids) = DevNode::spawn_with(
-            &[
-                "--genesis",
-                &gen,
-                "--datadir",
-                dir.path().join("c0").to_str().expect("utf8"),
-                "--p2p-addr",
-                "/ip4/127.0.0.1/tcp/0",
-                "--bootnode",
-                &boot,
-                "--role",
-                "compute",
-                "--app",
-                &format!("py=http://127.0.0.1:{app_port},price={PRICE_CALL}"),
-                "--app",
-                &format!("embed=builtin:minilm,price={PRICE_TOKEN}"),
-                "--owner-key",
-                &keys[0],
-                "--router",
-                &router_addr,
-                "--compute-http",
-                "127.0.0.1:0",
-            ],
-            &["Computing node id: ", "Compute HTTP: "],
-        );
-        let node_id = ids[0].clone();
-        let table = || -> Vec<Value> {
-            ureq::get(&format!("{gw}/nodes"))
-                .call()
-                .ok()
-                .and_then(|r| r.into_json::<Value>().ok())
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-        };
-        wait_until(
-            "the node registered for both apps",
-            Duration::from_secs(120),
-            || {
-                table()
-                    .first()
-                    .is_some_and(|n| n["registered"].as_object().is_some_and(|m| m.len() == 2))
-            },
-        );
+        let embed = format!("embed=builtin:minilm,price={PRICE_TOKEN}");
+        let t = common::trio("sockets test router", (&[], &[]), PRICE_CALL, &[embed], &[]);
         Net {
-            v0,
-            _router: router,
-            _node: node,
-            _app: app,
-            gw,
-            node_id,
-            keys,
-            _dir: dir,
+            v0_url: t.v0.url.clone(),
+            gw: t.gw.clone(),
+            node_id: t.node_found[0].clone(),
+            t,
         }
     }
 
@@ -196,7 +87,7 @@ impl Net {
     fn socket(&self, i: usize, args: &[&str]) -> String {
         let mut all: Vec<&str> = vec!["socket"];
         all.extend(args);
-        all.extend(["--private-key", &self.keys[i], "--rpc", &self.v0.url]);
+        all.extend(["--private-key", &self.t.keys[i], "--rpc", &self.v0_url]);
         cli(&all)
     }
 
@@ -205,7 +96,7 @@ impl Net {
     }
 
     fn info(&self, id: &str) -> ISockets::Socket {
-        self.v0.view(
+        self.t.v0.view(
             SOCKETS_ADDRESS,
             ISockets::socketCall {
                 tokenId: id.parse().expect("id"),
@@ -268,14 +159,14 @@ fn sockets_are_bought_used_rented_sold_and_settled_to_the_wei() {
     );
     let tokens = id_of(&out, "socket");
     net.socket(buyer, &["fund", &tokens, "10000"]);
-    let listed = net.v0.result("emc_sockets", json!([addr(buyer)]));
+    let listed = net.t.v0.result("emc_sockets", json!([addr(buyer)]));
     assert_eq!(
         listed["sockets"].as_array().map(Vec::len),
         Some(2),
         "{listed}"
     );
     let shown: Value =
-        serde_json::from_str(&cli(&["socket", "show", &tokens, "--rpc", &net.v0.url]))
+        serde_json::from_str(&cli(&["socket", "show", &tokens, "--rpc", &net.v0_url]))
             .expect("json");
     assert_eq!(
         (shown["app"].as_str(), shown["unit"].as_str()),
@@ -404,11 +295,12 @@ fn sockets_are_bought_used_rented_sold_and_settled_to_the_wei() {
             && net.info(&one).credits == 0
             && net.info(&tokens).credits == 10_000 - embed_tokens
     });
-    let settled = net.v0.events::<ISockets::Settled>(SOCKETS_ADDRESS);
+    let settled = net.t.v0.events::<ISockets::Settled>(SOCKETS_ADDRESS);
     assert_eq!(settled.len() as u64, served + 2, "one per call served");
     let paid: U256 = settled.iter().map(|e| e.nodeAmount + e.routerFee).sum();
     assert_eq!(paid, U256::from((served + 1) * PRICE_CALL) + embed_charge);
     assert!(net
+        .t
         .v0
         .events::<ISockets::Rejected>(SOCKETS_ADDRESS)
         .is_empty());

@@ -296,3 +296,147 @@ pub fn python_app(port: u16) -> Kill {
         .expect("ready");
     Kill(app)
 }
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One validator, one router (development account 4's key) and one computing node
+/// (owned by development account 0, dialing the router) serving a real Python app as
+/// `py` at `py_price` per call besides `apps`, on loopback, once the node has
+/// registered every app: the network the gateway-limits and sockets tests share.
+pub struct Trio {
+    pub v0: DevNode,
+    /// What the validator printed for `v0_prefixes`.
+    pub v0_found: Vec<String>,
+    pub router: DevNode,
+    /// The router's gateway.
+    pub gw: String,
+    pub node: DevNode,
+    /// The node's id, then its compute HTTP address.
+    pub node_found: Vec<String>,
+    pub app: Kill,
+    /// Development accounts 0 to 7, as hex private keys.
+    pub keys: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn trio(
+    router_name: &str,
+    (v0_extra, v0_prefixes): (&[&str], &[&str]),
+    py_price: u64,
+    apps: &[String],
+    node_extra: &[&str],
+) -> Trio {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (genesis, vkey) = small_poc_genesis(dir.path(), 8, 150);
+    let keys: Vec<String> = emc_crypto::dev_accounts(8)
+        .expect("dev accounts")
+        .iter()
+        .map(|a| alloy_primitives::hex::encode(a.to_bytes()))
+        .collect();
+    let gen = genesis.to_str().expect("utf8").to_string();
+    let p2p0 = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let v0_data = dir.path().join("v0");
+    let mut v0_args = vec![
+        "--genesis",
+        &gen,
+        "--datadir",
+        v0_data.to_str().expect("utf8"),
+        "--consensus-key",
+        vkey.to_str().expect("utf8"),
+        "--p2p-addr",
+        &p2p0,
+    ];
+    v0_args.extend(v0_extra);
+    let (v0, v0_found) = DevNode::spawn_with(&v0_args, v0_prefixes);
+    let boot = format!(
+        "{p2p0}/p2p/{}",
+        emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
+    );
+    let rdata = dir.path().join("r0");
+    std::fs::create_dir_all(&rdata).expect("dir");
+    let seed = alloy_primitives::keccak256(router_name).0;
+    std::fs::write(rdata.join("p2p.key"), seed).expect("key");
+    let rp2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let router_addr = format!("{rp2p}/p2p/{}", emc_p2p::peer_id_of(seed));
+    let (router, found) = DevNode::spawn_with(
+        &[
+            "--genesis",
+            &gen,
+            "--datadir",
+            rdata.to_str().expect("utf8"),
+            "--p2p-addr",
+            &rp2p,
+            "--bootnode",
+            &boot,
+            "--role",
+            "router",
+            "--router-http",
+            "127.0.0.1:0",
+            "--router-key",
+            &keys[4],
+        ],
+        &["Router HTTP: "],
+    );
+    let gw = found[0].clone();
+    let app_port = free_port();
+    let app = python_app(app_port);
+    let py = format!("py=http://127.0.0.1:{app_port},price={py_price}");
+    let c0 = dir.path().join("c0");
+    let mut node_args = vec![
+        "--genesis",
+        &gen,
+        "--datadir",
+        c0.to_str().expect("utf8"),
+        "--p2p-addr",
+        "/ip4/127.0.0.1/tcp/0",
+        "--bootnode",
+        &boot,
+        "--role",
+        "compute",
+        "--app",
+        &py,
+        "--owner-key",
+        &keys[0],
+        "--router",
+        &router_addr,
+        "--compute-http",
+        "127.0.0.1:0",
+    ];
+    for a in apps {
+        node_args.extend(["--app", a.as_str()]);
+    }
+    node_args.extend(node_extra);
+    let (node, node_found) =
+        DevNode::spawn_with(&node_args, &["Computing node id: ", "Compute HTTP: "]);
+    let registered = || {
+        ureq::get(&format!("{gw}/nodes"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+            .and_then(|n| n["registered"].as_object().map(|m| m.len()))
+    };
+    wait_until(
+        "the node registered for every app",
+        Duration::from_secs(120),
+        || registered() == Some(1 + apps.len()),
+    );
+    Trio {
+        v0,
+        v0_found,
+        router,
+        gw,
+        node,
+        node_found,
+        app,
+        keys,
+        dir,
+    }
+}
