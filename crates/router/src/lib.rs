@@ -117,7 +117,7 @@ pub async fn start(
         stopped.clone(),
     ));
     let chain_id = chain.chain_id().await?;
-    let payment = Arc::new(payment::Escrow::new(chain, ledger));
+    let payment = Arc::new(payment::OnChain::new(chain, ledger));
     let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, &s);
     gateway::serve(g, s.http, s.http_limits.clone(), stopped).await
 }

@@ -1,9 +1,10 @@
 //! What pays for a call. A [`Payment`] reserves a call's budget before it is
 //! forwarded; the reservation becomes the charge once the node's result checks, and
-//! is released when no route served (see [`crate::attempt`]). [`Escrow`] is the first
-//! implementation: the client's deposit in the Tasks module, drawn on through its
-//! signed grant and settled by receipts. A socket key pays from a computing socket's
-//! credits instead ([`crate::sockets`]): the same ledger holds them, per socket.
+//! is released when no route served (see [`crate::attempt`]). [`OnChain`] is the
+//! implementation: an escrow key draws on the client's deposit in the Tasks module
+//! through its signed grant; a socket key on a computing socket's credits in the
+//! Sockets module ([`crate::sockets`]); the one ledger holds both, per payer, and
+//! receipts settle them.
 
 use crate::ledger::{Ledger, Reservation};
 use crate::sockets::{admit, SocketTerms};
@@ -37,8 +38,9 @@ pub trait Payment: Send + Sync {
     async fn socket(&self, key: &ApiKey, app: &str) -> Result<SocketTerms, CallError>;
 }
 
-/// Payment from the client's escrow in the Tasks module.
-pub struct Escrow {
+/// Payment from what the chain holds for the key: the client's escrow, or a socket's
+/// credits.
+pub struct OnChain {
     chain: Arc<dyn ChainClient>,
     ledger: Arc<Ledger>,
     /// Escrow balances and grant spending as of a height: read once per block, not
@@ -54,7 +56,7 @@ struct ViewCache {
     sockets: HashMap<U256, ISockets::Socket>,
 }
 
-impl Escrow {
+impl OnChain {
     pub fn new(chain: Arc<dyn ChainClient>, ledger: Arc<Ledger>) -> Self {
         Self {
             chain,
@@ -151,7 +153,7 @@ impl Escrow {
 }
 
 #[async_trait::async_trait]
-impl Payment for Escrow {
+impl Payment for OnChain {
     async fn reserve(
         &self,
         key: &ApiKey,
