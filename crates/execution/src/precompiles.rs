@@ -309,17 +309,20 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
         // The chain's own end-of-block call is not metered.
         let system = caller == emc_modules::SYSTEM_CALLER;
         let limit = if system { u64::MAX } else { inputs.gas_limit };
-        let Some((out, used)) =
-            emc_modules::dispatch_in(self.table, module_address, &mut host, &call, limit)
+        let Some(d) = emc_modules::dispatch_in(self.table, module_address, &mut host, &call, limit)
         else {
             return Ok(None);
         };
-        let out = match out {
+        let out = match d.out {
             Ok(bytes) if inner => Ok(callout::answer(&bytes, host.call_out.as_ref())),
             other => other,
         };
-        let used = if system { 0 } else { used };
-        Ok(Some(result_of(out, used, inputs.gas_limit)?))
+        let (used, refunded) = if system {
+            (0, 0)
+        } else {
+            (d.gas_used, d.gas_refunded)
+        };
+        Ok(Some(result_of(out, used, refunded, inputs.gas_limit)?))
     }
 
     fn warm_addresses(&self) -> &AddressSet {
@@ -331,12 +334,14 @@ impl<CTX: ContextTr> PrecompileProvider<CTX> for EmcPrecompiles {
 fn result_of(
     out: Result<Bytes, ModuleError>,
     used: u64,
+    refunded: i64,
     limit: u64,
 ) -> Result<InterpreterResult, String> {
     let mut gas = Gas::new(limit);
     Ok(match out {
         // `Metered` never reports more than the limit except as OutOfGas.
         Ok(bytes) if gas.record_regular_cost(used) => {
+            gas.record_refund(refunded);
             InterpreterResult::new(InstructionResult::Return, bytes, gas)
         }
         Err(ModuleError::Revert(msg)) if gas.record_regular_cost(used) => InterpreterResult::new(

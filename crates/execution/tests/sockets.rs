@@ -126,3 +126,98 @@ fn safe_transfer_into_a_contract_asks_it_and_honours_its_answer() {
     c.sockets(buyer, 0, plain);
     assert_eq!(c.owner(second), wall);
 }
+
+/// A provider with a registered node and `n` sockets minted to each of `holders`.
+fn with_holdings(c: &mut Chain, holders: &[(Address, u64)]) -> Vec<Vec<U256>> {
+    let provider = Address::repeat_byte(1);
+    let key = ed25519_consensus::SigningKey::from([3u8; 32]);
+    let node = B256::from(key.verification_key().to_bytes());
+    let reg = IRegistry::registerCall {
+        nodeId: node,
+        nodeSignature: key
+            .sign(&registration_message(CHAIN, provider, node))
+            .to_bytes()
+            .to_vec()
+            .into(),
+        apps: vec!["echo".into()],
+        prices: vec![U256::from(1)],
+        hardware: String::new(),
+    };
+    assert!(c
+        .send(provider, REGISTRY_ADDRESS, 0, reg.abi_encode())
+        .is_success());
+    holders
+        .iter()
+        .map(|&(h, n)| {
+            (0..n)
+                .map(|_| {
+                    let mint = ISockets::mintCall {
+                        to: h,
+                        node,
+                        app: "echo".into(),
+                        appHash: B256::ZERO,
+                        unit: 0,
+                        pricePerUnit: U256::from(PRICE),
+                        validFor: 3_600,
+                        renewalPricePerSecond: U256::ZERO,
+                    };
+                    U256::abi_decode(&c.sockets(provider, 0, mint)).expect("token")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Gas of `transferFrom` of the `pick`th socket of a holder of `from_n` to a holder
+/// of `to_n`, on a fresh chain.
+fn transfer_gas(from_n: u64, pick: usize, to_n: u64) -> u64 {
+    let mut c = Chain::new();
+    let (a, b) = (Address::repeat_byte(0x51), Address::repeat_byte(0x52));
+    c.evm.fund(a, U256::from(10u128.pow(20)));
+    let ids = with_holdings(&mut c, &[(a, from_n), (b, to_n)]);
+    let t = ISockets::transferFromCall {
+        from: a,
+        to: b,
+        tokenId: ids[0][pick],
+    };
+    let r = c.send(a, SOCKETS_ADDRESS, 0, t.abi_encode());
+    assert!(r.is_success(), "{r:?}");
+    r.tx_gas_used()
+}
+
+/// What a transfer costs by what its two sides hold (the figures in PERFORMANCE.md):
+/// the same for any token of a holder of two to seven, whose list fits the word that
+/// carries its count; one more cold read past that; EIP-3529's refund when the
+/// holder's last token leaves (its list's word clears); and the same for a recipient
+/// of up to six as for one of one.
+#[test]
+fn a_transfer_costs_the_same_for_any_token_of_a_small_holder() {
+    let mut rows = vec![];
+    for (from_n, pick, to_n) in [
+        (1, 0, 0),
+        (2, 1, 0),
+        (2, 0, 0),
+        (7, 0, 0),
+        (7, 3, 0),
+        (9, 0, 0),
+        (17, 2, 0),
+        (17, 9, 0),
+        (1, 0, 1),
+        (1, 0, 6),
+        (1, 0, 7),
+        (1, 0, 8),
+    ] {
+        rows.push(((from_n, pick, to_n), transfer_gas(from_n, pick, to_n)));
+    }
+    for ((f, p, t), g) in &rows {
+        println!("GAS from a holder of {f} (its #{p}) to a holder of {t}: {g}");
+    }
+    let gas = |k| rows.iter().find(|(r, _)| *r == k).expect("measured").1;
+    let base = gas((2, 1, 0));
+    for k in [(2, 0, 0), (7, 0, 0), (7, 3, 0)] {
+        assert_eq!(gas(k), base, "{k:?}");
+    }
+    assert_eq!(gas((1, 0, 0)), base - emc_modules::GAS_SSTORE_CLEARS as u64);
+    assert_eq!(gas((9, 0, 0)), base + emc_modules::GAS_COLD_SLOAD);
+    assert_eq!(gas((1, 0, 6)), gas((1, 0, 1)));
+}

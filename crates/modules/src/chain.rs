@@ -160,7 +160,8 @@ mod tests {
             input: &input,
             is_static: true,
         };
-        dispatch(CHAIN_ADDRESS, host, &c, gas).expect("chain module is dispatched")
+        let d = dispatch(CHAIN_ADDRESS, host, &c, gas).expect("chain module is dispatched");
+        (d.out, d.gas_used)
     }
 
     #[test]

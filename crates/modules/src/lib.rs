@@ -43,7 +43,7 @@ use alloy_primitives::{address, Address, Bytes, B256, U256};
 /// Gas charged for entering any module.
 pub const GAS_BASE: u64 = 2_000;
 /// Storage gas, per slot touched, as the EVM charges it (EIP-2929 and EIP-2200 as
-/// amended by EIP-3529; no refunds): a read of a slot not yet touched in the
+/// amended by EIP-3529, refunds included: see [`Stored::refund`]): a read of a slot not yet touched in the
 /// transaction costs [`GAS_COLD_SLOAD`], of one already touched [`GAS_WARM`]; a write
 /// that changes a slot's value from what it was at the transaction's start costs
 /// [`GAS_SSTORE_SET`] (from zero) or [`GAS_SSTORE_RESET`], any other write
@@ -52,6 +52,8 @@ pub const GAS_COLD_SLOAD: u64 = 2_100;
 pub const GAS_WARM: u64 = 100;
 pub const GAS_SSTORE_SET: u64 = 20_000;
 pub const GAS_SSTORE_RESET: u64 = 2_900;
+/// EIP-3529's refund for clearing a slot that was set when the transaction began.
+pub const GAS_SSTORE_CLEARS: i64 = 4_800;
 /// A signature check (secp256k1 recovery or ed25519), at the `ecrecover` precompile's
 /// price.
 pub const GAS_SIGNATURE: u64 = 3_000;
@@ -133,6 +135,43 @@ impl Stored {
         };
         base + if self.cold { GAS_COLD_SLOAD } else { 0 }
     }
+
+    /// The write's change to the transaction's refund counter, by EIP-2200's rules
+    /// with EIP-3529's numbers: clearing a slot set at the transaction's start earns
+    /// [`GAS_SSTORE_CLEARS`] (taken back if the slot is set again), and restoring a
+    /// slot's original value returns what the first write cost beyond a warm access.
+    /// The EVM caps the total at a fifth of the transaction's gas.
+    pub fn refund(&self, new: U256) -> i64 {
+        let (original, present) = (self.original, self.present);
+        if new == present {
+            return 0;
+        }
+        if original == present {
+            return if !original.is_zero() && new.is_zero() {
+                GAS_SSTORE_CLEARS
+            } else {
+                0
+            };
+        }
+        let mut r = 0;
+        if !original.is_zero() {
+            if present.is_zero() {
+                r -= GAS_SSTORE_CLEARS;
+            }
+            if new.is_zero() {
+                r += GAS_SSTORE_CLEARS;
+            }
+        }
+        if original == new {
+            let first = if original.is_zero() {
+                GAS_SSTORE_SET
+            } else {
+                GAS_SSTORE_RESET
+            };
+            r += (first - GAS_WARM) as i64;
+        }
+        r
+    }
 }
 
 /// What a module sees of the chain while it runs.
@@ -188,6 +227,9 @@ pub struct Metered<'h> {
     table: &'h [&'h dyn kit::SystemModule],
     pub gas_limit: u64,
     pub gas_used: u64,
+    /// The refund counter's change ([`Stored::refund`]); the EVM applies it only if
+    /// the call succeeds.
+    pub gas_refunded: i64,
 }
 
 impl<'h> Metered<'h> {
@@ -207,6 +249,7 @@ impl<'h> Metered<'h> {
             table,
             gas_limit,
             gas_used: 0,
+            gas_refunded: 0,
         };
         m.charge(GAS_BASE)?;
         Ok(m)
@@ -231,6 +274,7 @@ impl<'h> Metered<'h> {
 
     pub fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
         let s = self.host.sstore(slot, value)?;
+        self.gas_refunded += s.refund(value);
         self.charge(s.gas(value))
     }
 
@@ -252,6 +296,7 @@ impl<'h> Metered<'h> {
         value: U256,
     ) -> Result<(), ModuleError> {
         let s = self.host.sstore_at(module, slot, value)?;
+        self.gas_refunded += s.refund(value);
         self.charge(s.gas(value))
     }
 
@@ -296,10 +341,10 @@ impl<'h> Metered<'h> {
         };
         let out = dispatch_in(self.table, module, &mut *self.host, &call, left);
         self.host.switch_to(caller);
-        let (out, used) =
-            out.ok_or_else(|| ModuleError::Revert(format!("no module at {module}")))?;
-        self.charge(used)?;
-        out
+        let d = out.ok_or_else(|| ModuleError::Revert(format!("no module at {module}")))?;
+        self.charge(d.gas_used)?;
+        self.gas_refunded += d.gas_refunded;
+        d.out
     }
 
     /// Has the trampoline call `call.target` after this call returns, if it is a
@@ -315,13 +360,22 @@ impl<'h> Metered<'h> {
     }
 }
 
+/// What a module call returned, and its gas: used, and the change to the refund
+/// counter (zero unless the call succeeded).
+#[derive(Debug)]
+pub struct Dispatched {
+    pub out: Result<Bytes, ModuleError>,
+    pub gas_used: u64,
+    pub gas_refunded: i64,
+}
+
 /// Runs a call to `address` if a module lives there; `None` otherwise.
 pub fn dispatch(
     address: Address,
     host: &mut dyn ModuleHost,
     call: &ModuleCall<'_>,
     gas_limit: u64,
-) -> Option<(Result<Bytes, ModuleError>, u64)> {
+) -> Option<Dispatched> {
     dispatch_in(MODULES, address, host, call, gas_limit)
 }
 
@@ -332,28 +386,78 @@ pub fn dispatch_in(
     host: &mut dyn ModuleHost,
     call: &ModuleCall<'_>,
     gas_limit: u64,
-) -> Option<(Result<Bytes, ModuleError>, u64)> {
+) -> Option<Dispatched> {
     let module = kit::find(table, address)?;
-    let out = match Metered::new_in(table, host, gas_limit) {
-        Err(e) => (Err(e), gas_limit),
-        Ok(mut m) => {
-            let out = module.call(&mut m, call);
-            // A log charges after the fact (`Metered::emit`): past the limit, the call
-            // ran out of gas.
-            let out = if m.gas_used > gas_limit {
-                Err(ModuleError::OutOfGas)
-            } else {
-                out
-            };
-            let used = if matches!(out, Err(ModuleError::OutOfGas)) {
-                gas_limit
-            } else {
-                m.gas_used
-            };
-            (out, used)
+    let mut m = match Metered::new_in(table, host, gas_limit) {
+        Err(e) => {
+            return Some(Dispatched {
+                out: Err(e),
+                gas_used: gas_limit,
+                gas_refunded: 0,
+            })
         }
+        Ok(m) => m,
     };
-    Some(out)
+    let out = module.call(&mut m, call);
+    // A log charges after the fact (`Metered::emit`): past the limit, the call ran
+    // out of gas.
+    let out = if m.gas_used > gas_limit {
+        Err(ModuleError::OutOfGas)
+    } else {
+        out
+    };
+    let gas_used = if matches!(out, Err(ModuleError::OutOfGas)) {
+        gas_limit
+    } else {
+        m.gas_used
+    };
+    let gas_refunded = if out.is_ok() { m.gas_refunded } else { 0 };
+    Some(Dispatched {
+        out,
+        gas_used,
+        gas_refunded,
+    })
 }
 
 pub use kit::abi::revert_data;
+
+#[cfg(test)]
+mod gas_tests {
+    use super::*;
+
+    /// EIP-3529's test cases (each a run of `SSTORE`s to one warm slot from
+    /// `original`; `used` counts two `PUSH1`s per store): gas and refund per write, as
+    /// the modules meter them.
+    #[test]
+    fn storage_gas_and_refunds_follow_eip_3529s_test_cases() {
+        #[rustfmt::skip]
+        let cases: &[(&[u64], u64, i64, u64)] = &[
+            (&[0, 0], 212, 0, 0), (&[0, 1], 20_112, 0, 0), (&[1, 0], 20_112, 19_900, 0),
+            (&[1, 2], 20_112, 0, 0), (&[1, 1], 20_112, 0, 0), (&[0, 0], 3_012, 4_800, 1),
+            (&[0, 1], 3_012, 2_800, 1), (&[0, 2], 3_012, 0, 1), (&[2, 0], 3_012, 4_800, 1),
+            (&[2, 3], 3_012, 0, 1), (&[2, 1], 3_012, 2_800, 1), (&[2, 2], 3_012, 0, 1),
+            (&[1, 0], 3_012, 4_800, 1), (&[1, 2], 3_012, 0, 1), (&[1, 1], 212, 0, 1),
+            (&[1, 0, 1], 40_118, 19_900, 0), (&[0, 1, 0], 5_918, 7_600, 1),
+        ];
+        for &(writes, used, refund, original) in cases {
+            let original = U256::from(original);
+            let (mut present, mut gas, mut refunded) = (original, 0, 0);
+            for &w in writes {
+                let w = U256::from(w);
+                let s = Stored {
+                    original,
+                    present,
+                    cold: false,
+                };
+                gas += 6 + s.gas(w);
+                refunded += s.refund(w);
+                present = w;
+            }
+            assert_eq!(
+                (gas, refunded),
+                (used, refund),
+                "{writes:?} from {original}"
+            );
+        }
+    }
+}

@@ -296,7 +296,7 @@ mod tests {
         };
         dispatch(REGISTRY_ADDRESS, h, &c, 10_000_000)
             .expect("module")
-            .0
+            .out
     }
 
     fn reg(

@@ -93,8 +93,8 @@ impl MemHost {
             input,
             is_static: false,
         };
-        let (out, _) = crate::dispatch(module, self, &c, gas).expect("a system module");
-        out.map_err(|e| {
+        let d = crate::dispatch(module, self, &c, gas).expect("a system module");
+        d.out.map_err(|e| {
             (self.storage, self.balances) = before;
             e.to_string()
         })

@@ -1,13 +1,21 @@
 //! ERC-721 ownership, approvals, transfers and enumeration, with OpenZeppelin's rules
 //! (and its revert reasons, in this module's words), on packed storage.
 //!
-//! Invariants: a token's [`Holding`] names its owner and its index in the owner's list;
-//! an owner's list is dense (`tokenOfOwnerByIndex` for `0..balance`), its count is
-//! the owner's balance, and removing a token moves the list's last into its place
-//! (updating that token's index); ids run from 1 to `totalSupply` (sockets are never
-//! burnt, so `tokenByIndex(i)` is `i + 1`). Ids fit 64 bits (they are counted).
+//! Invariants: a token's [`Holding`] names its owner; an owner's list is dense
+//! (`tokenOfOwnerByIndex` for `0..balance`) and its count is the owner's balance;
+//! removing a token moves the list's last into its place. A token at a position from
+//! [`IN_FIRST_WORD`] on has its position in its holding; one in the list's first word
+//! (which every transfer reads and writes for the count) is found there by looking, so
+//! its recorded position may be stale and moving a token into the first word costs no
+//! write of its holding. Lanes past the count are left as they are unless their word
+//! is written anyway. Ids run from 1 to `totalSupply` (sockets are never burnt, so
+//! `tokenByIndex(i)` is `i + 1`). Ids and counts fit a 32-bit lane: minting stops at
+//! [`MAX_ID`].
 
-use super::storage::{lane, list_word, with_lane, Holding, APPROVALS, HOLDINGS, MINTED, OPERATORS};
+use super::storage::{
+    lane, list_word, place, with_lane, Holding, APPROVALS, HOLDINGS, LANES, MAX_ID, MINTED,
+    OPERATORS,
+};
 use super::{revert, ISockets};
 use crate::kit::abi::emit;
 use crate::{Metered, ModuleError};
@@ -57,6 +65,9 @@ pub fn mint(m: &mut Metered<'_>, to: Address) -> Result<U256, ModuleError> {
         return Err(revert("cannot mint to the zero address"));
     }
     let n = MINTED.get(m)? + 1;
+    if n > MAX_ID {
+        return Err(revert(format!("all {MAX_ID} socket ids are taken")));
+    }
     MINTED.set(m, &n)?;
     let id = U256::from(n);
     let index = push(m, to, n)?;
@@ -106,7 +117,7 @@ pub fn transfer(
         h.approved = false;
     }
     if from != to {
-        remove(m, from, h.index)?;
+        remove(m, from, id.saturating_to(), h.index)?;
         h.index = push(m, to, id.saturating_to())?;
         h.owner = to;
     }
@@ -126,7 +137,7 @@ pub fn transfer(
 fn push(m: &mut Metered<'_>, owner: Address, id: u64) -> Result<u64, ModuleError> {
     let w0 = m.sload(list_word(owner, 0))?;
     let n = lane(w0, 0);
-    let (w, l) = ((n + 1) / 4, (n + 1) % 4);
+    let (w, l) = place(n);
     if w == 0 {
         m.sstore(
             list_word(owner, 0),
@@ -156,9 +167,9 @@ impl Words {
         Ok(v)
     }
 
-    /// Position `p`'s id (lane 0 of word 0 is the count, so `p` sits one lane on).
+    /// Position `p`'s id ([`place`]).
     fn lane(&mut self, m: &mut Metered<'_>, p: u64) -> Result<u64, ModuleError> {
-        let (w, l) = ((p + 1) / 4, (p + 1) % 4);
+        let (w, l) = place(p);
         Ok(lane(self.get(m, w)?, l))
     }
 
@@ -169,7 +180,21 @@ impl Words {
     }
 
     fn set(&mut self, m: &mut Metered<'_>, p: u64, v: u64) -> Result<(), ModuleError> {
-        self.set_lane(m, (p + 1) / 4, (p + 1) % 4, v)
+        let (w, l) = place(p);
+        self.set_lane(m, w, l, v)
+    }
+
+    /// Clears position `p`'s lane where its word is written anyway (the first word,
+    /// or the word a removal filled a gap in); elsewhere the stale lane stays, past
+    /// the count, and a later append overwrites it at a reset's price.
+    fn clear(&mut self, p: u64) {
+        let (w, l) = place(p);
+        if let Some((v, dirty)) = self.words.get_mut(&w) {
+            if *dirty || w == 0 {
+                *v = with_lane(*v, l, 0);
+                *dirty = true;
+            }
+        }
     }
 
     fn write(self, m: &mut Metered<'_>) -> Result<(), ModuleError> {
@@ -182,30 +207,45 @@ impl Words {
     }
 }
 
-/// Takes the token at `index` out of `owner`'s list, moving the list's last into its
-/// place (and that token's holding to its new index).
-fn remove(m: &mut Metered<'_>, owner: Address, index: u64) -> Result<(), ModuleError> {
+/// Positions held in the first word of a list, beside the count.
+pub const IN_FIRST_WORD: u64 = LANES - 1;
+
+/// Takes token `id` (recorded at `hint`) out of `owner`'s list, moving the list's last
+/// into its place (and, where that place is past the first word, that token's holding
+/// to its new position).
+fn remove(m: &mut Metered<'_>, owner: Address, id: u64, hint: u64) -> Result<(), ModuleError> {
     let mut words = Words {
         owner,
         words: BTreeMap::new(),
     };
-    let n = lane(words.get(m, 0)?, 0);
-    let last = n.saturating_sub(1);
+    let w0 = words.get(m, 0)?;
+    let n = lane(w0, 0);
+    let index = (0..IN_FIRST_WORD.min(n))
+        .find(|&p| lane(w0, p + 1) == id)
+        .unwrap_or(hint);
+    if index >= n || words.lane(m, index)? != id {
+        return Err(revert(format!(
+            "socket {id} is not at position {index} of {owner}'s list"
+        )));
+    }
+    let last = n - 1;
     if index != last {
         let moved = words.lane(m, last)?;
         words.set(m, index, moved)?;
-        let mut hm = Holding::decode(HOLDINGS.get(m, &U256::from(moved))?);
-        hm.index = index;
-        set_holding(m, U256::from(moved), &hm)?;
+        if index >= IN_FIRST_WORD {
+            let mut hm = Holding::decode(HOLDINGS.get(m, &U256::from(moved))?);
+            hm.index = index;
+            set_holding(m, U256::from(moved), &hm)?;
+        }
     }
-    words.set(m, last, 0)?;
+    words.clear(last);
     words.set_lane(m, 0, 0, last)?;
     words.write(m)
 }
 
 /// `owner`'s token at list position `p` (which must be below its balance).
 fn at_position(m: &mut Metered<'_>, owner: Address, p: u64) -> Result<u64, ModuleError> {
-    let (w, l) = ((p + 1) / 4, (p + 1) % 4);
+    let (w, l) = place(p);
     Ok(lane(m.sload(list_word(owner, w))?, l))
 }
 

@@ -10,9 +10,15 @@ pub const HOLDINGS: Mapping<U256, U256> = Mapping::at(0);
 /// `[tokenId]` = its approved address (read only when the token's flag says it has one).
 pub const APPROVALS: Mapping<U256, Address> = Mapping::at(2);
 pub const OPERATORS: DoubleMapping<Address, Address, bool> = DoubleMapping::at(3);
-/// The owners' lists of token ids: `[owner]` from `keccak256(owner . 4)`, four 64-bit
-/// lanes a word; lane 0 of word 0 is the count (the owner's balance).
+/// The owners' lists of token ids: `[owner]` from `keccak256(owner . 4)`, [`LANES`]
+/// 32-bit lanes a word; lane 0 of word 0 is the count (the owner's balance), so the
+/// first seven ids share the word a transfer writes anyway for the count.
 pub const LISTS: u64 = 4;
+/// Lanes in a list word, and their width.
+pub const LANES: u64 = 8;
+const LANE_BITS: usize = 32;
+/// The largest socket id (and count) a lane holds: mints past it are refused.
+pub const MAX_ID: u64 = u32::MAX as u64;
 /// Sockets minted so far (the last id).
 pub const MINTED: Value<u64> = Value::at(6);
 /// `mapping(uint256 => Socket)`, fields below.
@@ -67,16 +73,23 @@ pub fn list_word(owner: Address, w: u64) -> U256 {
     mapped(U256::from(LISTS), owner.key()).wrapping_add(U256::from(w))
 }
 
-/// Lane `l` (0–3) of a list word.
-pub fn lane(word: U256, l: u64) -> u64 {
-    ((word >> (64 * l as usize)) & U256::from(u64::MAX)).to::<u64>()
+/// Where list position `p` lives: its word and lane (position 0 is lane 1 of word 0,
+/// after the count).
+pub fn place(p: u64) -> (u64, u64) {
+    ((p + 1) / LANES, (p + 1) % LANES)
 }
 
-/// `word` with lane `l` set to `v`.
+/// Lane `l` (below [`LANES`]) of a list word.
+pub fn lane(word: U256, l: u64) -> u64 {
+    ((word >> (LANE_BITS * l as usize)) & U256::from(MAX_ID)).to::<u64>()
+}
+
+/// `word` with lane `l` set to `v` (at most [`MAX_ID`], which minting keeps to).
 pub fn with_lane(word: U256, l: u64, v: u64) -> U256 {
-    let shift = 64 * l as usize;
-    let mask = U256::from(u64::MAX) << shift;
-    (word & !mask) | (U256::from(v) << shift)
+    debug_assert!(v <= MAX_ID, "a lane holds 32 bits");
+    let shift = LANE_BITS * l as usize;
+    let mask = U256::from(MAX_ID) << shift;
+    (word & !mask) | (U256::from(v & MAX_ID) << shift)
 }
 
 /// A socket's fields.
@@ -131,13 +144,16 @@ mod tests {
         };
         assert_eq!(Holding::decode(h.encode()), h);
         let mut w = U256::ZERO;
-        for l in 0..4 {
-            w = with_lane(w, l, u64::MAX - l);
+        for l in 0..LANES {
+            w = with_lane(w, l, MAX_ID - l);
         }
         w = with_lane(w, 2, 7);
-        assert_eq!(
-            (0..4).map(|l| lane(w, l)).collect::<Vec<_>>(),
-            vec![u64::MAX, u64::MAX - 1, 7, u64::MAX - 3]
-        );
+        let want: Vec<u64> = (0..LANES)
+            .map(|l| if l == 2 { 7 } else { MAX_ID - l })
+            .collect();
+        assert_eq!((0..LANES).map(|l| lane(w, l)).collect::<Vec<_>>(), want);
+        assert_eq!(place(0), (0, 1));
+        assert_eq!(place(LANES - 2), (0, LANES - 1));
+        assert_eq!(place(LANES - 1), (1, 0));
     }
 }

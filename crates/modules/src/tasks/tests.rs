@@ -118,8 +118,8 @@ impl World {
             input: &input,
             is_static: true,
         };
-        let (out, _) = crate::dispatch(TASKS_ADDRESS, &mut self.h, &c, GAS).expect("module");
-        ITasks::checkCall::abi_decode_returns(&out.expect("a view")).expect("decodes")
+        let d = crate::dispatch(TASKS_ADDRESS, &mut self.h, &c, GAS).expect("module");
+        ITasks::checkCall::abi_decode_returns(&d.out.expect("a view")).expect("decodes")
     }
 
     /// Settles `receipts` and returns the reasons of the rejected ones.
@@ -381,9 +381,9 @@ fn a_batch_costs_little_more_than_its_signatures_and_flags_per_receipt() {
             input: &input,
             is_static: false,
         };
-        let (out, used) = crate::dispatch(TASKS_ADDRESS, &mut w.h, &c, GAS).expect("module");
-        out.expect("settles");
-        used
+        let d = crate::dispatch(TASKS_ADDRESS, &mut w.h, &c, GAS).expect("module");
+        d.out.expect("settles");
+        d.gas_used
     };
     let one = gas(&mut w, 0, 1);
     let hundred = gas(&mut w, 1, 100);

@@ -97,9 +97,9 @@ fn call(host: &mut Host, from: Address, value: U256, input: Vec<u8>) -> Result<B
         input: &input,
         is_static: false,
     };
-    let (out, _gas) = emc_modules::dispatch_in(&table, COUNTER_ADDRESS, host, &c, 1_000_000)
+    let d = emc_modules::dispatch_in(&table, COUNTER_ADDRESS, host, &c, 1_000_000)
         .expect("the table has the toy");
-    out.map_err(|e| e.to_string())
+    d.out.map_err(|e| e.to_string())
 }
 
 /// Solidity's slot for `mapping(address => ...)` at `slot`, computed here by hand.

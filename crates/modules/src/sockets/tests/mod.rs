@@ -513,13 +513,14 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (1..6u8, 1..50u64).prop_map(|(a, u)| Step::Buy(a, u)),
-        (0..8u8, 1..6u8).prop_map(|(t, a)| Step::Transfer(t, a)),
-        (0..8u8, 1..6u8, 1..300u64).prop_map(|(t, a, d)| Step::Rent(t, a, d)),
-        (0..8u8, 1..500u64).prop_map(|(t, d)| Step::Renew(t, d)),
-        (1..2_000u64).prop_map(Step::Wait),
-        (0..8u8).prop_map(Step::Refund),
-        (0..8u8).prop_map(Step::Release),
+        // Few holders and many buys, so lists grow past their first word.
+        3 => (1..4u8, 1..50u64).prop_map(|(a, u)| Step::Buy(a, u)),
+        2 => (0..64u8, 1..4u8).prop_map(|(t, a)| Step::Transfer(t, a)),
+        1 => (0..8u8, 1..6u8, 1..300u64).prop_map(|(t, a, d)| Step::Rent(t, a, d)),
+        1 => (0..8u8, 1..500u64).prop_map(|(t, d)| Step::Renew(t, d)),
+        1 => (1..2_000u64).prop_map(Step::Wait),
+        1 => (0..8u8).prop_map(Step::Refund),
+        1 => (0..8u8).prop_map(Step::Release),
     ]
 }
 
@@ -529,7 +530,7 @@ proptest! {
     /// holds exactly the unused credits' escrow plus unreleased rent, and no wei is
     /// created or lost.
     #[test]
-    fn histories_keep_supply_enumerations_and_escrow_consistent(steps in prop::collection::vec(step(), 1..60)) {
+    fn histories_keep_supply_enumerations_and_escrow_consistent(steps in prop::collection::vec(step(), 1..90)) {
         let mut w = world();
         let offer = {
             let c = ISockets::offerCall {
@@ -547,7 +548,8 @@ proptest! {
                 Step::Buy(a, u) => { if let Ok(id) = w.buy(addr(a), offer, u) { minted.push(id) } }
                 Step::Transfer(t, a) => if let Some(id) = pick(&minted, t) {
                     let o = w.owner(id);
-                    let _ = w.transfer(o, o, addr(a), id);
+                    let moved = w.transfer(o, o, addr(a), id);
+                    prop_assert!(moved.is_ok(), "the owner's transfer of {} failed: {:?}", id, moved);
                 },
                 Step::Rent(t, a, d) => if let Some(id) = pick(&minted, t) {
                     let o = w.owner(id);
@@ -571,6 +573,13 @@ proptest! {
         let mut listed: Vec<U256> = (1..=9u8).flat_map(|a| w.owned(addr(a))).collect();
         listed.sort();
         prop_assert_eq!(&listed, &minted);
+        // Past the list's first word, each token's holding records its exact position.
+        for a in 1..=9u8 {
+            for (p, id) in w.owned(addr(a)).into_iter().enumerate().skip(erc721::IN_FIRST_WORD as usize) {
+                let h = w.h.storage.get(&(SOCKETS_ADDRESS, storage::HOLDINGS.slot(&id))).copied().unwrap_or_default();
+                prop_assert_eq!(storage::Holding::decode(h).index, p as u64);
+            }
+        }
         let mut held = U256::ZERO;
         for id in &minted {
             let s = w.info(*id);
@@ -588,18 +597,13 @@ proptest! {
 fn a_holder_of_many_keeps_a_dense_list_whichever_token_leaves() {
     let mut w = world();
     let offer = w.offer(1_000);
-    let ids: Vec<U256> = (0..9).map(|_| w.buy(addr(1), offer, 1).unwrap()).collect();
+    // Three list words: seven ids beside the count, then eight, then four.
+    let ids: Vec<U256> = (0..19).map(|_| w.buy(addr(1), offer, 1).unwrap()).collect();
     assert_eq!(w.owned(addr(1)), ids);
-    // The last (in the list's third word), then one from the middle, then the first.
-    for (k, id) in [ids[8], ids[4], ids[0]].into_iter().enumerate() {
-        w.transfer(addr(1), addr(1), addr(2), id).expect("moves");
-        let mut held = w.owned(addr(1));
-        assert_eq!(held.len(), 8 - k);
-        held.sort();
-        let mut want: Vec<U256> = ids.clone();
-        want.retain(|i| ![ids[8], ids[4], ids[0]][..=k].contains(i));
-        assert_eq!(held, want);
-        for (p, t) in w.owned(addr(1)).into_iter().enumerate() {
+    let dense = |w: &mut World, n: usize| {
+        let owned = w.owned(addr(1));
+        assert_eq!(owned.len(), n);
+        for (p, t) in owned.into_iter().enumerate() {
             let c = ISockets::tokenOfOwnerByIndexCall {
                 owner: addr(1),
                 index: U256::from(p),
@@ -607,6 +611,30 @@ fn a_holder_of_many_keeps_a_dense_list_whichever_token_leaves() {
             assert_eq!(U256::abi_decode(&w.ok(addr(1), c)).unwrap(), t);
             assert_eq!(w.owner(t), addr(1));
         }
+    };
+    // The last (in the third word), one from the second word, then the first.
+    let gone = [ids[18], ids[10], ids[0]];
+    for (k, id) in gone.into_iter().enumerate() {
+        w.transfer(addr(1), addr(1), addr(2), id).expect("moves");
+        dense(&mut w, 18 - k);
+        let mut held = w.owned(addr(1));
+        held.sort();
+        let mut want: Vec<U256> = ids.clone();
+        want.retain(|i| !gone[..=k].contains(i));
+        assert_eq!(held, want);
     }
-    assert_eq!(w.owned(addr(2)), vec![ids[8], ids[4], ids[0]]);
+    assert_eq!(w.owned(addr(2)), gone.to_vec());
+    // ids[17] was moved into ids[10]'s place, past the first word: it leaves from there.
+    w.transfer(addr(1), addr(1), addr(2), ids[17])
+        .expect("moves from its new place");
+    dense(&mut w, 15);
+    // And every token can leave again, in any order.
+    let mut rest = w.owned(addr(1));
+    rest.reverse();
+    rest.swap(0, 7);
+    for id in rest {
+        w.transfer(addr(1), addr(1), addr(3), id).expect("moves");
+    }
+    assert_eq!(w.owned(addr(1)), Vec::<U256>::new());
+    assert_eq!(w.owned(addr(3)).len(), 15);
 }

@@ -192,9 +192,9 @@ fn a_batch_costs_its_signatures_flag_and_log_per_receipt() {
             input: &c.abi_encode(),
             is_static: false,
         };
-        let (out, used) = crate::dispatch(SOCKETS_ADDRESS, &mut s.w.h, &call, GAS).expect("module");
-        out.expect("settles");
-        used
+        let d = crate::dispatch(SOCKETS_ADDRESS, &mut s.w.h, &call, GAS).expect("module");
+        d.out.expect("settles");
+        d.gas_used
     };
     let one = gas(&mut s, 1);
     let hundred = gas(&mut s, 100);
