@@ -32,6 +32,7 @@ pub mod chain;
 pub mod kit;
 pub mod poc;
 pub mod registry;
+pub mod market;
 pub mod sockets;
 pub mod staking;
 pub mod tasks;
@@ -75,6 +76,8 @@ pub const REGISTRY_ADDRESS: Address = address!("0x000000000000000000000000000000
 pub const TASKS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001004");
 /// Computing sockets: compute access as ERC-721 tokens.
 pub const SOCKETS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001005");
+/// The computing marketplace: the spot call auction, orders and bids, resale.
+pub const MARKET_ADDRESS: Address = address!("0x0000000000000000000000000000000000001006");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
@@ -89,6 +92,7 @@ pub static MODULES: &[&dyn kit::SystemModule] = &[
     &registry::RegistryModule,
     &tasks::TasksModule,
     &sockets::SocketsModule,
+    &market::MarketModule,
 ];
 
 /// Whether a system module lives at `a`.

@@ -220,6 +220,7 @@ fn serve(
             none()
         }
         C::buy(b) => word(economy::buy(m, who, b.offerId, b.units, value, now)?),
+        C::issue(i) => word(economy::issue(m, who, &i, now)?),
         C::renewSubscription(r) => {
             economy::renew(m, r.tokenId, r.duration, value, now)?;
             none()

@@ -134,6 +134,18 @@ pub fn epoch_of(height: u64, epoch_blocks: u64) -> u64 {
 
 pub use emc_types::Epoch;
 
+/// Whether `a` holds at least its role's minimum stake in `role` (for other modules).
+pub fn staked_as(m: &mut Metered<'_>, a: Address, role: Role) -> Result<bool, ModuleError> {
+    let min = storage::MIN_STAKE[role as usize].get_in(m, crate::STAKING_ADDRESS)?;
+    let stake = m.sload_at(crate::STAKING_ADDRESS, storage::STAKE.slot(&a, &role))?;
+    Ok(!stake.is_zero() && stake >= min)
+}
+
+/// A computing node owner's proof-of-computing score, its E (for other modules).
+pub fn score_of(m: &mut Metered<'_>, a: Address) -> Result<U256, ModuleError> {
+    storage::SCORE.get_in(m, crate::STAKING_ADDRESS, &a)
+}
+
 pub struct StakingModule;
 
 /// Typed access to the module's storage through the metered host.

@@ -35,6 +35,29 @@ pub struct Genesis {
     /// The computing sockets' rules ([`SocketParams::default`] if left out).
     #[serde(default)]
     pub sockets: SocketParams,
+    /// The market's rules ([`MarketParams::default`] if left out).
+    #[serde(default)]
+    pub market: MarketParams,
+}
+
+/// The computing market's rules, fixed at genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarketParams {
+    /// The most a provider's price may be, as a multiple of its market's last
+    /// clearing price.
+    pub max_price_multiple: u64,
+    /// A provider's bond on a buyer's order, in basis points of the bid's value.
+    pub bond_bps: u64,
+}
+
+impl Default for MarketParams {
+    fn default() -> Self {
+        MarketParams {
+            max_price_multiple: 10,
+            bond_bps: 1_000,
+        }
+    }
 }
 
 /// The computing sockets' rules, fixed at genesis.
@@ -212,6 +235,7 @@ impl Genesis {
             staking: StakingParams::default(),
             poc: PocTask::default(),
             sockets: SocketParams::default(),
+            market: MarketParams::default(),
             alloc: accounts
                 .iter()
                 .map(|a| {
@@ -246,6 +270,12 @@ impl Genesis {
                 "sockets.settleWindowSecs",
                 "must be at least 1 second",
             ));
+        }
+        if self.market.max_price_multiple == 0 {
+            return Err(invalid("market.maxPriceMultiple", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.market.bond_bps) {
+            return Err(invalid("market.bondBps", "must be 1 to 10000"));
         }
         if self.gas_limit < 1_000_000 {
             return Err(invalid(

@@ -136,6 +136,9 @@ sol! {
         function offer(bytes32 node, string app, bytes32 appHash, uint8 unit, uint256 pricePerUnit, uint64 minUnits, uint64 maxUnits, uint64 validFor, uint64 capacity, uint64 expires, uint256 renewalPricePerSecond) external returns (uint256 offerId);
         function withdrawOffer(uint256 offerId) external;
         function buy(uint256 offerId, uint64 units) external payable returns (uint256 tokenId);
+        /// The Market module's only: a socket for `to` with `units` credits whose
+        /// escrow the Market has just paid in (the spot market's and leases' sockets).
+        function issue(address to, bytes32 node, string app, uint8 unit, uint64 units, uint256 pricePerUnit, uint64 validFor) external returns (uint256 tokenId);
         function listRental(uint256 tokenId, uint256 pricePerSecond, uint64 maxSeconds) external;
         function rent(uint256 tokenId, uint64 duration) external payable;
         function releaseRent(uint256 tokenId) external returns (uint256 released);

@@ -42,7 +42,7 @@ pub struct Terms {
 }
 
 /// Checks that `caller` owns `node` and the node serves `app`.
-fn provider_check(
+pub(crate) fn provider_check(
     m: &mut Metered<'_>,
     caller: Address,
     node: B256,
@@ -120,6 +120,49 @@ pub fn mint(
         },
     );
     Ok(id)
+}
+
+/// The Market module issues a socket with `units` credits at `pricePerUnit`, having
+/// paid this module their escrow first (so every credit stays backed); the node must
+/// still be registered for the app.
+pub fn issue(
+    m: &mut Metered<'_>,
+    caller: Address,
+    c: &ISockets::issueCall,
+    now: u64,
+) -> Result<U256, ModuleError> {
+    if caller != crate::MARKET_ADDRESS {
+        return Err(revert("only the Market module issues sockets"));
+    }
+    if c.units == 0 || c.pricePerUnit.is_zero() {
+        return Err(revert("an issued socket has credits and a price"));
+    }
+    if RegistryModule::price(m, c.node, &c.app)?.is_none() {
+        return Err(revert(format!(
+            "node {} is not registered or does not serve {}",
+            c.node, c.app
+        )));
+    }
+    let terms = Terms {
+        node: c.node,
+        app: c.app.clone(),
+        app_hash: B256::ZERO,
+        unit: Unit::from_u8(c.unit)?,
+        price: c.pricePerUnit,
+        expires: now.saturating_add(valid_for(c.validFor)?),
+        renewal: U256::ZERO,
+    };
+    let token = mint(m, c.to, &terms, c.units)?;
+    emit(
+        m,
+        ISockets::Funded {
+            tokenId: token,
+            payer: c.to,
+            units: c.units,
+            amount: cost(c.units, c.pricePerUnit)?,
+        },
+    );
+    Ok(token)
 }
 
 /// A provider mints a socket for its own node: no credits until someone funds them.

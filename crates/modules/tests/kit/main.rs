@@ -246,23 +246,27 @@ fn end_of_block_hooks_run_in_table_order_and_epoch_hooks_at_an_epochs_last_block
             .map(|(_, name, _)| name)
             .collect()
     };
-    // Staking's onBlock, then the toy's count, every block; the toy's reset only at
-    // the last block of an epoch (10, 20, ...), after every end-of-block call.
-    assert_eq!(names(9), vec!["Staking", "Counter"]);
-    assert_eq!(names(10), vec!["Staking", "Counter", "Counter"]);
-    assert_eq!(names(11), vec!["Staking", "Counter"]);
+    // Staking's onBlock, the Market's clearing, then the toy's count, every block; the
+    // toy's reset only at the last block of an epoch (10, 20, ...), after every
+    // end-of-block call.
+    assert_eq!(names(9), vec!["Staking", "Market", "Counter"]);
+    assert_eq!(names(10), vec!["Staking", "Market", "Counter", "Counter"]);
+    assert_eq!(names(11), vec!["Staking", "Market", "Counter"]);
     assert_eq!(end(20).ends_epoch(), Some(emc_types::Epoch(1)));
     assert_eq!(end(0).ends_epoch(), None, "genesis ends no epoch");
     let calls = kit::end_of_block_calls(&table, &end(10));
     let (addr, _, reset) = calls.last().expect("the epoch hook");
     assert_eq!(*addr, COUNTER_ADDRESS);
     assert_eq!(reset[..4], ICounter::resetCall::SELECTOR);
-    // The chain's own table: staking's hook alone, and no epoch hook yet.
+    // The chain's own table: staking's hook and the market's, and no epoch hook yet.
     let own: Vec<_> = kit::end_of_block_calls(MODULES, &end(10))
         .into_iter()
         .map(|(a, _, _)| a)
         .collect();
-    assert_eq!(own, vec![emc_modules::STAKING_ADDRESS]);
+    assert_eq!(
+        own,
+        vec![emc_modules::STAKING_ADDRESS, emc_modules::MARKET_ADDRESS]
+    );
     // The hook is the chain's only: anyone else calling reset is refused.
     let mut host = Host::default();
     let e = call(

@@ -1,0 +1,147 @@
+//! The `Market` system module: where compute is bought and sold, every trade on chain.
+//!
+//! * Standing offers (a provider's price list) are the Sockets module's `offer` and
+//!   `buy` (issue 14): one offer book, which the market's views read.
+//! * The spot market ([`spot`]): for each app's standard unit, the bids and asks of
+//!   one block clear together at its end at one uniform price, in the module kit's
+//!   end-of-block hook that every validator runs ([`clearing`] is the rule, pure).
+//!   Neither the price nor any fill depends on the order of the block's
+//!   transactions. Matched buyers receive sockets for their units.
+//! * Price guards ([`guard`]): a provider's price above a genesis-set multiple of the
+//!   last clearing price is refused; no order pays above its limit.
+//!
+//! Invariant: the module holds exactly the deposits of this block's unfilled spot
+//! bids (none between blocks: the clearing pays every bid its change). Every socket it
+//! has the Sockets module issue is paid for first, so every credit stays backed.
+
+mod abi;
+pub mod clearing;
+pub mod guard;
+pub mod orders;
+pub mod spot;
+mod storage;
+#[cfg(test)]
+mod tests;
+
+pub use abi::IMarket;
+
+use crate::{Metered, ModuleCall, ModuleError, MARKET_ADDRESS, SYSTEM_CALLER};
+use alloy_primitives::{Address, Bytes, U256};
+use alloy_sol_types::{SolCall, SolInterface, SolValue};
+
+/// A revert in this module's name (the kit's `"<Module>: <why>"`).
+fn revert(why: impl std::fmt::Display) -> ModuleError {
+    crate::kit::abi::revert("Market", why)
+}
+
+pub struct MarketModule;
+
+impl crate::kit::SystemModule for MarketModule {
+    fn address(&self) -> Address {
+        MARKET_ADDRESS
+    }
+
+    fn name(&self) -> &'static str {
+        "Market"
+    }
+
+    fn genesis(&self, g: &emc_types::Genesis) -> crate::kit::ModuleGenesis {
+        crate::kit::ModuleGenesis {
+            storage: [
+                (
+                    storage::PRICE_MULTIPLE.slot(),
+                    U256::from(g.market.max_price_multiple),
+                ),
+                (storage::BOND_BPS.slot(), U256::from(g.market.bond_bps)),
+            ]
+            .into(),
+            balance: None,
+        }
+    }
+
+    fn call(&self, m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
+        use IMarket::IMarketCalls as C;
+        let c =
+            C::abi_decode(call.input).map_err(|_| revert("unknown function or bad arguments"))?;
+        if !matches!(c, C::spotBid(_) | C::placeOrder(_) | C::bid(_)) && !call.value.is_zero() {
+            return Err(revert("this call takes no value"));
+        }
+        let view = matches!(
+            c,
+            C::marketOf(_)
+                | C::quote(_)
+                | C::markets(_)
+                | C::spotOrder(_)
+                | C::spotOrderCount(_)
+                | C::failureMessage(_)
+                | C::orderInfo(_)
+                | C::bidInfo(_)
+                | C::orderCount(_)
+        );
+        if call.is_static && !view {
+            return Err(revert("state change in a static call"));
+        }
+        serve(m, call, c)
+    }
+
+    fn end_block(&self, _end: &crate::kit::BlockEnd) -> Option<Bytes> {
+        Some(IMarket::clearBlockCall {}.abi_encode().into())
+    }
+}
+
+fn word<T: SolValue>(v: T) -> Bytes {
+    v.abi_encode().into()
+}
+
+fn serve(
+    m: &mut Metered<'_>,
+    call: &ModuleCall<'_>,
+    c: IMarket::IMarketCalls,
+) -> Result<Bytes, ModuleError> {
+    use IMarket::IMarketCalls as C;
+    let (who, now) = (call.caller, m.host().timestamp());
+    let none = Bytes::new;
+    Ok(match c {
+        C::spotBid(b) => word(spot::bid(m, who, &b, call.value)?),
+        C::spotAsk(a) => word(spot::ask(m, who, &a)?),
+        C::clearBlock(_) => {
+            if who != SYSTEM_CALLER {
+                return Err(revert("only the chain clears the block"));
+            }
+            spot::clear_block(m)?;
+            orders::award_due(m, now)?;
+            none()
+        }
+        C::placeOrder(o) => word(orders::place(m, who, &o, call.value, now)?),
+        C::bid(b) => word(orders::bid(m, who, &b, call.value, now)?),
+        C::accept(a) => {
+            orders::accept(m, who, a.orderId, now)?;
+            none()
+        }
+        C::close(c) => {
+            orders::close(m, c.orderId, now)?;
+            none()
+        }
+        C::reportFailure(r) => {
+            orders::report_failure(m, r.bidId, &r.reports, now)?;
+            none()
+        }
+        C::releaseBond(r) => {
+            orders::release_bond(m, r.bidId, now)?;
+            none()
+        }
+        C::failureMessage(f) => word(orders::failure_message(m.host().chain_id(), &f.report)),
+        C::orderInfo(o) => {
+            IMarket::orderInfoCall::abi_encode_returns(&orders::info(m, o.orderId)?).into()
+        }
+        C::bidInfo(b) => IMarket::bidInfoCall::abi_encode_returns(&orders::bid_info(m, b.bidId)?).into(),
+        C::orderCount(_) => word(U256::from(storage::ORDERS_MADE.get(m)?)),
+        C::marketOf(k) => word(spot::market_of(&k.app, k.unit)),
+        C::quote(q) => IMarket::quoteCall::abi_encode_returns(&spot::quote(m, q.market)?).into(),
+        C::markets(_) => word(storage::MARKET_LIST.all(m, spot::MAX_MARKETS)?),
+        C::spotOrder(o) => {
+            IMarket::spotOrderCall::abi_encode_returns(&spot::order_info(m, o.orderId)?).into()
+        }
+        C::spotOrderCount(_) => word(U256::from(storage::SPOT_MADE.get(m)?)),
+    })
+}

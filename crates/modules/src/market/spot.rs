@@ -1,0 +1,391 @@
+//! The spot market: bids and asks for one app's standard unit, collected through a
+//! block and cleared together at its end at one price ([`super::clearing`]).
+//!
+//! * A bid deposits `units × limitPerUnit`; at the clearing it pays the uniform price
+//!   for what it got, as the credits' escrow of a new socket per provider that serves
+//!   it (minted by the Sockets module, so credits are released to the provider only as
+//!   calls settle, as for any socket), and the rest of its deposit comes back.
+//! * An ask is a provider's promise to serve: its node must be the caller's and serve
+//!   the app. It holds nothing; an unfilled ask ends with its block.
+//! * Each order's clearing key is `keccak256(owner, height, n)`, `n` counting the
+//!   owner's spot orders in the block: the owner fixes it (its own transactions keep
+//!   their nonce order), the proposer cannot, so no reordering of a block changes the
+//!   price or any fill.
+//! * The clearing runs in the end-of-block call, which must not fail (a failure fails
+//!   the block): an ask whose node no longer serves the app under the same owner is
+//!   dropped before the auction, so every socket it asks for can be issued.
+//! * The book holds at most [`MAX_BOOK`] orders a block, and each order prepays the
+//!   clearing's work for it in gas at submission ([`GAS_CLEAR_BID`],
+//!   [`GAS_CLEAR_ASK`]), since the end-of-block call itself is unmetered.
+
+use super::clearing::{self, Order};
+use super::storage::{market as mk, seq, spot as f, unseq, BOOK, MARKETS, MARKET_LIST, SEQ, SPOT, SPOT_MADE};
+use super::{revert, IMarket};
+use crate::kit::abi::emit;
+use crate::registry::RegistryModule;
+use crate::sockets::{economy, ISockets, Unit};
+use crate::{Metered, ModuleError, SOCKETS_ADDRESS};
+use alloy_primitives::{keccak256, Address, B256, U256};
+use alloy_sol_types::{SolCall, SolValue};
+use std::collections::BTreeMap;
+
+/// Most spot orders one block's book takes, all markets together.
+pub const MAX_BOOK: u64 = 1_000;
+/// Most markets ever listed (each has had an order).
+pub const MAX_MARKETS: u64 = 4_096;
+/// Most units one spot order names.
+pub const MAX_UNITS: u64 = 1_000_000_000;
+/// How long a socket bought on the spot market is valid: thirty days.
+pub const SPOT_VALID_FOR: u64 = 30 * 24 * 3_600;
+/// Gas a bid prepays for its part of the clearing: minting a socket for it (one per
+/// provider that serves it, typically one) and returning its change.
+pub const GAS_CLEAR_BID: u64 = 250_000;
+/// Gas an ask prepays for its part of the clearing: reading it and recording its fill.
+pub const GAS_CLEAR_ASK: u64 = 30_000;
+
+/// The market of `app`'s `unit`: `keccak256(abi.encode(app, unit))`.
+pub fn market_of(app: &str, unit: u8) -> B256 {
+    keccak256((app.to_string(), U256::from(unit)).abi_encode_params())
+}
+
+/// Records the market on its first order.
+fn touch_market(m: &mut Metered<'_>, key: B256, app: &str, unit: u8) -> Result<(), ModuleError> {
+    let known: String = MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?;
+    if known.is_empty() {
+        MARKET_LIST
+            .push(m, &key, MAX_MARKETS)
+            .map_err(|_| revert(format!("the market lists {MAX_MARKETS} markets already")))?;
+        MARKETS.set_str(m, &key, mk::APP, app)?;
+        MARKETS.set(m, &key, mk::UNIT, &(unit as u64))?;
+    }
+    Ok(())
+}
+
+fn check_order(app: &str, unit: u8, units: u64, limit: U256) -> Result<(), ModuleError> {
+    if app.is_empty() || app.len() > economy::MAX_APP {
+        return Err(revert(format!("an app name is 1 to {} bytes", economy::MAX_APP)));
+    }
+    Unit::from_u8(unit).map_err(|_| revert(format!("unit {unit} is none of 0 to 3")))?;
+    if units == 0 || units > MAX_UNITS {
+        return Err(revert(format!("a spot order is 1 to {MAX_UNITS} units")));
+    }
+    if limit.is_zero() {
+        return Err(revert("a spot order has a limit price per unit"));
+    }
+    Ok(())
+}
+
+/// Enters an order in this block's book: its id.
+fn enter(
+    m: &mut Metered<'_>,
+    owner: Address,
+    ask: bool,
+    key: B256,
+    node: B256,
+    units: u64,
+    limit: U256,
+) -> Result<U256, ModuleError> {
+    let height = m.host().height();
+    m.charge(if ask { GAS_CLEAR_ASK } else { GAS_CLEAR_BID })?;
+    let id = U256::from(SPOT_MADE.get(m)? + 1);
+    BOOK.push(m, &id, MAX_BOOK).map_err(|_| {
+        revert(format!(
+            "this block's spot book is full ({MAX_BOOK} orders): submit in the next block"
+        ))
+    })?;
+    SPOT_MADE.set(m, &id.saturating_to())?;
+    let (h, n) = unseq(SEQ.get(m, &owner)?);
+    let n = if h == height { n } else { 0 };
+    SEQ.set(m, &owner, &seq(height, n + 1))?;
+    let clearing_key = keccak256((owner, height, n).abi_encode_params());
+    SPOT.set(m, &id, f::OWNER, &owner)?;
+    SPOT.set(m, &id, f::SIDE, &(1 + ask as u64))?;
+    SPOT.set(m, &id, f::MARKET, &key)?;
+    if ask {
+        SPOT.set(m, &id, f::NODE, &node)?;
+    }
+    SPOT.set(m, &id, f::UNITS, &units)?;
+    SPOT.set(m, &id, f::LIMIT, &limit)?;
+    SPOT.set(m, &id, f::KEY, &clearing_key)?;
+    SPOT.set(m, &id, f::HEIGHT, &height)?;
+    Ok(id)
+}
+
+pub fn bid(
+    m: &mut Metered<'_>,
+    buyer: Address,
+    c: &IMarket::spotBidCall,
+    value: U256,
+) -> Result<U256, ModuleError> {
+    check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
+    let deposit = c
+        .limitPerUnit
+        .checked_mul(U256::from(c.units))
+        .ok_or_else(|| revert("the deposit overflows"))?;
+    if value != deposit {
+        return Err(revert(format!(
+            "send exactly {deposit} wei ({} units at {} wei), not {value}",
+            c.units, c.limitPerUnit
+        )));
+    }
+    let key = market_of(&c.app, c.unit);
+    touch_market(m, key, &c.app, c.unit)?;
+    let id = enter(m, buyer, false, key, B256::ZERO, c.units, c.limitPerUnit)?;
+    emit(
+        m,
+        IMarket::SpotBid {
+            orderId: id,
+            market: key,
+            buyer,
+            units: c.units,
+            limitPerUnit: c.limitPerUnit,
+        },
+    );
+    Ok(id)
+}
+
+pub fn ask(
+    m: &mut Metered<'_>,
+    provider: Address,
+    c: &IMarket::spotAskCall,
+) -> Result<U256, ModuleError> {
+    check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
+    economy::provider_check(m, provider, c.node, &c.app)
+        .map_err(|e| revert(e.to_string().trim_start_matches("revert: Sockets: ")))?;
+    let key = market_of(&c.app, c.unit);
+    guard_provider(m, &c.app, c.unit, c.limitPerUnit)?;
+    touch_market(m, key, &c.app, c.unit)?;
+    let id = enter(m, provider, true, key, c.node, c.units, c.limitPerUnit)?;
+    emit(
+        m,
+        IMarket::SpotAsk {
+            orderId: id,
+            market: key,
+            node: c.node,
+            provider,
+            units: c.units,
+            limitPerUnit: c.limitPerUnit,
+        },
+    );
+    Ok(id)
+}
+
+/// One order of the book, as the clearing and its payments need it.
+struct Entry {
+    id: U256,
+    owner: Address,
+    node: B256,
+    order: Order,
+}
+
+fn load(m: &mut Metered<'_>, id: U256) -> Result<(bool, B256, Entry), ModuleError> {
+    let side: u64 = SPOT.get(m, &id, f::SIDE)?;
+    let e = Entry {
+        id,
+        owner: SPOT.get(m, &id, f::OWNER)?,
+        node: if side == 2 { SPOT.get(m, &id, f::NODE)? } else { B256::ZERO },
+        order: Order {
+            key: SPOT.get(m, &id, f::KEY)?,
+            units: SPOT.get(m, &id, f::UNITS)?,
+            limit: SPOT.get(m, &id, f::LIMIT)?,
+        },
+    };
+    Ok((side == 2, SPOT.get(m, &id, f::MARKET)?, e))
+}
+
+/// The end of a block: clears every market with orders, in the order of their keys,
+/// and empties the book.
+pub fn clear_block(m: &mut Metered<'_>) -> Result<(), ModuleError> {
+    let ids = BOOK.all(m, MAX_BOOK)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut books: BTreeMap<B256, (Vec<Entry>, Vec<Entry>)> = BTreeMap::new();
+    let mut apps: BTreeMap<B256, String> = BTreeMap::new();
+    for id in ids {
+        let (ask, key, e) = load(m, id)?;
+        if ask {
+            // An ask whose node left the registry, dropped the app or changed hands
+            // since it was made cannot be served: it leaves the book (and the
+            // clearing, which may not fail, never asks the Sockets module for it).
+            if !apps.contains_key(&key) {
+                let app = MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?;
+                apps.insert(key, app);
+            }
+            match RegistryModule::price(m, e.node, &apps[&key])? {
+                Some((owner, _)) if owner == e.owner => {}
+                _ => continue,
+            }
+        }
+        let book = books.entry(key).or_default();
+        if ask { &mut book.1 } else { &mut book.0 }.push(e);
+    }
+    for (key, (bids, asks)) in books {
+        clear_market(m, key, &bids, &asks)?;
+    }
+    m.sstore(BOOK.len_slot(), U256::ZERO)
+}
+
+fn clear_market(
+    m: &mut Metered<'_>,
+    key: B256,
+    bids: &[Entry],
+    asks: &[Entry],
+) -> Result<(), ModuleError> {
+    let height = m.host().height();
+    let b: Vec<Order> = bids.iter().map(|e| e.order).collect();
+    let a: Vec<Order> = asks.iter().map(|e| e.order).collect();
+    let cleared = clearing::clear(&b, &a);
+    let app: String = MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?;
+    let unit: u64 = MARKETS.get(m, &key, mk::UNIT)?;
+    let mut paid = vec![U256::ZERO; bids.len()];
+    let mut filled_bid = vec![0u64; bids.len()];
+    let mut filled_ask = vec![0u64; asks.len()];
+    if let Some(c) = &cleared {
+        for fill in &c.fills {
+            let (bid, ask) = (&bids[fill.bid], &asks[fill.ask]);
+            let amount = c.price * U256::from(fill.units);
+            let token = issue(m, bid.owner, ask.node, &app, unit as u8, fill.units, c.price, amount)?;
+            paid[fill.bid] += amount;
+            filled_bid[fill.bid] += fill.units;
+            filled_ask[fill.ask] += fill.units;
+            emit(
+                m,
+                IMarket::SpotFilled {
+                    market: key,
+                    bidId: bid.id,
+                    askId: ask.id,
+                    buyer: bid.owner,
+                    node: ask.node,
+                    units: fill.units,
+                    price: c.price,
+                    tokenId: token,
+                },
+            );
+        }
+        MARKETS.set(m, &key, mk::PRICE, &c.price)?;
+        MARKETS.set(m, &key, mk::HEIGHT, &height)?;
+        MARKETS.set(m, &key, mk::VOLUME, &c.volume)?;
+        let total: u64 = MARKETS.get(m, &key, mk::TOTAL)?;
+        MARKETS.set(m, &key, mk::TOTAL, &total.saturating_add(c.volume))?;
+        emit(
+            m,
+            IMarket::Cleared {
+                market: key,
+                height,
+                app: app.clone(),
+                unit: unit as u8,
+                price: c.price,
+                volume: c.volume,
+            },
+        );
+    }
+    for (i, bid) in bids.iter().enumerate() {
+        let deposit = bid.order.limit * U256::from(bid.order.units);
+        let change = deposit - paid[i];
+        if filled_bid[i] > 0 {
+            SPOT.set(m, &bid.id, f::FILLED, &filled_bid[i])?;
+        }
+        if !change.is_zero() {
+            m.pay(bid.owner, change)?;
+            emit(
+                m,
+                IMarket::SpotRefunded {
+                    orderId: bid.id,
+                    to: bid.owner,
+                    amount: change,
+                },
+            );
+        }
+    }
+    for (i, ask) in asks.iter().enumerate() {
+        if filled_ask[i] > 0 {
+            SPOT.set(m, &ask.id, f::FILLED, &filled_ask[i])?;
+        }
+    }
+    Ok(())
+}
+
+/// A provider's price guard in `app`'s `unit` market ([`super::guard`]).
+pub fn guard_provider(m: &mut Metered<'_>, app: &str, unit: u8, price: U256) -> Result<(), ModuleError> {
+    super::guard::provider_price(m, market_of(app, unit), price)
+}
+
+/// [`issue_for`] with the spot market's validity.
+#[allow(clippy::too_many_arguments)]
+pub fn issue(
+    m: &mut Metered<'_>,
+    to: Address,
+    node: B256,
+    app: &str,
+    unit: u8,
+    units: u64,
+    price: U256,
+    amount: U256,
+) -> Result<U256, ModuleError> {
+    issue_for(m, to, node, app, unit, units, price, amount, SPOT_VALID_FOR)
+}
+
+/// Has the Sockets module mint `to` a socket on `node` with `units` credits at
+/// `price`, valid for `valid_for` seconds, paying it the escrow `amount` first: the
+/// new token's id.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_for(
+    m: &mut Metered<'_>,
+    to: Address,
+    node: B256,
+    app: &str,
+    unit: u8,
+    units: u64,
+    price: U256,
+    amount: U256,
+    valid_for: u64,
+) -> Result<U256, ModuleError> {
+    m.pay(SOCKETS_ADDRESS, amount)?;
+    let call = ISockets::issueCall {
+        to,
+        node,
+        app: app.to_string(),
+        unit,
+        units,
+        pricePerUnit: price,
+        validFor: valid_for,
+    };
+    let out = m.call_module(SOCKETS_ADDRESS, &call.abi_encode())?;
+    U256::abi_decode(&out).map_err(|_| revert("the Sockets module answered no token id"))
+}
+
+/// `spotOrder(id)`.
+pub fn order_info(m: &mut Metered<'_>, id: U256) -> Result<IMarket::SpotOrder, ModuleError> {
+    let owner: Address = SPOT.get(m, &id, f::OWNER)?;
+    if owner.is_zero() {
+        return Err(revert(format!("no spot order {id}")));
+    }
+    let side: u64 = SPOT.get(m, &id, f::SIDE)?;
+    Ok(IMarket::SpotOrder {
+        owner,
+        ask: side == 2,
+        market: SPOT.get(m, &id, f::MARKET)?,
+        node: SPOT.get(m, &id, f::NODE)?,
+        units: SPOT.get(m, &id, f::UNITS)?,
+        limitPerUnit: SPOT.get(m, &id, f::LIMIT)?,
+        height: SPOT.get(m, &id, f::HEIGHT)?,
+        filled: SPOT.get(m, &id, f::FILLED)?,
+    })
+}
+
+/// `quote(market)`.
+pub fn quote(m: &mut Metered<'_>, key: B256) -> Result<IMarket::Quote, ModuleError> {
+    let app: String = MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?;
+    if app.is_empty() {
+        return Err(revert(format!("no market {key}")));
+    }
+    Ok(IMarket::Quote {
+        app,
+        unit: MARKETS.get::<u64>(m, &key, mk::UNIT)? as u8,
+        price: MARKETS.get(m, &key, mk::PRICE)?,
+        height: MARKETS.get(m, &key, mk::HEIGHT)?,
+        volume: MARKETS.get(m, &key, mk::VOLUME)?,
+        totalVolume: MARKETS.get(m, &key, mk::TOTAL)?,
+    })
+}
