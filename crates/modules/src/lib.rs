@@ -30,9 +30,9 @@
 
 pub mod chain;
 pub mod kit;
+pub mod market;
 pub mod poc;
 pub mod registry;
-pub mod market;
 pub mod sockets;
 pub mod staking;
 pub mod tasks;

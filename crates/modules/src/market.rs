@@ -18,6 +18,7 @@ mod abi;
 pub mod clearing;
 pub mod guard;
 pub mod orders;
+pub mod resale;
 pub mod spot;
 mod storage;
 #[cfg(test)]
@@ -53,6 +54,7 @@ impl crate::kit::SystemModule for MarketModule {
                     U256::from(g.market.max_price_multiple),
                 ),
                 (storage::BOND_BPS.slot(), U256::from(g.market.bond_bps)),
+                (storage::FEE_BPS.slot(), U256::from(g.market.fee_bps)),
             ]
             .into(),
             balance: None,
@@ -63,7 +65,11 @@ impl crate::kit::SystemModule for MarketModule {
         use IMarket::IMarketCalls as C;
         let c =
             C::abi_decode(call.input).map_err(|_| revert("unknown function or bad arguments"))?;
-        if !matches!(c, C::spotBid(_) | C::placeOrder(_) | C::bid(_)) && !call.value.is_zero() {
+        let payable = matches!(
+            c,
+            C::spotBid(_) | C::placeOrder(_) | C::bid(_) | C::buyListing(_) | C::bidAuction(_)
+        );
+        if !payable && !call.value.is_zero() {
             return Err(revert("this call takes no value"));
         }
         let view = matches!(
@@ -77,6 +83,8 @@ impl crate::kit::SystemModule for MarketModule {
                 | C::orderInfo(_)
                 | C::bidInfo(_)
                 | C::orderCount(_)
+                | C::listingInfo(_)
+                | C::listingCount(_)
         );
         if call.is_static && !view {
             return Err(revert("state change in a static call"));
@@ -134,8 +142,42 @@ fn serve(
         C::orderInfo(o) => {
             IMarket::orderInfoCall::abi_encode_returns(&orders::info(m, o.orderId)?).into()
         }
-        C::bidInfo(b) => IMarket::bidInfoCall::abi_encode_returns(&orders::bid_info(m, b.bidId)?).into(),
+        C::bidInfo(b) => {
+            IMarket::bidInfoCall::abi_encode_returns(&orders::bid_info(m, b.bidId)?).into()
+        }
         C::orderCount(_) => word(U256::from(storage::ORDERS_MADE.get(m)?)),
+        C::list(x) => word(resale::list(
+            m, who, x.tokenId, x.price, x.ends, false, now,
+        )?),
+        C::auction(x) => word(resale::list(
+            m,
+            who,
+            x.tokenId,
+            x.reservePrice,
+            x.ends,
+            true,
+            now,
+        )?),
+        C::buyListing(x) => {
+            resale::buy(m, who, x.listingId, call.value, now)?;
+            none()
+        }
+        C::bidAuction(x) => {
+            resale::bid(m, who, x.listingId, call.value, now)?;
+            none()
+        }
+        C::settleAuction(x) => {
+            resale::settle(m, x.listingId, now)?;
+            none()
+        }
+        C::cancelListing(x) => {
+            resale::cancel(m, who, x.listingId)?;
+            none()
+        }
+        C::listingInfo(x) => {
+            IMarket::listingInfoCall::abi_encode_returns(&resale::info(m, x.listingId)?).into()
+        }
+        C::listingCount(_) => word(U256::from(storage::LISTINGS_MADE.get(m)?)),
         C::marketOf(k) => word(spot::market_of(&k.app, k.unit)),
         C::quote(q) => IMarket::quoteCall::abi_encode_returns(&spot::quote(m, q.market)?).into(),
         C::markets(_) => word(storage::MARKET_LIST.all(m, spot::MAX_MARKETS)?),

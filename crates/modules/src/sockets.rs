@@ -73,15 +73,20 @@ impl Unit {
     }
 }
 
-/// ERC-165 interface ids: ERC-165, ERC-721, Metadata, Enumerable, ERC-4907, ERC-5643.
-pub const INTERFACES: [[u8; 4]; 6] = [
+/// ERC-165 interface ids: ERC-165, ERC-721, Metadata, Enumerable, ERC-4907, ERC-5643,
+/// ERC-2981.
+pub const INTERFACES: [[u8; 4]; 7] = [
     [0x01, 0xff, 0xc9, 0xa7],
     [0x80, 0xac, 0x58, 0xcd],
     [0x5b, 0x5e, 0x13, 0x9f],
     [0x78, 0x0e, 0x9d, 0x63],
     [0xad, 0x09, 0x2b, 0x5c],
     [0x8c, 0x65, 0xf8, 0x4d],
+    [0x2a, 0x55, 0x20, 0x5a],
 ];
+
+/// The highest royalty a provider may set: 10%.
+pub const MAX_ROYALTY_BPS: u16 = 1_000;
 
 /// Most sockets `emc_sockets` lists for one owner.
 pub const MAX_LISTED: u64 = 1_024;
@@ -157,6 +162,7 @@ fn is_view(c: &ISockets::ISocketsCalls) -> bool {
             | C::check(_)
             | C::isSettled(_)
             | C::spent(_)
+            | C::royaltyInfo(_)
     )
 }
 
@@ -221,6 +227,10 @@ fn serve(
         }
         C::buy(b) => word(economy::buy(m, who, b.offerId, b.units, value, now)?),
         C::issue(i) => word(economy::issue(m, who, &i, now)?),
+        C::setRoyalty(r) => {
+            economy::set_royalty(m, who, r.node, r.bps)?;
+            none()
+        }
         C::renewSubscription(r) => {
             economy::renew(m, r.tokenId, r.duration, value, now)?;
             none()
@@ -248,6 +258,14 @@ fn view(m: &mut Metered<'_>, c: ISockets::ISocketsCalls, now: u64) -> Result<Byt
         C::getApproved(g) => word(erc721::approved(m, g.tokenId)?),
         C::isApprovedForAll(a) => word(OPERATORS.get(m, &a.owner, &a.operator)?),
         C::supportsInterface(s) => word(INTERFACES.contains(&s.interfaceId.0)),
+        C::royaltyInfo(r) => {
+            let (receiver, amount) = economy::royalty(m, r.tokenId, r.salePrice)?;
+            ISockets::royaltyInfoCall::abi_encode_returns(&ISockets::royaltyInfoReturn {
+                receiver,
+                royaltyAmount: amount,
+            })
+            .into()
+        }
         C::name(_) => word("EMC computing sockets".to_string()),
         C::symbol(_) => word("SOCKET".to_string()),
         C::tokenURI(t) => word(uri::token_uri(m, t.tokenId, now)?),

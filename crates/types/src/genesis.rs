@@ -49,6 +49,8 @@ pub struct MarketParams {
     pub max_price_multiple: u64,
     /// A provider's bond on a buyer's order, in basis points of the bid's value.
     pub bond_bps: u64,
+    /// The fee on resales, in basis points of the price; it is burnt.
+    pub fee_bps: u64,
 }
 
 impl Default for MarketParams {
@@ -56,6 +58,7 @@ impl Default for MarketParams {
         MarketParams {
             max_price_multiple: 10,
             bond_bps: 1_000,
+            fee_bps: 100,
         }
     }
 }
@@ -273,6 +276,9 @@ impl Genesis {
         }
         if self.market.max_price_multiple == 0 {
             return Err(invalid("market.maxPriceMultiple", "must be at least 1"));
+        }
+        if !(1..=1_000).contains(&self.market.fee_bps) {
+            return Err(invalid("market.feeBps", "must be 1 to 1000 (10%)"));
         }
         if !(1..=10_000).contains(&self.market.bond_bps) {
             return Err(invalid("market.bondBps", "must be 1 to 10000"));

@@ -80,6 +80,26 @@ sol! {
             bytes signature;
         }
 
+        /// A resale listing as `listingInfo(id)` reports it.
+        struct Listing {
+            address seller;
+            uint256 tokenId;
+            bool auction;
+            /// The fixed price, or the auction's reserve.
+            uint256 price;
+            uint64 ends;
+            /// 0 active, 1 sold, 2 cancelled, 3 void.
+            uint8 state;
+            address highBidder;
+            uint256 highBid;
+        }
+
+        event Listed(uint256 indexed listingId, uint256 indexed tokenId, address indexed seller, bool auction, uint256 price, uint64 ends);
+        event AuctionBid(uint256 indexed listingId, address indexed bidder, uint256 amount, uint64 ends);
+        /// A resale: the royalty to the provider and the fee (burnt) out of the price.
+        event Sold(uint256 indexed listingId, uint256 indexed tokenId, address indexed seller, address buyer, uint256 price, uint256 royalty, address royaltyTo, uint256 fee);
+        event ListingClosed(uint256 indexed listingId, string reason);
+
         event OrderPlaced(uint256 indexed orderId, address indexed buyer, string app, uint8 unit, uint64 units, uint256 maxPricePerUnit, uint64 deadline);
         event BidPlaced(uint256 indexed orderId, uint256 indexed bidId, bytes32 indexed node, address provider, uint256 pricePerUnit, uint256 bond);
         event Leased(uint256 indexed orderId, uint256 indexed bidId, uint256 indexed tokenId, bytes32 node, uint256 pricePerUnit, uint64 units);
@@ -118,6 +138,16 @@ sol! {
         function orderInfo(uint256 orderId) external view returns (Order);
         function bidInfo(uint256 bidId) external view returns (Bid);
         function orderCount() external view returns (uint256);
+        /// Lists a socket the caller holds (the Market approved for it) at `price`.
+        function list(uint256 tokenId, uint256 price, uint64 ends) external returns (uint256 listingId);
+        /// Lists it in an English auction with a reserve.
+        function auction(uint256 tokenId, uint256 reservePrice, uint64 ends) external returns (uint256 listingId);
+        function buyListing(uint256 listingId) external payable;
+        function bidAuction(uint256 listingId) external payable;
+        function settleAuction(uint256 listingId) external;
+        function cancelListing(uint256 listingId) external;
+        function listingInfo(uint256 listingId) external view returns (Listing);
+        function listingCount() external view returns (uint256);
         function marketOf(string app, uint8 unit) external pure returns (bytes32);
         function quote(bytes32 market) external view returns (Quote);
         function markets() external view returns (bytes32[]);

@@ -81,11 +81,7 @@ pub fn price(bids: &[Order], asks: &[Order]) -> Option<(U256, u64)> {
     if volume == 0 {
         return None;
     }
-    let least = scored
-        .iter()
-        .filter(|c| c.1 == volume)
-        .map(|c| c.2)
-        .min()?;
+    let least = scored.iter().filter(|c| c.1 == volume).map(|c| c.2).min()?;
     let best: Vec<U256> = scored
         .iter()
         .filter(|c| c.1 == volume && c.2 == least)
@@ -116,7 +112,9 @@ fn allocate(
             .take_while(|&i| orders[i].limit == limit)
             .collect();
         k += level.len();
-        let total = level.iter().fold(0u64, |s, &i| s.saturating_add(orders[i].units));
+        let total = level
+            .iter()
+            .fold(0u64, |s, &i| s.saturating_add(orders[i].units));
         if total <= left {
             for &i in &level {
                 filled[i] = orders[i].units;
@@ -147,8 +145,12 @@ fn allocate(
 /// Clears one market's block: the price, the volume and who serves whom.
 pub fn clear(bids: &[Order], asks: &[Order]) -> Option<Clearing> {
     let (price, volume) = price(bids, asks)?;
-    let buyers: Vec<usize> = (0..bids.len()).filter(|&i| bids[i].limit >= price).collect();
-    let sellers: Vec<usize> = (0..asks.len()).filter(|&i| asks[i].limit <= price).collect();
+    let buyers: Vec<usize> = (0..bids.len())
+        .filter(|&i| bids[i].limit >= price)
+        .collect();
+    let sellers: Vec<usize> = (0..asks.len())
+        .filter(|&i| asks[i].limit <= price)
+        .collect();
     let got = allocate(bids, &buyers, volume, |a, b| b.limit.cmp(&a.limit));
     let gave = allocate(asks, &sellers, volume, |a, b| a.limit.cmp(&b.limit));
     // Pair them in priority order: best bid with best ask, and so on.
@@ -217,10 +219,23 @@ mod tests {
         let c = clear(&bids, &asks).expect("crosses");
         assert_eq!((c.price, c.volume), (U256::from(10), 6));
         // The bid at 12 fills whole (5), the one at 10 gets the remaining 1.
-        let per_bid = |i| c.fills.iter().filter(|f| f.bid == i).map(|f| f.units).sum::<u64>();
+        let per_bid = |i| {
+            c.fills
+                .iter()
+                .filter(|f| f.bid == i)
+                .map(|f| f.units)
+                .sum::<u64>()
+        };
         assert_eq!((per_bid(0), per_bid(1), per_bid(2)), (5, 1, 0));
         // The best bid meets the cheapest ask first.
-        assert_eq!(c.fills[0], Fill { bid: 0, ask: 0, units: 4 });
+        assert_eq!(
+            c.fills[0],
+            Fill {
+                bid: 0,
+                ask: 0,
+                units: 4
+            }
+        );
     }
 
     #[test]
@@ -236,7 +251,13 @@ mod tests {
         let bids = [o(9, 3, 10), o(1, 1, 10)];
         let asks = [o(5, 2, 10)];
         let c = clear(&bids, &asks).expect("crosses");
-        let per_bid = |i| c.fills.iter().filter(|f| f.bid == i).map(|f| f.units).sum::<u64>();
+        let per_bid = |i| {
+            c.fills
+                .iter()
+                .filter(|f| f.bid == i)
+                .map(|f| f.units)
+                .sum::<u64>()
+        };
         assert_eq!((per_bid(0), per_bid(1)), (1, 1));
     }
 
@@ -248,7 +269,11 @@ mod tests {
                     .map(|(i, (u, l))| {
                         let mut key = [tag; 32];
                         key[31] = i as u8;
-                        Order { key: B256::from(key), units: u, limit: U256::from(l) }
+                        Order {
+                            key: B256::from(key),
+                            units: u,
+                            limit: U256::from(l),
+                        }
                     })
                     .collect::<Vec<_>>()
             })
@@ -256,8 +281,11 @@ mod tests {
         (side(1), side(2))
     }
 
+    /// The price and each (bid key, ask key, units) fill.
+    type Outcome = Option<(U256, Vec<(B256, B256, u64)>)>;
+
     /// Each order's fill, by key, and the price: what a permutation must not change.
-    fn outcome(bids: &[Order], asks: &[Order]) -> Option<(U256, Vec<(B256, B256, u64)>)> {
+    fn outcome(bids: &[Order], asks: &[Order]) -> Outcome {
         clear(bids, asks).map(|c| {
             let mut f: Vec<_> = c
                 .fills

@@ -3,8 +3,8 @@
 //! (Akash's absurdly overpriced bids), and an order never pays above its own limit
 //! (the clearing and the auctions check that where they pay).
 
-use super::storage::{market as mk, MARKETS, PRICE_MULTIPLE};
 use super::revert;
+use super::storage::{market as mk, MARKETS, PRICE_MULTIPLE};
 use crate::{Metered, ModuleError};
 use alloy_primitives::{B256, U256};
 

@@ -20,8 +20,8 @@
 //!   buyer. A buyer alone, or one router, cannot take an honest provider's bond.
 
 use super::storage::{
-    bid as b, node as nd, order as o, BIDS, BIDS_MADE, BOND_BPS, DUE, DUE_CURSOR, NODES,
-    ORDERS, ORDERS_MADE, ORDER_BIDS,
+    bid as b, node as nd, order as o, BIDS, BIDS_MADE, BOND_BPS, DUE, DUE_CURSOR, NODES, ORDERS,
+    ORDERS_MADE, ORDER_BIDS,
 };
 use super::{revert, spot, IMarket};
 use crate::kit::abi::emit;
@@ -66,7 +66,10 @@ pub fn place(
     now: u64,
 ) -> Result<U256, ModuleError> {
     if c.app.is_empty() || c.app.len() > economy::MAX_APP {
-        return Err(revert(format!("an app name is 1 to {} bytes", economy::MAX_APP)));
+        return Err(revert(format!(
+            "an app name is 1 to {} bytes",
+            economy::MAX_APP
+        )));
     }
     Unit::from_u8(c.unit).map_err(|_| revert(format!("unit {} is none of 0 to 3", c.unit)))?;
     if c.units == 0 || c.units > spot::MAX_UNITS || c.maxPricePerUnit.is_zero() {
@@ -82,7 +85,10 @@ pub fn place(
         )));
     }
     if c.validFor == 0 || c.validFor > economy::MAX_VALID_FOR {
-        return Err(revert(format!("a lease is 1 to {} seconds", economy::MAX_VALID_FOR)));
+        return Err(revert(format!(
+            "a lease is 1 to {} seconds",
+            economy::MAX_VALID_FOR
+        )));
     }
     if c.maxBids == 0 || c.maxBids > MAX_BIDS {
         return Err(revert(format!("an order takes 1 to {MAX_BIDS} bids")));
@@ -195,17 +201,25 @@ pub fn bid(
     let max_bids: u64 = ORDERS.get(m, &c.orderId, o::MAX_BIDS)?;
     let bids = ORDER_BIDS.all(m, &c.orderId, MAX_BIDS as u64)?;
     if bids.len() as u64 >= max_bids {
-        return Err(revert(format!("order {} takes at most {max_bids} bids", c.orderId)));
+        return Err(revert(format!(
+            "order {} takes at most {max_bids} bids",
+            c.orderId
+        )));
     }
     for other in &bids {
         if BIDS.get::<B256>(m, other, b::NODE)? == c.node {
-            return Err(revert(format!("node {} has bid on order {} already", c.node, c.orderId)));
+            return Err(revert(format!(
+                "node {} has bid on order {} already",
+                c.node, c.orderId
+            )));
         }
     }
     let worth = c.pricePerUnit * U256::from(order.units);
     let bond = (worth * U256::from(bond_bps(m)?) / U256::from(10_000)).max(U256::from(1));
     if value != bond {
-        return Err(revert(format!("send exactly the bond, {bond} wei, not {value}")));
+        return Err(revert(format!(
+            "send exactly the bond, {bond} wei, not {value}"
+        )));
     }
     let id = U256::from(BIDS_MADE.get(m)? + 1);
     BIDS_MADE.set(m, &id.saturating_to())?;
@@ -230,7 +244,13 @@ pub fn bid(
 }
 
 /// A bid as the award ranks it: lower is better.
-type Rank = (U256, std::cmp::Reverse<U256>, u64, std::cmp::Reverse<u64>, B256);
+type Rank = (
+    U256,
+    std::cmp::Reverse<U256>,
+    u64,
+    std::cmp::Reverse<u64>,
+    B256,
+);
 
 fn rank(m: &mut Metered<'_>, id: U256) -> Result<Rank, ModuleError> {
     let node: B256 = BIDS.get(m, &id, b::NODE)?;
@@ -267,7 +287,13 @@ pub fn award(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleError>
     let Some((bid, price, node)) = winner else {
         ORDERS.set(m, &id, o::STATE, &UNFILLED)?;
         m.pay(order.buyer, deposit)?;
-        emit(m, IMarket::OrderUnfilled { orderId: id, refunded: deposit });
+        emit(
+            m,
+            IMarket::OrderUnfilled {
+                orderId: id,
+                refunded: deposit,
+            },
+        );
         return Ok(());
     };
     let valid_for: u64 = ORDERS.get(m, &id, o::VALID_FOR)?;
@@ -313,7 +339,14 @@ fn refund_bond(m: &mut Metered<'_>, bid: U256, state: u64) -> Result<(), ModuleE
     let bond: U256 = BIDS.get(m, &bid, b::BOND)?;
     BIDS.set(m, &bid, b::STATE, &state)?;
     m.pay(provider, bond)?;
-    emit(m, IMarket::BondReleased { bidId: bid, to: provider, amount: bond });
+    emit(
+        m,
+        IMarket::BondReleased {
+            bidId: bid,
+            to: provider,
+            amount: bond,
+        },
+    );
     Ok(())
 }
 
@@ -333,7 +366,10 @@ pub fn accept(m: &mut Metered<'_>, caller: Address, id: U256, now: u64) -> Resul
 pub fn close(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleError> {
     let order = open_order(m, id)?;
     if now < order.deadline {
-        return Err(revert(format!("order {id} is open until {}", order.deadline)));
+        return Err(revert(format!(
+            "order {id} is open until {}",
+            order.deadline
+        )));
     }
     award(m, id, now)
 }
@@ -351,7 +387,8 @@ pub fn award_due(m: &mut Metered<'_>, now: u64) -> Result<(), ModuleError> {
         steps += 1;
         let n = DUE.len(m, &bucket)?;
         while i < n && awarded < MAX_AWARDS {
-            let id = U256::from_be_bytes(m.sload(DUE.element_slot(&bucket, i))?.to_be_bytes::<32>());
+            let id =
+                U256::from_be_bytes(m.sload(DUE.element_slot(&bucket, i))?.to_be_bytes::<32>());
             i += 1;
             if ORDERS.get::<u64>(m, &id, o::STATE)? == OPEN {
                 award(m, id, now)?;
@@ -403,13 +440,22 @@ pub fn report_failure(
         ORDERS.get(m, &order, o::LEASE_END)?,
     );
     if now > end.saturating_add(REPORT_WINDOW) {
-        return Err(revert(format!("bid {bid_id}'s lease ended at {end}: reports are closed")));
+        return Err(revert(format!(
+            "bid {bid_id}'s lease ended at {end}: reports are closed"
+        )));
     }
     let chain_id = m.host().chain_id();
     let mut routers: Vec<Address> = Vec::new();
     for r in reports {
-        if r.bidId != bid_id || r.node != node || r.at < start || r.at > end || !(1..=2).contains(&r.kind) {
-            return Err(revert("a report names another lease, node, kind or a time outside the lease"));
+        if r.bidId != bid_id
+            || r.node != node
+            || r.at < start
+            || r.at > end
+            || !(1..=2).contains(&r.kind)
+        {
+            return Err(revert(
+                "a report names another lease, node, kind or a time outside the lease",
+            ));
         }
         m.charge_signature()?;
         let digest = failure_message(chain_id, r);

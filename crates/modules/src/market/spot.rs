@@ -15,11 +15,14 @@
 //!   the block): an ask whose node no longer serves the app under the same owner is
 //!   dropped before the auction, so every socket it asks for can be issued.
 //! * The book holds at most [`MAX_BOOK`] orders a block, and each order prepays the
-//!   clearing's work for it in gas at submission ([`GAS_CLEAR_BID`],
-//!   [`GAS_CLEAR_ASK`]), since the end-of-block call itself is unmetered.
+//!   clearing's work for it in gas at submission ([`GAS_CLEAR_FILL`]), since the
+//!   end-of-block call itself is unmetered.
 
 use super::clearing::{self, Order};
-use super::storage::{market as mk, seq, spot as f, unseq, BOOK, MARKETS, MARKET_LIST, SEQ, SPOT, SPOT_MADE};
+use super::storage::{
+    head, market as mk, seq, spot as f, unhead, unseq, Counts, BOOK, MARKETS, MARKET_LIST, SEQ,
+    SPOT, SPOT_MADE,
+};
 use super::{revert, IMarket};
 use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
@@ -37,11 +40,15 @@ pub const MAX_MARKETS: u64 = 4_096;
 pub const MAX_UNITS: u64 = 1_000_000_000;
 /// How long a socket bought on the spot market is valid: thirty days.
 pub const SPOT_VALID_FOR: u64 = 30 * 24 * 3_600;
-/// Gas a bid prepays for its part of the clearing: minting a socket for it (one per
-/// provider that serves it, typically one) and returning its change.
-pub const GAS_CLEAR_BID: u64 = 250_000;
-/// Gas an ask prepays for its part of the clearing: reading it and recording its fill.
-pub const GAS_CLEAR_ASK: u64 = 30_000;
+/// Gas every order prepays for its part of the clearing. A clearing of `b` bids and
+/// `a` asks makes at most `b + a − 1` fills (each fill ends a bid's or an ask's
+/// allocation, and the last ends both), each a new socket; so when each order prepays
+/// one fill, a socket minted and its escrow paid, plus its own share (reading it,
+/// recording its fill, returning a bid's change), the orders have paid for the
+/// whole clearing. A test checks the bound.
+pub const GAS_CLEAR_FILL: u64 = 230_000;
+pub const GAS_CLEAR_BID: u64 = GAS_CLEAR_FILL + 45_000;
+pub const GAS_CLEAR_ASK: u64 = GAS_CLEAR_FILL + 30_000;
 
 /// The market of `app`'s `unit`: `keccak256(abi.encode(app, unit))`.
 pub fn market_of(app: &str, unit: u8) -> B256 {
@@ -63,7 +70,10 @@ fn touch_market(m: &mut Metered<'_>, key: B256, app: &str, unit: u8) -> Result<(
 
 fn check_order(app: &str, unit: u8, units: u64, limit: U256) -> Result<(), ModuleError> {
     if app.is_empty() || app.len() > economy::MAX_APP {
-        return Err(revert(format!("an app name is 1 to {} bytes", economy::MAX_APP)));
+        return Err(revert(format!(
+            "an app name is 1 to {} bytes",
+            economy::MAX_APP
+        )));
     }
     Unit::from_u8(unit).map_err(|_| revert(format!("unit {unit} is none of 0 to 3")))?;
     if units == 0 || units > MAX_UNITS {
@@ -97,17 +107,19 @@ fn enter(
     let (h, n) = unseq(SEQ.get(m, &owner)?);
     let n = if h == height { n } else { 0 };
     SEQ.set(m, &owner, &seq(height, n + 1))?;
-    let clearing_key = keccak256((owner, height, n).abi_encode_params());
-    SPOT.set(m, &id, f::OWNER, &owner)?;
-    SPOT.set(m, &id, f::SIDE, &(1 + ask as u64))?;
+    SPOT.set(m, &id, f::HEAD, &head(owner, ask))?;
     SPOT.set(m, &id, f::MARKET, &key)?;
     if ask {
         SPOT.set(m, &id, f::NODE, &node)?;
     }
-    SPOT.set(m, &id, f::UNITS, &units)?;
     SPOT.set(m, &id, f::LIMIT, &limit)?;
-    SPOT.set(m, &id, f::KEY, &clearing_key)?;
-    SPOT.set(m, &id, f::HEIGHT, &height)?;
+    let counts = Counts {
+        units,
+        height,
+        filled: 0,
+        n,
+    };
+    SPOT.set(m, &id, f::COUNTS, &counts.encode())?;
     Ok(id)
 }
 
@@ -170,27 +182,44 @@ pub fn ask(
     Ok(id)
 }
 
+/// The clearing key of `owner`'s `n`th spot order at `height`.
+pub fn clearing_key(owner: Address, height: u64, n: u64) -> B256 {
+    keccak256((owner, height, n).abi_encode_params())
+}
+
 /// One order of the book, as the clearing and its payments need it.
 struct Entry {
     id: U256,
     owner: Address,
     node: B256,
+    counts: Counts,
     order: Order,
 }
 
 fn load(m: &mut Metered<'_>, id: U256) -> Result<(bool, B256, Entry), ModuleError> {
-    let side: u64 = SPOT.get(m, &id, f::SIDE)?;
+    let (owner, ask) = unhead(SPOT.get(m, &id, f::HEAD)?);
+    let counts = Counts::decode(SPOT.get(m, &id, f::COUNTS)?);
     let e = Entry {
         id,
-        owner: SPOT.get(m, &id, f::OWNER)?,
-        node: if side == 2 { SPOT.get(m, &id, f::NODE)? } else { B256::ZERO },
+        owner,
+        node: if ask {
+            SPOT.get(m, &id, f::NODE)?
+        } else {
+            B256::ZERO
+        },
+        counts,
         order: Order {
-            key: SPOT.get(m, &id, f::KEY)?,
-            units: SPOT.get(m, &id, f::UNITS)?,
+            key: clearing_key(owner, counts.height, counts.n),
+            units: counts.units,
             limit: SPOT.get(m, &id, f::LIMIT)?,
         },
     };
-    Ok((side == 2, SPOT.get(m, &id, f::MARKET)?, e))
+    Ok((ask, SPOT.get(m, &id, f::MARKET)?, e))
+}
+
+fn record_fill(m: &mut Metered<'_>, e: &Entry, filled: u64) -> Result<(), ModuleError> {
+    let counts = Counts { filled, ..e.counts };
+    SPOT.set(m, &e.id, f::COUNTS, &counts.encode())
 }
 
 /// The end of a block: clears every market with orders, in the order of their keys,
@@ -208,9 +237,8 @@ pub fn clear_block(m: &mut Metered<'_>) -> Result<(), ModuleError> {
             // An ask whose node left the registry, dropped the app or changed hands
             // since it was made cannot be served: it leaves the book (and the
             // clearing, which may not fail, never asks the Sockets module for it).
-            if !apps.contains_key(&key) {
-                let app = MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?;
-                apps.insert(key, app);
+            if let std::collections::btree_map::Entry::Vacant(v) = apps.entry(key) {
+                v.insert(MARKETS.get_str(m, &key, mk::APP, economy::MAX_APP)?);
             }
             match RegistryModule::price(m, e.node, &apps[&key])? {
                 Some((owner, _)) if owner == e.owner => {}
@@ -245,7 +273,9 @@ fn clear_market(
         for fill in &c.fills {
             let (bid, ask) = (&bids[fill.bid], &asks[fill.ask]);
             let amount = c.price * U256::from(fill.units);
-            let token = issue(m, bid.owner, ask.node, &app, unit as u8, fill.units, c.price, amount)?;
+            let token = issue(
+                m, bid.owner, ask.node, &app, unit as u8, fill.units, c.price, amount,
+            )?;
             paid[fill.bid] += amount;
             filled_bid[fill.bid] += fill.units;
             filled_ask[fill.ask] += fill.units;
@@ -284,7 +314,7 @@ fn clear_market(
         let deposit = bid.order.limit * U256::from(bid.order.units);
         let change = deposit - paid[i];
         if filled_bid[i] > 0 {
-            SPOT.set(m, &bid.id, f::FILLED, &filled_bid[i])?;
+            record_fill(m, bid, filled_bid[i])?;
         }
         if !change.is_zero() {
             m.pay(bid.owner, change)?;
@@ -300,14 +330,19 @@ fn clear_market(
     }
     for (i, ask) in asks.iter().enumerate() {
         if filled_ask[i] > 0 {
-            SPOT.set(m, &ask.id, f::FILLED, &filled_ask[i])?;
+            record_fill(m, ask, filled_ask[i])?;
         }
     }
     Ok(())
 }
 
 /// A provider's price guard in `app`'s `unit` market ([`super::guard`]).
-pub fn guard_provider(m: &mut Metered<'_>, app: &str, unit: u8, price: U256) -> Result<(), ModuleError> {
+pub fn guard_provider(
+    m: &mut Metered<'_>,
+    app: &str,
+    unit: u8,
+    price: U256,
+) -> Result<(), ModuleError> {
     super::guard::provider_price(m, market_of(app, unit), price)
 }
 
@@ -357,20 +392,20 @@ pub fn issue_for(
 
 /// `spotOrder(id)`.
 pub fn order_info(m: &mut Metered<'_>, id: U256) -> Result<IMarket::SpotOrder, ModuleError> {
-    let owner: Address = SPOT.get(m, &id, f::OWNER)?;
+    let (owner, ask) = unhead(SPOT.get(m, &id, f::HEAD)?);
     if owner.is_zero() {
         return Err(revert(format!("no spot order {id}")));
     }
-    let side: u64 = SPOT.get(m, &id, f::SIDE)?;
+    let c = Counts::decode(SPOT.get(m, &id, f::COUNTS)?);
     Ok(IMarket::SpotOrder {
         owner,
-        ask: side == 2,
+        ask,
         market: SPOT.get(m, &id, f::MARKET)?,
         node: SPOT.get(m, &id, f::NODE)?,
-        units: SPOT.get(m, &id, f::UNITS)?,
+        units: c.units,
         limitPerUnit: SPOT.get(m, &id, f::LIMIT)?,
-        height: SPOT.get(m, &id, f::HEIGHT)?,
-        filled: SPOT.get(m, &id, f::FILLED)?,
+        height: c.height,
+        filled: c.filled,
     })
 }
 

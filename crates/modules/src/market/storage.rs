@@ -38,6 +38,27 @@ pub const DUE: ArrayMapping<u64, U256> = ArrayMapping::at(15);
 pub const DUE_CURSOR: Value<U256> = Value::at(16);
 /// `mapping(bytes32 => NodeRecord)`: what the market has seen of each node.
 pub const NODES: Records<B256> = Records::at(17);
+/// The genesis's rules: the market fee on resales, basis points (zero:
+/// [`super::resale::DEFAULT_FEE_BPS`]).
+pub const FEE_BPS: Value<u64> = Value::at(8);
+/// Listings made so far, and `mapping(uint256 => Listing)`.
+pub const LISTINGS_MADE: Value<u64> = Value::at(20);
+pub const LISTINGS: Records<U256> = Records::at(21);
+
+/// A listing's fields.
+pub mod listing {
+    pub const SELLER: u64 = 0;
+    pub const TOKEN: u64 = 1;
+    /// The fixed price, or an auction's reserve.
+    pub const PRICE: u64 = 2;
+    pub const ENDS: u64 = 3;
+    /// 1 fixed price, 2 English auction.
+    pub const KIND: u64 = 4;
+    /// 0 active, 1 sold, 2 cancelled, 3 void.
+    pub const STATE: u64 = 5;
+    pub const HIGH_BIDDER: u64 = 6;
+    pub const HIGH_BID: u64 = 7;
+}
 
 /// An order's fields.
 pub mod order {
@@ -75,18 +96,53 @@ pub mod node {
     pub const FAILED: u64 = 1;
 }
 
-/// A spot order's fields.
+/// A spot order's fields, packed so a bid is four words: its head (owner and side),
+/// its market, its limit and its counts (units, height, fill, and the owner's count
+/// in the block, from which its clearing key is made); an ask adds its node.
 pub mod spot {
-    pub const OWNER: u64 = 0;
-    /// 1 a bid, 2 an ask.
-    pub const SIDE: u64 = 1;
-    pub const MARKET: u64 = 2;
-    pub const NODE: u64 = 3;
-    pub const UNITS: u64 = 4;
-    pub const LIMIT: u64 = 5;
-    pub const KEY: u64 = 6;
-    pub const HEIGHT: u64 = 7;
-    pub const FILLED: u64 = 8;
+    pub const HEAD: u64 = 0;
+    pub const MARKET: u64 = 1;
+    pub const LIMIT: u64 = 2;
+    pub const COUNTS: u64 = 3;
+    pub const NODE: u64 = 4;
+}
+
+/// A spot order's head word: owner (bits 0–159), whether an ask (bit 160).
+pub fn head(owner: Address, ask: bool) -> U256 {
+    U256::from_be_slice(owner.as_slice()) | U256::from(ask as u8) << 160
+}
+
+pub fn unhead(w: U256) -> (Address, bool) {
+    let b = w.to_be_bytes::<32>();
+    (Address::from_slice(&b[12..]), b[11] & 1 == 1)
+}
+
+/// A spot order's counts word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub units: u64,
+    pub height: u64,
+    pub filled: u64,
+    /// The owner's spot orders in the block before this one.
+    pub n: u64,
+}
+
+impl Counts {
+    pub fn encode(&self) -> U256 {
+        U256::from(self.units)
+            | U256::from(self.height) << 64
+            | U256::from(self.filled) << 128
+            | U256::from(self.n) << 192
+    }
+    pub fn decode(w: U256) -> Counts {
+        let lane = |i: usize| ((w >> (64 * i)) & U256::from(u64::MAX)).to::<u64>();
+        Counts {
+            units: lane(0),
+            height: lane(1),
+            filled: lane(2),
+            n: lane(3),
+        }
+    }
 }
 
 /// A market's fields.

@@ -138,6 +138,12 @@ sol! {
         function buy(uint256 offerId, uint64 units) external payable returns (uint256 tokenId);
         /// The Market module's only: a socket for `to` with `units` credits whose
         /// escrow the Market has just paid in (the spot market's and leases' sockets).
+        /// EIP-2981: what a sale of `tokenId` at `salePrice` owes its provider.
+        function royaltyInfo(uint256 tokenId, uint256 salePrice) external view returns (address receiver, uint256 royaltyAmount);
+        /// A node's owner sets the royalty on its sockets' resales, in basis points (at
+        /// most 1,000: 10%).
+        function setRoyalty(bytes32 node, uint16 bps) external;
+        event RoyaltySet(bytes32 indexed node, uint16 bps);
         function issue(address to, bytes32 node, string app, uint8 unit, uint64 units, uint256 pricePerUnit, uint64 validFor) external returns (uint256 tokenId);
         function listRental(uint256 tokenId, uint256 pricePerSecond, uint64 maxSeconds) external;
         function rent(uint256 tokenId, uint64 duration) external payable;

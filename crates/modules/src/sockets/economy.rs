@@ -165,6 +165,46 @@ pub fn issue(
     Ok(token)
 }
 
+/// A node's owner sets the royalty its sockets' resales owe it.
+pub fn set_royalty(
+    m: &mut Metered<'_>,
+    caller: Address,
+    node: B256,
+    bps: u16,
+) -> Result<(), ModuleError> {
+    let owner = RegistryModule::owner(m, node)?;
+    if owner != caller {
+        return Err(revert(format!(
+            "node {node} belongs to {owner}, not the caller"
+        )));
+    }
+    if bps > super::MAX_ROYALTY_BPS {
+        return Err(revert(format!(
+            "a royalty is at most {} basis points",
+            super::MAX_ROYALTY_BPS
+        )));
+    }
+    super::storage::ROYALTY.set(m, &node, &(bps as u64))?;
+    emit(m, ISockets::RoyaltySet { node, bps });
+    Ok(())
+}
+
+/// EIP-2981 for socket `id` sold at `price`: its node's owner, and the royalty its
+/// owner set (rounded down).
+pub fn royalty(m: &mut Metered<'_>, id: U256, price: U256) -> Result<(Address, U256), ModuleError> {
+    owner_of(m, id)?;
+    let node: B256 = SOCKETS.get(m, &id, f::NODE)?;
+    let bps = super::storage::ROYALTY.get(m, &node)?;
+    let receiver = RegistryModule::owner(m, node)?;
+    if receiver.is_zero() {
+        return Ok((Address::ZERO, U256::ZERO));
+    }
+    Ok((
+        receiver,
+        price.saturating_mul(U256::from(bps)) / U256::from(10_000),
+    ))
+}
+
 /// A provider mints a socket for its own node: no credits until someone funds them.
 pub fn provider_mint(
     m: &mut Metered<'_>,

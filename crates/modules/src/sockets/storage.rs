@@ -33,6 +33,8 @@ pub const SETTLED: Mapping<B256, bool> = Mapping::at(10);
 pub const SPENT: Mapping<B256, U256> = Mapping::at(11);
 /// The genesis's settle window, seconds (zero: [`super::economy::SETTLE_WINDOW`]).
 pub const SETTLE_WINDOW: Value<u64> = Value::at(12);
+/// `[node]` = the royalty its owner set on resales, basis points.
+pub const ROYALTY: Mapping<B256, u64> = Mapping::at(13);
 
 /// A token's holding word: its owner (bits 0–159), its index in the owner's list
 /// (160–223) and flags (224–): whether it has an approved address, an ERC-4907 user,

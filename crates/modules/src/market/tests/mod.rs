@@ -13,6 +13,7 @@ use alloy_sol_types::SolEvent;
 use proptest::prelude::*;
 
 mod orders;
+mod resale;
 
 const GAS: u64 = 50_000_000;
 const T0: u64 = 1_800_000_000;
@@ -47,8 +48,14 @@ fn world() -> World {
             prices: vec![U256::from(1), U256::from(1)],
             hardware: String::new(),
         };
-        h.call(REGISTRY_ADDRESS, provider, U256::ZERO, &reg.abi_encode(), GAS)
-            .expect("registers");
+        h.call(
+            REGISTRY_ADDRESS,
+            provider,
+            U256::ZERO,
+            &reg.abi_encode(),
+            GAS,
+        )
+        .expect("registers");
         *n = (provider, node);
     }
     for i in 1..=9 {
@@ -97,7 +104,13 @@ impl World {
         self.h.logs.clear();
         let c = IMarket::clearBlockCall {};
         self.h
-            .call(MARKET_ADDRESS, crate::SYSTEM_CALLER, U256::ZERO, &c.abi_encode(), u64::MAX / 2)
+            .call(
+                MARKET_ADDRESS,
+                crate::SYSTEM_CALLER,
+                U256::ZERO,
+                &c.abi_encode(),
+                u64::MAX / 2,
+            )
             .expect("clears");
         self.h.height += 1;
         self.h.timestamp += 1;
@@ -167,28 +180,48 @@ fn a_spot_block_clears_at_one_price_and_buyers_get_sockets() {
     assert_eq!(brute_price(&book), Some((10, 6)));
     let f = fills(&logs);
     // Buyer 1 (limit 12) gets all 5, buyer 2 (limit 10) the last 1; buyer 3 nothing.
-    let got = |a: Address| f.iter().filter(|x| x.buyer == a).map(|x| x.units).sum::<u64>();
+    let got = |a: Address| {
+        f.iter()
+            .filter(|x| x.buyer == a)
+            .map(|x| x.units)
+            .sum::<u64>()
+    };
     assert_eq!((got(addr(1)), got(addr(2)), got(addr(3))), (5, 1, 0));
     // Each paid the clearing price, not its limit; the rest came back.
     assert_eq!(w.h.balance(addr(1)), U256::from(FUNDS - 5 * 10));
     assert_eq!(w.h.balance(addr(2)), U256::from(FUNDS - 10));
     assert_eq!(w.h.balance(addr(3)), U256::from(FUNDS));
     // The sockets hold exactly what was paid; the market holds nothing.
-    assert_eq!(w.h.balance(SOCKETS_ADDRESS), sockets_before + U256::from(60));
+    assert_eq!(
+        w.h.balance(SOCKETS_ADDRESS),
+        sockets_before + U256::from(60)
+    );
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
     for x in &f {
         let s = w.socket(x.tokenId);
         assert_eq!((s.owner, s.node, s.credits), (x.buyer, x.node, x.units));
-        assert_eq!((s.pricePerUnit, s.escrow), (U256::from(10), U256::from(10 * x.units)));
+        assert_eq!(
+            (s.pricePerUnit, s.escrow),
+            (U256::from(10), U256::from(10 * x.units))
+        );
         assert_eq!(s.app, "echo");
     }
     // The cheaper provider's ask (limit 9) filled whole, before the other's.
     assert_eq!(
-        f.iter().filter(|x| x.node == w.nodes[0].1).map(|x| x.units).sum::<u64>(),
+        f.iter()
+            .filter(|x| x.node == w.nodes[0].1)
+            .map(|x| x.units)
+            .sum::<u64>(),
         4
     );
     // The quote says it, and the next block's book starts empty.
-    let q = w.send(addr(1), U256::ZERO, IMarket::quoteCall { market: spot::market_of("echo", 0) });
+    let q = w.send(
+        addr(1),
+        U256::ZERO,
+        IMarket::quoteCall {
+            market: spot::market_of("echo", 0),
+        },
+    );
     let q = IMarket::quoteCall::abi_decode_returns(&q.expect("a quote")).expect("decodes");
     assert_eq!((q.price, q.volume, q.totalVolume), (U256::from(10), 6, 6));
     assert!(cleared(&w.end_block()).is_none());
@@ -206,7 +239,10 @@ fn bad_spot_orders_are_refused_with_reasons_and_move_nothing() {
     };
     let e = w.send(addr(1), U256::from(29), short).unwrap_err();
     assert!(e.contains("send exactly 30 wei"), "{e}");
-    assert!(w.bid(addr(1), 0, 10).unwrap_err().contains("1 to 1000000000 units"));
+    assert!(w
+        .bid(addr(1), 0, 10)
+        .unwrap_err()
+        .contains("1 to 1000000000 units"));
     // A provider may ask only for its own node, and only for an app it serves.
     let (_, other_node) = w.nodes[1];
     let c = IMarket::spotAskCall {
@@ -228,7 +264,9 @@ fn bad_spot_orders_are_refused_with_reasons_and_move_nothing() {
     let e = w.send(w.nodes[0].0, U256::ZERO, c).unwrap_err();
     assert!(e.contains("does not serve paint"), "{e}");
     // Only the chain clears.
-    let e = w.send(addr(1), U256::ZERO, IMarket::clearBlockCall {}).unwrap_err();
+    let e = w
+        .send(addr(1), U256::ZERO, IMarket::clearBlockCall {})
+        .unwrap_err();
     assert!(e.contains("only the chain"), "{e}");
     assert_eq!(w.h.balance(addr(1)), before);
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
@@ -237,7 +275,10 @@ fn bad_spot_orders_are_refused_with_reasons_and_move_nothing() {
     w.ask(0, 1, 10).unwrap();
     w.end_block();
     let e = w.ask(1, 1, 101).unwrap_err();
-    assert!(e.contains("more than 10 times the last clearing price 10"), "{e}");
+    assert!(
+        e.contains("more than 10 times the last clearing price 10"),
+        "{e}"
+    );
     w.ask(1, 1, 100).expect("ten times is allowed");
 }
 
@@ -333,6 +374,56 @@ fn an_ask_whose_node_left_in_the_same_block_leaves_the_book_not_the_chain() {
         .expect("deregisters");
     let logs = w.end_block();
     let f = fills(&logs);
-    assert!(f.iter().all(|x| x.node == w.nodes[1].1), "only the node still serving fills");
+    assert!(
+        f.iter().all(|x| x.node == w.nodes[1].1),
+        "only the node still serving fills"
+    );
     assert_eq!(cleared(&logs).expect("clears").price, U256::from(8));
+}
+
+/// Gas of one block's clearing by book size, against what its orders prepaid
+/// (docs/PERFORMANCE.md; `cargo test -p emc-modules --lib spot_clearing_gas -- --nocapture`).
+#[test]
+fn spot_clearing_gas_stays_within_what_the_orders_prepaid() {
+    for n in [10u64, 100, 1_000] {
+        let mut w = world();
+        // Half bids, half asks, prices crossing so about half the units trade, with
+        // nine buyers and both providers.
+        for i in 0..n {
+            let o: Spot = if i % 2 == 0 {
+                (false, (i / 2 % 9) as u8, 1 + i % 5, 10 + i % 7)
+            } else {
+                (true, (i / 2 % 2) as u8, 1 + i % 5, 7 + i % 7)
+            };
+            w.submit(o).expect("fits");
+        }
+        w.h.new_tx();
+        w.h.logs.clear();
+        let c = IMarket::clearBlockCall {};
+        let call = crate::ModuleCall {
+            caller: crate::SYSTEM_CALLER,
+            value: U256::ZERO,
+            input: &c.abi_encode(),
+            is_static: false,
+        };
+        w.h.me = MARKET_ADDRESS;
+        let t = std::time::Instant::now();
+        let d = crate::dispatch(MARKET_ADDRESS, &mut w.h, &call, u64::MAX / 2).expect("module");
+        let took = t.elapsed();
+        d.out.expect("clears");
+        let f = fills(&w.h.logs);
+        let prepaid = n / 2 * spot::GAS_CLEAR_BID + n / 2 * spot::GAS_CLEAR_ASK;
+        println!(
+            "GAS clearing {n} spot orders: {} ({} a order, {} fills, {} sockets); prepaid {prepaid}; {took:?} on the in-memory host",
+            d.gas_used,
+            d.gas_used / n,
+            f.len(),
+            f.len()
+        );
+        assert!(
+            d.gas_used <= prepaid,
+            "the clearing cost {} but its orders prepaid {prepaid}",
+            d.gas_used
+        );
+    }
 }

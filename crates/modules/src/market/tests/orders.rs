@@ -24,13 +24,21 @@ impl World {
             minScore: U256::from(min_score),
             maxBids: 3,
         };
-        let out = self.send(buyer, U256::from(units * max), c).expect("an order");
+        let out = self
+            .send(buyer, U256::from(units * max), c)
+            .expect("an order");
         U256::abi_decode(&out).expect("id")
     }
     fn bond(&self, units: u64, price: u64) -> u64 {
         (units * price / 10).max(1)
     }
-    fn bid_on(&mut self, order: U256, provider: usize, units: u64, price: u64) -> Result<U256, String> {
+    fn bid_on(
+        &mut self,
+        order: U256,
+        provider: usize,
+        units: u64,
+        price: u64,
+    ) -> Result<U256, String> {
         let (who, node) = self.nodes[provider];
         let c = IMarket::bidCall {
             orderId: order,
@@ -44,19 +52,31 @@ impl World {
     }
     fn score(&mut self, provider: usize, e: u64) {
         let slot = Mapping::<Address, U256>::at(120).slot(&self.nodes[provider].0);
-        self.h.storage.insert((STAKING_ADDRESS, slot), U256::from(e));
+        self.h
+            .storage
+            .insert((STAKING_ADDRESS, slot), U256::from(e));
     }
     fn stake_router(&mut self, a: Address) {
         let min = Value::<U256>::at(3).slot();
-        self.h.storage.insert((STAKING_ADDRESS, min), U256::from(1_000));
+        self.h
+            .storage
+            .insert((STAKING_ADDRESS, min), U256::from(1_000));
         let slot = DoubleMapping::<Address, Role, U256>::at(110).slot(&a, &Role::Router);
-        self.h.storage.insert((STAKING_ADDRESS, slot), U256::from(1_000));
+        self.h
+            .storage
+            .insert((STAKING_ADDRESS, slot), U256::from(1_000));
     }
     fn info(&mut self, id: U256) -> IMarket::Order {
         let out = self.send(addr(1), U256::ZERO, IMarket::orderInfoCall { orderId: id });
         IMarket::orderInfoCall::abi_decode_returns(&out.expect("an order")).expect("decodes")
     }
-    fn report(&self, router: &PrivateKeySigner, bid: U256, node: B256, at: u64) -> IMarket::FailureReport {
+    fn report(
+        &self,
+        router: &PrivateKeySigner,
+        bid: U256,
+        node: B256,
+        at: u64,
+    ) -> IMarket::FailureReport {
         let mut r = IMarket::FailureReport {
             bidId: bid,
             node,
@@ -96,23 +116,34 @@ fn the_cheaper_bid_wins_by_rule_and_the_lease_is_a_socket_at_its_price() {
     assert_eq!((o.state, o.winner), (1, b0));
     let s = w.socket(o.tokenId);
     assert_eq!((s.owner, s.node, s.credits), (addr(1), w.nodes[0].1, 10));
-    assert_eq!((s.pricePerUnit, s.escrow), (U256::from(60), U256::from(600)));
+    assert_eq!(
+        (s.pricePerUnit, s.escrow),
+        (U256::from(60), U256::from(600))
+    );
     // The buyer got back its deposit less the winning price; the loser its bond.
     assert_eq!(w.h.balance(addr(1)), before.0 + U256::from(1_000 - 600));
-    assert_eq!(provider_balance(&w, 1), before.1 + U256::from(w.bond(10, 80)));
+    assert_eq!(
+        provider_balance(&w, 1),
+        before.1 + U256::from(w.bond(10, 80))
+    );
     // The market holds the winner's bond and nothing else.
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::from(w.bond(10, 60)));
     let bid = |w: &mut World, id| {
-        let out = w.send(addr(1), U256::ZERO, IMarket::bidInfoCall { bidId: id }).unwrap();
+        let out = w
+            .send(addr(1), U256::ZERO, IMarket::bidInfoCall { bidId: id })
+            .unwrap();
         IMarket::bidInfoCall::abi_decode_returns(&out).unwrap()
     };
     assert_eq!((bid(&mut w, b0).state, bid(&mut w, b1).state), (1, 2));
     // After the lease and its report window, the bond goes back to the winner.
-    let e = w.send(addr(5), U256::ZERO, IMarket::releaseBondCall { bidId: b0 }).unwrap_err();
+    let e = w
+        .send(addr(5), U256::ZERO, IMarket::releaseBondCall { bidId: b0 })
+        .unwrap_err();
     assert!(e.contains("is held until"), "{e}");
     w.h.timestamp += LEASE + super::super::orders::REPORT_WINDOW + 1;
     let p0 = provider_balance(&w, 0);
-    w.send(addr(5), U256::ZERO, IMarket::releaseBondCall { bidId: b0 }).expect("released");
+    w.send(addr(5), U256::ZERO, IMarket::releaseBondCall { bidId: b0 })
+        .expect("released");
     assert_eq!(provider_balance(&w, 0), p0 + U256::from(w.bond(10, 60)));
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
 }
@@ -128,9 +159,12 @@ fn at_one_price_the_higher_e_wins_and_the_buyer_may_accept_early() {
     let order = w.order(addr(2), 4, 100, 0);
     w.bid_on(order, 0, 4, 70).unwrap();
     let b1 = w.bid_on(order, 1, 4, 70).unwrap();
-    let e = w.send(addr(3), U256::ZERO, IMarket::acceptCall { orderId: order }).unwrap_err();
+    let e = w
+        .send(addr(3), U256::ZERO, IMarket::acceptCall { orderId: order })
+        .unwrap_err();
     assert!(e.contains("is 0x0202"), "{e}");
-    w.send(addr(2), U256::ZERO, IMarket::acceptCall { orderId: order }).expect("accepts");
+    w.send(addr(2), U256::ZERO, IMarket::acceptCall { orderId: order })
+        .expect("accepts");
     assert_eq!(w.info(order).winner, b1);
 }
 
@@ -140,10 +174,13 @@ fn an_order_no_one_bids_on_refunds_its_deposit() {
     let before = w.h.balance(addr(3));
     let order = w.order(addr(3), 5, 20, 0);
     assert_eq!(w.h.balance(addr(3)), before - U256::from(100));
-    let e = w.send(addr(4), U256::ZERO, IMarket::closeCall { orderId: order }).unwrap_err();
+    let e = w
+        .send(addr(4), U256::ZERO, IMarket::closeCall { orderId: order })
+        .unwrap_err();
     assert!(e.contains("is open until"), "{e}");
     w.h.timestamp += DEADLINE;
-    w.send(addr(4), U256::ZERO, IMarket::closeCall { orderId: order }).expect("anyone closes it");
+    w.send(addr(4), U256::ZERO, IMarket::closeCall { orderId: order })
+        .expect("anyone closes it");
     assert_eq!(w.info(order).state, 2);
     assert_eq!(w.h.balance(addr(3)), before);
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
@@ -165,7 +202,9 @@ fn bad_orders_and_bids_are_refused_with_reasons_and_move_nothing() {
         minScore: U256::ZERO,
         maxBids: 1,
     };
-    let e = w.send(addr(1), U256::from(99), unfunded.clone()).unwrap_err();
+    let e = w
+        .send(addr(1), U256::from(99), unfunded.clone())
+        .unwrap_err();
     assert!(e.contains("send exactly 100 wei"), "{e}");
     let mut late = unfunded.clone();
     late.deadline = w.h.timestamp;
@@ -176,7 +215,11 @@ fn bad_orders_and_bids_are_refused_with_reasons_and_move_nothing() {
     // Above the order's maximum; the wrong bond; under the minimum E.
     let e = w.bid_on(order, 0, 5, 21).unwrap_err();
     assert!(e.contains("at most the order's 20 wei"), "{e}");
-    let c = IMarket::bidCall { orderId: order, node: w.nodes[0].1, pricePerUnit: U256::from(10) };
+    let c = IMarket::bidCall {
+        orderId: order,
+        node: w.nodes[0].1,
+        pricePerUnit: U256::from(10),
+    };
     let e = w.send(w.nodes[0].0, U256::from(4), c).unwrap_err();
     assert!(e.contains("send exactly the bond, 5 wei"), "{e}");
     // Over the cap of one bid; a node twice.
@@ -195,7 +238,10 @@ fn bad_orders_and_bids_are_refused_with_reasons_and_move_nothing() {
     let e = w.bid_on(order2, 1, 5, 9).unwrap_err();
     assert!(e.contains("bidding closed"), "{e}");
     // Held: one bond on each of two orders, and orders 2 and 3's deposits.
-    assert_eq!(w.h.balance(MARKET_ADDRESS), market + U256::from(5 + 100 + 5 + 100));
+    assert_eq!(
+        w.h.balance(MARKET_ADDRESS),
+        market + U256::from(5 + 100 + 5 + 100)
+    );
 }
 
 #[test]
@@ -204,14 +250,25 @@ fn two_staked_routers_take_a_failing_winners_bond_and_a_buyer_alone_cannot() {
     w.h.balances.insert(w.nodes[0].0, U256::from(FUNDS));
     let order = w.order(addr(1), 10, 100, 0);
     let bid = w.bid_on(order, 0, 10, 50).unwrap();
-    w.send(addr(1), U256::ZERO, IMarket::acceptCall { orderId: order }).unwrap();
+    w.send(addr(1), U256::ZERO, IMarket::acceptCall { orderId: order })
+        .unwrap();
     let node = w.nodes[0].1;
     let at = w.h.timestamp + 10;
     // The buyer signs reports itself, twice over with two keys: neither is a router.
     let buyer_keys = [PrivateKeySigner::random(), PrivateKeySigner::random()];
-    let fake: Vec<_> = buyer_keys.iter().map(|k| w.report(k, bid, node, at)).collect();
+    let fake: Vec<_> = buyer_keys
+        .iter()
+        .map(|k| w.report(k, bid, node, at))
+        .collect();
     let send = |w: &mut World, reports| {
-        w.send(addr(1), U256::ZERO, IMarket::reportFailureCall { bidId: bid, reports })
+        w.send(
+            addr(1),
+            U256::ZERO,
+            IMarket::reportFailureCall {
+                bidId: bid,
+                reports,
+            },
+        )
     };
     let e = send(&mut w, fake).unwrap_err();
     assert!(e.contains("is not a staked router"), "{e}");
@@ -220,18 +277,28 @@ fn two_staked_routers_take_a_failing_winners_bond_and_a_buyer_alone_cannot() {
     for r in &routers {
         w.stake_router(r.address());
     }
-    let one = vec![w.report(&routers[0], bid, node, at), w.report(&routers[0], bid, node, at + 1)];
+    let one = vec![
+        w.report(&routers[0], bid, node, at),
+        w.report(&routers[0], bid, node, at + 1),
+    ];
     let e = send(&mut w, one).unwrap_err();
     assert!(e.contains("from 2 staked routers, not 1"), "{e}");
     // A report from outside the lease does not count.
-    let early = vec![w.report(&routers[0], bid, node, at - 100), w.report(&routers[1], bid, node, at)];
-    assert!(send(&mut w, early).unwrap_err().contains("outside the lease"));
+    let early = vec![
+        w.report(&routers[0], bid, node, at - 100),
+        w.report(&routers[1], bid, node, at),
+    ];
+    assert!(send(&mut w, early)
+        .unwrap_err()
+        .contains("outside the lease"));
     // Two routers: the bond goes to the buyer, and the node's record shows it.
     let before = w.h.balance(addr(1));
     let two = routers.iter().map(|r| w.report(r, bid, node, at)).collect();
     send(&mut w, two).expect("slashes");
     assert_eq!(w.h.balance(addr(1)), before + U256::from(w.bond(10, 50)));
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
-    let e = w.send(addr(1), U256::ZERO, IMarket::releaseBondCall { bidId: bid }).unwrap_err();
+    let e = w
+        .send(addr(1), U256::ZERO, IMarket::releaseBondCall { bidId: bid })
+        .unwrap_err();
     assert!(e.contains("holds no lease's bond"), "{e}");
 }

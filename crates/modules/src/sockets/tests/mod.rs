@@ -296,6 +296,7 @@ fn erc165_ids_are_the_xor_of_their_selectors() {
         ]),
         INTERFACES[3]
     );
+    assert_eq!(x(&[royaltyInfoCall::SELECTOR]), INTERFACES[6], "ERC-2981");
 }
 
 #[test]
