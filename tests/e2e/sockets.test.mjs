@@ -10,16 +10,15 @@
 // bin/emc/tests/ethers_e2e.rs starts one).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ethers } from "ethers";
 import { compile } from "./compile.mjs";
+import { fee, registerNode as registerDevNode } from "./devchain.mjs";
 
 const RPC = process.env.EMC_RPC_URL || "http://127.0.0.1:8545";
 const SOCKETS = "0x0000000000000000000000000000000000001005";
-const REGISTRY = "0x0000000000000000000000000000000000001003";
 // Hardhat/Anvil development keys 0 to 3: the node funds them in --dev.
 const KEYS = [
   "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -75,7 +74,6 @@ const SOCKET = [
 const sockets = new ethers.Contract(SOCKETS, [...ERC721, ...SOCKET], provider);
 const PRICE = 1_000_000n;
 
-const fee = (rc) => rc.gasUsed * rc.gasPrice;
 async function send(wallet, method, ...args) {
   const tx = await sockets.connect(wallet)[method](...args);
   const rc = await tx.wait();
@@ -85,18 +83,8 @@ async function send(wallet, method, ...args) {
 const mintedId = (rc) =>
   rc.logs.map((l) => sockets.interface.parseLog(l)).find((e) => e && e.name === "Transfer" && e.args.from === ethers.ZeroAddress).args.tokenId;
 
-// A computing node: an ed25519 key registered in the Registry by its owner, with the
-// node's signature over "emc node registration v1" . chainId . owner . nodeId.
-async function registerNode(owner) {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync("ed25519");
-  const node = "0x" + Buffer.from(publicKey.export({ format: "jwk" }).x, "base64url").toString("hex");
-  const { chainId } = await provider.getNetwork();
-  const msg = ethers.concat([ethers.toUtf8Bytes("emc node registration v1"), ethers.toBeHex(chainId, 8), owner.address, node]);
-  const sig = crypto.sign(null, ethers.getBytes(msg), privateKey);
-  const registry = new ethers.Contract(REGISTRY, ["function register(bytes32 nodeId, bytes nodeSignature, string[] apps, uint256[] prices, string hardware)"], owner);
-  await (await registry.register(node, sig, ["echo"], [1n], "test")).wait();
-  return node;
-}
+// A computing node for `owner` (see devchain.mjs).
+const registerNode = async (owner) => (await registerDevNode(provider, owner)).node;
 
 async function deploy(name, file, wallet) {
   const { abi, bytecode } = compile(name, file);

@@ -62,6 +62,10 @@ enum Command {
     /// refund, and API keys that pay from a socket.
     #[command(subcommand)]
     Socket(cmd::socket::SocketCmd),
+    /// The computing market: offer, order, bid, accept, list, buy, auction, settle,
+    /// show (offers, apps, prices, orders, listings) and history.
+    #[command(subcommand)]
+    Market(cmd::market::MarketCmd),
     /// What the network serves: every registered node's apps and prices.
     Apps {
         /// Print JSON.
@@ -100,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Escrow(c) => cmd::gateway::escrow(c),
         Command::Apps { json, rpc } => cmd::gateway::apps(rpc, json),
         Command::Socket(c) => cmd::socket::run(c),
+        Command::Market(c) => cmd::market::run(c),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Poc(c) => cmd::poc::run(c),

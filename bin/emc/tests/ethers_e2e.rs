@@ -1,7 +1,7 @@
 //! ethers.js v6 (from npm) against a real `emc node --dev`: see tests/e2e/ethers.test.mjs
 //! and, for computing sockets with OpenZeppelin's contracts and Foundry's `cast`,
 //! tests/e2e/sockets.test.mjs, then web3.py's stock ERC-721 ABI
-//! (tests/e2e/web3_sockets.py).
+//! (tests/e2e/web3_sockets.py); and the computing market (tests/e2e/market.test.mjs).
 //!
 //! Needs `npm ci` in tests/e2e (`.ci/run` does it). Outside CI the test skips with a
 //! message when node_modules is absent; under CI=true it fails instead.
@@ -136,4 +136,19 @@ fn computing_sockets_work_with_ethers_and_openzeppelin_contracts() {
         (Some(1), o["moved"].clone()),
         "{o}"
     );
+}
+
+#[test]
+fn the_market_trades_with_ethers_to_the_wei() {
+    let Some(e2e) = e2e_dir() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    // Two-second blocks, so a spot auction's orders can be sent into one block.
+    let node = common::DevNode::spawn(&[
+        "--dev",
+        "--datadir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--block-time-ms",
+        "2000",
+    ]);
+    node_test(&e2e, "market.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }

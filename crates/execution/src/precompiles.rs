@@ -85,8 +85,11 @@ fn system_module(table: Table, a: Address) -> Result<(), ModuleError> {
 }
 
 impl<CTX: ContextTr> JournalHost<'_, CTX> {
-    /// A read through the journal, which knows whether the slot is warm.
+    /// A read through the journal, which knows whether the slot is warm. The account
+    /// is loaded first: a module reached by another module's call (the Market calling
+    /// the Sockets module) is not in the journal until something loads it.
     fn sload_at_unchecked(&mut self, a: Address, slot: U256) -> Result<Loaded, ModuleError> {
+        self.ctx.journal_mut().load_account(a).map_err(host_err)?;
         let l = self.ctx.journal_mut().sload(a, slot).map_err(host_err)?;
         Ok(Loaded {
             value: l.data,
@@ -101,6 +104,7 @@ impl<CTX: ContextTr> JournalHost<'_, CTX> {
         slot: U256,
         value: U256,
     ) -> Result<Stored, ModuleError> {
+        self.ctx.journal_mut().load_account(a).map_err(host_err)?;
         let s = self
             .ctx
             .journal_mut()
@@ -149,10 +153,6 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
 
     fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
         system_module(self.table, module)?;
-        self.ctx
-            .journal_mut()
-            .load_account(module)
-            .map_err(host_err)?;
         self.sload_at_unchecked(module, slot)
     }
 
@@ -164,10 +164,6 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
     ) -> Result<Stored, ModuleError> {
         system_module(self.table, module)?;
         self.writable()?;
-        self.ctx
-            .journal_mut()
-            .load_account(module)
-            .map_err(host_err)?;
         self.sstore_at_unchecked(module, slot, value)
     }
 

@@ -221,3 +221,21 @@ fn a_transfer_costs_the_same_for_any_token_of_a_small_holder() {
     assert_eq!(gas((9, 0, 0)), base + emc_modules::GAS_COLD_SLOAD);
     assert_eq!(gas((1, 0, 6)), gas((1, 0, 1)));
 }
+
+/// The Market reads the Sockets module through a module-to-module call, in a
+/// transaction that touched only the Market: the callee's account is loaded on its
+/// first access (it once panicked the node).
+#[test]
+fn the_market_reads_a_socket_through_a_nested_module_call() {
+    let mut c = Chain::new();
+    let holder = Address::repeat_byte(0x51);
+    c.evm.fund(holder, U256::from(10u128.pow(20)));
+    let ids = with_holdings(&mut c, &[(holder, 1)]);
+    let list = emc_modules::market::IMarket::listCall {
+        tokenId: ids[0][0],
+        price: U256::from(5),
+        ends: u64::MAX / 4,
+    };
+    let r = c.send(holder, emc_modules::MARKET_ADDRESS, 0, list.abi_encode());
+    assert!(reason(&r).contains("approve the Market"), "{}", reason(&r));
+}

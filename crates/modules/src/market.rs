@@ -84,6 +84,9 @@ impl crate::kit::SystemModule for MarketModule {
                 | C::bidInfo(_)
                 | C::orderCount(_)
                 | C::listingInfo(_)
+                | C::leaseOf(_)
+                | C::bondOf(_)
+                | C::nodeRecord(_)
                 | C::listingCount(_)
         );
         if call.is_static && !view {
@@ -176,6 +179,11 @@ fn serve(
         }
         C::listingInfo(x) => {
             IMarket::listingInfoCall::abi_encode_returns(&resale::info(m, x.listingId)?).into()
+        }
+        C::bondOf(x) => word(orders::bond_for(m, x.orderId, x.pricePerUnit)?),
+        C::leaseOf(x) => word(storage::LEASE_OF.get(m, &x.tokenId)?),
+        C::nodeRecord(x) => {
+            IMarket::nodeRecordCall::abi_encode_returns(&orders::node_record(m, x.node)?).into()
         }
         C::listingCount(_) => word(U256::from(storage::LISTINGS_MADE.get(m)?)),
         C::marketOf(k) => word(spot::market_of(&k.app, k.unit)),

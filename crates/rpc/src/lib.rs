@@ -42,6 +42,7 @@ mod emc;
 mod eth;
 mod filters;
 mod json;
+mod market;
 mod proof;
 mod sockets;
 mod subs;
@@ -215,6 +216,7 @@ pub(crate) fn build_module(
     proof::register(&mut m)?;
     emc::register(&mut m)?;
     sockets::register(&mut m)?;
+    market::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)
 }

@@ -4,6 +4,7 @@ pub mod devnet;
 pub mod gateway;
 pub mod genesis;
 pub mod keys;
+pub mod market;
 pub mod node;
 pub mod poc;
 pub mod query;

@@ -124,24 +124,24 @@ pub enum SocketCmd {
 pub struct Terms {
     /// The node (its id, 0x and 64 hex digits).
     #[arg(long)]
-    node: B256,
+    pub(crate) node: B256,
     #[arg(long)]
-    app: String,
+    pub(crate) app: String,
     /// The app's content hash, if it has one.
     #[arg(long, default_value_t = B256::ZERO)]
-    app_hash: B256,
+    pub(crate) app_hash: B256,
     /// calls, fuel, tokens or seconds.
     #[arg(long, default_value = "calls", value_parser = parse_unit)]
-    unit: u8,
+    pub(crate) unit: u8,
     /// Price per unit ("0.001emc", "1000wei").
     #[arg(long, value_parser = parse_amount)]
-    price: U256,
+    pub(crate) price: U256,
     /// How long a socket is valid.
     #[arg(long, default_value = "30d", value_parser = parse_duration)]
-    valid: u64,
+    pub(crate) valid: u64,
     /// Renewal price per second [default: not renewable].
     #[arg(long, value_parser = parse_amount, default_value = "0wei")]
-    renewal: U256,
+    pub(crate) renewal: U256,
 }
 
 fn parse_unit(s: &str) -> Result<u8, String> {

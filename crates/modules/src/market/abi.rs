@@ -138,6 +138,13 @@ sol! {
         function orderInfo(uint256 orderId) external view returns (Order);
         function bidInfo(uint256 bidId) external view returns (Bid);
         function orderCount() external view returns (uint256);
+        /// The lease a socket is, as its winning bid's id (zero: not a lease).
+        /// The bond a bid on `orderId` at `pricePerUnit` must send.
+        function bondOf(uint256 orderId, uint256 pricePerUnit) external view returns (uint256);
+        function leaseOf(uint256 tokenId) external view returns (uint256 bidId);
+        /// What the market knows of a node: its owner, the owner's E, the leases it
+        /// won and the failures evidenced against it.
+        function nodeRecord(bytes32 node) external view returns (address owner, uint256 score, uint64 leases, uint64 failures);
         /// Lists a socket the caller holds (the Market approved for it) at `price`.
         function list(uint256 tokenId, uint256 price, uint64 ends) external returns (uint256 listingId);
         /// Lists it in an English auction with a reserve.

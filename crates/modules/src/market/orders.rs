@@ -20,8 +20,8 @@
 //!   buyer. A buyer alone, or one router, cannot take an honest provider's bond.
 
 use super::storage::{
-    bid as b, node as nd, order as o, BIDS, BIDS_MADE, BOND_BPS, DUE, DUE_CURSOR, NODES, ORDERS,
-    ORDERS_MADE, ORDER_BIDS,
+    bid as b, node as nd, order as o, BIDS, BIDS_MADE, BOND_BPS, DUE, DUE_CURSOR, LEASE_OF, NODES,
+    ORDERS, ORDERS_MADE, ORDER_BIDS,
 };
 use super::{revert, spot, IMarket};
 use crate::kit::abi::emit;
@@ -168,6 +168,21 @@ fn bond_bps(m: &mut Metered<'_>) -> Result<u64, ModuleError> {
     })
 }
 
+/// A bid's bond: `bondBps` of `units × price`, at least one wei.
+pub fn bond_of(m: &mut Metered<'_>, units: u64, price: U256) -> Result<U256, ModuleError> {
+    let worth = price.saturating_mul(U256::from(units));
+    Ok((worth.saturating_mul(U256::from(bond_bps(m)?)) / U256::from(10_000)).max(U256::from(1)))
+}
+
+/// `bondOf(order, price)`.
+pub fn bond_for(m: &mut Metered<'_>, id: U256, price: U256) -> Result<U256, ModuleError> {
+    let units: u64 = ORDERS.get(m, &id, o::UNITS)?;
+    if units == 0 {
+        return Err(revert(format!("no order {id}")));
+    }
+    bond_of(m, units, price)
+}
+
 pub fn bid(
     m: &mut Metered<'_>,
     provider: Address,
@@ -214,8 +229,7 @@ pub fn bid(
             )));
         }
     }
-    let worth = c.pricePerUnit * U256::from(order.units);
-    let bond = (worth * U256::from(bond_bps(m)?) / U256::from(10_000)).max(U256::from(1));
+    let bond = bond_of(m, order.units, c.pricePerUnit)?;
     if value != bond {
         return Err(revert(format!(
             "send exactly the bond, {bond} wei, not {value}"
@@ -318,6 +332,7 @@ pub fn award(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleError>
     ORDERS.set(m, &id, o::LEASE_START, &now)?;
     ORDERS.set(m, &id, o::LEASE_END, &now.saturating_add(valid_for))?;
     BIDS.set(m, &bid, b::STATE, &WON)?;
+    LEASE_OF.set(m, &token, &bid)?;
     let leases: u64 = NODES.get(m, &node, nd::LEASES)?;
     NODES.set(m, &node, nd::LEASES, &(leases + 1))?;
     emit(
@@ -530,6 +545,20 @@ pub fn info(m: &mut Metered<'_>, id: U256) -> Result<IMarket::Order, ModuleError
         bids: ORDER_BIDS.all(m, &id, MAX_BIDS as u64)?,
         winner: ORDERS.get(m, &id, o::WINNER)?,
         tokenId: ORDERS.get(m, &id, o::TOKEN)?,
+    })
+}
+
+/// `nodeRecord(node)`.
+pub fn node_record(
+    m: &mut Metered<'_>,
+    node: B256,
+) -> Result<IMarket::nodeRecordReturn, ModuleError> {
+    let owner = RegistryModule::owner(m, node)?;
+    Ok(IMarket::nodeRecordReturn {
+        owner,
+        score: staking::score_of(m, owner)?,
+        leases: NODES.get(m, &node, nd::LEASES)?,
+        failures: NODES.get(m, &node, nd::FAILED)?,
     })
 }
 

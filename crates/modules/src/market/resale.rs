@@ -14,8 +14,9 @@
 //!   the base fee is), and the rest goes to the seller: exactly, to the wei.
 //! * An English auction takes bids at or above its reserve, each at least
 //!   [`MIN_RAISE_BPS`] above the last; the previous high bid is refunded at once; a bid
-//!   in the last [`EXTEND`] seconds extends the end to [`EXTEND`] seconds after it, so
-//!   a bid cannot be sniped.
+//!   in the auction's last stretch (the smaller of [`EXTEND`] seconds and a tenth of
+//!   its length) moves the end to that stretch after the bid, so a bid cannot be
+//!   sniped.
 
 use super::storage::{listing as l, FEE_BPS, LISTINGS, LISTINGS_MADE};
 use super::{revert, IMarket};
@@ -27,7 +28,7 @@ use alloy_sol_types::SolCall;
 
 /// A raise an auction bid must beat the last by: 1%.
 pub const MIN_RAISE_BPS: u64 = 100;
-/// The anti-sniping window, seconds.
+/// The longest anti-sniping window, seconds (a short auction's is a tenth of it).
 pub const EXTEND: u64 = 300;
 /// Longest a listing lasts: ninety days.
 pub const MAX_LISTED: u64 = 90 * 24 * 3_600;
@@ -99,6 +100,7 @@ pub fn list(
     LISTINGS.set(m, &id, l::PRICE, &price)?;
     LISTINGS.set(m, &id, l::ENDS, &ends)?;
     LISTINGS.set(m, &id, l::KIND, &kind)?;
+    LISTINGS.set(m, &id, l::LISTED_AT, &now)?;
     emit(
         m,
         IMarket::Listed {
@@ -253,8 +255,10 @@ pub fn bid(
     }
     LISTINGS.set(m, &id, l::HIGH_BIDDER, &bidder)?;
     LISTINGS.set(m, &id, l::HIGH_BID, &value)?;
-    let ends = if x.ends - now < EXTEND {
-        now + EXTEND
+    let listed: u64 = LISTINGS.get(m, &id, l::LISTED_AT)?;
+    let window = EXTEND.min(x.ends.saturating_sub(listed) / 10);
+    let ends = if x.ends - now < window {
+        now + window
     } else {
         x.ends
     };

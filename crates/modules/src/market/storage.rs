@@ -38,6 +38,8 @@ pub const DUE: ArrayMapping<u64, U256> = ArrayMapping::at(15);
 pub const DUE_CURSOR: Value<U256> = Value::at(16);
 /// `mapping(bytes32 => NodeRecord)`: what the market has seen of each node.
 pub const NODES: Records<B256> = Records::at(17);
+/// `[tokenId]` = the winning bid whose lease the socket is.
+pub const LEASE_OF: Mapping<U256, U256> = Mapping::at(18);
 /// The genesis's rules: the market fee on resales, basis points (zero:
 /// [`super::resale::DEFAULT_FEE_BPS`]).
 pub const FEE_BPS: Value<u64> = Value::at(8);
@@ -58,6 +60,7 @@ pub mod listing {
     pub const STATE: u64 = 5;
     pub const HIGH_BIDDER: u64 = 6;
     pub const HIGH_BID: u64 = 7;
+    pub const LISTED_AT: u64 = 8;
 }
 
 /// An order's fields.

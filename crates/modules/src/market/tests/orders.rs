@@ -135,6 +135,18 @@ fn the_cheaper_bid_wins_by_rule_and_the_lease_is_a_socket_at_its_price() {
         IMarket::bidInfoCall::abi_decode_returns(&out).unwrap()
     };
     assert_eq!((bid(&mut w, b0).state, bid(&mut w, b1).state), (1, 2));
+    let lease = w
+        .send(
+            addr(1),
+            U256::ZERO,
+            IMarket::leaseOfCall { tokenId: o.tokenId },
+        )
+        .unwrap();
+    assert_eq!(
+        U256::abi_decode(&lease).unwrap(),
+        b0,
+        "the socket names its lease"
+    );
     // After the lease and its report window, the bond goes back to the winner.
     let e = w
         .send(addr(5), U256::ZERO, IMarket::releaseBondCall { bidId: b0 })
@@ -301,4 +313,85 @@ fn two_staked_routers_take_a_failing_winners_bond_and_a_buyer_alone_cannot() {
         .send(addr(1), U256::ZERO, IMarket::releaseBondCall { bidId: bid })
         .unwrap_err();
     assert!(e.contains("holds no lease's bond"), "{e}");
+}
+
+/// One step of a random order flow.
+#[derive(Clone, Debug)]
+enum Step {
+    Order(u8, u64, u64),
+    Bid(u8, u8, u64),
+    Accept(u8),
+    Close(u8),
+    Wait(u64),
+    EndBlock,
+    Release(u8),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => (1..6u8, 1..20u64, 5..50u64).prop_map(|(b, u, p)| Step::Order(b, u, p)),
+        2 => (0..8u8, 0..2u8, 1..50u64).prop_map(|(o, p, price)| Step::Bid(o, p, price)),
+        1 => (0..8u8).prop_map(Step::Accept),
+        1 => (0..8u8).prop_map(Step::Close),
+        1 => (1..400u64).prop_map(Step::Wait),
+        1 => Just(Step::EndBlock),
+        1 => (0..16u8).prop_map(Step::Release),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Across random order flow the market holds exactly what it owes (open orders'
+    /// deposits, open bids' bonds, won bonds not yet released), no buyer pays above
+    /// its maximum, and no wei is made or lost.
+    #[test]
+    fn order_flow_keeps_the_market_solvent(steps in prop::collection::vec(step(), 1..60)) {
+        let mut w = world();
+        for i in 0..2 {
+            w.h.balances.insert(w.nodes[i].0, U256::from(FUNDS));
+        }
+        let supply = w.h.supply();
+        let mut orders: Vec<(U256, Address, u64, u64)> = vec![];
+        let mut bids: Vec<U256> = vec![];
+        for s in steps {
+            match s {
+                Step::Order(b, u, p) => orders.push((w.order(addr(b), u, p, 0), addr(b), u, p)),
+                Step::Bid(o, p, price) => if let Some(&(id, _, u, _)) = orders.get(o as usize % orders.len().max(1)) {
+                    if let Ok(b) = w.bid_on(id, p as usize, u, price) { bids.push(b) }
+                },
+                Step::Accept(o) => if let Some(&(id, buyer, _, _)) = orders.get(o as usize % orders.len().max(1)) {
+                    let _ = w.send(buyer, U256::ZERO, IMarket::acceptCall { orderId: id });
+                },
+                Step::Close(o) => if let Some(&(id, _, _, _)) = orders.get(o as usize % orders.len().max(1)) {
+                    let _ = w.send(addr(9), U256::ZERO, IMarket::closeCall { orderId: id });
+                },
+                Step::Wait(s) => w.h.timestamp += s * 10,
+                Step::EndBlock => { w.end_block(); }
+                Step::Release(b) => if let Some(&id) = bids.get(b as usize % bids.len().max(1)) {
+                    let _ = w.send(addr(9), U256::ZERO, IMarket::releaseBondCall { bidId: id });
+                },
+            }
+        }
+        let mut owed = U256::ZERO;
+        for &(id, _, units, max) in &orders {
+            let o = w.info(id);
+            if o.state == 0 {
+                owed += U256::from(units * max);
+            }
+            if o.state == 1 {
+                // The lease's price never exceeds the order's maximum.
+                let s = w.socket(o.tokenId);
+                prop_assert!(s.pricePerUnit <= U256::from(max));
+            }
+        }
+        for &b in &bids {
+            let out = w.send(addr(1), U256::ZERO, IMarket::bidInfoCall { bidId: b }).unwrap();
+            let bid = IMarket::bidInfoCall::abi_decode_returns(&out).unwrap();
+            if bid.state == 0 || bid.state == 1 {
+                owed += bid.bond;
+            }
+        }
+        prop_assert_eq!(w.h.balance(MARKET_ADDRESS), owed);
+        prop_assert_eq!(w.h.supply(), supply);
+    }
 }

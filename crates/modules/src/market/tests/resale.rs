@@ -174,7 +174,7 @@ fn an_english_auction_refunds_the_outbid_extends_against_snipes_and_settles() {
     let token = w.socket_for(addr(1));
     w.royalty(1_000);
     w.approve_market(addr(1), token);
-    let ends = w.h.timestamp + 1_000;
+    let ends = w.h.timestamp + 3_600;
     let id = listed(w.send(
         addr(1),
         U256::ZERO,
@@ -209,7 +209,8 @@ fn an_english_auction_refunds_the_outbid_extends_against_snipes_and_settles() {
         b2 + U256::from(1_000),
         "the outbid get theirs back at once"
     );
-    // A bid in the last five minutes moves the end to five minutes after it.
+    // In an hour's auction, a bid in the last five minutes moves the end to five
+    // minutes after it (a short auction's stretch is a tenth of its length).
     w.h.timestamp = ends - 10;
     bid(&mut w, 2, 2_000).expect("late bid");
     let info = |w: &mut World| {

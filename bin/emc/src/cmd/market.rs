@@ -1,0 +1,464 @@
+//! `emc market ...`: the computing market. Providers post offers and asks and bid on
+//! buyers' orders; buyers buy, order and bid on the spot market; holders resell
+//! sockets at a fixed price or by auction; everyone searches and reads the history.
+
+use crate::client::Rpc;
+use crate::cmd::gateway::{parse_duration, view};
+use crate::cmd::socket::{self, SocketCmd, Terms};
+use crate::cmd::tx::{parse_amount, send_tx, SignerArgs};
+use crate::cmd::RpcArg;
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::{SolCall, SolEvent};
+use anyhow::{bail, Context, Result};
+use emc_modules::market::IMarket;
+use emc_modules::sockets::ISockets;
+use emc_modules::{MARKET_ADDRESS, SOCKETS_ADDRESS};
+use serde_json::{json, Value};
+
+#[derive(clap::Subcommand)]
+pub enum MarketCmd {
+    /// Post a standing offer for your node (--spot: an ask in this block's auction).
+    Offer {
+        #[command(flatten)]
+        terms: Terms,
+        /// Fewest and most units one purchase takes.
+        #[arg(long, default_value_t = 1)]
+        min: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        max: u64,
+        /// Units for sale in all (with --spot: the units asked).
+        #[arg(long)]
+        capacity: u64,
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        lapse: u64,
+        /// Ask in the spot market's auction of this block instead.
+        #[arg(long)]
+        spot: bool,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Order UNITS of APP at most MAX_PRICE each: providers bid, the best wins by rule
+    /// at the deadline (--spot: a bid in this block's auction).
+    Order {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        units: u64,
+        #[arg(long, value_parser = parse_amount)]
+        max_price: U256,
+        #[arg(long, default_value = "calls")]
+        unit: String,
+        /// How long providers may bid.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        deadline: u64,
+        /// How long the lease lasts.
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        lease: u64,
+        /// The least E a bidder's node has.
+        #[arg(long, default_value = "0")]
+        min_e: U256,
+        #[arg(long, default_value_t = 16)]
+        max_bids: u8,
+        #[arg(long)]
+        spot: bool,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Bid on order ORDER with your node (the bond is sent), or, with --listing, on
+    /// an auction.
+    Bid {
+        #[arg(long, conflicts_with = "listing")]
+        order: Option<U256>,
+        #[arg(long)]
+        node: Option<B256>,
+        /// Your price per unit (an order) or your bid (an auction).
+        #[arg(long, value_parser = parse_amount)]
+        price: U256,
+        #[arg(long)]
+        listing: Option<U256>,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// End your order ORDER now; the rule picks the winning bid.
+    Accept {
+        order: U256,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// List socket TOKEN for sale at PRICE (approving the market first if needed).
+    List {
+        token: U256,
+        #[arg(long, value_parser = parse_amount)]
+        price: U256,
+        #[arg(long = "for", default_value = "7d", value_parser = parse_duration)]
+        lasts: u64,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Put socket TOKEN up for auction with a reserve.
+    Auction {
+        token: U256,
+        #[arg(long, value_parser = parse_amount)]
+        reserve: U256,
+        #[arg(long = "for", default_value = "1d", value_parser = parse_duration)]
+        lasts: u64,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Buy a listing, or UNITS from a standing offer.
+    Buy {
+        #[arg(long, conflicts_with = "offer")]
+        listing: Option<U256>,
+        #[arg(long, requires = "units")]
+        offer: Option<U256>,
+        #[arg(long)]
+        units: Option<u64>,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Settle an ended auction (anyone may).
+    Settle {
+        listing: U256,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Search: offers, apps, prices, orders or listings.
+    Show {
+        #[arg(value_parser = ["offers", "apps", "prices", "orders", "listings"])]
+        what: String,
+        #[arg(long)]
+        app: Option<String>,
+        /// A part of the app's name.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_parser = parse_amount)]
+        max_price: Option<U256>,
+        #[arg(long)]
+        min_e: Option<U256>,
+        #[arg(long)]
+        provider: Option<Address>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// Trades (spot fills, leases, resales) in a range of blocks.
+    History {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        app: Option<String>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+}
+
+fn parse_unit(s: &str) -> Result<u8> {
+    Ok(match s {
+        "calls" | "call" => 0,
+        "fuel" => 1,
+        "tokens" => 2,
+        "seconds" => 3,
+        _ => bail!("unit {s:?} is none of calls, fuel, tokens, seconds"),
+    })
+}
+
+fn tx(signer: &SignerArgs, to: Address, value: U256, data: Vec<u8>) -> Result<B256> {
+    send_tx(signer, to, value, Bytes::from(data), None, true)
+}
+
+/// The first `E` the transaction's receipt logged from the Market.
+fn logged<E: SolEvent>(rpc: &Rpc, hash: B256) -> Result<E> {
+    let r = rpc.call("eth_getTransactionReceipt", json!([hash]))?;
+    for l in r["logs"].as_array().context("the receipt has no logs")? {
+        let topics: Vec<B256> = serde_json::from_value(l["topics"].clone()).unwrap_or_default();
+        let data: Bytes = serde_json::from_value(l["data"].clone()).unwrap_or_default();
+        if let Ok(e) = E::decode_raw_log(topics, &data) {
+            return Ok(e);
+        }
+    }
+    bail!("the transaction logged no {}", E::SIGNATURE)
+}
+
+fn print(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn run(c: MarketCmd) -> Result<()> {
+    match c {
+        MarketCmd::Offer {
+            terms,
+            min,
+            max,
+            capacity,
+            lapse,
+            spot,
+            signer,
+        } => {
+            if !spot {
+                return socket::run(SocketCmd::Offer {
+                    terms,
+                    min,
+                    max,
+                    capacity,
+                    lapse,
+                    signer,
+                });
+            }
+            let call = IMarket::spotAskCall {
+                node: terms.node,
+                app: terms.app,
+                unit: terms.unit,
+                units: capacity,
+                limitPerUnit: terms.price,
+            };
+            let h = tx(&signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
+            let e: IMarket::SpotAsk = logged(&Rpc::new(&signer.rpc.rpc), h)?;
+            println!("spot ask {} (clears at the end of its block)", e.orderId);
+        }
+        MarketCmd::Order {
+            app,
+            units,
+            max_price,
+            unit,
+            deadline,
+            lease,
+            min_e,
+            max_bids,
+            spot,
+            signer,
+        } => {
+            let unit = parse_unit(&unit)?;
+            let value = max_price
+                .checked_mul(U256::from(units))
+                .context("the deposit overflows")?;
+            let rpc = Rpc::new(&signer.rpc.rpc);
+            if spot {
+                let call = IMarket::spotBidCall {
+                    app,
+                    unit,
+                    units,
+                    limitPerUnit: max_price,
+                };
+                let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
+                let e: IMarket::SpotBid = logged(&rpc, h)?;
+                println!(
+                    "spot bid {} (clears at the end of its block: see `emc market history`)",
+                    e.orderId
+                );
+                return Ok(());
+            }
+            let call = IMarket::placeOrderCall {
+                app,
+                unit,
+                units,
+                maxPricePerUnit: max_price,
+                deadline: emc_client::keys::now() + deadline,
+                validFor: lease,
+                minScore: min_e,
+                maxBids: max_bids,
+            };
+            let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
+            let e: IMarket::OrderPlaced = logged(&rpc, h)?;
+            println!("order {} (bids close at {})", e.orderId, e.deadline);
+        }
+        MarketCmd::Bid {
+            order,
+            node,
+            price,
+            listing,
+            signer,
+        } => {
+            let rpc = Rpc::new(&signer.rpc.rpc);
+            if let Some(listing) = listing {
+                let call = IMarket::bidAuctionCall { listingId: listing };
+                tx(&signer, MARKET_ADDRESS, price, call.abi_encode())?;
+                println!("bid {price} wei on auction {listing}");
+                return Ok(());
+            }
+            let order =
+                order.context("name --order (a buyer's order) or --listing (an auction)")?;
+            let node = node.context("--node: the node that will serve the order")?;
+            let bond = view(
+                &rpc,
+                MARKET_ADDRESS,
+                IMarket::bondOfCall {
+                    orderId: order,
+                    pricePerUnit: price,
+                },
+            )?;
+            let call = IMarket::bidCall {
+                orderId: order,
+                node,
+                pricePerUnit: price,
+            };
+            let h = tx(&signer, MARKET_ADDRESS, bond, call.abi_encode())?;
+            let e: IMarket::BidPlaced = logged(&rpc, h)?;
+            println!("bid {} on order {order} (bond {bond} wei)", e.bidId);
+        }
+        MarketCmd::Accept { order, signer } => {
+            let h = tx(
+                &signer,
+                MARKET_ADDRESS,
+                U256::ZERO,
+                IMarket::acceptCall { orderId: order }.abi_encode(),
+            )?;
+            let e: IMarket::Leased = logged(&Rpc::new(&signer.rpc.rpc), h)?;
+            println!(
+                "lease: socket {} on node {} at {} wei a unit",
+                e.tokenId, e.node, e.pricePerUnit
+            );
+        }
+        MarketCmd::List {
+            token,
+            price,
+            lasts,
+            signer,
+        } => list(&signer, token, price, lasts, false)?,
+        MarketCmd::Auction {
+            token,
+            reserve,
+            lasts,
+            signer,
+        } => list(&signer, token, reserve, lasts, true)?,
+        MarketCmd::Buy {
+            listing,
+            offer,
+            units,
+            signer,
+        } => {
+            if let Some(offer) = offer {
+                return socket::run(SocketCmd::Buy {
+                    offer,
+                    units: units.unwrap_or(1),
+                    signer,
+                });
+            }
+            let listing = listing.context("name --listing or --offer with --units")?;
+            let rpc = Rpc::new(&signer.rpc.rpc);
+            let x = view(
+                &rpc,
+                MARKET_ADDRESS,
+                IMarket::listingInfoCall { listingId: listing },
+            )?;
+            if x.auction {
+                bail!("listing {listing} is an auction: `emc market bid --listing {listing} --price ...`");
+            }
+            let h = tx(
+                &signer,
+                MARKET_ADDRESS,
+                x.price,
+                IMarket::buyListingCall { listingId: listing }.abi_encode(),
+            )?;
+            let e: IMarket::Sold = logged(&rpc, h)?;
+            println!("socket {} bought for {} wei", e.tokenId, e.price);
+        }
+        MarketCmd::Settle { listing, signer } => {
+            tx(
+                &signer,
+                MARKET_ADDRESS,
+                U256::ZERO,
+                IMarket::settleAuctionCall { listingId: listing }.abi_encode(),
+            )?;
+        }
+        MarketCmd::Show {
+            what,
+            app,
+            model,
+            max_price,
+            min_e,
+            provider,
+            rpc,
+        } => {
+            let method = match what.as_str() {
+                "offers" => "emc_marketOffers",
+                "apps" => "emc_marketApps",
+                "prices" => "emc_marketPrices",
+                "orders" => "emc_marketOrders",
+                _ => "emc_marketListings",
+            };
+            let mut q = serde_json::Map::new();
+            if what == "offers" || what == "orders" {
+                if let Some(a) = app {
+                    q.insert("app".into(), json!(a));
+                }
+            }
+            if what == "offers" {
+                if let Some(m) = model {
+                    q.insert("model".into(), json!(m));
+                }
+                if let Some(p) = max_price {
+                    q.insert("maxPrice".into(), json!(p));
+                }
+                if let Some(e) = min_e {
+                    q.insert("minScore".into(), json!(e));
+                }
+                if let Some(p) = provider {
+                    q.insert("provider".into(), json!(p));
+                }
+            }
+            print(&Rpc::new(&rpc.rpc).call(method, json!([Value::Object(q)]))?)?;
+        }
+        MarketCmd::History { from, to, app, rpc } => {
+            let mut q = serde_json::Map::new();
+            if let Some(f) = from {
+                q.insert("fromBlock".into(), json!(f));
+            }
+            if let Some(t) = to {
+                q.insert("toBlock".into(), json!(t));
+            }
+            if let Some(a) = app {
+                q.insert("app".into(), json!(a));
+            }
+            print(&Rpc::new(&rpc.rpc).call("emc_marketHistory", json!([Value::Object(q)]))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lists `token` (approving the market first if it may not move it yet).
+fn list(signer: &SignerArgs, token: U256, price: U256, lasts: u64, auction: bool) -> Result<()> {
+    let rpc = Rpc::new(&signer.rpc.rpc);
+    let me = signer.key()?.address();
+    let approved = view(
+        &rpc,
+        SOCKETS_ADDRESS,
+        ISockets::getApprovedCall { tokenId: token },
+    )?;
+    let operator = view(
+        &rpc,
+        SOCKETS_ADDRESS,
+        ISockets::isApprovedForAllCall {
+            owner: me,
+            operator: MARKET_ADDRESS,
+        },
+    )?;
+    if approved != MARKET_ADDRESS && !operator {
+        let call = ISockets::approveCall {
+            approved: MARKET_ADDRESS,
+            tokenId: token,
+        };
+        tx(signer, SOCKETS_ADDRESS, U256::ZERO, call.abi_encode())?;
+    }
+    let ends = emc_client::keys::now() + lasts;
+    let data = if auction {
+        IMarket::auctionCall {
+            tokenId: token,
+            reservePrice: price,
+            ends,
+        }
+        .abi_encode()
+    } else {
+        IMarket::listCall {
+            tokenId: token,
+            price,
+            ends,
+        }
+        .abi_encode()
+    };
+    let h = tx(signer, MARKET_ADDRESS, U256::ZERO, data)?;
+    let e: IMarket::Listed = logged(&rpc, h)?;
+    println!("listing {} for socket {token}", e.listingId);
+    Ok(())
+}
