@@ -172,7 +172,7 @@ fn offer_list(c: &Ctx, at: Height, qy: &Query) -> Result<Vec<Value>, ErrorObject
         }
         out.push((o.pricePerUnit, std::cmp::Reverse(n.score), id, o, n));
     }
-    out.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    out.sort_by_key(|a| (a.0, a.1, a.2));
     let mut list = Vec::with_capacity(out.len());
     for (_, _, id, o, n) in out {
         list.push(json!({
