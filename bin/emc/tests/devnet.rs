@@ -180,6 +180,24 @@ fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
         .send_json(serde_json::json!({"model": "all-minilm-l6-v2", "input": "hello"}))
         .expect("an embedding paid from the socket");
     assert!(r.header("x-emc-charge").is_some_and(|c| c != "0"));
+    // The standing offers it posted: the printed command buys compute in one go.
+    until("an offer for all-minilm-l6-v2", &mut |l| {
+        l.starts_with("Offer ") && l.contains("all-minilm-l6-v2")
+    });
+    let buy = until("its command", &mut |_| true);
+    let args: Vec<&str> = buy.split_whitespace().collect();
+    assert_eq!(args[..3], ["emc", "market", "buy"], "{buy}");
+    let out = common::emc()
+        .args(&args[1..])
+        .output()
+        .expect("emc market buy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("socket ")), "{stdout}");
 
     // A validator killed with SIGKILL: the devnet says so and the chain goes on.
     let heights = |line: &str| -> std::collections::BTreeMap<String, String> {

@@ -305,3 +305,132 @@ fn sockets_are_bought_used_rented_sold_and_settled_to_the_wei() {
         .events::<ISockets::Rejected>(SOCKETS_ADDRESS)
         .is_empty());
 }
+
+/// `emc market ARGS --private-key <account i> --rpc <v0>`.
+fn market(net: &Net, i: usize, args: &[&str]) -> String {
+    let mut all: Vec<&str> = vec!["market"];
+    all.extend(args);
+    all.extend(["--private-key", &net.t.keys[i], "--rpc", &net.v0_url]);
+    cli(&all)
+}
+
+/// The market through the commands a user types: a standing offer found by search, a
+/// buyer's order won by the node's bid, and the lease's socket used through the
+/// router and settled against its credits; the trade in the market's history.
+#[test]
+fn a_socket_leased_on_the_market_is_found_used_and_settled() {
+    let net = Net::start();
+    let buyer = 6;
+    let node = net.node_id.clone();
+    let out = market(
+        &net,
+        0,
+        &[
+            "offer",
+            "--node",
+            &node,
+            "--app",
+            "py",
+            "--price",
+            "2000000wei",
+            "--capacity",
+            "50",
+        ],
+    );
+    let offer = id_of(&out, "offer");
+    let found: Value = serde_json::from_str(&cli(&[
+        "market",
+        "show",
+        "offers",
+        "--model",
+        "p",
+        "--max-price",
+        "3000000wei",
+        "--rpc",
+        &net.v0_url,
+    ]))
+    .expect("json");
+    let offers = found["offers"].as_array().expect("offers");
+    assert_eq!(offers.len(), 1, "{found}");
+    assert_eq!(offers[0]["node"], json!(node));
+    assert_eq!(
+        common::quantity(&offers[0]["offerId"]),
+        offer.parse::<u64>().unwrap()
+    );
+    let none: Value = serde_json::from_str(&cli(&[
+        "market",
+        "show",
+        "offers",
+        "--max-price",
+        "1000000wei",
+        "--rpc",
+        &net.v0_url,
+    ]))
+    .expect("json");
+    assert_eq!(none["offers"], json!([]), "a price filter leaves it out");
+    let apps: Value = serde_json::from_str(&cli(&["market", "show", "apps", "--rpc", &net.v0_url]))
+        .expect("json");
+    assert!(
+        apps["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .any(|a| a["app"] == "py"),
+        "{apps}"
+    );
+
+    // A buyer's order for four calls at most 1.5 M wei each; the node's owner bids 1 M.
+    let out = market(
+        &net,
+        buyer,
+        &[
+            "order",
+            "--app",
+            "py",
+            "--units",
+            "4",
+            "--max-price",
+            "1500000wei",
+        ],
+    );
+    let order = id_of(&out, "order");
+    market(
+        &net,
+        0,
+        &[
+            "bid",
+            "--order",
+            &order,
+            "--node",
+            &node,
+            "--price",
+            &format!("{PRICE_CALL}wei"),
+        ],
+    );
+    let lease = id_of(&market(&net, buyer, &["accept", &order]), "socket");
+    let s = net.info(&lease);
+    assert_eq!((s.credits, s.pricePerUnit), (4, U256::from(PRICE_CALL)));
+
+    // The lease's socket pays for calls through the router, one credit each.
+    let echo = format!("{}/call/py/echo", net.gw);
+    let key = net.key(buyer, &lease);
+    for _ in 0..3 {
+        let (status, charge, body) = post(&echo, &key, &json!("hi"));
+        assert_eq!(
+            (status, charge),
+            (200, Some(U256::from(PRICE_CALL))),
+            "{body}"
+        );
+    }
+    wait_until("the calls settled", Duration::from_secs(60), || {
+        net.info(&lease).credits == 1
+    });
+    let history: Value =
+        serde_json::from_str(&cli(&["market", "history", "--rpc", &net.v0_url])).expect("json");
+    let trades = history["trades"].as_array().expect("trades");
+    assert!(
+        trades.iter().any(|t| t["kind"] == "lease"
+            && common::quantity(&t["tokenId"]) == lease.parse::<u64>().unwrap()),
+        "{history}"
+    );
+}

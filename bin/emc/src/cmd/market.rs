@@ -215,7 +215,8 @@ pub fn run(c: MarketCmd) -> Result<()> {
             };
             let h = tx(&signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
             let e: IMarket::SpotAsk = logged(&Rpc::new(&signer.rpc.rpc), h)?;
-            println!("spot ask {} (clears at the end of its block)", e.orderId);
+            println!("spot ask {}", e.orderId);
+            println!("it clears at the end of its block: see `emc market history`");
         }
         MarketCmd::Order {
             app,
@@ -243,10 +244,8 @@ pub fn run(c: MarketCmd) -> Result<()> {
                 };
                 let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
                 let e: IMarket::SpotBid = logged(&rpc, h)?;
-                println!(
-                    "spot bid {} (clears at the end of its block: see `emc market history`)",
-                    e.orderId
-                );
+                println!("spot bid {}", e.orderId);
+                println!("it clears at the end of its block: see `emc market history`");
                 return Ok(());
             }
             let call = IMarket::placeOrderCall {
@@ -261,7 +260,8 @@ pub fn run(c: MarketCmd) -> Result<()> {
             };
             let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
             let e: IMarket::OrderPlaced = logged(&rpc, h)?;
-            println!("order {} (bids close at {})", e.orderId, e.deadline);
+            println!("order {}", e.orderId);
+            println!("bids close at {} (Unix seconds)", e.deadline);
         }
         MarketCmd::Bid {
             order,
@@ -295,7 +295,8 @@ pub fn run(c: MarketCmd) -> Result<()> {
             };
             let h = tx(&signer, MARKET_ADDRESS, bond, call.abi_encode())?;
             let e: IMarket::BidPlaced = logged(&rpc, h)?;
-            println!("bid {} on order {order} (bond {bond} wei)", e.bidId);
+            println!("bid {}", e.bidId);
+            println!("on order {order}, with a bond of {bond} wei");
         }
         MarketCmd::Accept { order, signer } => {
             let h = tx(
@@ -305,10 +306,8 @@ pub fn run(c: MarketCmd) -> Result<()> {
                 IMarket::acceptCall { orderId: order }.abi_encode(),
             )?;
             let e: IMarket::Leased = logged(&Rpc::new(&signer.rpc.rpc), h)?;
-            println!(
-                "lease: socket {} on node {} at {} wei a unit",
-                e.tokenId, e.node, e.pricePerUnit
-            );
+            println!("socket {}", e.tokenId);
+            println!("leased on node {} at {} wei a unit", e.node, e.pricePerUnit);
         }
         MarketCmd::List {
             token,

@@ -2,7 +2,9 @@
 //! (development account 6) mints a socket for each built-in model to development
 //! account 1, account 1 buys it [`SOCKET_UNITS`] tokens of credits, and the devnet
 //! prints a key for each. A socket an earlier run made (still valid, with credits) is
-//! reused, so a resumed devnet mints nothing new.
+//! reused, so a resumed devnet mints nothing new. Then the owner posts a standing
+//! market offer for each built-in model (unless one of its offers for it is still
+//! open) and the devnet prints the one command that buys compute from it.
 
 use super::DEVNET_APPS;
 use crate::client::Rpc;
@@ -118,6 +120,55 @@ fn make_all(url: &str, chain_id: u64) -> Result<()> {
         let key = emc_client::keys::make_socket(holder, grant, id).map_err(anyhow::Error::msg)?;
         println!(
             "Socket {id} for {app} (account 1 holds it, {SOCKET_UNITS} tokens of credits; `emc socket show {id}`), its API key:\n{key}"
+        );
+    }
+    offers(&rpc, owner, node, url, &send)
+}
+
+/// How much an offer sells in all, and how long it stands.
+const OFFER_CAPACITY: u64 = 10_000_000;
+const OFFER_LAPSE: u64 = 30 * 86_400;
+
+/// Posts (or finds) a standing offer per built-in model and prints how to buy from it.
+fn offers(
+    rpc: &Rpc,
+    owner: &alloy_signer_local::PrivateKeySigner,
+    node: B256,
+    url: &str,
+    send: &dyn Fn(&alloy_signer_local::PrivateKeySigner, U256, Vec<u8>) -> Result<B256>,
+) -> Result<()> {
+    let buyer = emc_crypto::dev_accounts(3)?.remove(2);
+    let open = rpc.call("emc_marketOffers", json!([{ "node": node }]))?;
+    for (app, price) in apps() {
+        let found = open["offers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["app"] == json!(app))
+            .and_then(|o| o["offerId"].as_str()?.parse::<U256>().ok());
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let offer = ISockets::offerCall {
+                    node,
+                    app: app.clone(),
+                    appHash: B256::ZERO,
+                    unit: 2,
+                    pricePerUnit: price,
+                    minUnits: 1,
+                    maxUnits: OFFER_CAPACITY,
+                    validFor: VALID_FOR,
+                    capacity: OFFER_CAPACITY,
+                    expires: emc_client::keys::now() + OFFER_LAPSE,
+                    renewalPricePerSecond: U256::from(1),
+                };
+                send(owner, U256::ZERO, offer.abi_encode())?;
+                view(rpc, SOCKETS_ADDRESS, ISockets::offerCountCall {})?
+            }
+        };
+        println!(
+            "Offer {id}: {app} at {price} wei a token (`emc market show offers`). Buy 10000 tokens of it as account 2:\nemc market buy --offer {id} --units 10000 --private-key {} --rpc {url}",
+            alloy_primitives::hex::encode(buyer.to_bytes())
         );
     }
     Ok(())
