@@ -126,7 +126,7 @@ fn make_all(url: &str, chain_id: u64) -> Result<()> {
 }
 
 /// Sends a transaction to the Sockets module and waits for it: its hash.
-type Send = dyn Fn(&alloy_signer_local::PrivateKeySigner, U256, Vec<u8>) -> Result<B256>;
+type Send<'a> = dyn Fn(&alloy_signer_local::PrivateKeySigner, U256, Vec<u8>) -> Result<B256> + 'a;
 
 /// How much an offer sells in all, and how long it stands.
 const OFFER_CAPACITY: u64 = 10_000_000;
@@ -138,7 +138,7 @@ fn offers(
     owner: &alloy_signer_local::PrivateKeySigner,
     node: B256,
     url: &str,
-    send: &Send,
+    send: &Send<'_>,
 ) -> Result<()> {
     let buyer = emc_crypto::dev_accounts(3)?.remove(2);
     let open = rpc.call("emc_marketOffers", json!([{ "node": node }]))?;
