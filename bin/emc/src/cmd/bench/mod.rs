@@ -33,6 +33,7 @@ sol! {
 mod compute;
 mod consensus;
 mod gateway;
+mod market;
 mod network;
 
 #[derive(clap::Subcommand)]
@@ -47,6 +48,8 @@ pub enum BenchCmd {
     Compute(compute::ComputeBench),
     /// Requests/s and latency through nginx and through one and two EMC routers (wrk).
     Gateway(gateway::GatewayBench),
+    /// A spot block's wall time, gas and trades against the same number of transfers.
+    Market(market::MarketBench),
 }
 
 #[derive(clap::Args)]
@@ -69,6 +72,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
         BenchCmd::Network(a) => return network::run(a),
         BenchCmd::Compute(a) => return compute::run(a),
         BenchCmd::Gateway(a) => return gateway::run(a),
+        BenchCmd::Market(a) => return market::run(a),
     };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");
