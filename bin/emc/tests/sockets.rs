@@ -73,8 +73,19 @@ struct Net {
 
 impl Net {
     fn start() -> Net {
+        Self::start_with(&[])
+    }
+
+    /// With more arguments for the computing node.
+    fn start_with(node_extra: &[&str]) -> Net {
         let embed = format!("embed=builtin:minilm,price={PRICE_TOKEN}");
-        let t = common::trio("sockets test router", (&[], &[]), PRICE_CALL, &[embed], &[]);
+        let t = common::trio(
+            "sockets test router",
+            (&[], &[]),
+            PRICE_CALL,
+            &[embed],
+            node_extra,
+        );
         Net {
             v0_url: t.v0.url.clone(),
             gw: t.gw.clone(),
@@ -315,11 +326,30 @@ fn market(net: &Net, i: usize, args: &[&str]) -> String {
 }
 
 /// The market through the commands a user types: a standing offer found by search, a
-/// buyer's order won by the node's bid, and the lease's socket used through the
-/// router and settled against its credits; the trade in the market's history.
+/// buyer's order won by the node's bid, and the lease's socket used through two
+/// routers and settled against its credits; the trade in the market's history. Then
+/// the node dies: both routers sign that it failed, and their reports take the
+/// provider's bond for the buyer.
 #[test]
-fn a_socket_leased_on_the_market_is_found_used_and_settled() {
-    let net = Net::start();
+fn a_socket_leased_on_the_market_is_used_settled_and_its_dead_node_loses_the_bond() {
+    let r2_addr = common::router_address("market test router 2");
+    let mut net = Net::start_with(&["--router", &r2_addr.2]);
+    let (_r2, gw2) = net.t.spawn_router(&r2_addr, 5, "r2");
+    // Both routers' accounts (4 and 5) stake as routers.
+    for k in [4, 5] {
+        cli(&[
+            "stake",
+            "add",
+            "--role",
+            "router",
+            "--amount",
+            "10emc",
+            "--private-key",
+            &net.t.keys[k],
+            "--rpc",
+            &net.v0_url,
+        ]);
+    }
     let buyer = 6;
     let node = net.node_id.clone();
     let out = market(
@@ -394,18 +424,21 @@ fn a_socket_leased_on_the_market_is_found_used_and_settled() {
         ],
     );
     let order = id_of(&out, "order");
-    market(
-        &net,
-        0,
-        &[
-            "bid",
-            "--order",
-            &order,
-            "--node",
-            &node,
-            "--price",
-            &format!("{PRICE_CALL}wei"),
-        ],
+    let bid = id_of(
+        &market(
+            &net,
+            0,
+            &[
+                "bid",
+                "--order",
+                &order,
+                "--node",
+                &node,
+                "--price",
+                &format!("{PRICE_CALL}wei"),
+            ],
+        ),
+        "bid",
     );
     let lease = id_of(&market(&net, buyer, &["accept", &order]), "socket");
     let s = net.info(&lease);
@@ -433,4 +466,50 @@ fn a_socket_leased_on_the_market_is_found_used_and_settled() {
             && common::quantity(&t["tokenId"]) == lease.parse::<u64>().unwrap()),
         "{history}"
     );
+
+    // The second router serves the lease too, once the node has dialled it.
+    let echo2 = format!("{gw2}/call/py/echo");
+    wait_until("router 2 serves the lease", Duration::from_secs(60), || {
+        post(&echo2, &key, &json!("hi")).0 == 200
+    });
+    // The node dies: each router's call fails, and each signs that it did.
+    net.t.node.kill();
+    for url in [&echo, &echo2] {
+        wait_until(
+            "the router reports the dead node",
+            Duration::from_secs(60),
+            || {
+                let (status, _, _) = post(url, &key, &json!("hi"));
+                let gw = url.trim_end_matches("/call/py/echo");
+                let r: Value = ureq::get(&format!("{gw}/v1/market/failures/{bid}"))
+                    .call()
+                    .ok()
+                    .and_then(|r| r.into_json().ok())
+                    .unwrap_or_default();
+                status != 200 && r["reports"].as_array().is_some_and(|a| !a.is_empty())
+            },
+        );
+    }
+    let gw1 = net.gw.clone();
+    let out = market(
+        &net,
+        buyer,
+        &[
+            "report",
+            "--bid",
+            &bid,
+            "--gateway",
+            &gw1,
+            "--gateway",
+            &gw2,
+        ],
+    );
+    assert!(out.contains("paid to"), "{out}");
+    let b = net.t.v0.view(
+        emc_modules::MARKET_ADDRESS,
+        emc_modules::market::IMarket::bidInfoCall {
+            bidId: bid.parse().unwrap(),
+        },
+    );
+    assert_eq!(b.state, 4, "the bond was slashed");
 }

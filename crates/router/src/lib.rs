@@ -19,6 +19,8 @@
 //! * **Gateway** ([`gateway`]): OpenAI-compatible endpoints, `/call/{app}/{path}` and
 //!   pub/sub over HTTP, authenticated by API keys (grants signed by the client's
 //!   Ethereum account, `emc_client::keys`).
+//! * **Failures** ([`failures`]): signed reports of market leases whose node could not
+//!   be reached or ran out of time, the evidence that takes a provider's bond.
 //! * **Mesh** ([`mesh`]): peer routers exchange table summaries and relay calls.
 //! * **Pub/sub** ([`pubsub`]): WebSocket channels at the gateway, carried along the mesh.
 //! * **Settlement** ([`settle`]): each served call becomes a receipt (the client's
@@ -33,6 +35,7 @@ pub mod attempt;
 pub mod auth;
 pub mod cache;
 pub mod chain;
+pub mod failures;
 pub mod follow;
 pub mod forward;
 pub mod gateway;

@@ -11,9 +11,10 @@ use crate::sockets::{admit, SocketTerms};
 use alloy_primitives::{Address, B256, U256};
 use emc_client::keys::ApiKey;
 use emc_client::{ChainClient, ChainClientExt, ClientError};
+use emc_modules::market::IMarket;
 use emc_modules::sockets::ISockets;
 use emc_modules::tasks::ITasks;
-use emc_modules::{SOCKETS_ADDRESS, TASKS_ADDRESS};
+use emc_modules::{MARKET_ADDRESS, SOCKETS_ADDRESS, TASKS_ADDRESS};
 use emc_protocol::CallError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -46,6 +47,9 @@ pub struct OnChain {
     /// Escrow balances and grant spending as of a height: read once per block, not
     /// once per call.
     views: Mutex<ViewCache>,
+    /// Each socket's market lease (its winning bid, zero for none): set once, at the
+    /// award, so kept for good (bounded).
+    leases: Mutex<HashMap<U256, U256>>,
 }
 
 #[derive(Default)]
@@ -62,6 +66,7 @@ impl OnChain {
             chain,
             ledger,
             views: Mutex::default(),
+            leases: Mutex::default(),
         }
     }
 
@@ -120,6 +125,23 @@ impl OnChain {
         Ok((socket, spent))
     }
 
+    /// The market lease socket `id` is (zero: none), read once.
+    async fn lease_of(&self, id: U256) -> Result<U256, CallError> {
+        if let Some(b) = self.leases.lock().get(&id) {
+            return Ok(*b);
+        }
+        let bid = self
+            .chain
+            .view(MARKET_ADDRESS, IMarket::leaseOfCall { tokenId: id })
+            .await
+            .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let mut l = self.leases.lock();
+        if l.len() < VIEW_CACHE {
+            l.insert(id, bid);
+        }
+        Ok(bid)
+    }
+
     /// The client's escrow balance and the grant's spending at the head, read from the
     /// Tasks module once per block.
     async fn escrow_and_spent(&self, key: &ApiKey) -> Result<(U256, U256), CallError> {
@@ -176,6 +198,8 @@ impl Payment for OnChain {
             return Err(CallError::Unauthorized("not a socket key".into()));
         };
         let (s, _) = self.socket_and_spent(key, id).await?;
-        admit(key, id, &s, app, emc_client::keys::now())
+        let mut terms = admit(key, id, &s, app, emc_client::keys::now())?;
+        terms.lease = self.lease_of(id).await?;
+        Ok(terms)
     }
 }

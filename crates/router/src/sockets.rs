@@ -23,6 +23,9 @@ pub struct SocketTerms {
     pub price: U256,
     /// Wei of credits left on chain (`credits × price`).
     pub left: U256,
+    /// The market lease the socket is, as its winning bid (zero: not a lease); filled
+    /// by the payment, which reads the Market.
+    pub lease: U256,
 }
 
 /// Admits a call of `app` under socket key `key` for socket `id`, shown as `s` at the
@@ -81,6 +84,7 @@ pub fn admit(
         unit,
         price: s.pricePerUnit,
         left: s.escrow,
+        lease: U256::ZERO,
     })
 }
 

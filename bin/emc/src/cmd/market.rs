@@ -116,6 +116,18 @@ pub enum MarketCmd {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Take a lease's failure reports from routers' gateways to the Market: with two
+    /// staked routers' word, the provider's bond is the buyer's.
+    Report {
+        /// The lease's winning bid (`emc market show orders`).
+        #[arg(long)]
+        bid: U256,
+        /// A router's gateway (its base URL, as `emc devnet` prints it); name two or more.
+        #[arg(long = "gateway", required = true)]
+        gateways: Vec<String>,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Settle an ended auction (anyone may).
     Settle {
         listing: U256,
@@ -353,6 +365,11 @@ pub fn run(c: MarketCmd) -> Result<()> {
             let e: IMarket::Sold = logged(&rpc, h)?;
             println!("socket {} bought for {} wei", e.tokenId, e.price);
         }
+        MarketCmd::Report {
+            bid,
+            gateways,
+            signer,
+        } => report(&signer, bid, &gateways)?,
         MarketCmd::Settle { listing, signer } => {
             tx(
                 &signer,
@@ -413,6 +430,42 @@ pub fn run(c: MarketCmd) -> Result<()> {
             print(&Rpc::new(&rpc.rpc).call("emc_marketHistory", json!([Value::Object(q)]))?)?;
         }
     }
+    Ok(())
+}
+
+/// One report from each router's gateway (the newest), submitted together.
+fn report(signer: &SignerArgs, bid: U256, gateways: &[String]) -> Result<()> {
+    let mut reports = Vec::new();
+    for g in gateways {
+        let base = g.trim_end_matches('/').trim_end_matches("/v1");
+        let url = format!("{base}/v1/market/failures/{bid}");
+        let v: Value = ureq::get(&url)
+            .call()
+            .with_context(|| format!("asking {url}"))?
+            .into_json()
+            .with_context(|| format!("{url} answered no JSON"))?;
+        let Some(r) = v["reports"].as_array().and_then(|a| a.last()) else {
+            bail!("{g} has no failure report for bid {bid}");
+        };
+        let field = |k: &str| r[k].clone();
+        reports.push(IMarket::FailureReport {
+            bidId: bid,
+            node: serde_json::from_value(field("node")).context("a report's node")?,
+            at: field("at").as_u64().context("a report's time")?,
+            kind: field("kind").as_u64().context("a report's kind")? as u8,
+            requestHash: serde_json::from_value(field("requestHash"))
+                .context("a report's request")?,
+            signature: serde_json::from_value(field("signature"))
+                .context("a report's signature")?,
+        });
+    }
+    let call = IMarket::reportFailureCall {
+        bidId: bid,
+        reports,
+    };
+    let h = tx(signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
+    let e: IMarket::BondSlashed = logged(&Rpc::new(&signer.rpc.rpc), h)?;
+    println!("bond {} wei of bid {bid} paid to {}", e.amount, e.to);
     Ok(())
 }
 

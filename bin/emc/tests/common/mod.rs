@@ -323,7 +323,54 @@ pub struct Trio {
     pub app: Kill,
     /// Development accounts 0 to 7, as hex private keys.
     pub keys: Vec<String>,
+    /// The genesis file and the validator's p2p address, for more nodes to join.
+    pub genesis: String,
+    pub boot: String,
     pub dir: tempfile::TempDir,
+}
+
+/// A router's p2p address fixed ahead (from `name`), so a computing node can be told
+/// to dial it before it starts: `(seed, listen address, dial address)`.
+pub fn router_address(name: &str) -> ([u8; 32], String, String) {
+    let seed = alloy_primitives::keccak256(name).0;
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let dial = format!("{listen}/p2p/{}", emc_p2p::peer_id_of(seed));
+    (seed, listen, dial)
+}
+
+impl Trio {
+    /// Another router joining the network at the address [`router_address`] gave,
+    /// with account `key`'s key: it and its gateway.
+    pub fn spawn_router(
+        &self,
+        (seed, listen, _): &([u8; 32], String, String),
+        key: usize,
+        name: &str,
+    ) -> (DevNode, String) {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).expect("dir");
+        std::fs::write(data.join("p2p.key"), seed).expect("key");
+        let (router, found) = DevNode::spawn_with(
+            &[
+                "--genesis",
+                &self.genesis,
+                "--datadir",
+                data.to_str().expect("utf8"),
+                "--p2p-addr",
+                listen,
+                "--bootnode",
+                &self.boot,
+                "--role",
+                "router",
+                "--router-http",
+                "127.0.0.1:0",
+                "--router-key",
+                &self.keys[key],
+            ],
+            &["Router HTTP: "],
+        );
+        (router, found[0].clone())
+    }
 }
 
 pub fn trio(
@@ -437,6 +484,8 @@ pub fn trio(
         node_found,
         app,
         keys,
+        genesis: gen.clone(),
+        boot: boot.clone(),
         dir,
     }
 }

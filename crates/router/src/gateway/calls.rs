@@ -151,7 +151,12 @@ async fn try_call(
         Some(_) => Some(g.socket(&key, &app).await?),
         None => None,
     };
-    let cands = candidates(&g, &app, socket.as_ref())?;
+    let cands = candidates(&g, &app, socket.as_ref()).inspect_err(|e| {
+        // A lease's node this router served it through, and can no longer reach.
+        if let Some(s) = socket.as_ref() {
+            note_failure(&g, s, e, request_hash);
+        }
+    })?;
     let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights)
         .map_err(attempt::no_route)?;
@@ -178,6 +183,14 @@ async fn try_call(
     let mut attempt = Attempt::default();
     for route in routes {
         let (event, reply) = try_route(&g, &job, route, &mut reservation).await;
+        if let (Some(s), Event::Failed(e)) = (job.socket.as_ref(), &event) {
+            note_failure(&g, s, e, job.request_hash);
+        }
+        if let (Some(s), Event::Checked) = (job.socket.as_ref(), &event) {
+            if !s.lease.is_zero() {
+                g.failures.served(s.lease, s.node);
+            }
+        }
         match attempt.on(route.node, event) {
             Decision::Charge => {
                 return Ok(reply.expect("a checked result comes with its reply"));
@@ -191,6 +204,18 @@ async fn try_call(
     }
     // Dropping the reservation here releases it: nothing was charged.
     Err(attempt.give_up(&job.app))
+}
+
+/// Signs a failure report when a market lease's node could not serve (unreachable or
+/// out of time: [`crate::failures::kind_of`]).
+fn note_failure(g: &Gateway, s: &SocketTerms, e: &CallError, request: B256) {
+    if s.lease.is_zero() {
+        return;
+    }
+    if let Some(kind) = crate::failures::kind_of(e) {
+        g.failures
+            .note(s.lease, s.node, kind, request, emc_client::keys::now());
+    }
 }
 
 /// The routes for a call of `app`: every node serving it, or, for a socket key, the

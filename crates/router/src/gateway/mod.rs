@@ -7,6 +7,7 @@
 //! | `ANY /call/{app}/{path...}` | any app: an HTTP app gets the method, path, query and body |
 //! | `GET /pubsub/{channel}` (WebSocket), `POST /pubsub/{channel}` | publish/subscribe, see [`crate::pubsub`] |
 //! | `GET /nodes`, `GET /mesh` | the routing table: load, RTT, E, prices, outcomes; the peers' nodes |
+//! | `GET /v1/market/failures/{bid}` | this router's signed reports of market lease `bid`'s failed calls ([`crate::failures`]; no key needed) |
 //! | `GET /health` | `ok` |
 //!
 //! Every call needs an API key (`emc_client::keys`) as `Authorization: Bearer`. Per
@@ -64,6 +65,7 @@ pub async fn serve(
         .route("/health", get(|| async { "ok" }))
         .route("/nodes", get(nodes))
         .route("/mesh", get(mesh))
+        .route("/v1/market/failures/{bid}", get(failures))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::openai))
         .route("/v1/chat/completions", post(openai::openai))
@@ -94,4 +96,32 @@ async fn nodes(State(g): State<Gateway>) -> impl IntoResponse {
 
 async fn mesh(State(g): State<Gateway>) -> impl IntoResponse {
     Json(g.table.remote_snapshot())
+}
+
+/// `GET /v1/market/failures/{bid}`: `{"router", "reports": [FailureReport...]}`, each
+/// report's fields as the Market's ABI names them.
+async fn failures(
+    State(g): State<Gateway>,
+    axum::extract::Path(bid): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let Ok(bid) = bid.parse::<alloy_primitives::U256>() else {
+        let e = emc_protocol::CallError::BadRequest(format!("{bid:?} is not a bid id"));
+        return emc_protocol::http::error_response(&e);
+    };
+    let reports: Vec<serde_json::Value> = g
+        .failures
+        .reports(bid)
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "bidId": r.bidId.to_string(),
+                "node": r.node,
+                "at": r.at,
+                "kind": r.kind,
+                "requestHash": r.requestHash,
+                "signature": r.signature,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({"router": g.failures.router(), "reports": reports})).into_response()
 }

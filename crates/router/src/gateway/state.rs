@@ -31,6 +31,7 @@ pub struct Gateway {
     pub(crate) cache: Arc<Mutex<ResultCache>>,
     keys: Arc<Mutex<HashMap<String, ApiKey>>>,
     pub(crate) pubsub: Arc<PubSub>,
+    pub(crate) failures: Arc<crate::failures::FailureBook>,
 }
 
 impl Gateway {
@@ -52,6 +53,10 @@ impl Gateway {
             cache: Arc::default(),
             keys: Arc::default(),
             pubsub,
+            failures: Arc::new(crate::failures::FailureBook::new(
+                s.account.clone(),
+                chain_id,
+            )),
         }
     }
 }
