@@ -7,7 +7,7 @@ use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolValue};
 use common::{reason, Evm};
 use emc_modules::kit::callout::asm;
-use emc_modules::registry::{registration_message, IRegistry};
+use emc_modules::registry::register_call;
 use emc_modules::sockets::{IERC721Receiver, ISockets};
 use emc_modules::{MODULES, REGISTRY_ADDRESS, SOCKETS_ADDRESS};
 use revm::context_interface::result::ExecutionResult;
@@ -42,6 +42,15 @@ impl Chain {
         self.evm.ok(from, SOCKETS_ADDRESS, value, call.abi_encode())
     }
 
+    /// Registers the test's node (serving "echo") for `provider`: its id.
+    fn register(&mut self, provider: Address) -> B256 {
+        let key = ed25519_consensus::SigningKey::from([3u8; 32]);
+        let reg = register_call(CHAIN, provider, &key, &["echo"]);
+        let r = self.send(provider, REGISTRY_ADDRESS, 0, reg.abi_encode());
+        assert!(r.is_success(), "{r:?}");
+        reg.nodeId
+    }
+
     fn owner(&mut self, id: U256) -> Address {
         let c = ISockets::ownerOfCall { tokenId: id };
         let out = self.sockets(Address::repeat_byte(1), 0, c);
@@ -53,22 +62,7 @@ impl Chain {
 fn safe_transfer_into_a_contract_asks_it_and_honours_its_answer() {
     let mut c = Chain::new();
     let (provider, buyer) = (Address::repeat_byte(1), Address::repeat_byte(2));
-    let key = ed25519_consensus::SigningKey::from([3u8; 32]);
-    let node = B256::from(key.verification_key().to_bytes());
-    let reg = IRegistry::registerCall {
-        nodeId: node,
-        nodeSignature: key
-            .sign(&registration_message(CHAIN, provider, node))
-            .to_bytes()
-            .to_vec()
-            .into(),
-        apps: vec!["echo".into()],
-        prices: vec![U256::from(1)],
-        hardware: String::new(),
-    };
-    assert!(c
-        .send(provider, REGISTRY_ADDRESS, 0, reg.abi_encode())
-        .is_success());
+    let node = c.register(provider);
     let offer = ISockets::offerCall {
         node,
         app: "echo".into(),
@@ -130,22 +124,7 @@ fn safe_transfer_into_a_contract_asks_it_and_honours_its_answer() {
 /// A provider with a registered node and `n` sockets minted to each of `holders`.
 fn with_holdings(c: &mut Chain, holders: &[(Address, u64)]) -> Vec<Vec<U256>> {
     let provider = Address::repeat_byte(1);
-    let key = ed25519_consensus::SigningKey::from([3u8; 32]);
-    let node = B256::from(key.verification_key().to_bytes());
-    let reg = IRegistry::registerCall {
-        nodeId: node,
-        nodeSignature: key
-            .sign(&registration_message(CHAIN, provider, node))
-            .to_bytes()
-            .to_vec()
-            .into(),
-        apps: vec!["echo".into()],
-        prices: vec![U256::from(1)],
-        hardware: String::new(),
-    };
-    assert!(c
-        .send(provider, REGISTRY_ADDRESS, 0, reg.abi_encode())
-        .is_success());
+    let node = c.register(provider);
     holders
         .iter()
         .map(|&(h, n)| {

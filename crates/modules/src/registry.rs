@@ -63,6 +63,28 @@ pub fn registration_message(chain_id: u64, owner: Address, node: B256) -> Vec<u8
     m
 }
 
+/// The `register` call for node `key` owned by `owner` on chain `chain_id`, serving
+/// `apps` at one wei a unit, signed by the node (for tests, benchmarks and tools).
+pub fn register_call(
+    chain_id: u64,
+    owner: Address,
+    key: &ed25519_consensus::SigningKey,
+    apps: &[&str],
+) -> IRegistry::registerCall {
+    let node = B256::from(key.verification_key().to_bytes());
+    IRegistry::registerCall {
+        nodeId: node,
+        nodeSignature: key
+            .sign(&registration_message(chain_id, owner, node))
+            .to_bytes()
+            .to_vec()
+            .into(),
+        apps: apps.iter().map(|a| a.to_string()).collect(),
+        prices: vec![U256::from(1); apps.len()],
+        hardware: String::new(),
+    }
+}
+
 pub struct RegistryModule;
 
 impl RegistryModule {

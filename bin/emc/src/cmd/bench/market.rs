@@ -13,9 +13,8 @@ use alloy_sol_types::{SolCall, SolEvent};
 use anyhow::{bail, Context, Result};
 use emc_chain::Chain;
 use emc_modules::market::IMarket;
-use emc_modules::registry::{registration_message, IRegistry};
+use emc_modules::registry::register_call;
 use emc_modules::{MARKET_ADDRESS, REGISTRY_ADDRESS};
-use emc_types::Genesis;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -46,34 +45,14 @@ fn setup(
     accounts: &[PrivateKeySigner],
     gas_limit: u64,
 ) -> Result<(std::sync::Arc<Chain>, [alloy_primitives::B256; 2])> {
-    let addrs: Vec<Address> = accounts.iter().map(|k| k.address()).collect();
-    let mut genesis = Genesis::dev(
-        emc_types::GenesisValidator {
-            address: Address::repeat_byte(0xcc),
-            consensus_key: emc_crypto::ConsensusKey::dev(0).public(),
-            power: 1_000,
-        },
-        &addrs,
-        U256::from(10u128.pow(24)),
-    );
-    genesis.gas_limit = gas_limit;
+    let genesis = super::bench_genesis(accounts, gas_limit);
     let chain = Chain::open(dir, genesis)?;
     let mut nodes = [alloy_primitives::B256::ZERO; 2];
     for (i, seed) in PROVIDER_SEEDS.iter().enumerate() {
         let node_key = ed25519_consensus::SigningKey::from([*seed; 32]);
-        let node = alloy_primitives::B256::from(node_key.verification_key().to_bytes());
         let owner = &accounts[i];
-        let reg = IRegistry::registerCall {
-            nodeId: node,
-            nodeSignature: node_key
-                .sign(&registration_message(CHAIN_ID, owner.address(), node))
-                .to_bytes()
-                .to_vec()
-                .into(),
-            apps: vec!["echo".into()],
-            prices: vec![U256::from(1)],
-            hardware: String::new(),
-        };
+        let reg = register_call(CHAIN_ID, owner.address(), &node_key, &["echo"]);
+        let node = reg.nodeId;
         chain.submit(&sign(
             owner,
             0,

@@ -183,14 +183,8 @@ struct Timings {
     pipelined: Duration,
 }
 
-/// A fresh chain with the senders funded; with `token`, the ERC-20 deployed and every
-/// sender given a balance (not timed).
-fn setup(
-    dir: &std::path::Path,
-    keys: &[PrivateKeySigner],
-    a: &ChainBench,
-    token: Option<Address>,
-) -> Result<(std::sync::Arc<Chain>, u64)> {
+/// A one-validator dev genesis with `keys` funded and blocks of `gas_limit`.
+fn bench_genesis(keys: &[PrivateKeySigner], gas_limit: u64) -> Genesis {
     let addrs: Vec<Address> = keys.iter().map(|k| k.address()).collect();
     let mut genesis = Genesis::dev(
         emc_types::GenesisValidator {
@@ -201,7 +195,19 @@ fn setup(
         &addrs,
         U256::from(10u128.pow(24)),
     );
-    genesis.gas_limit = (a.block_txs as u64 * 80_000).max(30_000_000);
+    genesis.gas_limit = gas_limit;
+    genesis
+}
+
+/// A fresh chain with the senders funded; with `token`, the ERC-20 deployed and every
+/// sender given a balance (not timed).
+fn setup(
+    dir: &std::path::Path,
+    keys: &[PrivateKeySigner],
+    a: &ChainBench,
+    token: Option<Address>,
+) -> Result<(std::sync::Arc<Chain>, u64)> {
+    let mut genesis = bench_genesis(keys, (a.block_txs as u64 * 80_000).max(30_000_000));
     genesis.base_fee = 1_000_000_000;
     let chain = Chain::open(dir, genesis)?;
     let mut ts = 1u64;

@@ -4,7 +4,7 @@
 //! input refused with its reason.
 
 use super::*;
-use crate::registry::{registration_message, IRegistry};
+use crate::registry::{register_call, IRegistry};
 use crate::sockets::ISockets;
 use crate::testing::MemHost;
 use crate::{REGISTRY_ADDRESS, SOCKETS_ADDRESS};
@@ -35,19 +35,9 @@ fn world() -> World {
     let mut nodes = [(Address::ZERO, B256::ZERO); 2];
     for (i, n) in nodes.iter_mut().enumerate() {
         let key = ed25519_consensus::SigningKey::from([7 + i as u8; 32]);
-        let node = B256::from(key.verification_key().to_bytes());
         let provider = addr(0xe0 + i as u8);
-        let reg = IRegistry::registerCall {
-            nodeId: node,
-            nodeSignature: key
-                .sign(&registration_message(42, provider, node))
-                .to_bytes()
-                .to_vec()
-                .into(),
-            apps: vec!["echo".into(), "chat".into()],
-            prices: vec![U256::from(1), U256::from(1)],
-            hardware: String::new(),
-        };
+        let reg = register_call(42, provider, &key, &["echo", "chat"]);
+        let node = reg.nodeId;
         h.call(
             REGISTRY_ADDRESS,
             provider,

@@ -3,7 +3,7 @@
 //! refunds, and a property test over random sequences of all of them.
 
 use super::*;
-use crate::registry::{registration_message, IRegistry};
+use crate::registry::register_call;
 use crate::testing::MemHost;
 use crate::REGISTRY_ADDRESS;
 use alloy_primitives::B256;
@@ -31,19 +31,9 @@ fn world() -> World {
     let mut h = MemHost::new(SOCKETS_ADDRESS);
     h.timestamp = T0;
     let key = ed25519_consensus::SigningKey::from([7u8; 32]);
-    let node = B256::from(key.verification_key().to_bytes());
     let provider = addr(0xe0);
-    let reg = IRegistry::registerCall {
-        nodeId: node,
-        nodeSignature: key
-            .sign(&registration_message(42, provider, node))
-            .to_bytes()
-            .to_vec()
-            .into(),
-        apps: vec!["echo".into(), "chat".into()],
-        prices: vec![U256::from(1), U256::from(1)],
-        hardware: String::new(),
-    };
+    let reg = register_call(42, provider, &key, &["echo", "chat"]);
+    let node = reg.nodeId;
     h.call(
         REGISTRY_ADDRESS,
         provider,
