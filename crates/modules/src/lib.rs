@@ -402,7 +402,20 @@ pub fn dispatch_in(
         }
         Ok(m) => m,
     };
-    let out = module.call(&mut m, call);
+    // A panic in module code (a bug) fails the call like a revert, with its message,
+    // instead of taking the node down; the EVM undoes what the call did.
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.call(&mut m, call)))
+        .unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(ModuleError::Revert(format!(
+                "{}: internal error ({why})",
+                module.name()
+            )))
+        });
     // A log charges after the fact (`Metered::emit`): past the limit, the call ran
     // out of gas.
     let out = if m.gas_used > gas_limit {

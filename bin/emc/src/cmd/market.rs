@@ -4,7 +4,7 @@
 
 use crate::client::Rpc;
 use crate::cmd::gateway::{parse_duration, view};
-use crate::cmd::socket::{self, SocketCmd, Terms};
+use crate::cmd::socket::{self, OfferArgs, SocketCmd};
 use crate::cmd::tx::{parse_amount, send_tx, SignerArgs};
 use crate::cmd::RpcArg;
 use alloy_primitives::{Address, Bytes, B256, U256};
@@ -17,20 +17,11 @@ use serde_json::{json, Value};
 
 #[derive(clap::Subcommand)]
 pub enum MarketCmd {
-    /// Post a standing offer for your node (--spot: an ask in this block's auction).
+    /// Post a standing offer for your node (--spot: an ask of --capacity units in this
+    /// block's auction, at no less than --price).
     Offer {
         #[command(flatten)]
-        terms: Terms,
-        /// Fewest and most units one purchase takes.
-        #[arg(long, default_value_t = 1)]
-        min: u64,
-        #[arg(long, default_value_t = 1_000_000)]
-        max: u64,
-        /// Units for sale in all (with --spot: the units asked).
-        #[arg(long)]
-        capacity: u64,
-        #[arg(long, default_value = "30d", value_parser = parse_duration)]
-        lapse: u64,
+        offer: OfferArgs,
         /// Ask in the spot market's auction of this block instead.
         #[arg(long)]
         spot: bool,
@@ -200,30 +191,19 @@ fn print(v: &Value) -> Result<()> {
 pub fn run(c: MarketCmd) -> Result<()> {
     match c {
         MarketCmd::Offer {
-            terms,
-            min,
-            max,
-            capacity,
-            lapse,
+            offer,
             spot,
             signer,
         } => {
             if !spot {
-                return socket::run(SocketCmd::Offer {
-                    terms,
-                    min,
-                    max,
-                    capacity,
-                    lapse,
-                    signer,
-                });
+                return socket::run(SocketCmd::Offer { offer, signer });
             }
             let call = IMarket::spotAskCall {
-                node: terms.node,
-                app: terms.app,
-                unit: terms.unit,
-                units: capacity,
-                limitPerUnit: terms.price,
+                node: offer.terms.node,
+                app: offer.terms.app,
+                unit: offer.terms.unit,
+                units: offer.capacity,
+                limitPerUnit: offer.terms.price,
             };
             let h = tx(&signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
             let e: IMarket::SpotAsk = logged(&Rpc::new(&signer.rpc.rpc), h)?;

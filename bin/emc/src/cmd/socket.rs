@@ -28,18 +28,7 @@ pub enum SocketCmd {
     /// Post a standing offer for your node that anyone can buy sockets from.
     Offer {
         #[command(flatten)]
-        terms: Terms,
-        /// Fewest and most units one purchase takes.
-        #[arg(long, default_value_t = 1)]
-        min: u64,
-        #[arg(long, default_value_t = 1_000_000)]
-        max: u64,
-        /// Units for sale in all.
-        #[arg(long)]
-        capacity: u64,
-        /// When the offer lapses, from now.
-        #[arg(long, default_value = "30d", value_parser = parse_duration)]
-        lapse: u64,
+        offer: OfferArgs,
         #[command(flatten)]
         signer: SignerArgs,
     },
@@ -117,6 +106,24 @@ pub enum SocketCmd {
         #[command(flatten)]
         key: crate::cmd::gateway::KeyArgs,
     },
+}
+
+/// A standing offer: its terms, how much one purchase takes, how much it sells.
+#[derive(clap::Args)]
+pub struct OfferArgs {
+    #[command(flatten)]
+    pub(crate) terms: Terms,
+    /// Fewest and most units one purchase takes.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) min: u64,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) max: u64,
+    /// Units for sale in all.
+    #[arg(long)]
+    pub(crate) capacity: u64,
+    /// When the offer lapses, from now.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    pub(crate) lapse: u64,
 }
 
 /// What a socket or an offer is for.
@@ -210,11 +217,14 @@ pub fn run(c: SocketCmd) -> Result<()> {
             println!("socket {}", minted(&Rpc::new(&signer.rpc.rpc), hash)?);
         }
         SocketCmd::Offer {
-            terms: t,
-            min,
-            max,
-            capacity,
-            lapse,
+            offer:
+                OfferArgs {
+                    terms: t,
+                    min,
+                    max,
+                    capacity,
+                    lapse,
+                },
             signer,
         } => {
             let call = ISockets::offerCall {

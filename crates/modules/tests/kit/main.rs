@@ -285,3 +285,29 @@ fn a_bad_table_is_refused() {
     assert!(kit::check(&twice).unwrap_err().contains("repeated"));
     kit::check(MODULES).expect("the chain's table is valid");
 }
+
+/// A panic in module code is a failed call with the module's name and the panic's
+/// message, not a crash of the node that runs it.
+#[test]
+fn a_panicking_module_fails_the_call_instead_of_the_node() {
+    let mut host = Host::default();
+    let e = call(
+        &mut host,
+        Address::repeat_byte(1),
+        U256::ZERO,
+        ICounter::boomCall {}.abi_encode(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("Counter: internal error (a bug in the toy at total 1)"),
+        "{e}"
+    );
+    // The module still serves the next call.
+    call(
+        &mut host,
+        Address::repeat_byte(1),
+        U256::ZERO,
+        ICounter::countCall {}.abi_encode(),
+    )
+    .expect("counts");
+}

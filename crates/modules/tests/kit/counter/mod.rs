@@ -24,6 +24,8 @@ sol! {
         function counters() external view returns (address[] memory);
         function chainIdSeen() external view returns (uint256);
         function reset(uint64 epoch) external;
+        /// A bug: counts, then panics.
+        function boom() external;
     }
 }
 
@@ -112,6 +114,11 @@ impl SystemModule for Counter {
                 }
                 TOTAL.set(m, &0)?;
                 Bytes::new()
+            }
+            C::boom(_) => {
+                let total = TOTAL.get(m)? + 1;
+                TOTAL.set(m, &total)?;
+                panic!("a bug in the toy at total {total}")
             }
             C::chainIdSeen(_) => {
                 // A call into another module, as CALL would make it.
