@@ -85,11 +85,10 @@ fn system_module(table: Table, a: Address) -> Result<(), ModuleError> {
 }
 
 impl<CTX: ContextTr> JournalHost<'_, CTX> {
-    /// A read through the journal, which knows whether the slot is warm. The account
-    /// is loaded first: a module reached by another module's call (the Market calling
-    /// the Sockets module) is not in the journal until something loads it.
+    /// A read through the journal, which knows whether the slot is warm (the account
+    /// must be loaded: the called module is, another one is by [`ModuleHost::enter`]
+    /// or `sload_at`).
     fn sload_at_unchecked(&mut self, a: Address, slot: U256) -> Result<Loaded, ModuleError> {
-        self.ctx.journal_mut().load_account(a).map_err(host_err)?;
         let l = self.ctx.journal_mut().sload(a, slot).map_err(host_err)?;
         Ok(Loaded {
             value: l.data,
@@ -104,7 +103,6 @@ impl<CTX: ContextTr> JournalHost<'_, CTX> {
         slot: U256,
         value: U256,
     ) -> Result<Stored, ModuleError> {
-        self.ctx.journal_mut().load_account(a).map_err(host_err)?;
         let s = self
             .ctx
             .journal_mut()
@@ -115,6 +113,14 @@ impl<CTX: ContextTr> JournalHost<'_, CTX> {
             present: s.data.present_value,
             cold: s.is_cold,
         })
+    }
+}
+
+impl<CTX: ContextTr> JournalHost<'_, CTX> {
+    /// Loads `a`'s account into the journal (a no-op once loaded).
+    fn load(&mut self, a: Address) -> Result<(), ModuleError> {
+        self.ctx.journal_mut().load_account(a).map_err(host_err)?;
+        Ok(())
     }
 }
 
@@ -153,6 +159,7 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
 
     fn sload_at(&mut self, module: Address, slot: U256) -> Result<Loaded, ModuleError> {
         system_module(self.table, module)?;
+        self.load(module)?;
         self.sload_at_unchecked(module, slot)
     }
 
@@ -164,6 +171,7 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
     ) -> Result<Stored, ModuleError> {
         system_module(self.table, module)?;
         self.writable()?;
+        self.load(module)?;
         self.sstore_at_unchecked(module, slot, value)
     }
 
@@ -215,6 +223,10 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
 
     fn switch_to(&mut self, module: Address) -> Address {
         std::mem::replace(&mut self.address, module)
+    }
+
+    fn enter(&mut self, module: Address) -> Result<(), ModuleError> {
+        self.load(module)
     }
 
     fn call_out(&mut self, call: callout::CallOut) -> Result<(), ModuleError> {

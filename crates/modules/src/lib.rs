@@ -201,6 +201,12 @@ pub trait ModuleHost {
     /// Makes `module` the module this host serves (for a nested module call) and
     /// returns the one it served before.
     fn switch_to(&mut self, module: Address) -> Address;
+    /// Readies `module`'s account before a nested call into it, as a `CALL` loads its
+    /// callee (revm's journal reads no storage of an account it has not loaded).
+    fn enter(&mut self, module: Address) -> Result<(), ModuleError> {
+        let _ = module;
+        Ok(())
+    }
     /// Asks the module's trampoline to call a contract once this call returns
     /// ([`kit::callout`]). Hosts refuse a second one in a call, and modules that do not
     /// call out.
@@ -336,6 +342,7 @@ impl<'h> Metered<'h> {
             )));
         }
         let left = self.gas_limit.saturating_sub(self.gas_used);
+        self.host.enter(module)?;
         let caller = self.host.switch_to(module);
         let call = ModuleCall {
             caller,

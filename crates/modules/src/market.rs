@@ -27,12 +27,38 @@ mod tests;
 pub use abi::IMarket;
 
 use crate::{Metered, ModuleCall, ModuleError, MARKET_ADDRESS, SYSTEM_CALLER};
-use alloy_primitives::{Address, Bytes, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolInterface, SolValue};
 
 /// A revert in this module's name (the kit's `"<Module>: <why>"`).
 fn revert(why: impl std::fmt::Display) -> ModuleError {
     crate::kit::abi::revert("Market", why)
+}
+
+/// Has the Sockets module issue the socket `call` describes, paying it the credits'
+/// escrow (`units × pricePerUnit`) first, so every credit stays backed: the token's id.
+fn issue_socket(
+    m: &mut Metered<'_>,
+    call: crate::sockets::ISockets::issueCall,
+) -> Result<U256, ModuleError> {
+    let escrow = call.pricePerUnit * U256::from(call.units);
+    m.pay(crate::SOCKETS_ADDRESS, escrow)?;
+    let out = m.call_module(crate::SOCKETS_ADDRESS, &call.abi_encode())?;
+    U256::abi_decode(&out).map_err(|_| revert("the Sockets module answered no token id"))
+}
+
+/// Refuses, in the Market's name, a provider that does not own `node` or whose node
+/// does not serve `app` (the Sockets module's rule).
+fn provider_check(
+    m: &mut Metered<'_>,
+    provider: Address,
+    node: B256,
+    app: &str,
+) -> Result<(), ModuleError> {
+    match crate::sockets::economy::provider_refusal(m, provider, node, app)? {
+        Some(why) => Err(revert(why)),
+        None => Ok(()),
+    }
 }
 
 pub struct MarketModule;

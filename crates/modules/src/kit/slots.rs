@@ -307,6 +307,10 @@ impl<K: Key, T: Word> ArrayMapping<K, T> {
         m.sstore(at, U256::from(n + 1))?;
         Ok(n)
     }
+    /// Element `i` of entry `k`, which the caller knows is below its length.
+    pub fn element(&self, m: &mut Metered<'_>, k: &K, i: u64) -> Result<T, ModuleError> {
+        Ok(T::from_word(m.sload(self.element_slot(k, i))?))
+    }
     /// Entry `k`'s elements, capped at `max`.
     pub fn all(&self, m: &mut Metered<'_>, k: &K, max: u64) -> Result<Vec<T>, ModuleError> {
         let at = self.len_slot(k);

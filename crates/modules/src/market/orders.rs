@@ -26,7 +26,7 @@ use super::storage::{
 use super::{revert, spot, IMarket};
 use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
-use crate::sockets::{economy, Unit};
+use crate::sockets::{economy, ISockets, Unit};
 use crate::staking;
 use crate::{Metered, ModuleError};
 use alloy_primitives::{keccak256, Address, B256, U256};
@@ -197,15 +197,14 @@ pub fn bid(
             c.orderId, order.deadline
         )));
     }
-    economy::provider_check(m, provider, c.node, &order.app)
-        .map_err(|e| revert(e.to_string().trim_start_matches("revert: Sockets: ")))?;
+    super::provider_check(m, provider, c.node, &order.app)?;
     if c.pricePerUnit.is_zero() || c.pricePerUnit > order.max_price {
         return Err(revert(format!(
             "a bid is above zero and at most the order's {} wei a unit",
             order.max_price
         )));
     }
-    spot::guard_provider(m, &order.app, order.unit, c.pricePerUnit)?;
+    super::guard::provider_price(m, spot::market_of(&order.app, order.unit), c.pricePerUnit)?;
     let min_score: U256 = ORDERS.get(m, &c.orderId, o::MIN_SCORE)?;
     let score = staking::score_of(m, provider)?;
     if score < min_score {
@@ -312,16 +311,17 @@ pub fn award(m: &mut Metered<'_>, id: U256, now: u64) -> Result<(), ModuleError>
     };
     let valid_for: u64 = ORDERS.get(m, &id, o::VALID_FOR)?;
     let cost = price * U256::from(order.units);
-    let token = spot::issue_for(
+    let token = super::issue_socket(
         m,
-        order.buyer,
-        node,
-        &order.app,
-        order.unit,
-        order.units,
-        price,
-        cost,
-        valid_for,
+        ISockets::issueCall {
+            to: order.buyer,
+            node,
+            app: order.app.clone(),
+            unit: order.unit,
+            units: order.units,
+            pricePerUnit: price,
+            validFor: valid_for,
+        },
     )?;
     if deposit > cost {
         m.pay(order.buyer, deposit - cost)?;
@@ -402,8 +402,7 @@ pub fn award_due(m: &mut Metered<'_>, now: u64) -> Result<(), ModuleError> {
         steps += 1;
         let n = DUE.len(m, &bucket)?;
         while i < n && awarded < MAX_AWARDS {
-            let id =
-                U256::from_be_bytes(m.sload(DUE.element_slot(&bucket, i))?.to_be_bytes::<32>());
+            let id = DUE.element(m, &bucket, i)?;
             i += 1;
             if ORDERS.get::<u64>(m, &id, o::STATE)? == OPEN {
                 award(m, id, now)?;

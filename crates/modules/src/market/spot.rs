@@ -27,9 +27,9 @@ use super::{revert, IMarket};
 use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
 use crate::sockets::{economy, ISockets, Unit};
-use crate::{Metered, ModuleError, SOCKETS_ADDRESS};
+use crate::{Metered, ModuleError};
 use alloy_primitives::{keccak256, Address, B256, U256};
-use alloy_sol_types::{SolCall, SolValue};
+use alloy_sol_types::SolValue;
 use std::collections::BTreeMap;
 
 /// Most spot orders one block's book takes, all markets together.
@@ -162,10 +162,9 @@ pub fn ask(
     c: &IMarket::spotAskCall,
 ) -> Result<U256, ModuleError> {
     check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
-    economy::provider_check(m, provider, c.node, &c.app)
-        .map_err(|e| revert(e.to_string().trim_start_matches("revert: Sockets: ")))?;
+    super::provider_check(m, provider, c.node, &c.app)?;
     let key = market_of(&c.app, c.unit);
-    guard_provider(m, &c.app, c.unit, c.limitPerUnit)?;
+    super::guard::provider_price(m, key, c.limitPerUnit)?;
     touch_market(m, key, &c.app, c.unit)?;
     let id = enter(m, provider, true, key, c.node, c.units, c.limitPerUnit)?;
     emit(
@@ -273,8 +272,17 @@ fn clear_market(
         for fill in &c.fills {
             let (bid, ask) = (&bids[fill.bid], &asks[fill.ask]);
             let amount = c.price * U256::from(fill.units);
-            let token = issue(
-                m, bid.owner, ask.node, &app, unit as u8, fill.units, c.price, amount,
+            let token = super::issue_socket(
+                m,
+                ISockets::issueCall {
+                    to: bid.owner,
+                    node: ask.node,
+                    app: app.clone(),
+                    unit: unit as u8,
+                    units: fill.units,
+                    pricePerUnit: c.price,
+                    validFor: SPOT_VALID_FOR,
+                },
             )?;
             paid[fill.bid] += amount;
             filled_bid[fill.bid] += fill.units;
@@ -334,60 +342,6 @@ fn clear_market(
         }
     }
     Ok(())
-}
-
-/// A provider's price guard in `app`'s `unit` market ([`super::guard`]).
-pub fn guard_provider(
-    m: &mut Metered<'_>,
-    app: &str,
-    unit: u8,
-    price: U256,
-) -> Result<(), ModuleError> {
-    super::guard::provider_price(m, market_of(app, unit), price)
-}
-
-/// [`issue_for`] with the spot market's validity.
-#[allow(clippy::too_many_arguments)]
-pub fn issue(
-    m: &mut Metered<'_>,
-    to: Address,
-    node: B256,
-    app: &str,
-    unit: u8,
-    units: u64,
-    price: U256,
-    amount: U256,
-) -> Result<U256, ModuleError> {
-    issue_for(m, to, node, app, unit, units, price, amount, SPOT_VALID_FOR)
-}
-
-/// Has the Sockets module mint `to` a socket on `node` with `units` credits at
-/// `price`, valid for `valid_for` seconds, paying it the escrow `amount` first: the
-/// new token's id.
-#[allow(clippy::too_many_arguments)]
-pub fn issue_for(
-    m: &mut Metered<'_>,
-    to: Address,
-    node: B256,
-    app: &str,
-    unit: u8,
-    units: u64,
-    price: U256,
-    amount: U256,
-    valid_for: u64,
-) -> Result<U256, ModuleError> {
-    m.pay(SOCKETS_ADDRESS, amount)?;
-    let call = ISockets::issueCall {
-        to,
-        node,
-        app: app.to_string(),
-        unit,
-        units,
-        pricePerUnit: price,
-        validFor: valid_for,
-    };
-    let out = m.call_module(SOCKETS_ADDRESS, &call.abi_encode())?;
-    U256::abi_decode(&out).map_err(|_| revert("the Sockets module answered no token id"))
 }
 
 /// `spotOrder(id)`.

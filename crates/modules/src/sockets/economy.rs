@@ -41,24 +41,38 @@ pub struct Terms {
     pub renewal: U256,
 }
 
-/// Checks that `caller` owns `node` and the node serves `app`.
-pub(crate) fn provider_check(
+/// Why `caller` may not sell `app` from `node` (it must own the node, which must
+/// serve the app), or `None`: each module refuses in its own name.
+pub(crate) fn provider_refusal(
+    m: &mut Metered<'_>,
+    caller: Address,
+    node: B256,
+    app: &str,
+) -> Result<Option<String>, ModuleError> {
+    if app.is_empty() || app.len() > MAX_APP {
+        return Ok(Some(format!("an app name is 1 to {MAX_APP} bytes")));
+    }
+    Ok(match RegistryModule::price(m, node, app)? {
+        None => Some(format!(
+            "node {node} is not registered or does not serve {app}"
+        )),
+        Some((owner, _)) if owner != caller => {
+            Some(format!("node {node} belongs to {owner}, not the caller"))
+        }
+        Some(_) => None,
+    })
+}
+
+/// [`provider_refusal`] as this module's revert.
+fn provider_check(
     m: &mut Metered<'_>,
     caller: Address,
     node: B256,
     app: &str,
 ) -> Result<(), ModuleError> {
-    if app.is_empty() || app.len() > MAX_APP {
-        return Err(revert(format!("an app name is 1 to {MAX_APP} bytes")));
-    }
-    match RegistryModule::price(m, node, app)? {
-        None => Err(revert(format!(
-            "node {node} is not registered or does not serve {app}"
-        ))),
-        Some((owner, _)) if owner != caller => Err(revert(format!(
-            "node {node} belongs to {owner}, not the caller"
-        ))),
-        Some(_) => Ok(()),
+    match provider_refusal(m, caller, node, app)? {
+        Some(why) => Err(revert(why)),
+        None => Ok(()),
     }
 }
 
