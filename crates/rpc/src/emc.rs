@@ -2,45 +2,21 @@
 //! CLI. Each is a view of the `Staking` and `Chain` system contracts at a block (the
 //! same data their ABIs give ethers.js), shaped as JSON with quantities in hex.
 
-use crate::{eth::resolve_block, internal, json, server_error, Ctx, RpcError};
-use alloy_primitives::{Address, U256};
-use alloy_sol_types::SolCall;
+use crate::json::wei;
+use crate::module_view as view;
+use crate::{eth::resolve_block, json, Ctx, RpcError};
+use alloy_primitives::Address;
 use emc_modules::{chain::IChain, staking::IStaking, CHAIN_ADDRESS, STAKING_ADDRESS};
-use emc_types::Height;
 use jsonrpsee::{types::ErrorObjectOwned, types::Params, RpcModule};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 type R = Result<Value, ErrorObjectOwned>;
-type Handler = fn(&Ctx, Params<'_>) -> R;
 
 pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
-    let methods: [(&'static str, Handler); 3] = [
-        ("emc_validators", validators),
-        ("emc_staking", staking),
-        ("emc_rewards", rewards),
-    ];
-    for (name, f) in methods {
-        m.register_blocking_method(name, move |p: Params<'_>, ctx: Arc<Ctx>, _| f(&ctx, p))
-            .map_err(|e| RpcError::Register(name, e.to_string()))?;
-    }
+    method!(m, "emc_validators", validators);
+    method!(m, "emc_staking", staking);
+    method!(m, "emc_rewards", rewards);
     Ok(())
-}
-
-fn view<C: SolCall>(
-    c: &Ctx,
-    at: Height,
-    to: alloy_primitives::Address,
-    call: C,
-) -> Result<C::Return, ErrorObjectOwned> {
-    c.chain.view(at, to, call).map_err(|e| match e {
-        emc_chain::ChainError::View(m) => server_error(format!("system contract call failed: {m}")),
-        other => internal(other),
-    })
-}
-
-fn q(v: U256) -> Value {
-    json!(format!("{v:#x}"))
 }
 
 /// `emc_validators([block])`: the set sealing the next block (with each member's missed
@@ -64,7 +40,7 @@ fn validators(c: &Ctx, p: Params<'_>) -> R {
             IStaking::validatorInfoCall { validator: *a },
         )?;
         members.push(json!({
-            "address": a, "consensusKey": k, "power": q(*p),
+            "address": a, "consensusKey": k, "power": wei(*p),
             "missedThisEpoch": json::q(info.missedThisEpoch),
         }));
     }
@@ -86,7 +62,7 @@ fn validators(c: &Ctx, p: Params<'_>) -> R {
             },
         )?;
         candidates.push(json!({
-            "address": a, "consensusKey": info.consensusKey, "stake": q(st.staked),
+            "address": a, "consensusKey": info.consensusKey, "stake": wei(st.staked),
             "jailedUntilEpoch": json::q(info.jailedUntilEpoch),
             "elected": set.validators.contains(&a),
         }));
@@ -115,7 +91,7 @@ fn staking(c: &Ctx, p: Params<'_>) -> R {
         )?;
         roles.insert(
             name.into(),
-            json!({"staked": q(st.staked), "unbonding": q(st.unbonding), "releaseHeight": json::q(st.releaseHeight)}),
+            json!({"staked": wei(st.staked), "unbonding": wei(st.unbonding), "releaseHeight": json::q(st.releaseHeight)}),
         );
     }
     let lock = view(c, at, STAKING_ADDRESS, IStaking::lockOfCall { account: a })?;
@@ -138,7 +114,7 @@ fn staking(c: &Ctx, p: Params<'_>) -> R {
         "epoch": json::q(epoch),
         "roles": roles,
         "lock": {"untilHeight": json::q(lock.untilHeight), "multiplierBps": lock.multiplierBps},
-        "pendingRewards": q(pending),
+        "pendingRewards": wei(pending),
         "validator": {
             "consensusKey": info.consensusKey, "candidate": info.candidate,
             "jailedUntilEpoch": json::q(info.jailedUntilEpoch),
@@ -156,9 +132,9 @@ fn rewards(c: &Ctx, p: Params<'_>) -> R {
     Ok(json!({
         "address": a,
         "block": json::q(at.0),
-        "pending": q(view(c, at, STAKING_ADDRESS, IStaking::pendingRewardsCall { account: a })?),
-        "totalMinted": q(view(c, at, STAKING_ADDRESS, IStaking::totalMintedCall {})?),
-        "totalSlashed": q(view(c, at, STAKING_ADDRESS, IStaking::totalSlashedCall {})?),
-        "totalStaked": q(view(c, at, STAKING_ADDRESS, IStaking::totalStakedCall {})?),
+        "pending": wei(view(c, at, STAKING_ADDRESS, IStaking::pendingRewardsCall { account: a })?),
+        "totalMinted": wei(view(c, at, STAKING_ADDRESS, IStaking::totalMintedCall {})?),
+        "totalSlashed": wei(view(c, at, STAKING_ADDRESS, IStaking::totalSlashedCall {})?),
+        "totalStaked": wei(view(c, at, STAKING_ADDRESS, IStaking::totalStakedCall {})?),
     }))
 }

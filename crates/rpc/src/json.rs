@@ -6,6 +6,11 @@ use alloy_primitives::{Address, Bytes, B256};
 use emc_types::{Block, Header, Log, Receipt};
 use serde_json::{json, Value};
 
+/// A 256-bit quantity (wei, ids) as JSON-RPC writes quantities: `0x`-hex.
+pub fn wei(v: alloy_primitives::U256) -> serde_json::Value {
+    serde_json::json!(format!("{v:#x}"))
+}
+
 pub fn q(n: impl Into<u128>) -> String {
     format!("{:#x}", n.into())
 }

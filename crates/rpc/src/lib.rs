@@ -38,6 +38,19 @@ macro_rules! method {
     };
 }
 
+/// A system module's view at `at`, its revert reason as the JSON-RPC error.
+pub(crate) fn module_view<C: alloy_sol_types::SolCall>(
+    c: &Ctx,
+    at: emc_types::Height,
+    to: alloy_primitives::Address,
+    call: C,
+) -> Result<C::Return, jsonrpsee::types::ErrorObjectOwned> {
+    c.chain.view(at, to, call).map_err(|e| match e {
+        emc_chain::ChainError::View(m) => server_error(m),
+        other => internal(other),
+    })
+}
+
 mod emc;
 mod eth;
 mod filters;

@@ -15,9 +15,11 @@
 //!
 //! Every scan is bounded ([`SCAN`] records, the node's log range and log count).
 
-use crate::{eth::resolve_block, internal, json, limit_exceeded, server_error, Ctx, RpcError};
+use crate::json::wei;
+use crate::module_view as view;
+use crate::{eth::resolve_block, internal, json, limit_exceeded, Ctx, RpcError};
 use alloy_primitives::{Address, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent};
+use alloy_sol_types::SolEvent;
 use emc_modules::market::{spot::market_of, IMarket};
 use emc_modules::registry::IRegistry;
 use emc_modules::sockets::{ISockets, Unit};
@@ -28,44 +30,20 @@ use jsonrpsee::{types::ErrorObjectOwned, types::Params, RpcModule};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// Most offers, orders, listings or nodes one call looks at (the newest).
 pub const SCAN: u64 = 1_024;
 
 type R = Result<Value, ErrorObjectOwned>;
-type Handler = fn(&Ctx, Params<'_>) -> R;
 
 pub(crate) fn register(m: &mut RpcModule<Ctx>) -> Result<(), RpcError> {
-    let methods: [(&'static str, Handler); 6] = [
-        ("emc_marketOffers", offers),
-        ("emc_marketApps", apps),
-        ("emc_marketPrices", prices),
-        ("emc_marketOrders", orders),
-        ("emc_marketListings", listings),
-        ("emc_marketHistory", history),
-    ];
-    for (name, f) in methods {
-        m.register_blocking_method(name, move |p: Params<'_>, ctx: Arc<Ctx>, _| f(&ctx, p))
-            .map_err(|e| RpcError::Register(name, e.to_string()))?;
-    }
+    method!(m, "emc_marketOffers", offers);
+    method!(m, "emc_marketApps", apps);
+    method!(m, "emc_marketPrices", prices);
+    method!(m, "emc_marketOrders", orders);
+    method!(m, "emc_marketListings", listings);
+    method!(m, "emc_marketHistory", history);
     Ok(())
-}
-
-fn view<C: SolCall>(
-    c: &Ctx,
-    at: Height,
-    to: Address,
-    call: C,
-) -> Result<C::Return, ErrorObjectOwned> {
-    c.chain.view(at, to, call).map_err(|e| match e {
-        emc_chain::ChainError::View(m) => server_error(m),
-        other => internal(other),
-    })
-}
-
-fn q(v: U256) -> Value {
-    json!(format!("{v:#x}"))
 }
 
 fn unit_name(u: u8) -> &'static str {
@@ -149,6 +127,7 @@ fn offer_list(c: &Ctx, at: Height, qy: &Query) -> Result<Vec<Value>, ErrorObject
         .unwrap_or(0);
     let count = view(c, at, SOCKETS_ADDRESS, ISockets::offerCountCall {})?;
     let mut out = Vec::new();
+    let mut nodes: BTreeMap<B256, NodeView> = BTreeMap::new();
     for id in newest(count) {
         let o = view(
             c,
@@ -166,32 +145,42 @@ fn offer_list(c: &Ctx, at: Height, qy: &Query) -> Result<Vec<Value>, ErrorObject
         if !live || !wanted {
             continue;
         }
-        let n = node_view(c, at, o.node)?;
+        // Many offers share a node: each node's record is read once.
+        if let std::collections::btree_map::Entry::Vacant(v) = nodes.entry(o.node) {
+            v.insert(node_view(c, at, o.node)?);
+        }
+        let n = &nodes[&o.node];
         if qy.min_score.is_some_and(|s| n.score < s) {
             continue;
         }
-        out.push((o.pricePerUnit, std::cmp::Reverse(n.score), id, o, n));
+        out.push((o.pricePerUnit, std::cmp::Reverse(n.score), id, o));
     }
     out.sort_by_key(|a| (a.0, a.1, a.2));
     let mut list = Vec::with_capacity(out.len());
-    for (_, _, id, o, n) in out {
+    let mut prices: BTreeMap<(String, u8), U256> = BTreeMap::new();
+    for (_, _, id, o) in out {
+        let n = &nodes[&o.node];
+        let key = (o.app.clone(), o.unit);
+        if let std::collections::btree_map::Entry::Vacant(v) = prices.entry(key.clone()) {
+            v.insert(last_price(c, at, &o.app, o.unit)?);
+        }
         list.push(json!({
-            "offerId": q(id),
+            "offerId": wei(id),
             "provider": o.provider,
             "node": o.node,
             "app": o.app,
             "appHash": o.appHash,
             "unit": unit_name(o.unit),
-            "pricePerUnit": q(o.pricePerUnit),
+            "pricePerUnit": wei(o.pricePerUnit),
             "minUnits": json::q(o.minUnits),
             "maxUnits": json::q(o.maxUnits),
             "capacity": json::q(o.capacity),
             "validFor": json::q(o.validFor),
             "expires": json::q(o.expires),
-            "score": q(n.score),
+            "score": wei(n.score),
             "leases": json::q(n.leases),
             "failures": json::q(n.failures),
-            "lastClearingPrice": q(last_price(c, at, &o.app, o.unit)?),
+            "lastClearingPrice": wei(prices[&key]),
         }));
     }
     Ok(list)
@@ -240,10 +229,10 @@ fn apps(c: &Ctx, p: Params<'_>) -> R {
             "app": name,
             "nodes": json::q(a.nodes),
             "providers": json::q(a.providers.len() as u64),
-            "cheapestNodePrice": a.cheapest.map(q),
-            "cheapestOffer": cheapest_offer.map(q),
-            "bestScore": q(a.best_score),
-            "lastClearingPrice": q(last_price(c, at, &name, 0)?),
+            "cheapestNodePrice": a.cheapest.map(wei),
+            "cheapestOffer": cheapest_offer.map(wei),
+            "bestScore": wei(a.best_score),
+            "lastClearingPrice": wei(last_price(c, at, &name, 0)?),
         }));
     }
     Ok(json!({"block": json::q(at.0), "apps": out}))
@@ -259,7 +248,7 @@ fn prices(c: &Ctx, p: Params<'_>) -> R {
             "market": market,
             "app": qt.app,
             "unit": unit_name(qt.unit),
-            "price": q(qt.price),
+            "price": wei(qt.price),
             "height": json::q(qt.height),
             "volume": json::q(qt.volume),
             "totalVolume": json::q(qt.totalVolume),
@@ -291,28 +280,28 @@ fn orders(c: &Ctx, p: Params<'_>) -> R {
         for b in &o.bids {
             let x = view(c, at, MARKET_ADDRESS, IMarket::bidInfoCall { bidId: *b })?;
             bids.push(json!({
-                "bidId": q(*b),
+                "bidId": wei(*b),
                 "provider": x.provider,
                 "node": x.node,
-                "pricePerUnit": q(x.pricePerUnit),
-                "bond": q(x.bond),
+                "pricePerUnit": wei(x.pricePerUnit),
+                "bond": wei(x.bond),
                 "state": bid_state.get(x.state as usize).copied().unwrap_or("unknown"),
             }));
         }
         out.push(json!({
-            "orderId": q(id),
+            "orderId": wei(id),
             "buyer": o.buyer,
             "app": o.app,
             "unit": unit_name(o.unit),
             "units": json::q(o.units),
-            "maxPricePerUnit": q(o.maxPricePerUnit),
+            "maxPricePerUnit": wei(o.maxPricePerUnit),
             "deadline": json::q(o.deadline),
             "validFor": json::q(o.validFor),
-            "minScore": q(o.minScore),
+            "minScore": wei(o.minScore),
             "state": state.get(o.state as usize).copied().unwrap_or("unknown"),
             "bids": bids,
-            "winner": q(o.winner),
-            "tokenId": q(o.tokenId),
+            "winner": wei(o.winner),
+            "tokenId": wei(o.tokenId),
         }));
     }
     Ok(json!({"block": json::q(at.0), "orders": out}))
@@ -334,15 +323,15 @@ fn listings(c: &Ctx, p: Params<'_>) -> R {
             continue;
         }
         out.push(json!({
-            "listingId": q(id),
+            "listingId": wei(id),
             "seller": x.seller,
-            "tokenId": q(x.tokenId),
+            "tokenId": wei(x.tokenId),
             "kind": if x.auction { "auction" } else { "fixed" },
-            "price": q(x.price),
+            "price": wei(x.price),
             "ends": json::q(x.ends),
             "state": state.get(x.state as usize).copied().unwrap_or("unknown"),
             "highBidder": x.highBidder,
-            "highBid": q(x.highBid),
+            "highBid": wei(x.highBid),
         }));
     }
     Ok(json!({"block": json::q(at.0), "listings": out}))
@@ -353,22 +342,22 @@ fn trade(log: &Log) -> Option<Value> {
     let (t, d) = (log.topics.clone(), log.data.clone());
     if let Ok(f) = IMarket::SpotFilled::decode_raw_log(t.clone(), &d) {
         return Some(json!({
-            "kind": "spot", "market": f.market, "bidId": q(f.bidId), "askId": q(f.askId),
+            "kind": "spot", "market": f.market, "bidId": wei(f.bidId), "askId": wei(f.askId),
             "buyer": f.buyer, "node": f.node, "units": json::q(f.units),
-            "pricePerUnit": q(f.price), "tokenId": q(f.tokenId),
+            "pricePerUnit": wei(f.price), "tokenId": wei(f.tokenId),
         }));
     }
     if let Ok(l) = IMarket::Leased::decode_raw_log(t.clone(), &d) {
         return Some(json!({
-            "kind": "lease", "orderId": q(l.orderId), "bidId": q(l.bidId), "node": l.node,
-            "units": json::q(l.units), "pricePerUnit": q(l.pricePerUnit), "tokenId": q(l.tokenId),
+            "kind": "lease", "orderId": wei(l.orderId), "bidId": wei(l.bidId), "node": l.node,
+            "units": json::q(l.units), "pricePerUnit": wei(l.pricePerUnit), "tokenId": wei(l.tokenId),
         }));
     }
     if let Ok(s) = IMarket::Sold::decode_raw_log(t, &d) {
         return Some(json!({
-            "kind": "resale", "listingId": q(s.listingId), "tokenId": q(s.tokenId),
-            "seller": s.seller, "buyer": s.buyer, "price": q(s.price),
-            "royalty": q(s.royalty), "royaltyTo": s.royaltyTo, "fee": q(s.fee),
+            "kind": "resale", "listingId": wei(s.listingId), "tokenId": wei(s.tokenId),
+            "seller": s.seller, "buyer": s.buyer, "price": wei(s.price),
+            "royalty": wei(s.royalty), "royaltyTo": s.royaltyTo, "fee": wei(s.fee),
         }));
     }
     None
