@@ -30,46 +30,10 @@ pub enum MarketCmd {
     },
     /// Order UNITS of APP at most MAX_PRICE each: providers bid, the best wins by rule
     /// at the deadline (--spot: a bid in this block's auction).
-    Order {
-        #[arg(long)]
-        app: String,
-        #[arg(long)]
-        units: u64,
-        #[arg(long, value_parser = parse_amount)]
-        max_price: U256,
-        #[arg(long, default_value = "calls")]
-        unit: String,
-        /// How long providers may bid.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        deadline: u64,
-        /// How long the lease lasts.
-        #[arg(long, default_value = "30d", value_parser = parse_duration)]
-        lease: u64,
-        /// The least E a bidder's node has.
-        #[arg(long, default_value = "0")]
-        min_e: U256,
-        #[arg(long, default_value_t = 16)]
-        max_bids: u8,
-        #[arg(long)]
-        spot: bool,
-        #[command(flatten)]
-        signer: SignerArgs,
-    },
+    Order(OrderArgs),
     /// Bid on order ORDER with your node (the bond is sent), or, with --listing, on
     /// an auction.
-    Bid {
-        #[arg(long, conflicts_with = "listing")]
-        order: Option<U256>,
-        #[arg(long)]
-        node: Option<B256>,
-        /// Your price per unit (an order) or your bid (an auction).
-        #[arg(long, value_parser = parse_amount)]
-        price: U256,
-        #[arg(long)]
-        listing: Option<U256>,
-        #[command(flatten)]
-        signer: SignerArgs,
-    },
+    Bid(BidArgs),
     /// End your order ORDER now; the rule picks the winning bid.
     Accept {
         order: U256,
@@ -97,16 +61,7 @@ pub enum MarketCmd {
         signer: SignerArgs,
     },
     /// Buy a listing, or UNITS from a standing offer.
-    Buy {
-        #[arg(long, conflicts_with = "offer")]
-        listing: Option<U256>,
-        #[arg(long, requires = "units")]
-        offer: Option<U256>,
-        #[arg(long)]
-        units: Option<u64>,
-        #[command(flatten)]
-        signer: SignerArgs,
-    },
+    Buy(BuyArgs),
     /// Take a lease's failure reports from routers' gateways to the Market: with two
     /// staked routers' word, the provider's bond is the buyer's.
     Report {
@@ -126,23 +81,7 @@ pub enum MarketCmd {
         signer: SignerArgs,
     },
     /// Search: offers, apps, prices, orders or listings.
-    Show {
-        #[arg(value_parser = ["offers", "apps", "prices", "orders", "listings"])]
-        what: String,
-        #[arg(long)]
-        app: Option<String>,
-        /// A part of the app's name.
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long, value_parser = parse_amount)]
-        max_price: Option<U256>,
-        #[arg(long)]
-        min_e: Option<U256>,
-        #[arg(long)]
-        provider: Option<Address>,
-        #[command(flatten)]
-        rpc: RpcArg,
-    },
+    Show(ShowArgs),
     /// Trades (spot fills, leases, resales) in a range of blocks.
     History {
         #[arg(long)]
@@ -154,6 +93,79 @@ pub enum MarketCmd {
         #[command(flatten)]
         rpc: RpcArg,
     },
+}
+
+#[derive(clap::Args)]
+pub struct OrderArgs {
+    #[arg(long)]
+    app: String,
+    #[arg(long)]
+    units: u64,
+    #[arg(long, value_parser = parse_amount)]
+    max_price: U256,
+    #[arg(long, default_value = "calls")]
+    unit: String,
+    /// How long providers may bid.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    deadline: u64,
+    /// How long the lease lasts.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    lease: u64,
+    /// The least E a bidder's node has.
+    #[arg(long, default_value = "0")]
+    min_e: U256,
+    #[arg(long, default_value_t = 16)]
+    max_bids: u8,
+    #[arg(long)]
+    spot: bool,
+    #[command(flatten)]
+    signer: SignerArgs,
+}
+
+#[derive(clap::Args)]
+pub struct BidArgs {
+    #[arg(long, conflicts_with = "listing")]
+    order: Option<U256>,
+    #[arg(long)]
+    node: Option<B256>,
+    /// Your price per unit (an order) or your bid (an auction).
+    #[arg(long, value_parser = parse_amount)]
+    price: U256,
+    #[arg(long)]
+    listing: Option<U256>,
+    #[command(flatten)]
+    signer: SignerArgs,
+}
+
+#[derive(clap::Args)]
+pub struct BuyArgs {
+    #[arg(long, conflicts_with = "offer")]
+    listing: Option<U256>,
+    #[arg(long, requires = "units")]
+    offer: Option<U256>,
+    #[arg(long)]
+    units: Option<u64>,
+    #[command(flatten)]
+    signer: SignerArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    #[arg(value_parser = ["offers", "apps", "prices", "orders", "listings"])]
+    what: String,
+    #[arg(long)]
+    app: Option<String>,
+    /// A part of the app's name.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long, value_parser = parse_amount)]
+    max_price: Option<U256>,
+    #[arg(long)]
+    min_e: Option<U256>,
+    #[arg(long)]
+    provider: Option<Address>,
+    #[command(flatten)]
+    rpc: RpcArg,
 }
 
 fn parse_unit(s: &str) -> Result<u8> {
@@ -198,105 +210,13 @@ pub fn run(c: MarketCmd) -> Result<()> {
             if !spot {
                 return socket::run(SocketCmd::Offer { offer, signer });
             }
-            let call = IMarket::spotAskCall {
-                node: offer.terms.node,
-                app: offer.terms.app,
-                unit: offer.terms.unit,
-                units: offer.capacity,
-                limitPerUnit: offer.terms.price,
-            };
-            let h = tx(&signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
-            let e: IMarket::SpotAsk = logged(&Rpc::new(&signer.rpc.rpc), h)?;
-            println!("spot ask {}", e.orderId);
-            println!("it clears at the end of its block: see `emc market history`");
+            spot_ask(&offer, &signer)?;
         }
-        MarketCmd::Order {
-            app,
-            units,
-            max_price,
-            unit,
-            deadline,
-            lease,
-            min_e,
-            max_bids,
-            spot,
-            signer,
-        } => {
-            let unit = parse_unit(&unit)?;
-            let value = max_price
-                .checked_mul(U256::from(units))
-                .context("the deposit overflows")?;
-            let rpc = Rpc::new(&signer.rpc.rpc);
-            if spot {
-                let call = IMarket::spotBidCall {
-                    app,
-                    unit,
-                    units,
-                    limitPerUnit: max_price,
-                };
-                let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
-                let e: IMarket::SpotBid = logged(&rpc, h)?;
-                println!("spot bid {}", e.orderId);
-                println!("it clears at the end of its block: see `emc market history`");
-                return Ok(());
-            }
-            let call = IMarket::placeOrderCall {
-                app,
-                unit,
-                units,
-                maxPricePerUnit: max_price,
-                deadline: emc_client::keys::now() + deadline,
-                validFor: lease,
-                minScore: min_e,
-                maxBids: max_bids,
-            };
-            let h = tx(&signer, MARKET_ADDRESS, value, call.abi_encode())?;
-            let e: IMarket::OrderPlaced = logged(&rpc, h)?;
-            println!("order {}", e.orderId);
-            println!("bids close at {} (Unix seconds)", e.deadline);
-        }
-        MarketCmd::Bid {
-            order,
-            node,
-            price,
-            listing,
-            signer,
-        } => {
-            let rpc = Rpc::new(&signer.rpc.rpc);
-            if let Some(listing) = listing {
-                let call = IMarket::bidAuctionCall { listingId: listing };
-                tx(&signer, MARKET_ADDRESS, price, call.abi_encode())?;
-                println!("bid {price} wei on auction {listing}");
-                return Ok(());
-            }
-            let order =
-                order.context("name --order (a buyer's order) or --listing (an auction)")?;
-            let node = node.context("--node: the node that will serve the order")?;
-            let bond = view(
-                &rpc,
-                MARKET_ADDRESS,
-                IMarket::bondOfCall {
-                    orderId: order,
-                    pricePerUnit: price,
-                },
-            )?;
-            let call = IMarket::bidCall {
-                orderId: order,
-                node,
-                pricePerUnit: price,
-            };
-            let h = tx(&signer, MARKET_ADDRESS, bond, call.abi_encode())?;
-            let e: IMarket::BidPlaced = logged(&rpc, h)?;
-            println!("bid {}", e.bidId);
-            println!("on order {order}, with a bond of {bond} wei");
-        }
+        MarketCmd::Order(a) => order(a)?,
+        MarketCmd::Bid(a) => bid(a)?,
         MarketCmd::Accept { order, signer } => {
-            let h = tx(
-                &signer,
-                MARKET_ADDRESS,
-                U256::ZERO,
-                IMarket::acceptCall { orderId: order }.abi_encode(),
-            )?;
+            let data = IMarket::acceptCall { orderId: order }.abi_encode();
+            let h = tx(&signer, MARKET_ADDRESS, U256::ZERO, data)?;
             let e: IMarket::Leased = logged(&Rpc::new(&signer.rpc.rpc), h)?;
             println!("socket {}", e.tokenId);
             println!("leased on node {} at {} wei a unit", e.node, e.pricePerUnit);
@@ -313,104 +233,173 @@ pub fn run(c: MarketCmd) -> Result<()> {
             lasts,
             signer,
         } => list(&signer, token, reserve, lasts, true)?,
-        MarketCmd::Buy {
-            listing,
-            offer,
-            units,
-            signer,
-        } => {
-            if let Some(offer) = offer {
-                return socket::run(SocketCmd::Buy {
-                    offer,
-                    units: units.unwrap_or(1),
-                    signer,
-                });
-            }
-            let listing = listing.context("name --listing or --offer with --units")?;
-            let rpc = Rpc::new(&signer.rpc.rpc);
-            let x = view(
-                &rpc,
-                MARKET_ADDRESS,
-                IMarket::listingInfoCall { listingId: listing },
-            )?;
-            if x.auction {
-                bail!("listing {listing} is an auction: `emc market bid --listing {listing} --price ...`");
-            }
-            let h = tx(
-                &signer,
-                MARKET_ADDRESS,
-                x.price,
-                IMarket::buyListingCall { listingId: listing }.abi_encode(),
-            )?;
-            let e: IMarket::Sold = logged(&rpc, h)?;
-            println!("socket {} bought for {} wei", e.tokenId, e.price);
-        }
+        MarketCmd::Buy(a) => buy(a)?,
         MarketCmd::Report {
             bid,
             gateways,
             signer,
         } => report(&signer, bid, &gateways)?,
         MarketCmd::Settle { listing, signer } => {
-            tx(
-                &signer,
-                MARKET_ADDRESS,
-                U256::ZERO,
-                IMarket::settleAuctionCall { listingId: listing }.abi_encode(),
-            )?;
+            let data = IMarket::settleAuctionCall { listingId: listing }.abi_encode();
+            tx(&signer, MARKET_ADDRESS, U256::ZERO, data)?;
         }
-        MarketCmd::Show {
-            what,
-            app,
-            model,
-            max_price,
-            min_e,
-            provider,
-            rpc,
-        } => {
-            let method = match what.as_str() {
-                "offers" => "emc_marketOffers",
-                "apps" => "emc_marketApps",
-                "prices" => "emc_marketPrices",
-                "orders" => "emc_marketOrders",
-                _ => "emc_marketListings",
-            };
-            let mut q = serde_json::Map::new();
-            if what == "offers" || what == "orders" {
-                if let Some(a) = app {
-                    q.insert("app".into(), json!(a));
-                }
-            }
-            if what == "offers" {
-                if let Some(m) = model {
-                    q.insert("model".into(), json!(m));
-                }
-                if let Some(p) = max_price {
-                    q.insert("maxPrice".into(), json!(p));
-                }
-                if let Some(e) = min_e {
-                    q.insert("minScore".into(), json!(e));
-                }
-                if let Some(p) = provider {
-                    q.insert("provider".into(), json!(p));
-                }
-            }
-            print(&Rpc::new(&rpc.rpc).call(method, json!([Value::Object(q)]))?)?;
-        }
+        MarketCmd::Show(a) => show(a)?,
         MarketCmd::History { from, to, app, rpc } => {
             let mut q = serde_json::Map::new();
-            if let Some(f) = from {
-                q.insert("fromBlock".into(), json!(f));
-            }
-            if let Some(t) = to {
-                q.insert("toBlock".into(), json!(t));
-            }
-            if let Some(a) = app {
-                q.insert("app".into(), json!(a));
+            for (k, v) in [
+                ("fromBlock", from.map(|f| json!(f))),
+                ("toBlock", to.map(|t| json!(t))),
+                ("app", app.map(|a| json!(a))),
+            ] {
+                if let Some(v) = v {
+                    q.insert(k.into(), v);
+                }
             }
             print(&Rpc::new(&rpc.rpc).call("emc_marketHistory", json!([Value::Object(q)]))?)?;
         }
     }
     Ok(())
+}
+
+/// An ask of the offer's capacity in this block's spot auction.
+fn spot_ask(offer: &OfferArgs, signer: &SignerArgs) -> Result<()> {
+    let call = IMarket::spotAskCall {
+        node: offer.terms.node,
+        app: offer.terms.app.clone(),
+        unit: offer.terms.unit,
+        units: offer.capacity,
+        limitPerUnit: offer.terms.price,
+    };
+    let h = tx(signer, MARKET_ADDRESS, U256::ZERO, call.abi_encode())?;
+    let e: IMarket::SpotAsk = logged(&Rpc::new(&signer.rpc.rpc), h)?;
+    println!("spot ask {}", e.orderId);
+    println!("it clears at the end of its block: see `emc market history`");
+    Ok(())
+}
+
+fn order(a: OrderArgs) -> Result<()> {
+    let unit = parse_unit(&a.unit)?;
+    let value = a
+        .max_price
+        .checked_mul(U256::from(a.units))
+        .context("the deposit overflows")?;
+    let rpc = Rpc::new(&a.signer.rpc.rpc);
+    if a.spot {
+        let call = IMarket::spotBidCall {
+            app: a.app,
+            unit,
+            units: a.units,
+            limitPerUnit: a.max_price,
+        };
+        let h = tx(&a.signer, MARKET_ADDRESS, value, call.abi_encode())?;
+        let e: IMarket::SpotBid = logged(&rpc, h)?;
+        println!("spot bid {}", e.orderId);
+        println!("it clears at the end of its block: see `emc market history`");
+        return Ok(());
+    }
+    let call = IMarket::placeOrderCall {
+        app: a.app,
+        unit,
+        units: a.units,
+        maxPricePerUnit: a.max_price,
+        deadline: emc_client::keys::now() + a.deadline,
+        validFor: a.lease,
+        minScore: a.min_e,
+        maxBids: a.max_bids,
+    };
+    let h = tx(&a.signer, MARKET_ADDRESS, value, call.abi_encode())?;
+    let e: IMarket::OrderPlaced = logged(&rpc, h)?;
+    println!("order {}", e.orderId);
+    println!("bids close at {} (Unix seconds)", e.deadline);
+    Ok(())
+}
+
+fn bid(a: BidArgs) -> Result<()> {
+    let rpc = Rpc::new(&a.signer.rpc.rpc);
+    if let Some(listing) = a.listing {
+        let call = IMarket::bidAuctionCall { listingId: listing };
+        tx(&a.signer, MARKET_ADDRESS, a.price, call.abi_encode())?;
+        println!("bid {} wei on auction {listing}", a.price);
+        return Ok(());
+    }
+    let order = a
+        .order
+        .context("name --order (a buyer's order) or --listing (an auction)")?;
+    let node = a
+        .node
+        .context("--node: the node that will serve the order")?;
+    let bond = view(
+        &rpc,
+        MARKET_ADDRESS,
+        IMarket::bondOfCall {
+            orderId: order,
+            pricePerUnit: a.price,
+        },
+    )?;
+    let call = IMarket::bidCall {
+        orderId: order,
+        node,
+        pricePerUnit: a.price,
+    };
+    let h = tx(&a.signer, MARKET_ADDRESS, bond, call.abi_encode())?;
+    let e: IMarket::BidPlaced = logged(&rpc, h)?;
+    println!("bid {}", e.bidId);
+    println!("on order {order}, with a bond of {bond} wei");
+    Ok(())
+}
+
+fn buy(a: BuyArgs) -> Result<()> {
+    if let Some(offer) = a.offer {
+        return socket::run(SocketCmd::Buy {
+            offer,
+            units: a.units.unwrap_or(1),
+            signer: a.signer,
+        });
+    }
+    let listing = a
+        .listing
+        .context("name --listing or --offer with --units")?;
+    let rpc = Rpc::new(&a.signer.rpc.rpc);
+    let x = view(
+        &rpc,
+        MARKET_ADDRESS,
+        IMarket::listingInfoCall { listingId: listing },
+    )?;
+    if x.auction {
+        bail!("listing {listing} is an auction: `emc market bid --listing {listing} --price ...`");
+    }
+    let data = IMarket::buyListingCall { listingId: listing }.abi_encode();
+    let h = tx(&a.signer, MARKET_ADDRESS, x.price, data)?;
+    let e: IMarket::Sold = logged(&rpc, h)?;
+    println!("socket {} bought for {} wei", e.tokenId, e.price);
+    Ok(())
+}
+
+/// A search through the `emc_market*` views, printed as their JSON.
+fn show(a: ShowArgs) -> Result<()> {
+    let method = match a.what.as_str() {
+        "offers" => "emc_marketOffers",
+        "apps" => "emc_marketApps",
+        "prices" => "emc_marketPrices",
+        "orders" => "emc_marketOrders",
+        _ => "emc_marketListings",
+    };
+    let mut q = serde_json::Map::new();
+    let by_app = a.what == "offers" || a.what == "orders";
+    let offers = a.what == "offers";
+    let fields = [
+        ("app", a.app.filter(|_| by_app).map(|v| json!(v))),
+        ("model", a.model.filter(|_| offers).map(|v| json!(v))),
+        ("maxPrice", a.max_price.filter(|_| offers).map(|v| json!(v))),
+        ("minScore", a.min_e.filter(|_| offers).map(|v| json!(v))),
+        ("provider", a.provider.filter(|_| offers).map(|v| json!(v))),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            q.insert(k.into(), v);
+        }
+    }
+    print(&Rpc::new(&a.rpc.rpc).call(method, json!([Value::Object(q)]))?)
 }
 
 /// One report from each router's gateway (the newest), submitted together.
