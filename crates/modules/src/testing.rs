@@ -38,6 +38,17 @@ impl MemHost {
         }
     }
 
+    /// Registers the node whose ed25519 key is `[seed; 32]` for `owner`, serving `apps`
+    /// (on chain 42, as the hosts' chain id says): its id.
+    pub fn register_node(&mut self, seed: u8, owner: Address, apps: &[&str]) -> B256 {
+        let key = ed25519_consensus::SigningKey::from([seed; 32]);
+        let reg = crate::registry::register_call(self.chain_id, owner, &key, apps);
+        let input = alloy_sol_types::SolCall::abi_encode(&reg);
+        self.call(crate::REGISTRY_ADDRESS, owner, U256::ZERO, &input, 10_000_000)
+            .expect("the node registers");
+        reg.nodeId
+    }
+
     /// Starts a transaction: every slot is cold again.
     pub fn new_tx(&mut self) {
         self.warm.clear();

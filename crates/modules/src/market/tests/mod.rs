@@ -4,7 +4,7 @@
 //! input refused with its reason.
 
 use super::*;
-use crate::registry::{register_call, IRegistry};
+use crate::registry::IRegistry;
 use crate::sockets::ISockets;
 use crate::testing::MemHost;
 use crate::{REGISTRY_ADDRESS, SOCKETS_ADDRESS};
@@ -34,19 +34,8 @@ fn world() -> World {
     h.timestamp = T0;
     let mut nodes = [(Address::ZERO, B256::ZERO); 2];
     for (i, n) in nodes.iter_mut().enumerate() {
-        let key = ed25519_consensus::SigningKey::from([7 + i as u8; 32]);
         let provider = addr(0xe0 + i as u8);
-        let reg = register_call(42, provider, &key, &["echo", "chat"]);
-        let node = reg.nodeId;
-        h.call(
-            REGISTRY_ADDRESS,
-            provider,
-            U256::ZERO,
-            &reg.abi_encode(),
-            GAS,
-        )
-        .expect("registers");
-        *n = (provider, node);
+        *n = (provider, h.register_node(7 + i as u8, provider, &["echo", "chat"]));
     }
     for i in 1..=9 {
         h.balances.insert(addr(i), U256::from(FUNDS));

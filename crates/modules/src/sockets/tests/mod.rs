@@ -3,9 +3,7 @@
 //! refunds, and a property test over random sequences of all of them.
 
 use super::*;
-use crate::registry::register_call;
 use crate::testing::MemHost;
-use crate::REGISTRY_ADDRESS;
 use alloy_primitives::B256;
 use alloy_sol_types::SolValue;
 use base64::Engine;
@@ -30,18 +28,8 @@ fn addr(i: u8) -> Address {
 fn world() -> World {
     let mut h = MemHost::new(SOCKETS_ADDRESS);
     h.timestamp = T0;
-    let key = ed25519_consensus::SigningKey::from([7u8; 32]);
     let provider = addr(0xe0);
-    let reg = register_call(42, provider, &key, &["echo", "chat"]);
-    let node = reg.nodeId;
-    h.call(
-        REGISTRY_ADDRESS,
-        provider,
-        U256::ZERO,
-        &reg.abi_encode(),
-        GAS,
-    )
-    .expect("registers");
+    let node = h.register_node(7, provider, &["echo", "chat"]);
     for i in 1..=9 {
         h.balances.insert(addr(i), U256::from(10u64.pow(12)));
     }
