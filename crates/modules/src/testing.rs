@@ -44,8 +44,14 @@ impl MemHost {
         let key = ed25519_consensus::SigningKey::from([seed; 32]);
         let reg = crate::registry::register_call(self.chain_id, owner, &key, apps);
         let input = alloy_sol_types::SolCall::abi_encode(&reg);
-        self.call(crate::REGISTRY_ADDRESS, owner, U256::ZERO, &input, 10_000_000)
-            .expect("the node registers");
+        self.call(
+            crate::REGISTRY_ADDRESS,
+            owner,
+            U256::ZERO,
+            &input,
+            10_000_000,
+        )
+        .expect("the node registers");
         reg.nodeId
     }
 

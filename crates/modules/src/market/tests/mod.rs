@@ -35,7 +35,10 @@ fn world() -> World {
     let mut nodes = [(Address::ZERO, B256::ZERO); 2];
     for (i, n) in nodes.iter_mut().enumerate() {
         let provider = addr(0xe0 + i as u8);
-        *n = (provider, h.register_node(7 + i as u8, provider, &["echo", "chat"]));
+        *n = (
+            provider,
+            h.register_node(7 + i as u8, provider, &["echo", "chat"]),
+        );
     }
     for i in 1..=9 {
         h.balances.insert(addr(i), U256::from(FUNDS));

@@ -23,6 +23,27 @@ impl World {
         };
         self.sockets(from, c).expect("approves");
     }
+    fn list(
+        &mut self,
+        seller: Address,
+        token: U256,
+        price: u64,
+        ends: u64,
+    ) -> Result<Bytes, String> {
+        let c = IMarket::listCall {
+            tokenId: token,
+            price: U256::from(price),
+            ends,
+        };
+        self.send(seller, U256::ZERO, c)
+    }
+    fn buy_listing(&mut self, buyer: Address, id: U256, value: u64) -> Result<Bytes, String> {
+        self.send(
+            buyer,
+            U256::from(value),
+            IMarket::buyListingCall { listingId: id },
+        )
+    }
     fn owner(&mut self, token: U256) -> Address {
         self.socket(token).owner
     }
@@ -44,47 +65,13 @@ fn a_fixed_price_resale_pays_royalty_fee_and_seller_to_the_wei() {
     w.royalty(500);
     let ends = w.h.timestamp + 1_000;
     // Not approved yet: refused, with what to do.
-    let e = w
-        .send(
-            addr(1),
-            U256::ZERO,
-            IMarket::listCall {
-                tokenId: token,
-                price: U256::from(10_000),
-                ends,
-            },
-        )
-        .unwrap_err();
+    let e = w.list(addr(1), token, 10_000, ends).unwrap_err();
     assert!(e.contains("approve the Market"), "{e}");
-    let e = w
-        .send(
-            addr(2),
-            U256::ZERO,
-            IMarket::listCall {
-                tokenId: token,
-                price: U256::from(10_000),
-                ends,
-            },
-        )
-        .unwrap_err();
+    let e = w.list(addr(2), token, 10_000, ends).unwrap_err();
     assert!(e.contains("does not hold socket"), "{e}");
     w.approve_market(addr(1), token);
-    let id = listed(w.send(
-        addr(1),
-        U256::ZERO,
-        IMarket::listCall {
-            tokenId: token,
-            price: U256::from(10_000),
-            ends,
-        },
-    ));
-    let e = w
-        .send(
-            addr(2),
-            U256::from(9_999),
-            IMarket::buyListingCall { listingId: id },
-        )
-        .unwrap_err();
+    let id = listed(w.list(addr(1), token, 10_000, ends));
+    let e = w.buy_listing(addr(2), id, 9_999).unwrap_err();
     assert!(e.contains("send exactly 10000 wei"), "{e}");
     let before = (
         w.h.balance(addr(1)),
@@ -92,12 +79,7 @@ fn a_fixed_price_resale_pays_royalty_fee_and_seller_to_the_wei() {
         w.h.balance(w.nodes[0].0),
         w.h.supply(),
     );
-    w.send(
-        addr(2),
-        U256::from(10_000),
-        IMarket::buyListingCall { listingId: id },
-    )
-    .expect("buys");
+    w.buy_listing(addr(2), id, 10_000).expect("buys");
     assert_eq!(w.owner(token), addr(2));
     // 5% royalty to the node's owner, 1% fee burnt, 94% to the seller.
     assert_eq!(w.h.balance(addr(2)), before.1 - U256::from(10_000));
@@ -105,13 +87,7 @@ fn a_fixed_price_resale_pays_royalty_fee_and_seller_to_the_wei() {
     assert_eq!(w.h.balance(addr(1)), before.0 + U256::from(9_400));
     assert_eq!(w.h.supply(), before.3 - U256::from(100));
     assert_eq!(w.h.balance(MARKET_ADDRESS), U256::ZERO);
-    let e = w
-        .send(
-            addr(3),
-            U256::from(10_000),
-            IMarket::buyListingCall { listingId: id },
-        )
-        .unwrap_err();
+    let e = w.buy_listing(addr(3), id, 10_000).unwrap_err();
     assert!(e.contains("is closed"), "{e}");
 }
 
@@ -128,15 +104,7 @@ fn a_listing_whose_seller_moved_the_token_fails_cleanly_until_it_comes_back() {
     )
     .unwrap();
     let ends = w.h.timestamp + 1_000;
-    let id = listed(w.send(
-        addr(1),
-        U256::ZERO,
-        IMarket::listCall {
-            tokenId: token,
-            price: U256::from(500),
-            ends,
-        },
-    ));
+    let id = listed(w.list(addr(1), token, 500, ends));
     let away = ISockets::transferFromCall {
         from: addr(1),
         to: addr(4),
@@ -144,13 +112,7 @@ fn a_listing_whose_seller_moved_the_token_fails_cleanly_until_it_comes_back() {
     };
     w.sockets(addr(1), away).unwrap();
     let before = w.h.balance(addr(2));
-    let e = w
-        .send(
-            addr(2),
-            U256::from(500),
-            IMarket::buyListingCall { listingId: id },
-        )
-        .unwrap_err();
+    let e = w.buy_listing(addr(2), id, 500).unwrap_err();
     assert!(e.contains("the seller no longer holds socket"), "{e}");
     assert_eq!((w.h.balance(addr(2)), w.owner(token)), (before, addr(4)));
     let back = ISockets::transferFromCall {
@@ -159,12 +121,7 @@ fn a_listing_whose_seller_moved_the_token_fails_cleanly_until_it_comes_back() {
         tokenId: token,
     };
     w.sockets(addr(4), back).unwrap();
-    w.send(
-        addr(2),
-        U256::from(500),
-        IMarket::buyListingCall { listingId: id },
-    )
-    .expect("valid again");
+    w.buy_listing(addr(2), id, 500).expect("valid again");
     assert_eq!(w.owner(token), addr(2));
 }
 
