@@ -143,12 +143,6 @@ fn the_market_trades_with_ethers_to_the_wei() {
     let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     // Two-second blocks, so a spot auction's orders can be sent into one block.
-    let node = common::DevNode::spawn(&[
-        "--dev",
-        "--datadir",
-        dir.path().to_str().expect("utf-8 path"),
-        "--block-time-ms",
-        "2000",
-    ]);
+    let node = common::DevNode::start(dir.path(), 2_000);
     node_test(&e2e, "market.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }

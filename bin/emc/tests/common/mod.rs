@@ -338,38 +338,50 @@ pub fn router_address(name: &str) -> ([u8; 32], String, String) {
     (seed, listen, dial)
 }
 
+/// A router at the address [`router_address`] gave, with private key `key`, joining
+/// the network of `genesis` through `boot`, its data in `dir/name`: it and its gateway.
+pub fn spawn_router(
+    (genesis, boot, dir): (&str, &str, &Path),
+    (seed, listen, _): &([u8; 32], String, String),
+    key: &str,
+    name: &str,
+) -> (DevNode, String) {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("dir");
+    std::fs::write(data.join("p2p.key"), seed).expect("key");
+    let (router, found) = DevNode::spawn_with(
+        &[
+            "--genesis",
+            genesis,
+            "--datadir",
+            data.to_str().expect("utf8"),
+            "--p2p-addr",
+            listen,
+            "--bootnode",
+            boot,
+            "--role",
+            "router",
+            "--router-http",
+            "127.0.0.1:0",
+            "--router-key",
+            key,
+        ],
+        &["Router HTTP: "],
+    );
+    (router, found[0].clone())
+}
+
 impl Trio {
-    /// Another router joining the network at the address [`router_address`] gave,
-    /// with account `key`'s key: it and its gateway.
+    /// Another router joining the trio's network (see [`spawn_router`]), with account
+    /// `key`'s key.
     pub fn spawn_router(
         &self,
-        (seed, listen, _): &([u8; 32], String, String),
+        at: &([u8; 32], String, String),
         key: usize,
         name: &str,
     ) -> (DevNode, String) {
-        let data = self.dir.path().join(name);
-        std::fs::create_dir_all(&data).expect("dir");
-        std::fs::write(data.join("p2p.key"), seed).expect("key");
-        let (router, found) = DevNode::spawn_with(
-            &[
-                "--genesis",
-                &self.genesis,
-                "--datadir",
-                data.to_str().expect("utf8"),
-                "--p2p-addr",
-                listen,
-                "--bootnode",
-                &self.boot,
-                "--role",
-                "router",
-                "--router-http",
-                "127.0.0.1:0",
-                "--router-key",
-                &self.keys[key],
-            ],
-            &["Router HTTP: "],
-        );
-        (router, found[0].clone())
+        let net = (self.genesis.as_str(), self.boot.as_str(), self.dir.path());
+        spawn_router(net, at, &self.keys[key], name)
     }
 }
 
@@ -406,32 +418,9 @@ pub fn trio(
         "{p2p0}/p2p/{}",
         emc_p2p::peer_id_of(emc_node::p2p_seed_of(&emc_crypto::ConsensusKey::dev(0)))
     );
-    let rdata = dir.path().join("r0");
-    std::fs::create_dir_all(&rdata).expect("dir");
-    let seed = alloy_primitives::keccak256(router_name).0;
-    std::fs::write(rdata.join("p2p.key"), seed).expect("key");
-    let rp2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let router_addr = format!("{rp2p}/p2p/{}", emc_p2p::peer_id_of(seed));
-    let (router, found) = DevNode::spawn_with(
-        &[
-            "--genesis",
-            &gen,
-            "--datadir",
-            rdata.to_str().expect("utf8"),
-            "--p2p-addr",
-            &rp2p,
-            "--bootnode",
-            &boot,
-            "--role",
-            "router",
-            "--router-http",
-            "127.0.0.1:0",
-            "--router-key",
-            &keys[4],
-        ],
-        &["Router HTTP: "],
-    );
-    let gw = found[0].clone();
+    let at = router_address(router_name);
+    let router_addr = at.2.clone();
+    let (router, gw) = spawn_router((&gen, &boot, dir.path()), &at, &keys[4], "r0");
     let app_port = free_port();
     let app = python_app(app_port);
     let py = format!("py=http://127.0.0.1:{app_port},price={py_price}");
