@@ -47,6 +47,27 @@ fn issue_socket(
     U256::abi_decode(&out).map_err(|_| revert("the Sockets module answered no token id"))
 }
 
+/// The terms every order names, spot or not: an app, a unit, 1 to
+/// [`spot::MAX_UNITS`] units and a price per unit above zero.
+fn check_order(app: &str, unit: u8, units: u64, price: U256) -> Result<(), ModuleError> {
+    let max_app = crate::sockets::economy::MAX_APP;
+    if app.is_empty() || app.len() > max_app {
+        return Err(revert(format!("an app name is 1 to {max_app} bytes")));
+    }
+    crate::sockets::Unit::from_u8(unit)
+        .map_err(|_| revert(format!("unit {unit} is none of 0 to 3")))?;
+    if units == 0 || units > spot::MAX_UNITS {
+        return Err(revert(format!(
+            "an order is 1 to {} units",
+            spot::MAX_UNITS
+        )));
+    }
+    if price.is_zero() {
+        return Err(revert("an order has a price per unit above zero"));
+    }
+    Ok(())
+}
+
 /// Refuses, in the Market's name, a provider that does not own `node` or whose node
 /// does not serve `app` (the Sockets module's rule).
 fn provider_check(

@@ -210,6 +210,11 @@ mod tests {
         }
     }
 
+    /// What bid `i` got in all.
+    fn units_of_bid(c: &Clearing, i: usize) -> u64 {
+        c.fills.iter().filter(|f| f.bid == i).map(|f| f.units).sum()
+    }
+
     #[test]
     fn a_worked_book_clears_where_the_volume_is_largest() {
         // Demand at 10: 5+3 = 8; at 11: 5; supply at 10: 4+2 = 6, at 9: 4.
@@ -219,13 +224,7 @@ mod tests {
         let c = clear(&bids, &asks).expect("crosses");
         assert_eq!((c.price, c.volume), (U256::from(10), 6));
         // The bid at 12 fills whole (5), the one at 10 gets the remaining 1.
-        let per_bid = |i| {
-            c.fills
-                .iter()
-                .filter(|f| f.bid == i)
-                .map(|f| f.units)
-                .sum::<u64>()
-        };
+        let per_bid = |i| units_of_bid(&c, i);
         assert_eq!((per_bid(0), per_bid(1), per_bid(2)), (5, 1, 0));
         // The best bid meets the cheapest ask first.
         assert_eq!(
@@ -251,13 +250,7 @@ mod tests {
         let bids = [o(9, 3, 10), o(1, 1, 10)];
         let asks = [o(5, 2, 10)];
         let c = clear(&bids, &asks).expect("crosses");
-        let per_bid = |i| {
-            c.fills
-                .iter()
-                .filter(|f| f.bid == i)
-                .map(|f| f.units)
-                .sum::<u64>()
-        };
+        let per_bid = |i| units_of_bid(&c, i);
         assert_eq!((per_bid(0), per_bid(1)), (1, 1));
     }
 

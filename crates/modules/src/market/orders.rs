@@ -26,7 +26,7 @@ use super::storage::{
 use super::{revert, spot, IMarket};
 use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
-use crate::sockets::{economy, ISockets, Unit};
+use crate::sockets::{economy, ISockets};
 use crate::staking;
 use crate::{Metered, ModuleError};
 use alloy_primitives::{keccak256, Address, B256, U256};
@@ -65,19 +65,7 @@ pub fn place(
     value: U256,
     now: u64,
 ) -> Result<U256, ModuleError> {
-    if c.app.is_empty() || c.app.len() > economy::MAX_APP {
-        return Err(revert(format!(
-            "an app name is 1 to {} bytes",
-            economy::MAX_APP
-        )));
-    }
-    Unit::from_u8(c.unit).map_err(|_| revert(format!("unit {} is none of 0 to 3", c.unit)))?;
-    if c.units == 0 || c.units > spot::MAX_UNITS || c.maxPricePerUnit.is_zero() {
-        return Err(revert(format!(
-            "an order is 1 to {} units at a maximum price above zero",
-            spot::MAX_UNITS
-        )));
-    }
+    super::check_order(&c.app, c.unit, c.units, c.maxPricePerUnit)?;
     if c.deadline <= now || c.deadline > now + MAX_OPEN {
         return Err(revert(format!(
             "the deadline {} is not within the next {MAX_OPEN} seconds (now {now})",

@@ -26,7 +26,7 @@ use super::storage::{
 use super::{revert, IMarket};
 use crate::kit::abi::emit;
 use crate::registry::RegistryModule;
-use crate::sockets::{economy, ISockets, Unit};
+use crate::sockets::{economy, ISockets};
 use crate::{Metered, ModuleError};
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::SolValue;
@@ -64,23 +64,6 @@ fn touch_market(m: &mut Metered<'_>, key: B256, app: &str, unit: u8) -> Result<(
             .map_err(|_| revert(format!("the market lists {MAX_MARKETS} markets already")))?;
         MARKETS.set_str(m, &key, mk::APP, app)?;
         MARKETS.set(m, &key, mk::UNIT, &(unit as u64))?;
-    }
-    Ok(())
-}
-
-fn check_order(app: &str, unit: u8, units: u64, limit: U256) -> Result<(), ModuleError> {
-    if app.is_empty() || app.len() > economy::MAX_APP {
-        return Err(revert(format!(
-            "an app name is 1 to {} bytes",
-            economy::MAX_APP
-        )));
-    }
-    Unit::from_u8(unit).map_err(|_| revert(format!("unit {unit} is none of 0 to 3")))?;
-    if units == 0 || units > MAX_UNITS {
-        return Err(revert(format!("a spot order is 1 to {MAX_UNITS} units")));
-    }
-    if limit.is_zero() {
-        return Err(revert("a spot order has a limit price per unit"));
     }
     Ok(())
 }
@@ -129,7 +112,7 @@ pub fn bid(
     c: &IMarket::spotBidCall,
     value: U256,
 ) -> Result<U256, ModuleError> {
-    check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
+    super::check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
     let deposit = c
         .limitPerUnit
         .checked_mul(U256::from(c.units))
@@ -161,7 +144,7 @@ pub fn ask(
     provider: Address,
     c: &IMarket::spotAskCall,
 ) -> Result<U256, ModuleError> {
-    check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
+    super::check_order(&c.app, c.unit, c.units, c.limitPerUnit)?;
     super::provider_check(m, provider, c.node, &c.app)?;
     let key = market_of(&c.app, c.unit);
     super::guard::provider_price(m, key, c.limitPerUnit)?;
