@@ -391,6 +391,16 @@ fn a_light_client_checks_state_proofs_from_a_peer() {
                     });
                 }
                 Some(emc_p2p::Event::StateResponse { response, .. }) => return response,
+                // The connection the request went out on may close while another to
+                // the same peer stays up (no new `Connected`): ask again.
+                Some(emc_p2p::Event::StateFailed { peer, error }) if peer == target => {
+                    eprintln!("state request failed ({error}); asking again");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = light.commands.send(emc_p2p::Command::RequestState {
+                        peer,
+                        request: request.clone(),
+                    });
+                }
                 Some(_) => {}
                 None => panic!("light client stopped"),
             }

@@ -138,7 +138,7 @@ pub async fn run(
                         let _ = commands.send(Command::RespondState(channel, response));
                     }
                     // This node asks for no state; a light client does.
-                    Event::StateResponse { .. } => {}
+                    Event::StateResponse { .. } | Event::StateFailed { .. } => {}
                     Event::Connected(p) => {
                         peers.insert(p);
                         metrics.peers.set(peers.len() as i64);

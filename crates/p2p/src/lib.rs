@@ -140,6 +140,12 @@ pub enum Event {
         peer: PeerId,
         response: StateResponse,
     },
+    /// A state request this node sent got no answer (connection closed, timeout,
+    /// protocol refused): the asker may try again, on this peer or another.
+    StateFailed {
+        peer: PeerId,
+        error: String,
+    },
     Connected(PeerId),
     Disconnected(PeerId),
     /// This node banned the peer: disconnected, and refused for [`BAN_FOR`].
@@ -725,6 +731,12 @@ async fn swarm_event(
                 Some(Event::StateResponse { peer, response })
             }
         },
+        SwarmEvent::Behaviour(BehaviourEvent::State(
+            request_response::Event::OutboundFailure { peer, error, .. },
+        )) => Some(Event::StateFailed {
+            peer,
+            error: error.to_string(),
+        }),
         _ => None,
     };
     match out {

@@ -119,34 +119,153 @@ pub async fn to_response(served: Served, req_headers: &HeaderMap, check: Check) 
     r
 }
 
+type BodyFrame = Result<http_body::Frame<Bytes>, std::io::Error>;
+
+/// A stream's body: [`pump`] reads the reply in a task of its own and hands its
+/// frames on, so the reply is read to its end (and checked) whether or not the
+/// client still reads it.
 fn stream_body(served: Served, trailers: bool, check: Check) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<BodyFrame>(STREAM_BUFFER);
+    tokio::spawn(pump(served, trailers, check, tx));
+    let frames =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    Body::new(http_body_util::StreamBody::new(frames))
+}
+
+/// Frames a stream's body buffers ahead of a slow client (past them the reply waits).
+const STREAM_BUFFER: usize = 16;
+
+/// Reads a streamed reply to its end, hashing it, and passes each frame to the
+/// client while it is there. The signed result is checked when the reply ends even
+/// when the client hung up first: a relay charges a call its node finished, so a
+/// client cannot read a stream to its last token, hang up before the result, and
+/// pay nothing. The whole `Served` stays here until the reply is handed on, so the
+/// call counts as running until then.
+async fn pump(
+    mut served: Served,
+    trailers: bool,
+    check: Check,
+    tx: tokio::sync::mpsc::Sender<BodyFrame>,
+) {
     use http_body::Frame as HFrame;
-    // The whole `Served` rides along, so the call counts as running until the last
-    // frame is handed to the connection.
-    let state = Some((served, Keccak256::new(), check));
-    let frames = futures::stream::unfold(state, move |state| async move {
-        let (mut served, mut hasher, check) = state?;
+    let mut hasher = Keccak256::new();
+    let mut client = Some(tx);
+    let last = loop {
         match served.frames.recv().await {
             Some(Frame::Data(b)) => {
                 hasher.update(&b);
-                Some((Ok(HFrame::data(b)), Some((served, hasher, check))))
+                if let Some(tx) = &client {
+                    if tx.send(Ok(HFrame::data(b))).await.is_err() {
+                        client = None;
+                    }
+                }
             }
-            Some(Frame::Done(s)) => {
-                if let Err(e) = check(&s, hasher.finalize()) {
-                    return Some((Err(std::io::Error::other(e)), None));
+            Some(Frame::Done(s)) => match check(&s, hasher.finalize()) {
+                Err(e) => break Some(Err(std::io::Error::other(e))),
+                Ok(()) if trailers => {
+                    let mut h = HeaderMap::new();
+                    if let Ok(v) = HeaderValue::from_str(&s.to_header()) {
+                        h.insert(RESULT_HEADER, v);
+                    }
+                    break Some(Ok(HFrame::trailers(h)));
                 }
-                if !trailers {
-                    return None;
-                }
-                let mut h = HeaderMap::new();
-                if let Ok(v) = HeaderValue::from_str(&s.to_header()) {
-                    h.insert(RESULT_HEADER, v);
-                }
-                Some((Ok(HFrame::trailers(h)), None))
-            }
-            None => None,
-            Some(Frame::Failed(e)) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(()) => break None,
+            },
+            Some(Frame::Failed(e)) => break Some(Err(std::io::Error::other(e))),
+            None => break None,
         }
-    });
-    Body::new(http_body_util::StreamBody::new(frames))
+    };
+    if let (Some(tx), Some(frame)) = (client, last) {
+        let _ = tx.send(frame).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{Metering, ResultClaim};
+    use crate::{NodeId, Unit};
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn signed() -> SignedResult {
+        let k = ed25519_consensus::SigningKey::from([3; 32]);
+        let claim = ResultClaim {
+            request_hash: B256::repeat_byte(1),
+            call: B256::repeat_byte(2),
+            result_hash: keccak256(b"ab"),
+            node: NodeId(B256::from(k.verification_key().to_bytes())),
+            metering: Metering {
+                unit: Unit::Tokens,
+                units: 2,
+                bytes: 2,
+                wall_us: 1,
+            },
+            max_units: 10,
+            extensions: vec![],
+        };
+        SignedResult::sign(&k, claim)
+    }
+
+    /// A stream and a flag raised when its result was checked with the hash of what
+    /// the node sent.
+    fn streamed(trailers: bool) -> (Body, tokio::sync::mpsc::Sender<Frame>, Arc<AtomicBool>) {
+        let (tx, frames) = tokio::sync::mpsc::channel(4);
+        let served = Served::relayed(200, "text/event-stream".into(), true, B256::ZERO, frames);
+        let checked = Arc::new(AtomicBool::new(false));
+        let flag = checked.clone();
+        let check: Check = Box::new(move |_, hash| {
+            assert_eq!(
+                hash,
+                keccak256(b"ab"),
+                "the hash of every byte the node sent"
+            );
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        (stream_body(served, trailers, check), tx, checked)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_before_the_result_is_still_charged() {
+        let (mut body, node, checked) = streamed(true);
+        node.send(Frame::Data(Bytes::from_static(b"a")))
+            .await
+            .expect("send");
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), Bytes::from_static(b"a"));
+        drop(body); // the client read the first token and hung up
+        node.send(Frame::Data(Bytes::from_static(b"b")))
+            .await
+            .expect("the reply is still read");
+        node.send(Frame::Done(signed())).await.expect("send");
+        for _ in 0..100 {
+            if checked.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the result of a reply the client left was never checked");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_to_the_end_gets_the_result_as_a_trailer() {
+        let (body, node, checked) = streamed(true);
+        for f in [
+            Frame::Data(Bytes::from_static(b"a")),
+            Frame::Data(Bytes::from_static(b"b")),
+            Frame::Done(signed()),
+        ] {
+            node.send(f).await.expect("send");
+        }
+        let all = body.collect().await.expect("body");
+        let trailer = all.trailers().and_then(|t| t.get(RESULT_HEADER)).cloned();
+        assert_eq!(all.to_bytes(), Bytes::from_static(b"ab"));
+        assert_eq!(
+            trailer.and_then(|v| v.to_str().ok().map(str::to_string)),
+            Some(signed().to_header())
+        );
+        assert!(checked.load(Ordering::SeqCst));
+    }
 }
