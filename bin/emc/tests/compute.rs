@@ -20,9 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn region() -> u16 {
-    // Network tests take regions 0..2 of 7,100 ports from 10,000 (see network.rs);
-    // this one shares region 1 at an offset they leave free.
-    10_000 + 7_100 + (std::process::id() % 700) as u16 * 10 + 5
+    common::port_block()
 }
 
 #[test]

@@ -30,8 +30,8 @@ impl Drop for Stop {
 fn devnet_runs_with_no_config_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("net");
-    // Below the ephemeral range, apart from the other tests' regions.
-    let base = 24_000 + (std::process::id() % 300) as u16 * 20;
+    // Below the ephemeral range, apart from every other test's ports.
+    let base = common::port_block();
     let mut child = common::emc()
         .args(["devnet", "--dir", data.to_str().expect("utf8")])
         .args([

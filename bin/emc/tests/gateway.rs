@@ -34,8 +34,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn base() -> u16 {
-    // Region 0 of the network tests' layout, at offsets 5..8 they leave free.
-    10_000 + (std::process::id() % 700) as u16 * 10 + 5
+    common::port_block()
 }
 
 fn balance(node: &DevNode, a: Address) -> U256 {

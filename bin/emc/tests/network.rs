@@ -11,11 +11,11 @@ use std::{path::Path, time::Duration};
 
 const N: usize = 4;
 
-/// Fixed listen ports for test `k`: below Linux's ephemeral range (32768 and up), where
-/// concurrent tests' outgoing connections would take them, and a region per test.
-fn region(k: u16) -> u16 {
-    // Three regions of 7,100 ports from 10,000: the last ends below 31,300.
-    10_000 + k * 7_100 + (std::process::id() % 700) as u16 * 10
+/// Fixed listen ports for one network's nodes (`base + i`): below Linux's ephemeral
+/// range (32768 and up), where concurrent tests' outgoing connections would take
+/// them, and apart from every other test's ([`common::port_block`]).
+fn region() -> u16 {
+    common::port_block()
 }
 
 struct Net {
@@ -26,7 +26,7 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        Self::with_base(region(0))
+        Self::with_base(region())
     }
 
     fn with_base(base: u16) -> Net {
@@ -288,7 +288,7 @@ fn transfer() -> String {
 
 #[test]
 fn a_peer_sending_garbage_is_banned_and_consensus_carries_on() {
-    let net = Net::with_base(region(1));
+    let net = Net::with_base(region());
     let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
     wait_until("blocks", Duration::from_secs(60), || {
         nodes.iter().all(|n| height(n) >= 2)
@@ -354,7 +354,7 @@ fn forged_prepare(i: u32) -> Vec<u8> {
 
 #[test]
 fn a_light_client_checks_state_proofs_from_a_peer() {
-    let net = Net::with_base(region(2));
+    let net = Net::with_base(region());
     let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
     wait_until("blocks", Duration::from_secs(60), || {
         nodes.iter().all(|n| height(n) >= 2)
@@ -527,7 +527,7 @@ fn validator0() -> emc_p2p::Peer {
 fn staking_changes_the_validator_set_of_a_running_network() {
     use alloy_sol_types::SolCall;
     let net = Net::with_genesis_args(
-        region(2) + 60,
+        region(),
         &["--epoch-blocks", "8", "--unbonding-blocks", "400"],
     );
     let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();

@@ -11,6 +11,42 @@ use std::{
 
 pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+/// Ports in one [`port_block`].
+pub const PORT_BLOCK: u16 = 100;
+
+/// The first of [`PORT_BLOCK`] loopback ports, below the ephemeral range, that no other
+/// test process holds: for tests that must name ports before their processes start
+/// (bootnodes, peer routers). Each block is claimed by locking its file in the temp
+/// dir; the lock lasts as long as this process (the OS drops it however the process
+/// ends), and a block with a port in use is passed over. Every call claims another.
+pub fn port_block() -> u16 {
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    const FIRST: u16 = 10_000;
+    const BLOCKS: u16 = (32_000 - FIRST) / PORT_BLOCK;
+    let dir = std::env::temp_dir().join("emc-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let mut held = HELD.lock().expect("port locks");
+    let start = (std::process::id() % BLOCKS as u32) as u16;
+    for i in 0..BLOCKS {
+        let k = (start + i) % BLOCKS;
+        let Ok(f) = std::fs::File::create(dir.join(k.to_string())) else {
+            continue;
+        };
+        if f.try_lock().is_err() {
+            continue;
+        }
+        let base = FIRST + k * PORT_BLOCK;
+        let free = (base..base + PORT_BLOCK)
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            held.push(f);
+            return base;
+        }
+    }
+    panic!("no block of {PORT_BLOCK} free loopback ports between {FIRST} and 32,000");
+}
+
 pub fn emc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_emc"))
 }
