@@ -32,6 +32,7 @@ pub mod chain;
 pub mod kit;
 pub mod market;
 pub mod poc;
+pub mod pools;
 pub mod registry;
 pub mod sockets;
 pub mod staking;
@@ -78,6 +79,8 @@ pub const TASKS_ADDRESS: Address = address!("0x000000000000000000000000000000000
 pub const SOCKETS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001005");
 /// The computing marketplace: the spot call auction, orders and bids, resale.
 pub const MARKET_ADDRESS: Address = address!("0x0000000000000000000000000000000000001006");
+/// Computing pools: many nodes as one Ray cluster, one job's pay split by metering.
+pub const POOLS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001007");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
@@ -93,6 +96,7 @@ pub static MODULES: &[&dyn kit::SystemModule] = &[
     &tasks::TasksModule,
     &sockets::SocketsModule,
     &market::MarketModule,
+    &pools::PoolsModule,
 ];
 
 /// Whether a system module lives at `a`.

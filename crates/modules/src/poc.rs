@@ -54,7 +54,7 @@ const SCORES: ArrayMapping<B256, u64> = ArrayMapping::at(3);
 /// Bit 0: scored; bit 1: faulted.
 const DONE: Mapping<B256, U256> = Mapping::at(4);
 /// A node's last score: `epoch << 64 | score`.
-const LAST: Mapping<B256, U256> = Mapping::at(5);
+pub(crate) const LAST: Mapping<B256, U256> = Mapping::at(5);
 const FAULTS: Mapping<B256, u64> = Mapping::at(6);
 /// An owner's summed score in an epoch, by `keccak256(epoch . owner)`.
 const OWNER_SUM: Mapping<B256, U256> = Mapping::at(7);
@@ -82,6 +82,12 @@ pub fn attestation_message(chain_id: u64, epoch: u64, node: B256, score: u64, ok
 pub struct PocModule;
 
 impl PocModule {
+    /// A node's E, its last score (zero if never scored), for another module.
+    pub fn score(m: &mut Metered<'_>, node: B256) -> Result<u64, ModuleError> {
+        let v = LAST.get_in(m, crate::POC_ADDRESS, &node)?;
+        Ok((v & U256::from(u64::MAX)).saturating_to())
+    }
+
     pub fn call(m: &mut Metered<'_>, call: &ModuleCall<'_>) -> Result<Bytes, ModuleError> {
         if !call.value.is_zero() {
             return Err(revert("not payable"));

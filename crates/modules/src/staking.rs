@@ -108,7 +108,7 @@ pub const MAX_ROUTERS: u64 = 1_024;
 pub const MAX_COMPUTE: u64 = 4_096;
 
 // Parameter slots, written at genesis.
-mod storage;
+pub(crate) mod storage;
 use storage::*;
 
 /// A revert in this module's name (the kit's `"<Module>: <why>"`).

@@ -97,6 +97,8 @@ sol! {
         event Withdrawn(address indexed account, uint256 amount);
         event Settled(bytes32 indexed receiptId, address indexed account, bytes32 indexed nodeId, address router, uint256 nodeAmount, uint256 routerFee);
         event Rejected(bytes32 indexed receiptId, string reason);
+        /// The Pools module drew `amount` from `account`'s escrow for a job.
+        event Drawn(bytes32 indexed receiptId, address indexed account, address router, uint256 amount);
 
         function deposit() external payable;
         function requestWithdraw(uint256 amount) external;
@@ -105,6 +107,11 @@ sol! {
         /// Why each receipt would be refused if `router` settled the batch now ("" for
         /// one that would settle). Writes nothing.
         function check(address router, Receipt[] receipts) external view returns (string[] reasons);
+
+        /// Only the Pools module: draws `amount` from the escrow of the grant's signer
+        /// into the caller for a job `drawId` that `router` settles, with every check a
+        /// call's receipt gets. Returns the account.
+        function draw(address router, Grant grant, bytes grantSignature, bytes32 drawId, bytes32 requestHash, uint256 amount) external returns (address account);
 
         function escrowOf(address account) external view returns (uint256 balance, uint256 pending, uint64 unlockAt);
         function spent(bytes32 grantId) external view returns (uint256);
@@ -248,7 +255,7 @@ impl TasksModule {
         use ITasks::ITasksCalls as C;
         let writes = matches!(
             decoded,
-            C::deposit(_) | C::requestWithdraw(_) | C::withdraw(_) | C::settle(_)
+            C::deposit(_) | C::requestWithdraw(_) | C::withdraw(_) | C::settle(_) | C::draw(_)
         );
         if let C::check(c) = &decoded {
             if c.receipts.len() > MAX_RECEIPTS {
@@ -332,6 +339,12 @@ impl TasksModule {
                 let (settled, charged) = settle_all(m, call.caller, &c.receipts)?;
                 ITasks::settleCall::abi_encode_returns(&ITasks::settleReturn { settled, charged })
                     .into()
+            }
+            C::draw(c) => {
+                if call.caller != crate::POOLS_ADDRESS {
+                    return Err(revert("only the Pools module draws on an escrow"));
+                }
+                ITasks::drawCall::abi_encode_returns(&draw(m, &c)?).into()
             }
             C::check(c) => {
                 let reasons = check_all(m, c.router, &c.receipts)?;
@@ -623,6 +636,65 @@ fn check(
         ));
     }
     Ok((account, owner, amount, fee))
+}
+
+/// Draws a job's cost from the grant signer's escrow into the Pools module: the
+/// grant's checks as for a receipt (signer, chain, router, expiry, request), once per
+/// `(grant, drawId)`, within the grant's limit and the escrow (balance first, then
+/// the amount waiting to be withdrawn).
+fn draw(m: &mut Metered<'_>, c: &ITasks::drawCall) -> Result<Address, ModuleError> {
+    m.charge_signature()?;
+    let g = &c.grant;
+    let account = grant_signer(g, &c.grantSignature).map_err(revert)?;
+    if g.chainId != m.host().chain_id() {
+        return Err(revert(format!("the grant is for chain {}", g.chainId)));
+    }
+    if !g.router.is_zero() && g.router != c.router {
+        return Err(revert(format!("the grant names router {}", g.router)));
+    }
+    if m.host().timestamp() > g.expires.saturating_add(SETTLE_WINDOW) {
+        return Err(revert("the grant expired"));
+    }
+    if !g.request.is_zero() && g.request != c.requestHash {
+        return Err(revert("the grant pays for another request"));
+    }
+    let gid = grant_id(account, g);
+    let rid = receipt_id(gid, c.drawId);
+    if !SETTLED.get(m, &rid)?.is_zero() {
+        return Err(revert("already settled"));
+    }
+    let spent = SPENT.get(m, &gid)?;
+    if spent + c.amount > g.limit {
+        return Err(revert(format!(
+            "the grant's limit of {} wei would be passed ({spent} spent, {} more)",
+            g.limit, c.amount
+        )));
+    }
+    let w = account.into_word();
+    let (b, p) = (BALANCE.get(m, &w)?, PENDING.get(m, &w)?);
+    if b + p < c.amount {
+        return Err(revert(format!(
+            "the escrow holds {} wei, the job costs {}",
+            b + p,
+            c.amount
+        )));
+    }
+    let from_balance = c.amount.min(b);
+    BALANCE.set(m, &w, &(b - from_balance))?;
+    PENDING.set(m, &w, &(p - (c.amount - from_balance)))?;
+    SPENT.set(m, &gid, &(spent + c.amount))?;
+    SETTLED.set(m, &rid, &U256::from(1))?;
+    m.pay(crate::POOLS_ADDRESS, c.amount)?;
+    emit(
+        m,
+        ITasks::Drawn {
+            receiptId: rid,
+            account,
+            router: c.router,
+            amount: c.amount,
+        },
+    );
+    Ok(account)
 }
 
 impl crate::kit::SystemModule for TasksModule {

@@ -55,6 +55,24 @@ impl MemHost {
         reg.nodeId
     }
 
+    /// Gives `a` a stake of `amount` wei in `role`, above that role's minimum of one.
+    pub fn stake(&mut self, a: Address, role: crate::staking::Role, amount: u64) {
+        use crate::staking::storage::{MIN_STAKE, STAKE};
+        let min = MIN_STAKE[role as usize].slot();
+        self.storage
+            .insert((crate::STAKING_ADDRESS, min), U256::from(1));
+        let slot = STAKE.slot(&a, &role);
+        self.storage
+            .insert((crate::STAKING_ADDRESS, slot), U256::from(amount));
+    }
+
+    /// Sets node `node`'s proof-of-computing score, its E, as of `epoch`.
+    pub fn set_score(&mut self, node: B256, epoch: u64, score: u64) {
+        let slot = crate::poc::LAST.slot(&node);
+        let v = (U256::from(epoch) << 64) | U256::from(score);
+        self.storage.insert((crate::POC_ADDRESS, slot), v);
+    }
+
     /// Starts a transaction: every slot is cold again.
     pub fn new_tx(&mut self) {
         self.warm.clear();
