@@ -20,6 +20,7 @@ pub mod agent;
 pub mod challenger;
 pub mod http_app;
 pub mod models;
+pub mod pool;
 pub mod role;
 pub mod runtime;
 pub mod server;
