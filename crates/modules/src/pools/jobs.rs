@@ -262,7 +262,7 @@ fn draw(
 ) -> Result<Address, ModuleError> {
     let call = ITasks::drawCall {
         router,
-        grant: tasks_grant(&r.grant),
+        grant: ITasks::Grant::from(&r.grant),
         grantSignature: r.grantSignature.clone(),
         drawId: id,
         requestHash: r.requestHash,
@@ -316,7 +316,7 @@ pub fn settle(
     let total = costs.iter().fold(U256::ZERO, |s, c| s + c);
     let fee = fee_of(total);
     let account = if total.is_zero() {
-        tasks::grant_signer(&tasks_grant(&r.grant), &r.grantSignature).map_err(revert)?
+        tasks::grant_signer(&ITasks::Grant::from(&r.grant), &r.grantSignature).map_err(revert)?
     } else {
         draw(m, router, r, key, total + fee)?
     };
@@ -363,14 +363,17 @@ pub fn settle(
     Ok(total + fee)
 }
 
-fn tasks_grant(g: &IPools::Grant) -> ITasks::Grant {
-    ITasks::Grant {
-        chainId: g.chainId,
-        router: g.router,
-        nonce: g.nonce,
-        expires: g.expires,
-        limit: g.limit,
-        request: g.request,
+/// A job's grant is the Tasks module's grant tuple under the Pools ABI's name.
+impl From<&IPools::Grant> for ITasks::Grant {
+    fn from(g: &IPools::Grant) -> Self {
+        ITasks::Grant {
+            chainId: g.chainId,
+            router: g.router,
+            nonce: g.nonce,
+            expires: g.expires,
+            limit: g.limit,
+            request: g.request,
+        }
     }
 }
 

@@ -159,14 +159,7 @@ impl World {
             limit: U256::from(10u64.pow(9)),
             request: B256::ZERO,
         };
-        let g = ITasks::Grant {
-            chainId: grant.chainId,
-            router: grant.router,
-            nonce: grant.nonce,
-            expires: grant.expires,
-            limit: grant.limit,
-            request: grant.request,
-        };
+        let g = ITasks::Grant::from(&grant);
         let sig = self
             .client
             .sign_message_sync(grant_message(&g).as_bytes())
