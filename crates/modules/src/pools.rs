@@ -50,6 +50,16 @@ fn revert(why: impl std::fmt::Display) -> ModuleError {
     crate::kit::abi::revert("Pools", why)
 }
 
+/// Whether node key `node` signed `msg` (a join request, a report, an accounting).
+fn node_signed(node: alloy_primitives::B256, sig: &[u8], msg: &[u8]) -> bool {
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+        return false;
+    };
+    ed25519_consensus::VerificationKey::try_from(node.0)
+        .and_then(|vk| vk.verify(&sig.into(), msg))
+        .is_ok()
+}
+
 pub struct PoolsModule;
 
 impl crate::kit::SystemModule for PoolsModule {

@@ -575,17 +575,8 @@ fn check(
         Ok(a) => a,
         Err(e) => return skip(e),
     };
-    if g.chainId != m.host().chain_id() {
-        return skip(format!("the grant is for chain {}", g.chainId));
-    }
-    if !g.router.is_zero() && g.router != router {
-        return skip(format!("the grant names router {}", g.router));
-    }
-    if m.host().timestamp() > g.expires.saturating_add(SETTLE_WINDOW) {
-        return skip("the grant expired".into());
-    }
-    if !g.request.is_zero() && g.request != r.requestHash {
-        return skip("the grant pays for another request".into());
+    if let Some(why) = grant_refusal(m, g, router, r.requestHash) {
+        return skip(why);
     }
     let node_sig: [u8; 64] = match r.nodeSignature.as_ref().try_into() {
         Ok(s) => s,
@@ -638,6 +629,30 @@ fn check(
     Ok((account, owner, amount, fee))
 }
 
+/// Why a grant cannot pay for request `request` settled by `router` now: another
+/// chain, another router, expired past the settle window, or bound to another
+/// request. Every receipt and every job draw is checked by this one rule.
+fn grant_refusal(
+    m: &Metered<'_>,
+    g: &ITasks::Grant,
+    router: Address,
+    request: B256,
+) -> Option<String> {
+    if g.chainId != m.host().chain_id() {
+        return Some(format!("the grant is for chain {}", g.chainId));
+    }
+    if !g.router.is_zero() && g.router != router {
+        return Some(format!("the grant names router {}", g.router));
+    }
+    if m.host().timestamp() > g.expires.saturating_add(SETTLE_WINDOW) {
+        return Some("the grant expired".into());
+    }
+    if !g.request.is_zero() && g.request != request {
+        return Some("the grant pays for another request".into());
+    }
+    None
+}
+
 /// Draws a job's cost from the grant signer's escrow into the Pools module: the
 /// grant's checks as for a receipt (signer, chain, router, expiry, request), once per
 /// `(grant, drawId)`, within the grant's limit and the escrow (balance first, then
@@ -646,17 +661,8 @@ fn draw(m: &mut Metered<'_>, c: &ITasks::drawCall) -> Result<Address, ModuleErro
     m.charge_signature()?;
     let g = &c.grant;
     let account = grant_signer(g, &c.grantSignature).map_err(revert)?;
-    if g.chainId != m.host().chain_id() {
-        return Err(revert(format!("the grant is for chain {}", g.chainId)));
-    }
-    if !g.router.is_zero() && g.router != c.router {
-        return Err(revert(format!("the grant names router {}", g.router)));
-    }
-    if m.host().timestamp() > g.expires.saturating_add(SETTLE_WINDOW) {
-        return Err(revert("the grant expired"));
-    }
-    if !g.request.is_zero() && g.request != c.requestHash {
-        return Err(revert("the grant pays for another request"));
+    if let Some(why) = grant_refusal(m, g, c.router, c.requestHash) {
+        return Err(revert(why));
     }
     let gid = grant_id(account, g);
     let rid = receipt_id(gid, c.drawId);

@@ -55,15 +55,6 @@ pub fn accounting_message(chain_id: u64, pool: u64, job: B256, all: &[IPools::Us
     m
 }
 
-fn verifies(node: B256, sig: &[u8], msg: &[u8]) -> bool {
-    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
-        return false;
-    };
-    ed25519_consensus::VerificationKey::try_from(node.0)
-        .and_then(|vk| vk.verify(&sig.into(), msg))
-        .is_ok()
-}
-
 /// A usage's cost: `(cpuMs · cpuPrice + gpuMs · gpuPrice) / 1000`, rounded down.
 pub fn cost(u: &IPools::Usage, cpu_price: U256, gpu_price: U256) -> U256 {
     (U256::from(u.cpuMs) * cpu_price + U256::from(u.gpuMs) * gpu_price) / U256::from(1_000)
@@ -220,7 +211,7 @@ fn paid_usage(
             Some("not a member of the job".to_string())
         } else if paid.iter().any(|p| p.nodeId == u.nodeId) {
             Some("reported twice".to_string())
-        } else if !verifies(
+        } else if !super::node_signed(
             u.nodeId,
             &rep.signature,
             &usage_message(chain, r.poolId, r.jobId, u),
@@ -284,7 +275,8 @@ pub fn settle(
     let head: B256 = JOBS.get(m, &key, jf::HEAD)?;
     m.charge_signature()?;
     let msg = accounting_message(m.host().chain_id(), r.poolId, r.jobId, &r.accounted);
-    if r.accounted.len() > MAX_MEMBERS as usize || !verifies(head, &r.headSignature, &msg) {
+    if r.accounted.len() > MAX_MEMBERS as usize || !super::node_signed(head, &r.headSignature, &msg)
+    {
         return Err(revert("the job's head member did not sign this accounting"));
     }
     if r.reports.len() > nodes.len() {
@@ -320,13 +312,11 @@ pub fn settle(
     } else {
         draw(m, router, r, key, total + fee)?
     };
+    let op = operator(m, r.poolId)?;
     for (u, amount) in paid.iter().zip(&amounts) {
+        // A member deregistered since it ran is paid through the operator.
         let owner = RegistryModule::owner(m, u.nodeId)?;
-        let to = if owner.is_zero() {
-            operator(m, r.poolId)?
-        } else {
-            owner
-        };
+        let to = if owner.is_zero() { op } else { owner };
         if !amount.is_zero() {
             m.pay(to, *amount)?;
         }
@@ -342,7 +332,6 @@ pub fn settle(
             },
         );
     }
-    let op = operator(m, r.poolId)?;
     for (to, amount) in [(op, commission), (router, fee)] {
         if !amount.is_zero() {
             m.pay(to, amount)?;

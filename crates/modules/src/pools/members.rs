@@ -206,12 +206,7 @@ pub fn join(m: &mut Metered<'_>, caller: Address, c: &IPools::joinCall) -> Resul
         c.gpus,
         c.memoryMb,
     );
-    let sig: Result<[u8; 64], _> = c.nodeSignature.as_ref().try_into();
-    let ok = sig.ok().is_some_and(|s| {
-        ed25519_consensus::VerificationKey::try_from(c.nodeId.0)
-            .and_then(|vk| vk.verify(&s.into(), &msg))
-            .is_ok()
-    });
+    let ok = super::node_signed(c.nodeId, &c.nodeSignature, &msg);
     if !ok {
         return Err(revert("the node key did not sign this join request"));
     }
