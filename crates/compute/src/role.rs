@@ -38,6 +38,8 @@ pub struct ComputeSettings {
     pub poc_threads: usize,
     /// Test networks only: answer challenges dishonestly.
     pub poc_behaviour: Behaviour,
+    /// The pool this node is a member of, and how it runs its Ray node.
+    pub pool: Option<crate::pool::member::PoolSettings>,
 }
 
 fn listen(what: &str, e: impl std::fmt::Display) -> CallError {
@@ -108,6 +110,25 @@ pub async fn start(
             addr,
             stopped.clone(),
         ));
+    }
+    if let Some(p) = s.pool.clone() {
+        let (head, _) = watch::channel(crate::pool::member::HeadState::default());
+        let run = crate::pool::member::run(
+            chain.clone(),
+            control.clone(),
+            commands.clone(),
+            agent.id().0,
+            key.clone(),
+            s.owner.clone(),
+            p,
+            head,
+            stopped.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "the pool runtime stopped");
+            }
+        });
     }
     if let Some(owner) = s.owner.clone() {
         tokio::spawn(keep_registered(

@@ -68,6 +68,7 @@ async fn a_three_member_pool_runs_a_job_only_with_its_token_and_meters_each_memb
         cpus: 1,
         gpus: 0,
         memory_mb: 1_024,
+        name: None,
     };
     let head =
         RayNode::head(&ray, dir.path(), "127.0.0.1", ports, agent(), &one, &token).expect("head");

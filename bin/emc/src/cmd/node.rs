@@ -107,6 +107,88 @@ pub struct NodeArgs {
     poc_account_key: Option<String>,
     #[command(flatten)]
     listen: ListenArgs,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
+/// A computing node's pool (docs/ARCHITECTURE.md, "Computing pools"): the node joins
+/// the pool on chain from its owner account, and runs a Ray node in the pool's
+/// cluster: the head when the pool names it, a worker of the head otherwise.
+#[derive(clap::Args)]
+struct PoolArgs {
+    /// The pool this computing node is a member of (its id in the Pools module).
+    #[arg(long)]
+    pool: Option<u64>,
+    /// The `bin` folder of the Python environment with Ray (`pip install "ray[default]"`).
+    #[arg(long, env = "EMC_RAY")]
+    ray: Option<PathBuf>,
+    /// The address this node's Ray node binds and the other members reach.
+    #[arg(long, default_value = "127.0.0.1")]
+    pool_ip: String,
+    /// The head member's libp2p address (/ip4/…/tcp/…/p2p/<peer id>), for members.
+    #[arg(long)]
+    pool_head: Option<emc_p2p::Addr>,
+    /// CPUs this node gives the pool [default: the number of CPUs].
+    #[arg(long)]
+    pool_cpus: Option<u32>,
+    /// GPUs this node gives the pool.
+    #[arg(long, default_value_t = 0)]
+    pool_gpus: u32,
+    /// Memory this node gives the pool, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pool_memory_mb: u64,
+    /// On the head: Ray's GCS port, the one port members reach.
+    #[arg(long, default_value_t = 6380)]
+    ray_gcs_port: u16,
+    /// On the head: Ray's dashboard (Jobs and state APIs), bound to loopback.
+    #[arg(long, default_value_t = 8266)]
+    ray_dashboard_port: u16,
+    /// On the head: Ray Client's server (unused, pinned off Ray's default).
+    #[arg(long, default_value_t = 10011)]
+    ray_client_port: u16,
+    /// This node's Ray dashboard agent (one per machine per node).
+    #[arg(long, default_value_t = 52366)]
+    ray_agent_port: u16,
+}
+
+impl PoolArgs {
+    fn settings(
+        &self,
+        datadir: &std::path::Path,
+        cpus: usize,
+    ) -> anyhow::Result<Option<emc_compute::pool::member::PoolSettings>> {
+        use emc_compute::pool::ray;
+        let Some(pool) = self.pool else {
+            if self.ray.is_some() || self.pool_head.is_some() {
+                bail!("--ray and --pool-head are for a pool member: name its --pool");
+            }
+            return Ok(None);
+        };
+        let bin = self.ray.clone().context(
+            "--pool needs --ray DIR (or EMC_RAY): the bin folder of a Python environment with Ray",
+        )?;
+        Ok(Some(emc_compute::pool::member::PoolSettings {
+            pool,
+            ray: ray::RayInstall::new(bin).map_err(|e| anyhow::anyhow!("--ray: {e}"))?,
+            ip: self.pool_ip.clone(),
+            head_ports: ray::HeadPorts {
+                gcs: self.ray_gcs_port,
+                dashboard: self.ray_dashboard_port,
+                client: self.ray_client_port,
+            },
+            own: ray::NodePorts {
+                agent: self.ray_agent_port,
+            },
+            resources: ray::Resources {
+                cpus: self.pool_cpus.unwrap_or(cpus as u32),
+                gpus: self.pool_gpus,
+                memory_mb: self.pool_memory_mb,
+                name: None,
+            },
+            head: self.pool_head.clone(),
+            dir: datadir.join("pool"),
+        }))
+    }
 }
 
 /// Connection bounds of the node's HTTP ports (docs/ARCHITECTURE.md lists every
@@ -313,7 +395,10 @@ fn roles(a: &NodeArgs, cfg: &mut NodeConfig) -> Result<()> {
             } else {
                 emc_protocol::poc::Behaviour::Honest
             },
+            pool: a.pool.settings(&cfg.datadir, cpus)?,
         });
+    } else if a.pool.pool.is_some() {
+        bail!("--pool is for --role compute: a pool's members are computing nodes");
     }
     if a.roles.contains(&Role::Router) {
         let account = a

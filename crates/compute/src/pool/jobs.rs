@@ -135,7 +135,8 @@ impl JobsApi {
         metering::parse_tasks(&self.send(self.http.get(url)).await?)
     }
 
-    /// Ray's alive nodes: `(node id, its labels)`.
+    /// Ray's alive nodes: `(node id, Ray's record of it)` (its `resources_total` names
+    /// the EMC node, `emc_node_<id>`).
     pub async fn nodes(&self) -> Result<Vec<(String, Value)>, CallError> {
         let v = self
             .send(
@@ -150,7 +151,7 @@ impl JobsApi {
         Ok(list
             .into_iter()
             .filter(|n| n["state"] == "ALIVE")
-            .filter_map(|n| Some((n["node_id"].as_str()?.to_string(), n["labels"].clone())))
+            .filter_map(|n| Some((n["node_id"].as_str()?.to_string(), n)))
             .collect())
     }
 }

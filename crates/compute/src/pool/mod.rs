@@ -19,5 +19,6 @@
 //! records: a task's resources times the time it ran, per node, per job.
 
 pub mod jobs;
+pub mod member;
 pub mod metering;
 pub mod ray;

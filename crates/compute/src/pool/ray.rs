@@ -37,12 +37,15 @@ impl RayInstall {
     }
 }
 
-/// What a member brings, as it declared on chain.
+/// What a member brings, as it declared on chain, and the Ray custom resource that
+/// names its EMC node (one unit of `emc_node_<node id>`), so Ray's node list maps
+/// Ray's node ids to EMC's.
 #[derive(Clone, Debug)]
 pub struct Resources {
     pub cpus: u32,
     pub gpus: u32,
     pub memory_mb: u64,
+    pub name: Option<String>,
 }
 
 /// The head's pinned ports: the GCS (members connect to it), the dashboard (the
@@ -158,6 +161,13 @@ fn common_args(ip: &str, own: NodePorts, res: &Resources) -> Vec<String> {
         format!("--num-cpus={}", res.cpus),
         format!("--num-gpus={}", res.gpus),
         format!("--memory={}", res.memory_mb * 1024 * 1024),
+        format!(
+            "--resources={}",
+            match &res.name {
+                Some(n) => serde_json::json!({ n: 1 }),
+                None => serde_json::json!({}),
+            }
+        ),
         format!("--min-worker-port={}", WORKER_PORTS.0),
         format!("--max-worker-port={}", WORKER_PORTS.1),
         "--disable-usage-stats".into(),
@@ -169,8 +179,19 @@ fn spawn(
     args: &[String],
     token: &str,
 ) -> Result<tokio::process::Child, CallError> {
-    tokio::process::Command::new(ray.bin.join("ray"))
-        .arg("start")
+    // `setpriv --pdeathsig` (util-linux) makes the kernel signal `ray start` when the
+    // thread that started it dies, so a member's `emc node` killed with SIGKILL takes
+    // its Ray node with it (`ray start --block` stops what it started on SIGTERM).
+    let mut cmd = match which_setpriv() {
+        Some(setpriv) => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "TERM", "--"])
+                .arg(ray.bin.join("ray"));
+            c
+        }
+        None => tokio::process::Command::new(ray.bin.join("ray")),
+    };
+    cmd.arg("start")
         .args(args)
         .env("RAY_AUTH_MODE", "token")
         .env("RAY_AUTH_TOKEN", token)
@@ -183,6 +204,13 @@ fn spawn(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| CallError::Config(format!("starting `ray start`: {e}")))
+}
+
+fn which_setpriv() -> Option<PathBuf> {
+    ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 fn path_with(bin: &Path) -> String {

@@ -18,12 +18,15 @@
 //! * [`mesh`], `/emc/router-mesh/1` (router ↔ router): `Summary` of a table, `Publish`
 //!   of a pub/sub message; and `/emc/relay/1`: one [`mesh::RelayTo`], then the call
 //!   protocol as is.
+//! * [`pool`], `/emc/pool/1` (pool member → head member): `Join`, answered by `Admit`
+//!   with the pool's Ray address and token, or `Refused`.
 
 pub mod call;
 pub mod load;
 pub mod mesh;
 pub mod ping;
 pub mod poc;
+pub mod pool;
 
 use crate::CallError;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -39,6 +42,8 @@ pub const PING_PROTOCOL: &str = "/emc/ping/1";
 pub const MESH_PROTOCOL: &str = "/emc/router-mesh/1";
 /// A call through a peer router: `RelayTo(node)`, then `/emc/compute/1` as is.
 pub const RELAY_PROTOCOL: &str = "/emc/relay/1";
+/// A pool member asking its head member for the Ray cluster's address and token.
+pub const POOL_PROTOCOL: &str = "/emc/pool/1";
 
 /// Largest frame of a call exchange (a request body plus its envelope).
 pub const MAX_CALL_FRAME: usize = crate::call::MAX_REQUEST_BYTES + 64 * 1024;
