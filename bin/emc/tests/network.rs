@@ -7,7 +7,7 @@ mod common;
 
 use common::{quantity, wait_until, DevNode};
 use serde_json::json;
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 const N: usize = 4;
 
@@ -76,6 +76,25 @@ impl Net {
             i as u32,
         )));
         format!("{}/p2p/{id}", self.p2p(i))
+    }
+
+    /// A node in no validator set, in `full/`, bootstrapping from `boot`'s validators.
+    fn full_node(&self, boot: &[usize]) -> DevNode {
+        let data = self.dir.path().join("full").display().to_string();
+        let p2p = self.p2p(N);
+        let mut args = vec![
+            "--genesis",
+            &self.genesis,
+            "--datadir",
+            &data,
+            "--p2p-addr",
+            &p2p,
+        ];
+        let boots: Vec<String> = boot.iter().map(|&j| self.bootnode(j)).collect();
+        for b in &boots {
+            args.extend(["--bootnode", b.as_str()]);
+        }
+        DevNode::spawn(&args)
     }
 
     fn start(&self, i: usize, validator: bool) -> DevNode {
@@ -220,18 +239,7 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
     });
 
     // A full node that joins now syncs to the head by checking certificates.
-    let full = DevNode::spawn(&[
-        "--genesis",
-        &net.genesis,
-        "--datadir",
-        &Path::new(net.dir.path()).join("full").display().to_string(),
-        "--p2p-addr",
-        &net.p2p(N),
-        "--bootnode",
-        &net.bootnode(0),
-        "--bootnode",
-        &net.bootnode(1),
-    ]);
+    let full = net.full_node(&[0, 1]);
     let target = min_height(&nodes);
     wait_until("the full node syncs", Duration::from_secs(60), || {
         height(&full) >= target
@@ -266,6 +274,22 @@ fn validators_survive_a_crash_halt_without_forking_and_a_late_node_syncs() {
         "state roots differ at {h}: {roots:?}"
     );
     assert!(quantity(&block(&full, h)["number"]) == h);
+}
+
+/// A transaction a full node accepted before it knew any peer still reaches the
+/// validators: the node publishes its own pending transactions again until they leave
+/// its pool (a first publish with no peers subscribed reaches nobody).
+#[test]
+fn a_transaction_sent_before_the_node_has_peers_is_still_mined() {
+    let net = Net::new();
+    let full = net.full_node(&[0]);
+    let hash = full.result("eth_sendRawTransaction", json!([transfer()]));
+    let nodes: Vec<DevNode> = (0..N).map(|i| net.start(i, true)).collect();
+    wait_until("the transfer mined", Duration::from_secs(60), || {
+        !nodes[0]
+            .result("eth_getTransactionReceipt", json!([hash]))
+            .is_null()
+    });
 }
 
 /// A signed transfer from development account 0 on the dev chain id.

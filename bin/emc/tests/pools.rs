@@ -147,18 +147,7 @@ fn three_computing_nodes_form_one_ray_pool_that_admits_only_members() {
     };
     // The operator (development account 4) stakes as a router and creates pool 1.
     let operator = &pool.t.keys[4];
-    cli(&[
-        "stake",
-        "add",
-        "--role",
-        "router",
-        "--amount",
-        "10emc",
-        "--private-key",
-        operator,
-        "--rpc",
-        &pool.v0_url,
-    ]);
+    common::stake_router(operator, &pool.v0_url);
     let create = IPools::createPoolCall {
         name: "three on one machine".into(),
         commissionBps: 1_000,

@@ -337,18 +337,7 @@ fn a_socket_leased_on_the_market_is_used_settled_and_its_dead_node_loses_the_bon
     let (_r2, gw2) = net.t.spawn_router(&r2_addr, 5, "r2");
     // Both routers' accounts (4 and 5) stake as routers.
     for k in [4, 5] {
-        cli(&[
-            "stake",
-            "add",
-            "--role",
-            "router",
-            "--amount",
-            "10emc",
-            "--private-key",
-            &net.t.keys[k],
-            "--rpc",
-            &net.v0_url,
-        ]);
+        common::stake_router(&net.t.keys[k], &net.v0_url);
     }
     let buyer = 6;
     let node = net.node_id.clone();

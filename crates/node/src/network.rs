@@ -5,7 +5,9 @@
 //!   or forgeries are rejected, which lowers the sender's gossip score, and reported,
 //!   which gets a persistent offender banned.
 //! * Transaction gossip goes through `Chain::submit` (the same checks as JSON-RPC);
-//!   transactions this node accepts, from RPC or gossip, are published.
+//!   transactions this node accepts, from RPC or gossip, are published; its own (not
+//!   from gossip) again every two seconds while they wait in its pool, since a
+//!   publish made before any peer's subscription is known reaches nobody.
 //! * State queries: one key at one height, answered with a Merkle proof against that
 //!   height's state root, so a light client that trusts only certified headers can
 //!   check a balance or a storage slot.
@@ -26,7 +28,14 @@ use emc_p2p::{
 };
 use emc_types::{Block, Height};
 use rand::seq::IteratorRandom;
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Most of this node's own pending transactions it keeps publishing again.
+const MAX_OWN_PENDING: usize = 256;
 use tokio::sync::{mpsc, watch};
 
 /// Publishes consensus messages on the consensus topic.
@@ -58,6 +67,11 @@ pub async fn run(
     let mut syncing = false;
     // Hashes of transactions that came in by gossip (bounded), not to publish again.
     let mut from_gossip: HashSet<alloy_primitives::B256> = HashSet::new();
+    // Transactions this node published itself, published again every tick while they
+    // wait in its pool: a publish made before any peer's subscription was known
+    // reaches nobody, and the transaction would wait forever (gossip drops a repeat
+    // of one that did go out as a duplicate).
+    let mut own: VecDeque<alloy_primitives::B256> = VecDeque::new();
     let mut chain_events = chain.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -67,6 +81,13 @@ pub async fn run(
                 if !syncing {
                     syncing = request_sync(&chain, &peers, &commands);
                 }
+                own.retain(|h| match chain.pool_tx(h) {
+                    Some(tx) => {
+                        let _ = commands.send(Command::Publish(Topic::Transactions, tx.raw.to_vec()));
+                        true
+                    }
+                    None => false,
+                });
             }
             ev = chain_events.recv() => match ev {
                 Ok(ChainEvent::PendingTx(hash)) => {
@@ -76,6 +97,10 @@ pub async fn run(
                     }
                     if let Some(tx) = chain.pool_tx(&hash) {
                         let _ = commands.send(Command::Publish(Topic::Transactions, tx.raw.to_vec()));
+                        if own.len() == MAX_OWN_PENDING {
+                            own.pop_front();
+                        }
+                        own.push_back(hash);
                     }
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -290,6 +290,22 @@ pub fn small_poc_genesis(
     (genesis, key)
 }
 
+/// Stakes 10 EMC as a router from hex private key `key` through the node at `rpc`.
+pub fn stake_router(key: &str, rpc: &str) {
+    cli(&[
+        "stake",
+        "add",
+        "--role",
+        "router",
+        "--amount",
+        "10emc",
+        "--private-key",
+        key,
+        "--rpc",
+        rpc,
+    ]);
+}
+
 /// The Python of `tests/e2e/.venv`, where `./scripts/test` installs the clients the
 /// tests drive (openai, web3).
 pub fn python() -> String {
