@@ -98,6 +98,9 @@ pub async fn run(
         name: Some(node_resource(node)),
         ..s.resources.clone()
     };
+    // One token for the run, so a head whose Ray restarts hands members the same one
+    // its admissions already give out.
+    let token = alloy_primitives::hex::encode(rand::random::<[u8; 32]>());
     loop {
         let role = tokio::select! {
             r = membership(chain.as_ref(), node, &key, owner.as_ref(), &s) => r,
@@ -105,7 +108,6 @@ pub async fn run(
         };
         let ray = match role {
             Role::Head => {
-                let token = alloy_primitives::hex::encode(rand::random::<[u8; 32]>());
                 let ray = RayNode::head(&s.ray, &s.dir, &s.ip, s.head_ports, s.own, &res, &token)?;
                 write_token(&s.dir, &token)?;
                 head.send_replace(HeadState {
@@ -114,7 +116,7 @@ pub async fn run(
                 });
                 if let Some(r) = requests.take() {
                     let gcs = format!("{}:{}", s.ip, s.head_ports.gcs);
-                    tokio::spawn(admit_members(chain.clone(), r, s.pool, gcs, token));
+                    tokio::spawn(admit_members(chain.clone(), r, s.pool, gcs, token.clone()));
                 }
                 tracing::info!(pool = s.pool, "started the pool's Ray head");
                 ray
