@@ -112,7 +112,6 @@ pub async fn start(
         ));
     }
     if let Some(p) = s.pool.clone() {
-        let (head, _) = watch::channel(crate::pool::member::HeadState::default());
         let run = crate::pool::member::run(
             chain.clone(),
             control.clone(),
@@ -121,7 +120,6 @@ pub async fn start(
             key.clone(),
             s.owner.clone(),
             p,
-            head,
             stopped.clone(),
         );
         tokio::spawn(async move {

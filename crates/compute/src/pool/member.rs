@@ -53,13 +53,6 @@ pub fn node_resource(node: B256) -> String {
     format!("emc_node_{}", alloy_primitives::hex::encode(node))
 }
 
-/// What the head member hands the others, and where its Jobs API is.
-#[derive(Clone, Debug, Default)]
-pub struct HeadState {
-    pub dashboard: Option<String>,
-    pub token: Option<String>,
-}
-
 /// The head member keeps the lease's token in `<dir>/token`, readable by its owner
 /// only, so the operator can use Ray's own tools on the pool (`RAY_AUTH_TOKEN`).
 fn write_token(dir: &std::path::Path, token: &str) -> Result<(), CallError> {
@@ -87,7 +80,6 @@ pub async fn run(
     key: emc_crypto::ConsensusKey,
     owner: Option<alloy_signer_local::PrivateKeySigner>,
     s: PoolSettings,
-    head: watch::Sender<HeadState>,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), CallError> {
     let requests = control
@@ -110,10 +102,6 @@ pub async fn run(
             Role::Head => {
                 let ray = RayNode::head(&s.ray, &s.dir, &s.ip, s.head_ports, s.own, &res, &token)?;
                 write_token(&s.dir, &token)?;
-                head.send_replace(HeadState {
-                    dashboard: ray.dashboard.clone(),
-                    token: Some(token.clone()),
-                });
                 if let Some(r) = requests.take() {
                     let gcs = format!("{}:{}", s.ip, s.head_ports.gcs);
                     tokio::spawn(admit_members(chain.clone(), r, s.pool, gcs, token.clone()));
