@@ -17,8 +17,14 @@
 //!   member's signed report and the head's signed accounting, or anyone expires it
 //!   after its deadline and nobody is paid.
 //!
+//! * A computing socket may name a pool as its provider ([`provider`]): its node id
+//!   is the pool's provider id, its app [`JOBS_APP`], its holder's socket key pays
+//!   for the pool's jobs from the socket's credits (the Sockets module's
+//!   `drawForPool`), minted and offered by the pool's operator.
+//!
 //! Invariant: the module holds no value between transactions: a settlement draws
-//! exactly the job's cost and fee from the client's escrow and pays all of it out.
+//! exactly the job's cost and fee from the client's escrow (or a socket's credits,
+//! rounded up to whole credits, the rounding to the operator) and pays all of it out.
 
 mod abi;
 pub mod jobs;
@@ -45,13 +51,61 @@ pub const MAX_COMMISSION_BPS: u16 = 5_000;
 /// The longest a job may run before it must settle: a week.
 pub const MAX_JOB_SECONDS: u64 = 7 * 24 * 3_600;
 
+/// The app a socket for a pool's jobs names.
+pub const JOBS_APP: &str = "jobs";
+
+/// The first 24 bytes of every pool's provider id: `keccak256("emc pool provider")`'s.
+fn provider_prefix() -> [u8; 24] {
+    let h = alloy_primitives::keccak256(b"emc pool provider");
+    let mut p = [0u8; 24];
+    p.copy_from_slice(&h[..24]);
+    p
+}
+
+/// The provider id a socket names to be a socket of pool `pool`: the prefix and the
+/// pool id, big-endian. No node key is it (a node id is an ed25519 key; one with
+/// these 24 bytes is a 2^-192 chance).
+pub fn provider(pool: u64) -> alloy_primitives::B256 {
+    let mut b = [0u8; 32];
+    b[..24].copy_from_slice(&provider_prefix());
+    b[24..].copy_from_slice(&pool.to_be_bytes());
+    b.into()
+}
+
+/// The pool a provider id names, if it is one.
+pub fn pool_of_provider(node: alloy_primitives::B256) -> Option<u64> {
+    if node[..24] != provider_prefix() {
+        return None;
+    }
+    let id = u64::from_be_bytes(node[24..].try_into().ok()?);
+    (id != 0).then_some(id)
+}
+
+/// Who sells what a provider id serves: a pool's operator, or the node's owner in
+/// the Registry (zero for neither).
+pub fn provider_owner(
+    m: &mut Metered<'_>,
+    node: alloy_primitives::B256,
+) -> Result<Address, ModuleError> {
+    match pool_of_provider(node) {
+        // Read from the Pools module's own storage, whichever module asks.
+        Some(pool) => {
+            let slot = storage::POOLS.field(&pool, storage::pool::OPERATOR);
+            Ok(crate::kit::slots::Word::from_word(
+                m.sload_at(POOLS_ADDRESS, slot)?,
+            ))
+        }
+        None => crate::registry::RegistryModule::owner(m, node),
+    }
+}
+
 /// A revert in this module's name (the kit's `"<Module>: <why>"`).
 fn revert(why: impl std::fmt::Display) -> ModuleError {
     crate::kit::abi::revert("Pools", why)
 }
 
 /// Whether node key `node` signed `msg` (a join request, a report, an accounting).
-fn node_signed(node: alloy_primitives::B256, sig: &[u8], msg: &[u8]) -> bool {
+pub fn node_signed(node: alloy_primitives::B256, sig: &[u8], msg: &[u8]) -> bool {
     let Ok(sig) = <[u8; 64]>::try_from(sig) else {
         return false;
     };

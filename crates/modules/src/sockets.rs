@@ -240,6 +240,14 @@ fn serve(
             none()
         }
         C::refund(r) => word(economy::refund(m, r.tokenId, now)?),
+        C::drawForPool(d) => {
+            let (holder, drawn) = settle::draw_for_pool(m, who, &d)?;
+            ISockets::drawForPoolCall::abi_encode_returns(&ISockets::drawForPoolReturn {
+                holder,
+                drawn,
+            })
+            .into()
+        }
         C::settle(s) => {
             let (settled, charged) = settle::settle_all(m, who, &s.sockets, &s.receipts)?;
             ISockets::settleCall::abi_encode_returns(&ISockets::settleReturn { settled, charged })

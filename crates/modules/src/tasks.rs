@@ -632,7 +632,7 @@ fn check(
 /// Why a grant cannot pay for request `request` settled by `router` now: another
 /// chain, another router, expired past the settle window, or bound to another
 /// request. Every receipt and every job draw is checked by this one rule.
-fn grant_refusal(
+pub(crate) fn grant_refusal(
     m: &Metered<'_>,
     g: &ITasks::Grant,
     router: Address,

@@ -37,6 +37,9 @@ sol! {
         struct JobReceipt {
             Grant grant;
             bytes grantSignature;
+            /// The socket whose credits pay (its holder's socket key signed the
+            /// grant); zero: the client's Tasks escrow (an API key).
+            uint256 socket;
             uint64 poolId;
             bytes32 jobId;
             bytes32 requestHash;

@@ -242,6 +242,43 @@ fn paid_usage(
     Ok(paid)
 }
 
+/// Who signed the receipt's grant: the socket key's holder, or the escrow account.
+fn payer_of(r: &IPools::JobReceipt) -> Result<Address, ModuleError> {
+    let g = ITasks::Grant::from(&r.grant);
+    if r.socket.is_zero() {
+        tasks::grant_signer(&g, &r.grantSignature).map_err(revert)
+    } else {
+        crate::sockets::settle::socket_grant_signer(&g, r.socket, &r.grantSignature).map_err(revert)
+    }
+}
+
+/// Draws `amount` from socket `r.socket`'s credits into this module (the Sockets
+/// module checks the key as for a call): the holder, and the wei drawn (whole
+/// credits, so at least `amount`).
+fn draw_socket(
+    m: &mut Metered<'_>,
+    router: Address,
+    r: &IPools::JobReceipt,
+    id: B256,
+    amount: U256,
+) -> Result<(Address, U256), ModuleError> {
+    use crate::sockets::ISockets;
+    let call = ISockets::drawForPoolCall {
+        tokenId: r.socket,
+        poolId: r.poolId,
+        router,
+        grant: ITasks::Grant::from(&r.grant).into(),
+        grantSignature: r.grantSignature.clone(),
+        drawId: id,
+        requestHash: r.requestHash,
+        amount,
+    };
+    let out = m.call_module(crate::SOCKETS_ADDRESS, &call.abi_encode())?;
+    let d = ISockets::drawForPoolCall::abi_decode_returns(&out)
+        .map_err(|_| revert("the Sockets module answered no draw"))?;
+    Ok((d.holder, d.drawn))
+}
+
 /// Draws `amount` from the client's escrow into this module (the Tasks module checks
 /// the grant as for a call): the client's account.
 fn draw(
@@ -307,11 +344,16 @@ pub fn settle(
     let (commission, amounts) = split(&shares, bps);
     let total = costs.iter().fold(U256::ZERO, |s, c| s + c);
     let fee = fee_of(total);
-    let account = if total.is_zero() {
-        tasks::grant_signer(&ITasks::Grant::from(&r.grant), &r.grantSignature).map_err(revert)?
+    let (account, drawn) = if total.is_zero() {
+        (payer_of(r)?, U256::ZERO)
+    } else if r.socket.is_zero() {
+        (draw(m, router, r, key, total + fee)?, total + fee)
     } else {
-        draw(m, router, r, key, total + fee)?
+        draw_socket(m, router, r, key, total + fee)?
     };
+    // A socket pays whole credits: what its rounding drew past the cost goes to the
+    // operator with the commission.
+    let commission = commission + (drawn.max(total + fee) - (total + fee));
     let op = operator(m, r.poolId)?;
     for (u, amount) in paid.iter().zip(&amounts) {
         // A member deregistered since it ran is paid through the operator.
@@ -356,6 +398,19 @@ pub fn settle(
 impl From<&IPools::Grant> for ITasks::Grant {
     fn from(g: &IPools::Grant) -> Self {
         ITasks::Grant {
+            chainId: g.chainId,
+            router: g.router,
+            nonce: g.nonce,
+            expires: g.expires,
+            limit: g.limit,
+            request: g.request,
+        }
+    }
+}
+
+impl From<&ITasks::Grant> for IPools::Grant {
+    fn from(g: &ITasks::Grant) -> Self {
+        IPools::Grant {
             chainId: g.chainId,
             router: g.router,
             nonce: g.nonce,

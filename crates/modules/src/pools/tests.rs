@@ -169,6 +169,7 @@ impl World {
         IPools::JobReceipt {
             grant,
             grantSignature: sig.as_bytes().to_vec().into(),
+            socket: U256::ZERO,
             poolId: pool,
             jobId: job,
             requestHash: B256::repeat_byte(0xaa),
@@ -421,6 +422,100 @@ fn a_job_pays_the_smaller_of_each_report_and_rays_accounting_by_e_to_the_wei() {
     let e = w.settle(r).expect_err("twice");
     assert!(e.contains("no running job"), "{e}");
     assert!(w.members(p).iter().all(|m| m.running == 0));
+}
+
+#[test]
+fn a_socket_of_the_pool_pays_its_jobs_from_its_credits_signed_by_its_holder() {
+    use crate::sockets::{settle::socket_grant_message, ISockets};
+    use crate::SOCKETS_ADDRESS;
+    let mut w = world();
+    let p = w.pool();
+    let provider = super::provider(p);
+    assert_eq!(super::pool_of_provider(provider), Some(p));
+    assert_eq!(super::pool_of_provider(w.nodes[0].2), None);
+    let client = w.client.address();
+    let mint = |app: &str| ISockets::mintCall {
+        to: client,
+        node: provider,
+        app: app.into(),
+        appHash: B256::ZERO,
+        unit: 3,
+        pricePerUnit: U256::from(8),
+        validFor: 86_400,
+        renewalPricePerSecond: U256::ZERO,
+    };
+    let sockets = |w: &mut World, from: Address, value: u64, data: Vec<u8>| {
+        w.h.call(SOCKETS_ADDRESS, from, U256::from(value), &data, GAS)
+    };
+    // Only the pool's operator sells its sockets, and only for its jobs.
+    let e = sockets(&mut w, addr(9), 0, mint("jobs").abi_encode()).expect_err("stranger");
+    assert!(e.contains("operated by"), "{e}");
+    let operator = w.operator;
+    let e = sockets(&mut w, operator, 0, mint("chat").abi_encode()).expect_err("app");
+    assert!(e.contains("\"jobs\""), "{e}");
+    let out = sockets(&mut w, operator, 0, mint("jobs").abi_encode()).expect("mints");
+    let id = ISockets::mintCall::abi_decode_returns(&out).expect("id");
+    let fund = ISockets::fundCall {
+        tokenId: id,
+        units: 1_000,
+    };
+    sockets(&mut w, client, 8_000, fund.abi_encode()).expect("funds");
+
+    w.open(p, 8, 10u64.pow(8)).expect("opens");
+    let socket_receipt = |w: &World, signer: &PrivateKeySigner| {
+        let mut r = w.receipt(
+            p,
+            8,
+            &[(0, 1_000), (1, 2_000)],
+            &[(0, 1_000), (1, 2_000)],
+            0,
+        );
+        let g = ITasks::Grant::from(&r.grant);
+        let sig = signer
+            .sign_message_sync(socket_grant_message(&g, id).as_bytes())
+            .expect("signs");
+        r.grantSignature = sig.as_bytes().to_vec().into();
+        r.socket = id;
+        r
+    };
+    // A key its holder did not sign pays nothing.
+    let stranger = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x22)).expect("key");
+    let e = w
+        .settle(socket_receipt(&w, &stranger))
+        .expect_err("not the holder");
+    assert!(e.contains("does not hold socket"), "{e}");
+
+    let op0 = w.h.balance(w.operator);
+    let escrow0 = w.escrow();
+    w.settle(socket_receipt(&w, &w.client)).expect("settles");
+    // Costs 2,000 and 4,000 wei, the router's fee 300: 6,300 wei, 788 credits of 8
+    // wei (6,304), the 4 wei of rounding to the operator.
+    let view = sockets(
+        &mut w,
+        addr(1),
+        0,
+        ISockets::socketCall { tokenId: id }.abi_encode(),
+    )
+    .expect("socket");
+    let s = ISockets::socketCall::abi_decode_returns(&view).expect("decodes");
+    assert_eq!(s.credits, 1_000 - 788);
+    assert_eq!(w.escrow(), escrow0, "the escrow is not touched");
+    let settled = w.events::<IPools::JobSettled>();
+    assert_eq!(settled[0].account, client);
+    assert_eq!(settled[0].cost, U256::from(6_000));
+    assert_eq!(settled[0].commission, U256::from(600 + 4));
+    assert_eq!(w.h.balance(w.operator) - op0, U256::from(604));
+    let paid: U256 = w
+        .events::<IPools::MemberPaid>()
+        .iter()
+        .map(|p| p.amount)
+        .sum();
+    assert_eq!(paid, U256::from(5_400));
+    assert_eq!(
+        w.h.balance(POOLS_ADDRESS),
+        U256::ZERO,
+        "the module keeps nothing"
+    );
 }
 
 #[test]

@@ -163,6 +163,12 @@ sol! {
         /// What a socket key (by its id) has spent of its limit.
         function spent(bytes32 keyId) external view returns (uint256);
 
+        /// The Pools module's only: draws `amount` wei of socket `tokenId`'s credits
+        /// for a job of pool `poolId` that `router` settles, under the holder's socket
+        /// key, rounded up to whole credits; the holder and the wei drawn.
+        function drawForPool(uint256 tokenId, uint64 poolId, address router, Grant grant, bytes grantSignature, bytes32 drawId, bytes32 requestHash, uint256 amount) external returns (address holder, uint256 drawn);
+        event DrawnForPool(bytes32 indexed receiptId, uint256 indexed tokenId, uint64 indexed poolId, uint64 units, uint256 amount);
+
         event Settled(bytes32 indexed receiptId, uint256 indexed tokenId, bytes32 indexed nodeId, address router, uint64 units, uint256 nodeAmount, uint256 routerFee);
         event Rejected(bytes32 indexed receiptId, uint256 indexed tokenId, string reason);
     }

@@ -52,6 +52,23 @@ pub(crate) fn provider_refusal(
     if app.is_empty() || app.len() > MAX_APP {
         return Ok(Some(format!("an app name is 1 to {MAX_APP} bytes")));
     }
+    if let Some(pool) = crate::pools::pool_of_provider(node) {
+        let operator = crate::pools::provider_owner(m, node)?;
+        return Ok(if operator.is_zero() {
+            Some(format!("there is no pool {pool}"))
+        } else if app != crate::pools::JOBS_APP {
+            Some(format!(
+                "a socket of pool {pool} is for its {:?}",
+                crate::pools::JOBS_APP
+            ))
+        } else if operator != caller {
+            Some(format!(
+                "pool {pool} is operated by {operator}, not the caller"
+            ))
+        } else {
+            None
+        });
+    }
     Ok(match RegistryModule::price(m, node, app)? {
         None => Some(format!(
             "node {node} is not registered or does not serve {app}"
@@ -186,7 +203,7 @@ pub fn set_royalty(
     node: B256,
     bps: u16,
 ) -> Result<(), ModuleError> {
-    let owner = RegistryModule::owner(m, node)?;
+    let owner = crate::pools::provider_owner(m, node)?;
     if owner != caller {
         return Err(revert(format!(
             "node {node} belongs to {owner}, not the caller"
@@ -209,7 +226,7 @@ pub fn royalty(m: &mut Metered<'_>, id: U256, price: U256) -> Result<(Address, U
     owner_of(m, id)?;
     let node: B256 = SOCKETS.get(m, &id, f::NODE)?;
     let bps = super::storage::ROYALTY.get(m, &node)?;
-    let receiver = RegistryModule::owner(m, node)?;
+    let receiver = crate::pools::provider_owner(m, node)?;
     if receiver.is_zero() {
         return Ok((Address::ZERO, U256::ZERO));
     }
@@ -395,7 +412,7 @@ pub fn buy(
             offer.capacity
         )));
     }
-    if RegistryModule::owner(m, offer.node)? != offer.provider {
+    if crate::pools::provider_owner(m, offer.node)? != offer.provider {
         return Err(revert(format!(
             "offer {id}'s node is no longer its provider's"
         )));
@@ -450,7 +467,7 @@ pub fn renew(
         &format!("{duration} s of renewal"),
     )?;
     let node: B256 = SOCKETS.get(m, &id, f::NODE)?;
-    let provider = RegistryModule::owner(m, node)?;
+    let provider = crate::pools::provider_owner(m, node)?;
     if provider.is_zero() {
         return Err(revert(format!(
             "socket {id}'s node is no longer registered"

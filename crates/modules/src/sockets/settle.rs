@@ -98,18 +98,37 @@ pub fn split(used: u64, price: U256) -> (U256, U256) {
     (total - fee, fee)
 }
 
+/// A socket key's grant is the Tasks module's grant tuple under the Sockets ABI's name.
+impl From<ISockets::Grant> for ITasks::Grant {
+    fn from(g: ISockets::Grant) -> Self {
+        ITasks::Grant {
+            chainId: g.chainId,
+            router: g.router,
+            nonce: g.nonce,
+            expires: g.expires,
+            limit: g.limit,
+            request: g.request,
+        }
+    }
+}
+
+impl From<ITasks::Grant> for ISockets::Grant {
+    fn from(g: ITasks::Grant) -> Self {
+        ISockets::Grant {
+            chainId: g.chainId,
+            router: g.router,
+            nonce: g.nonce,
+            expires: g.expires,
+            limit: g.limit,
+            request: g.request,
+        }
+    }
+}
+
 impl From<ISockets::Receipt> for ITasks::Receipt {
     fn from(r: ISockets::Receipt) -> Self {
-        let g = r.grant;
         ITasks::Receipt {
-            grant: ITasks::Grant {
-                chainId: g.chainId,
-                router: g.router,
-                nonce: g.nonce,
-                expires: g.expires,
-                limit: g.limit,
-                request: g.request,
-            },
+            grant: r.grant.into(),
             grantSignature: r.grantSignature,
             app: r.app,
             requestHash: r.requestHash,
@@ -129,16 +148,8 @@ impl From<ISockets::Receipt> for ITasks::Receipt {
 
 impl From<ITasks::Receipt> for ISockets::Receipt {
     fn from(r: ITasks::Receipt) -> Self {
-        let g = r.grant;
         ISockets::Receipt {
-            grant: ISockets::Grant {
-                chainId: g.chainId,
-                router: g.router,
-                nonce: g.nonce,
-                expires: g.expires,
-                limit: g.limit,
-                request: g.request,
-            },
+            grant: r.grant.into(),
             grantSignature: r.grantSignature,
             app: r.app,
             requestHash: r.requestHash,
@@ -444,6 +455,91 @@ fn check(
         amount,
         fee,
     })
+}
+
+/// Draws a pool job's cost from a socket of that pool ([`ISockets::drawForPoolCall`]):
+/// the grant checked as for a call's receipt, its signer the socket's holder now, the
+/// socket a socket of the pool and not past its settle window, once per `(key,
+/// drawId)`, rounded up to whole credits within the credits and the key's limit. The
+/// credits' price, held by this module, goes to the Pools module.
+pub fn draw_for_pool(
+    m: &mut Metered<'_>,
+    caller: Address,
+    c: &ISockets::drawForPoolCall,
+) -> Result<(Address, U256), ModuleError> {
+    if caller != crate::POOLS_ADDRESS {
+        return Err(revert("only the Pools module draws for a pool's job"));
+    }
+    m.charge_signature()?;
+    let id = c.tokenId;
+    let g = ITasks::Grant::from(c.grant.clone());
+    let signer = socket_grant_signer(&g, id, &c.grantSignature).map_err(revert)?;
+    if let Some(why) = tasks::grant_refusal(m, &g, c.router, c.requestHash) {
+        return Err(revert(why));
+    }
+    if super::storage::HOLDINGS.get(m, &id)?.is_zero() {
+        return Err(revert(format!("socket {id} does not exist")));
+    }
+    let now = m.host().timestamp();
+    let holder = holder(m, id, now)?;
+    if signer != holder {
+        return Err(revert(format!(
+            "the key's signer {signer} does not hold socket {id} ({holder} does)"
+        )));
+    }
+    let node: B256 = SOCKETS.get(m, &id, f::NODE)?;
+    if crate::pools::pool_of_provider(node) != Some(c.poolId) {
+        return Err(revert(format!(
+            "socket {id} is not a socket of pool {}",
+            c.poolId
+        )));
+    }
+    let expires: u64 = SOCKETS.get(m, &id, f::EXPIRES)?;
+    if now > expires.saturating_add(super::economy::settle_window(m)?) {
+        return Err(revert(format!("socket {id} ended at {expires}")));
+    }
+    let gid = socket_grant_id(id, signer, &g);
+    let rid = tasks::receipt_id(gid, c.drawId);
+    if SETTLED.get(m, &rid)? {
+        return Err(revert("already settled"));
+    }
+    let price: U256 = SOCKETS.get(m, &id, f::PRICE)?;
+    let credits: u64 = SOCKETS.get(m, &id, f::CREDITS)?;
+    let units = if price.is_zero() {
+        0
+    } else {
+        c.amount.div_ceil(price).saturating_to::<u64>()
+    };
+    if units > credits {
+        return Err(revert(format!(
+            "socket {id} has {credits} credits, the job costs {units}"
+        )));
+    }
+    let drawn = U256::from(units) * price;
+    let spent = SPENT.get(m, &gid)?;
+    if spent + drawn > g.limit {
+        return Err(revert(format!(
+            "the key's limit of {} wei would be passed",
+            g.limit
+        )));
+    }
+    SOCKETS.set(m, &id, f::CREDITS, &(credits - units))?;
+    SPENT.set(m, &gid, &(spent + drawn))?;
+    SETTLED.set(m, &rid, &true)?;
+    if !drawn.is_zero() {
+        m.pay(crate::POOLS_ADDRESS, drawn)?;
+    }
+    emit(
+        m,
+        ISockets::DrawnForPool {
+            receiptId: rid,
+            tokenId: id,
+            poolId: c.poolId,
+            units,
+            amount: drawn,
+        },
+    );
+    Ok((signer, drawn))
 }
 
 /// Who may sign for socket `id` at `now`: its user while one is set, else its owner.

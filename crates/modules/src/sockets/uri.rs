@@ -27,11 +27,15 @@ pub fn token_uri(m: &mut Metered<'_>, id: U256, now: u64) -> Result<String, Modu
             serde_json::json!({"trait_type": "app hash", "value": s.appHash.to_string()}),
         );
     }
+    let provider = match crate::pools::pool_of_provider(s.node) {
+        Some(pool) => format!("computing pool {pool}"),
+        None => format!("computing node {}", s.node),
+    };
     let doc = serde_json::json!({
         "name": format!("EMC socket #{id}"),
         "description": format!(
-            "Access to {} on EMC computing node {}: {} {unit} left, {state} until {} (Unix time).",
-            s.app, s.node, s.credits, s.expires
+            "Access to {} on EMC {provider}: {} {unit} left, {state} until {} (Unix time).",
+            s.app, s.credits, s.expires
         ),
         "attributes": attributes,
     });
