@@ -34,6 +34,9 @@ pub enum CallError {
     Payment(String),
     #[error("replayed: {0}")]
     Replayed(String),
+    /// Something the caller named (a job, a file) that is not here.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 /// Longest piece of a caller's input an error message repeats.
@@ -62,7 +65,7 @@ impl CallError {
     pub fn status(&self) -> u16 {
         match self {
             CallError::BadRequest(_) => 400,
-            CallError::NoSuchApp(_) => 404,
+            CallError::NoSuchApp(_) | CallError::NotFound(_) => 404,
             CallError::TooLarge(_) => 413,
             CallError::Saturated(_) => 429,
             CallError::Draining | CallError::Unavailable(_) => 503,
@@ -91,6 +94,7 @@ impl CallError {
             409 => CallError::Replayed(bare("replayed: ")),
             // The app's name back out of this enum's own message, so it is not
             // wrapped twice.
+            404 if message.starts_with("not found: ") => CallError::NotFound(bare("not found: ")),
             404 => CallError::NoSuchApp(
                 message
                     .strip_prefix("no app \"")

@@ -20,6 +20,8 @@
 //!   protocol as is.
 //! * [`pool`], `/emc/pool/1` (pool member → head member): `Join`, answered by `Admit`
 //!   with the pool's Ray address and token, or `Refused`.
+//! * [`pool_jobs`], `/emc/pool-jobs/1` (router or member → head member): a pool's
+//!   jobs (submit, status, logs, stop, settlement) and members' metering rounds.
 
 pub mod call;
 pub mod load;
@@ -27,6 +29,7 @@ pub mod mesh;
 pub mod ping;
 pub mod poc;
 pub mod pool;
+pub mod pool_jobs;
 
 use crate::CallError;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -44,6 +47,8 @@ pub const MESH_PROTOCOL: &str = "/emc/router-mesh/1";
 pub const RELAY_PROTOCOL: &str = "/emc/relay/1";
 /// A pool member asking its head member for the Ray cluster's address and token.
 pub const POOL_PROTOCOL: &str = "/emc/pool/1";
+/// A pool's jobs and its members' metering, spoken to its head member.
+pub const POOL_JOBS_PROTOCOL: &str = "/emc/pool-jobs/1";
 
 /// Largest frame of a call exchange (a request body plus its envelope).
 pub const MAX_CALL_FRAME: usize = crate::call::MAX_REQUEST_BYTES + 64 * 1024;
