@@ -89,8 +89,8 @@ async fn a_three_member_pool_runs_a_job_only_with_its_token_and_meters_each_memb
     // machine race for the same agent ports; a pool has one member per machine).
     let mut members = Vec::new();
     for n in 2..=3 {
-        members
-            .push(RayNode::member(&ray, "127.0.0.1", &gcs, agent(), &one, &token).expect("member"));
+        let node = RayNode::member(&ray, dir.path(), "127.0.0.1", &gcs, agent(), &one, &token);
+        members.push(node.expect("member"));
         wait_for("the member to join", Duration::from_secs(90), || async {
             api.nodes()
                 .await

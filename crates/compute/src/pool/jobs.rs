@@ -74,6 +74,9 @@ impl JobsApi {
                 emc_protocol::error::clip(&text)
             )));
         }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
         serde_json::from_slice(&body)
             .map_err(|e| CallError::Runtime(format!("Ray's reply is not JSON: {e}")))
     }
@@ -135,9 +138,31 @@ impl JobsApi {
         metering::parse_tasks(&self.send(self.http.get(url)).await?)
     }
 
+    /// Uploads a working-directory package (a zip) to Ray's GCS as
+    /// `gcs://<name>`, which a runtime environment's `working_dir` then names.
+    pub async fn upload_package(&self, name: &str, zip: Vec<u8>) -> Result<(), CallError> {
+        self.send(
+            self.http
+                .put(format!("{}/api/packages/gcs/{name}", self.base))
+                .body(zip),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Ray's alive nodes: `(node id, Ray's record of it)` (its `resources_total` names
     /// the EMC node, `emc_node_<id>`).
     pub async fn nodes(&self) -> Result<Vec<(String, Value)>, CallError> {
+        Ok(self
+            .all_nodes()
+            .await?
+            .into_iter()
+            .filter(|(_, n)| n["state"] == "ALIVE")
+            .collect())
+    }
+
+    /// Every node Ray knows, alive or dead.
+    pub async fn all_nodes(&self) -> Result<Vec<(String, Value)>, CallError> {
         let v = self
             .send(
                 self.http
@@ -150,7 +175,6 @@ impl JobsApi {
             .unwrap_or_default();
         Ok(list
             .into_iter()
-            .filter(|n| n["state"] == "ALIVE")
             .filter_map(|n| Some((n["node_id"].as_str()?.to_string(), n)))
             .collect())
     }

@@ -11,10 +11,14 @@
 //!    `ray start --address=…` with its declared resources and a custom resource
 //!    `emc_node_<node id>` naming it, so the head maps Ray's node ids to EMC's.
 //!
-//! A member's Ray node lives as long as its `emc node`: when Ray exits the member
-//! joins again; when the node stops, its Ray node stops and Ray drops it from the
-//! cluster (its tasks are retried elsewhere).
+//! A member's Ray node lives as long as its `emc node` and its membership: when Ray
+//! exits the member joins again; when the node stops, or leaves the pool on chain,
+//! its Ray node stops and Ray drops it from the cluster (its tasks are retried
+//! elsewhere).
 
+use super::head::Head;
+use super::jobs::JobsApi;
+use super::metering::{self, TaskRecord};
 use super::ray::{HeadPorts, NodePorts, RayInstall, RayNode, Resources};
 use crate::CallError;
 use alloy_primitives::{B256, U256};
@@ -24,6 +28,7 @@ use emc_modules::pools::{members::join_message, IPools};
 use emc_modules::registry::IRegistry;
 use emc_modules::{POOLS_ADDRESS, REGISTRY_ADDRESS};
 use emc_p2p::{stream_protocol as protocol, Addr, Command, Control};
+use emc_protocol::wire::pool_jobs::{self, JobsMsg, SignedUsage};
 use emc_protocol::wire::{self, pool};
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -86,6 +91,20 @@ pub async fn run(
         .accept(protocol(wire::POOL_PROTOCOL))
         .map_err(|e| CallError::Config(format!("accepting {}: {e}", wire::POOL_PROTOCOL)))?;
     let mut requests = Some(requests);
+    let job_requests = control
+        .accept(protocol(wire::POOL_JOBS_PROTOCOL))
+        .map_err(|e| CallError::Config(format!("accepting {}: {e}", wire::POOL_JOBS_PROTOCOL)))?;
+    let head_service: Arc<parking_lot::Mutex<Option<Arc<Head>>>> = Arc::default();
+    tokio::spawn(serve_jobs(job_requests, head_service.clone()));
+    let chain_id = loop {
+        match chain.chain_id().await {
+            Ok(id) => break id,
+            Err(_) => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = halted(&mut stopped) => return Ok(()),
+            },
+        }
+    };
     let res = Resources {
         name: Some(node_resource(node)),
         ..s.resources.clone()
@@ -93,7 +112,11 @@ pub async fn run(
     // One token for the run, so a head whose Ray restarts hands members the same one
     // its admissions already give out.
     let token = alloy_primitives::hex::encode(rand::random::<[u8; 32]>());
+    let mut reporter: Option<tokio::task::JoinHandle<()>> = None;
     loop {
+        if let Some(r) = reporter.take() {
+            r.abort();
+        }
         let role = tokio::select! {
             r = membership(chain.as_ref(), node, &key, owner.as_ref(), &s) => r,
             _ = halted(&mut stopped) => return Ok(()),
@@ -102,6 +125,17 @@ pub async fn run(
             Role::Head => {
                 let ray = RayNode::head(&s.ray, &s.dir, &s.ip, s.head_ports, s.own, &res, &token)?;
                 write_token(&s.dir, &token)?;
+                let dashboard = format!("http://127.0.0.1:{}", s.head_ports.dashboard);
+                let api = JobsApi::new(&dashboard, &token)?;
+                *head_service.lock() = Some(Arc::new(Head::new(
+                    s.pool,
+                    node,
+                    chain_id,
+                    &key,
+                    chain.clone(),
+                    api,
+                    s.dir.join("jobs"),
+                )));
                 if let Some(r) = requests.take() {
                     let gcs = format!("{}:{}", s.ip, s.head_ports.gcs);
                     tokio::spawn(admit_members(chain.clone(), r, s.pool, gcs, token.clone()));
@@ -113,7 +147,20 @@ pub async fn run(
                 match join_cluster(&mut control, &commands, &s, head_node).await {
                     Ok((gcs, token)) => {
                         tracing::info!(pool = s.pool, %gcs, "joining the pool's Ray cluster");
-                        RayNode::member(&s.ray, &s.ip, &gcs, s.own, &res, &token)?
+                        let ray =
+                            RayNode::member(&s.ray, &s.dir, &s.ip, &gcs, s.own, &res, &token)?;
+                        let signer = Signer {
+                            pool: s.pool,
+                            chain_id,
+                            node,
+                            key: ed25519_consensus::SigningKey::from(key.seed()),
+                        };
+                        reporter = Some(tokio::spawn(report_rounds(
+                            control.clone(),
+                            head_node,
+                            signer,
+                        )));
+                        ray
                     }
                     Err(e) => {
                         tracing::warn!(pool = s.pool, error = %e, "the head member did not admit this node yet");
@@ -126,6 +173,7 @@ pub async fn run(
             }
         };
         let mut ray = ray;
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
@@ -133,14 +181,38 @@ pub async fn run(
                         tracing::warn!(pool = s.pool, "the Ray node exited; starting it again");
                         break;
                     }
+                    ticks += 1;
+                    // Every 5 s: a node that left its pool on chain (`emc pool leave`,
+                    // once its running jobs ended) takes its Ray node out of the
+                    // cluster, and stays out for the rest of this run.
+                    if ticks.is_multiple_of(10) && left(chain.as_ref(), node, s.pool).await {
+                        tracing::info!(pool = s.pool, "left the pool on chain; stopping its Ray node");
+                        if let Some(r) = reporter.take() {
+                            r.abort();
+                        }
+                        ray.stop(Duration::from_secs(10)).await;
+                        return Ok(());
+                    }
                 }
                 _ = halted(&mut stopped) => {
+                    if let Some(r) = reporter.take() {
+                        r.abort();
+                    }
                     ray.stop(Duration::from_secs(10)).await;
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// Whether the chain says `node` is no longer in pool `pool` (a read that fails says
+/// nothing).
+async fn left(chain: &dyn ChainClient, node: B256, pool: u64) -> bool {
+    chain
+        .view(POOLS_ADDRESS, IPools::poolOfCall { nodeId: node })
+        .await
+        .is_ok_and(|p| p != pool)
 }
 
 /// Resolves once the node stops (the watch's guard dropped, so callers stay `Send`).
@@ -292,6 +364,106 @@ async fn admit_members(
             };
             if let Err(e) = pool::serve(&mut stream, admit).await {
                 tracing::debug!(%peer, error = %e, "pool stream");
+            }
+        });
+    }
+}
+
+/// How often a member sends the head its reports and reads its Ray records.
+const ROUND: Duration = Duration::from_secs(2);
+
+/// What a member signs its reports with.
+struct Signer {
+    pool: u64,
+    chain_id: u64,
+    node: B256,
+    key: ed25519_consensus::SigningKey,
+}
+
+impl Signer {
+    /// The member's report of one job from its Ray node's records of it: the work of
+    /// the tasks that ended, signed by the node key.
+    fn report(&self, job: [u8; 32], tasks: &[pool_jobs::Task]) -> SignedUsage {
+        let records: Vec<TaskRecord> = tasks
+            .iter()
+            .map(|t| TaskRecord {
+                node: String::new(),
+                cpus: t.cpus,
+                gpus: t.gpus,
+                start_ms: t.start_ms,
+                end_ms: t.end_ms,
+            })
+            .collect();
+        let spent = metering::ended_spent(&records);
+        let u = IPools::Usage {
+            nodeId: self.node,
+            cpuMs: spent.cpu_ms,
+            gpuMs: spent.gpu_ms,
+        };
+        let msg = emc_modules::pools::jobs::usage_message(self.chain_id, self.pool, job.into(), &u);
+        SignedUsage {
+            job,
+            node: self.node.0,
+            cpu_ms: spent.cpu_ms,
+            gpu_ms: spent.gpu_ms,
+            signature: self.key.sign(&msg).to_bytes().to_vec(),
+        }
+    }
+}
+
+/// A member's metering: every [`ROUND`], its signed reports to the head, and back
+/// Ray's records of its own Ray node, from which it signs the next ones.
+async fn report_rounds(mut control: Control, head: B256, signer: Signer) {
+    let Some(peer) = emc_p2p::peer_of_key(&head.0) else {
+        return;
+    };
+    let mut reports: Vec<SignedUsage> = Vec::new();
+    loop {
+        tokio::time::sleep(ROUND).await;
+        let round = JobsMsg::Round {
+            pool: signer.pool,
+            reports: reports.clone(),
+        };
+        let answer = async {
+            let mut s = control
+                .open_stream(peer, protocol(wire::POOL_JOBS_PROTOCOL))
+                .await
+                .map_err(|e| CallError::Unavailable(format!("reaching the head: {e}")))?;
+            pool_jobs::ask(&mut s, &round).await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), answer).await {
+            Ok(Ok(JobsMsg::Work { jobs })) => {
+                reports = jobs
+                    .iter()
+                    .map(|(job, tasks)| signer.report(*job, tasks))
+                    .collect();
+            }
+            Ok(Ok(other)) => tracing::debug!(?other, "the head answered a round oddly"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "metering round"),
+            Err(_) => tracing::debug!("metering round timed out"),
+        }
+    }
+}
+
+/// Answers `/emc/pool-jobs/1` while this node heads its pool; refuses otherwise.
+async fn serve_jobs(
+    mut requests: impl futures::Stream<Item = (emc_p2p::Peer, libp2p::Stream)> + Unpin + Send + 'static,
+    head: Arc<parking_lot::Mutex<Option<Arc<Head>>>>,
+) {
+    while let Some((peer, mut stream)) = requests.next().await {
+        let head = head.lock().clone();
+        tokio::spawn(async move {
+            let r = pool_jobs::serve(&mut stream, |m| async move {
+                match head {
+                    Some(h) => h.answer(peer, m).await,
+                    None => Err(CallError::Unavailable(
+                        "this node does not head its pool".into(),
+                    )),
+                }
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "pool jobs stream");
             }
         });
     }

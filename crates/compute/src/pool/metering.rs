@@ -59,25 +59,37 @@ pub fn parse_tasks(reply: &Value) -> Result<Vec<TaskRecord>, CallError> {
         .collect())
 }
 
-/// What each node spent: `Σ resources · (end − start)`, a running task ending `now_ms`.
+/// What each node spent: `Σ ⌊resources · (end − start)⌋`, a running task ending
+/// `now_ms`. Each task is rounded down on its own, so a sum over any grouping of
+/// the same tasks is the same integer (a member's report and the head's accounting
+/// cannot differ by a rounding).
 pub fn by_node(tasks: &[TaskRecord], now_ms: f64) -> BTreeMap<String, Spent> {
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut out: BTreeMap<String, Spent> = BTreeMap::new();
     for t in tasks {
         let Some(start) = t.start_ms else { continue };
         let ran = (t.end_ms.unwrap_or(now_ms) - start).max(0.0);
         let e = out.entry(t.node.clone()).or_default();
-        e.0 += ran * t.cpus;
-        e.1 += ran * t.gpus;
+        e.cpu_ms += (ran * t.cpus).floor() as u64;
+        e.gpu_ms += (ran * t.gpus).floor() as u64;
     }
-    out.into_iter()
-        .map(|(n, (c, g))| {
-            let spent = Spent {
-                cpu_ms: c.round() as u64,
-                gpu_ms: g.round() as u64,
-            };
-            (n, spent)
+    out
+}
+
+/// What `tasks` spent in their ended runs only: a member's own report, which can
+/// never pass Ray's later accounting of the same tasks (a running task is counted
+/// once it ends).
+pub fn ended_spent(tasks: &[TaskRecord]) -> Spent {
+    let ended: Vec<TaskRecord> = tasks
+        .iter()
+        .filter(|t| t.end_ms.is_some())
+        .cloned()
+        .collect();
+    by_node(&ended, 0.0)
+        .into_values()
+        .fold(Spent::default(), |a, s| Spent {
+            cpu_ms: a.cpu_ms + s.cpu_ms,
+            gpu_ms: a.gpu_ms + s.gpu_ms,
         })
-        .collect()
 }
 
 #[cfg(test)]

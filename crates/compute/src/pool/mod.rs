@@ -18,7 +18,9 @@
 //! Metering ([`metering`]) reads Ray's own per-node accounting, the state API's task
 //! records: a task's resources times the time it ran, per node, per job.
 
+pub mod head;
 pub mod jobs;
 pub mod member;
 pub mod metering;
+pub mod outputs;
 pub mod ray;

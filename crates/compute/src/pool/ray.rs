@@ -93,7 +93,7 @@ impl RayNode {
             format!("--temp-dir={}", dir.display()),
         ];
         args.extend(common_args(ip, own, res));
-        let child = spawn(ray, &args, token)?;
+        let child = spawn(ray, &args, token, dir)?;
         Ok(RayNode {
             child,
             dashboard: Some(format!("http://127.0.0.1:{}", ports.dashboard)),
@@ -103,6 +103,7 @@ impl RayNode {
     /// A member: `ray start --address=<gcs>` with its resources.
     pub fn member(
         ray: &RayInstall,
+        dir: &Path,
         ip: &str,
         gcs: &str,
         own: NodePorts,
@@ -111,7 +112,7 @@ impl RayNode {
     ) -> Result<RayNode, CallError> {
         let mut args = vec![format!("--address={gcs}")];
         args.extend(common_args(ip, own, res));
-        let child = spawn(ray, &args, token)?;
+        let child = spawn(ray, &args, token, dir)?;
         Ok(RayNode {
             child,
             dashboard: None,
@@ -174,11 +175,21 @@ fn common_args(ip: &str, own: NodePorts, res: &Resources) -> Vec<String> {
     ]
 }
 
+/// Starts `ray start`, its output in `<dir>/ray-start.log` (never the node's own
+/// stderr: Ray's daemons keep what they inherit open long after the node stops).
 fn spawn(
     ray: &RayInstall,
     args: &[String],
     token: &str,
+    dir: &Path,
 ) -> Result<tokio::process::Child, CallError> {
+    let config = |e: std::io::Error| CallError::Config(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(config)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("ray-start.log"))
+        .map_err(config)?;
     // `setpriv --pdeathsig` (util-linux) makes the kernel signal `ray start` when the
     // thread that started it dies, so a member's `emc node` killed with SIGKILL takes
     // its Ray node with it (`ray start --block` stops what it started on SIGTERM).
@@ -198,8 +209,8 @@ fn spawn(
         // Ray's job drivers and workers find `python` (and its packages) first here.
         .env("PATH", path_with(&ray.bin))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(Stdio::from(log.try_clone().map_err(config)?))
+        .stderr(Stdio::from(log))
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
