@@ -1,6 +1,7 @@
 //! What the router reads of its nodes on chain: each node's registration (owner,
 //! price per app) in the Registry module, its last E in the Poc module, and its
-//! owner's compute stake in the Staking module.
+//! owner's compute stake in the Staking module; and the one lock on its account's
+//! nonce ([`SENDING`]).
 
 use crate::table::RouterTable;
 use emc_client::{ChainClient, ChainClientExt};
@@ -13,6 +14,10 @@ use emc_protocol::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Held while a transaction from the router's account is signed and submitted, so
+/// settlements and jobs, sent from different tasks, never take the same nonce.
+pub(crate) static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How often the router re-reads registrations, E and stake.
 const EVERY: Duration = Duration::from_secs(2);

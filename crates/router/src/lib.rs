@@ -23,6 +23,8 @@
 //!   be reached or ran out of time, the evidence that takes a provider's bond.
 //! * **Mesh** ([`mesh`]): peer routers exchange table summaries and relay calls.
 //! * **Pub/sub** ([`pubsub`]): WebSocket channels at the gateway, carried along the mesh.
+//! * **Jobs** ([`jobs`]): Ray jobs on computing pools, chosen by the policy extended
+//!   to pools, opened and settled on chain from the router's account.
 //! * **Settlement** ([`settle`]): each served call becomes a receipt (the client's
 //!   grant and the node's signed result) that the router submits in batches to the
 //!   Tasks module (escrow) or the Sockets module (socket credits) from its own
@@ -39,6 +41,7 @@ pub mod failures;
 pub mod follow;
 pub mod forward;
 pub mod gateway;
+pub mod jobs;
 pub mod ledger;
 pub mod mesh;
 pub mod payment;
@@ -120,7 +123,12 @@ pub async fn start(
         stopped.clone(),
     ));
     let chain_id = chain.chain_id().await?;
+    let jobs = Arc::new(jobs::run::Jobs::new(
+        chain.clone(),
+        s.account.clone(),
+        control.clone(),
+    ));
     let payment = Arc::new(payment::OnChain::new(chain, ledger));
-    let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, &s);
+    let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, jobs, &s);
     gateway::serve(g, s.http, s.http_limits.clone(), stopped).await
 }

@@ -111,15 +111,18 @@ async fn settle_batch(
         return;
     }
     let gas = 300_000 + GAS_PER_RECEIPT * batch.len() as u64;
-    let sent = chain
-        .send(
-            account,
-            module_of(&batch),
-            U256::ZERO,
-            settle_call(&batch),
-            Some(gas),
-        )
-        .await;
+    let sent = {
+        let _one = crate::chain::SENDING.lock().await;
+        chain
+            .send(
+                account,
+                module_of(&batch),
+                U256::ZERO,
+                settle_call(&batch),
+                Some(gas),
+            )
+            .await
+    };
     let tx = match sent {
         Ok(tx) => tx,
         Err(e) => {

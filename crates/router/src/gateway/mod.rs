@@ -8,6 +8,7 @@
 //! | `GET /pubsub/{channel}` (WebSocket), `POST /pubsub/{channel}` | publish/subscribe, see [`crate::pubsub`] |
 //! | `GET /nodes`, `GET /mesh` | the routing table: load, RTT, E, prices, outcomes; the peers' nodes |
 //! | `GET /v1/market/failures/{bid}` | this router's signed reports of market lease `bid`'s failed calls ([`crate::failures`]; no key needed) |
+//! | `POST /v1/jobs`, `GET /v1/jobs[/{id}[/logs, /files[/{path}]]]`, `DELETE /v1/jobs/{id}` | jobs on computing pools, see [`jobs`] |
 //! | `GET /health` | `ok` |
 //!
 //! Every call needs an API key (`emc_client::keys`) as `Authorization: Bearer`. Per
@@ -30,6 +31,7 @@
 //! every handler shares: keys, reservations, the cache).
 
 pub mod calls;
+pub mod jobs;
 pub mod openai;
 pub mod state;
 pub mod ws;
@@ -69,6 +71,11 @@ pub async fn serve(
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::openai))
         .route("/v1/chat/completions", post(openai::openai))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::stop))
+        .route("/v1/jobs/{id}/logs", get(jobs::logs))
+        .route("/v1/jobs/{id}/files", get(jobs::files))
+        .route("/v1/jobs/{id}/files/{*path}", get(jobs::file))
         .route("/pubsub/{channel}", get(ws::subscribe).post(ws::publish))
         .route("/call/{app}", any(calls::call_root))
         .route("/call/{app}/{*path}", any(calls::call_path))

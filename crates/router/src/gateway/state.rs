@@ -32,6 +32,7 @@ pub struct Gateway {
     keys: Arc<Mutex<HashMap<String, ApiKey>>>,
     pub(crate) pubsub: Arc<PubSub>,
     pub(crate) failures: Arc<crate::failures::FailureBook>,
+    pub(crate) jobs: Arc<crate::jobs::run::Jobs>,
 }
 
 impl Gateway {
@@ -41,6 +42,7 @@ impl Gateway {
         table: Arc<RouterTable>,
         control: Control,
         pubsub: Arc<PubSub>,
+        jobs: Arc<crate::jobs::run::Jobs>,
         s: &RouterSettings,
     ) -> Self {
         Gateway {
@@ -53,6 +55,7 @@ impl Gateway {
             cache: Arc::default(),
             keys: Arc::default(),
             pubsub,
+            jobs,
             failures: Arc::new(crate::failures::FailureBook::new(
                 s.account.clone(),
                 chain_id,
