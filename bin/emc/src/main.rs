@@ -66,6 +66,10 @@ enum Command {
     /// show (offers, apps, prices, orders, listings) and history.
     #[command(subcommand)]
     Market(cmd::market::MarketCmd),
+    /// Computing pools: create, terms, head, leave, show, list, and jobs through a
+    /// router's gateway (submit, status, logs, stop).
+    #[command(subcommand)]
+    Pool(cmd::pool::PoolCmd),
     /// What the network serves: every registered node's apps and prices.
     Apps {
         /// Print JSON.
@@ -105,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Apps { json, rpc } => cmd::gateway::apps(rpc, json),
         Command::Socket(c) => cmd::socket::run(c),
         Command::Market(c) => cmd::market::run(c),
+        Command::Pool(c) => cmd::pool::run(c),
         Command::Db(c) => cmd::db::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Poc(c) => cmd::poc::run(c),

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod market;
 pub mod node;
 pub mod poc;
+pub mod pool;
 pub mod query;
 pub mod socket;
 pub mod stake;

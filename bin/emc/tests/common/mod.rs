@@ -375,6 +375,8 @@ pub struct Trio {
     pub app: Kill,
     /// Development accounts 0 to 7, as hex private keys.
     pub keys: Vec<String>,
+    /// The router's p2p address, for more computing nodes to dial.
+    pub router_addr: String,
     /// The genesis file and the validator's p2p address, for more nodes to join.
     pub genesis: String,
     pub boot: String,
@@ -525,6 +527,7 @@ pub fn trio(
         node_found,
         app,
         keys,
+        router_addr,
         genesis: gen.clone(),
         boot: boot.clone(),
         dir,
