@@ -46,8 +46,12 @@ pub async fn call_node(
     };
     let head = match call::send_call(&mut stream, &call).await {
         Ok(h) => h,
-        // An idle stream the other end has since closed: once more on a fresh one.
-        Err(_) if pooled => {
+        // An idle stream the other end has since closed, or a connection lost before
+        // the node answered anything (a reply is only ever charged by its signed
+        // receipt, so the node doing the work twice costs the caller nothing twice):
+        // once more on a fresh stream, over a fresh connection if need be.
+        Err(e) if pooled || wire::lost_stream(&e) => {
+            tracing::debug!(%node, error = %e, "no answer on that stream; once more on a fresh one");
             stream = table.open_serially(dialed, open).await?;
             call::send_call(&mut stream, &call).await?
         }

@@ -58,8 +58,18 @@ pub const MAX_SMALL_FRAME: usize = 1024 * 1024;
 /// Data frames of a reply carry at most this much.
 pub const DATA_CHUNK: usize = 256 * 1024;
 
+/// How a stream's own failure (not an answer from the other end) begins.
+const LOST: &str = "stream: ";
+
 pub(crate) fn io(e: std::io::Error) -> CallError {
-    CallError::Unavailable(format!("stream: {e}"))
+    CallError::Unavailable(format!("{LOST}{e}"))
+}
+
+/// Whether `e` is a stream failing (reset, or its connection closed), on this hop or,
+/// passed back by a relay, on the relay's, rather than anything the node said: a
+/// caller that had no answer yet may try again on a fresh stream.
+pub fn lost_stream(e: &CallError) -> bool {
+    matches!(e, CallError::Unavailable(m) if m.starts_with(LOST))
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin, M: BorshSerialize>(
@@ -168,5 +178,47 @@ mod tests {
         let mut r = futures::io::Cursor::new(buf);
         let got = read_frame::<_, CallMsg>(&mut r, MAX_SMALL_FRAME).await;
         assert!(matches!(got, Err(CallError::BadRequest(_))), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_stream_is_told_from_an_answer_that_says_unavailable() {
+        // A write to a stream whose connection is gone fails as the stream's own loss.
+        struct Closed;
+        impl futures::io::AsyncWrite for Closed {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection is closed",
+                );
+                std::task::Poll::Ready(Err(e))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let lost = write_frame(&mut Closed, &load::LoadMsg::Load(Default::default()))
+            .await
+            .expect_err("a closed stream");
+        assert!(lost_stream(&lost), "{lost:?}");
+        // A relay whose own stream to the node was lost passes that on as such...
+        let relayed = CallError::from_status(503, lost.to_string());
+        assert!(lost_stream(&relayed), "{relayed:?}");
+        // ...while a node that answers "unavailable" has answered.
+        let said = CallError::from_status(503, "unavailable: the app is restarting".into());
+        assert!(matches!(said, CallError::Unavailable(_)));
+        assert!(!lost_stream(&said), "{said:?}");
     }
 }
