@@ -18,6 +18,9 @@
 //! | `0x0000000000000000000000000000000000001003` | [`registry::RegistryModule`]: computing nodes, their owners, apps and prices | computing nodes |
 //! | `0x0000000000000000000000000000000000001004` | [`tasks::TasksModule`]: client escrow, settlement of doubly signed call receipts | smart routers |
 //! | `0x0000000000000000000000000000000000001005` | [`sockets::SocketsModule`]: computing sockets, ERC-721 with rentals and subscriptions | sockets |
+//! | `0x0000000000000000000000000000000000001006` | [`market::MarketModule`]: the spot call auction, orders and bids, resale | market |
+//! | `0x0000000000000000000000000000000000001007` | [`pools::PoolsModule`]: pools of nodes as one Ray cluster, jobs settled by metering | pools |
+//! | `0x0000000000000000000000000000000000001008` | [`dids::DidsModule`]: the ERC-1056 DID registry `did:ethr` lives in | identity |
 //!
 //! Every module is built with the [`kit`] (the [`kit::SystemModule`] trait, typed
 //! storage slots, ABI helpers) and listed once in [`MODULES`].
@@ -29,6 +32,7 @@
 //! epoch's last block elects the next set. System calls are not metered.
 
 pub mod chain;
+pub mod dids;
 pub mod kit;
 pub mod market;
 pub mod poc;
@@ -81,6 +85,8 @@ pub const SOCKETS_ADDRESS: Address = address!("0x0000000000000000000000000000000
 pub const MARKET_ADDRESS: Address = address!("0x0000000000000000000000000000000000001006");
 /// Computing pools: many nodes as one Ray cluster, one job's pay split by metering.
 pub const POOLS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001007");
+/// The DID registry (ERC-1056), where `did:ethr` identities live.
+pub const DIDS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001008");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
@@ -97,6 +103,7 @@ pub static MODULES: &[&dyn kit::SystemModule] = &[
     &sockets::SocketsModule,
     &market::MarketModule,
     &pools::PoolsModule,
+    &dids::DidsModule,
 ];
 
 /// Whether a system module lives at `a`.
