@@ -101,6 +101,7 @@ impl Store {
                     seq += 1;
                 }
             }
+            crate::topics::index(&w, height, receipts)?;
             Self::write_state(&w, state)?;
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD_KEY, &height.to_be_bytes()[..])?;

@@ -18,6 +18,7 @@
 mod blocks;
 pub mod proof;
 mod state;
+mod topics;
 mod verify;
 
 pub use blocks::{LogFilter, StoredTx};
@@ -25,6 +26,7 @@ pub use state::{
     verify_state_proof, AccountState, PreparedState, StateChanges, StateKey, StateSnapshot,
     EMPTY_CODE_HASH,
 };
+pub use topics::TopicLog;
 pub use verify::VerifyReport;
 
 use emc_types::Height;
@@ -112,6 +114,7 @@ impl Store {
         let db = Database::builder().set_cache_size(256 << 20).create(path)?;
         let store = Self { db };
         store.create_tables()?;
+        store.index_topics_once()?;
         Ok(store)
     }
 
@@ -130,6 +133,7 @@ impl Store {
         w.open_table(CODE)?;
         w.open_table(CONSENSUS_WAL)?;
         w.open_table(CERTIFICATES)?;
+        w.open_table(topics::TOPIC_INDEX)?;
         w.commit()?;
         Ok(())
     }
