@@ -2,7 +2,8 @@
 //! one port (jsonrpsee), so MetaMask, ethers.js, web3.py, Foundry and Hardhat talk to
 //! an EMC node unchanged; plus `emc_validators`, `emc_staking` and `emc_rewards`, views
 //! of the staking module, and `emc_sockets` and `emc_socket`, views of the computing
-//! sockets, for dashboards and the CLI.
+//! sockets, for dashboards and the CLI; `emc_resolveDid` and
+//! `GET /1.0/identifiers/{did}`, the node's DID resolver ([`identity`]).
 //!
 //! Errors use the codes clients act on: -32700 parse error, -32600 invalid request,
 //! -32601 method not found, -32602 invalid params (with the parameter named),
@@ -54,6 +55,7 @@ pub(crate) fn module_view<C: alloy_sol_types::SolCall>(
 mod emc;
 mod eth;
 mod filters;
+mod identity;
 mod json;
 mod market;
 mod proof;
@@ -163,6 +165,7 @@ pub async fn start(
     cfg.http.validate().map_err(|e| bind(&e))?;
     let filters = Arc::new(filters::Filters::new(cfg.max_filters, cfg.filter_ttl));
     filters::follow_pending(&chain, filters.clone());
+    let identifiers = identity::Identifiers(chain.clone());
     let module = build_module(chain, cfg.clone(), net, filters)?;
     let methods: jsonrpsee::Methods = module.into();
     let ws_ping = jsonrpsee::server::PingConfig::new()
@@ -183,7 +186,8 @@ pub async fn start(
         .set_http_middleware(
             tower::ServiceBuilder::new()
                 .layer(cors())
-                .layer(subs::MarkHttp),
+                .layer(subs::MarkHttp)
+                .layer(identifiers),
         )
         .set_rpc_middleware(
             jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(move |inner| {
@@ -230,6 +234,7 @@ pub(crate) fn build_module(
     emc::register(&mut m)?;
     sockets::register(&mut m)?;
     market::register(&mut m)?;
+    identity::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)
 }
