@@ -1,7 +1,9 @@
 //! ethers.js v6 (from npm) against a real `emc node --dev`: see tests/e2e/ethers.test.mjs
 //! and, for computing sockets with OpenZeppelin's contracts and Foundry's `cast`,
 //! tests/e2e/sockets.test.mjs, then web3.py's stock ERC-721 ABI
-//! (tests/e2e/web3_sockets.py); and the computing market (tests/e2e/market.test.mjs).
+//! (tests/e2e/web3_sockets.py); the computing market (tests/e2e/market.test.mjs); and
+//! DIDs against ethr-did-resolver, key-did-resolver and pkh-did-resolver
+//! (tests/e2e/dids.test.mjs).
 //!
 //! Needs `npm ci` in tests/e2e (`.ci/run` does it). Outside CI the test skips with a
 //! message when node_modules is absent; under CI=true it fails instead.
@@ -13,9 +15,14 @@ use std::{path::PathBuf, process::Command};
 /// tests/e2e, if its npm packages are installed (under CI=true they must be).
 fn e2e_dir() -> Option<PathBuf> {
     let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let have = ["ethers", "solc", "@openzeppelin/contracts"]
-        .iter()
-        .all(|p| e2e.join("node_modules").join(p).exists());
+    let have = [
+        "ethers",
+        "solc",
+        "@openzeppelin/contracts",
+        "ethr-did-resolver",
+    ]
+    .iter()
+    .all(|p| e2e.join("node_modules").join(p).exists());
     if !have {
         let msg = "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e`";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -145,4 +152,18 @@ fn the_market_trades_with_ethers_to_the_wei() {
     // Two-second blocks, so a spot auction's orders can be sent into one block.
     let node = common::DevNode::start(dir.path(), 2_000);
     node_test(&e2e, "market.test.mjs", &[("EMC_RPC_URL", &node.url)]);
+}
+
+#[test]
+fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
+    let Some(e2e) = e2e_dir() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = common::DevNode::spawn(&[
+        "--dev",
+        "--datadir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--block-time-ms",
+        "250",
+    ]);
+    node_test(&e2e, "dids.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }
