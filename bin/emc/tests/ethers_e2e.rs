@@ -167,3 +167,32 @@ fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
     ]);
     node_test(&e2e, "dids.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }
+
+/// `cargo nextest run --workspace --run-ignored only -E 'binary(ethers_e2e) & test(bench)' --no-capture`:
+/// resolving did:ethr identities of 10 and 100 events with ethr-did-resolver and with
+/// the node's resolver, side by side (tests/e2e/dids_bench.mjs prints the table).
+#[test]
+#[ignore = "a benchmark: run it with --run-ignored only"]
+fn bench_did_resolution() {
+    let Some(e2e) = e2e_dir() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = common::DevNode::spawn(&[
+        "--dev",
+        "--datadir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--block-time-ms",
+        "250",
+    ]);
+    let out = Command::new("node")
+        .arg("dids_bench.mjs")
+        .current_dir(&e2e)
+        .env("EMC_RPC_URL", &node.url)
+        .output()
+        .expect("node");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
