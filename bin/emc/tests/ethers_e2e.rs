@@ -48,22 +48,20 @@ fn node_test(e2e: &std::path::Path, file: &str, env: &[(&str, &str)]) {
     assert!(stdout.contains("# fail 0"), "{file} reported failures");
 }
 
+/// A `--dev` node with 250 ms blocks on `dir`, and `extra` flags.
+fn dev_node(dir: &tempfile::TempDir, extra: &[&str]) -> common::DevNode {
+    let path = dir.path().to_str().expect("utf-8 path");
+    let mut args = vec!["--dev", "--datadir", path, "--block-time-ms", "250"];
+    args.extend_from_slice(extra);
+    common::DevNode::spawn(&args)
+}
+
 #[test]
 fn ethers_js_drives_a_dev_node() {
     let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     // Short staking epochs and unbonding, so the staking flow runs in seconds.
-    let node = common::DevNode::spawn(&[
-        "--dev",
-        "--datadir",
-        dir.path().to_str().expect("utf-8 path"),
-        "--block-time-ms",
-        "250",
-        "--epoch-blocks",
-        "8",
-        "--unbonding-blocks",
-        "12",
-    ]);
+    let node = dev_node(&dir, &["--epoch-blocks", "8", "--unbonding-blocks", "12"]);
     // A key made by our CLI, for ethers to decrypt (keystore v3 compatibility).
     let ks = dir.path().join("keystore");
     let made = common::emc()
@@ -103,15 +101,7 @@ fn computing_sockets_work_with_ethers_and_openzeppelin_contracts() {
     let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     // A settle window of two seconds, so an expired socket's refund opens in the test.
-    let node = common::DevNode::spawn(&[
-        "--dev",
-        "--datadir",
-        dir.path().to_str().expect("utf-8 path"),
-        "--block-time-ms",
-        "250",
-        "--socket-settle-window",
-        "2",
-    ]);
+    let node = dev_node(&dir, &["--socket-settle-window", "2"]);
     node_test(&e2e, "sockets.test.mjs", &[("EMC_RPC_URL", &node.url)]);
     // web3.py's stock ERC-721 ABI on the sockets the JavaScript left there.
     let out = Command::new(common::python())
@@ -158,13 +148,7 @@ fn the_market_trades_with_ethers_to_the_wei() {
 fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
     let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
-    let node = common::DevNode::spawn(&[
-        "--dev",
-        "--datadir",
-        dir.path().to_str().expect("utf-8 path"),
-        "--block-time-ms",
-        "250",
-    ]);
+    let node = dev_node(&dir, &[]);
     node_test(&e2e, "dids.test.mjs", &[("EMC_RPC_URL", &node.url)]);
 }
 
@@ -176,13 +160,7 @@ fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
 fn bench_did_resolution() {
     let Some(e2e) = e2e_dir() else { return };
     let dir = tempfile::tempdir().expect("tmp");
-    let node = common::DevNode::spawn(&[
-        "--dev",
-        "--datadir",
-        dir.path().to_str().expect("utf-8 path"),
-        "--block-time-ms",
-        "250",
-    ]);
+    let node = dev_node(&dir, &[]);
     let out = Command::new("node")
         .arg("dids_bench.mjs")
         .current_dir(&e2e)
