@@ -203,6 +203,14 @@ impl Chain {
 
     pub fn submit_tx(&self, tx: SignedTx) -> Result<B256, SubmitError> {
         let hash = tx.hash;
+        // The sender's account is read under the pool's lock. A block that commits
+        // meanwhile moves the head first and then tells the pool (`on_block`) under the
+        // same lock, so either this read sees that block or its `on_block` comes after
+        // this insert: the pool never takes a nonce older than one a committed block
+        // moved past. (Read outside the lock, a sender whose pooled transactions a block
+        // had just emptied could be re-entered at its old nonce, and `best` would never
+        // offer its later ones again: 300 transactions sent at once could strand.)
+        let mut pool = self.pool.lock();
         let base_fee = self.next_base_fee();
         let head = self.head.read().height;
         let acct = self
@@ -214,7 +222,8 @@ impl Chain {
             nonce: a.nonce,
             balance: a.balance,
         });
-        self.pool.lock().insert(tx, info, base_fee)?;
+        pool.insert(tx, info, base_fee)?;
+        drop(pool);
         let _ = self.events.send(ChainEvent::PendingTx(hash));
         Ok(hash)
     }
