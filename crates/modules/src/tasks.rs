@@ -160,6 +160,49 @@ pub fn grant_message(g: &ITasks::Grant) -> String {
     )
 }
 
+/// The Tasks module's grant under another module's ABI name (a socket key's grant, a
+/// pool job's grant): the same tuple, converted field for field both ways, by value
+/// and by reference.
+macro_rules! same_grant {
+    ($other:path) => {
+        impl From<&$other> for $crate::tasks::ITasks::Grant {
+            fn from(g: &$other) -> Self {
+                Self {
+                    chainId: g.chainId,
+                    router: g.router,
+                    nonce: g.nonce,
+                    expires: g.expires,
+                    limit: g.limit,
+                    request: g.request,
+                }
+            }
+        }
+        impl From<$other> for $crate::tasks::ITasks::Grant {
+            fn from(g: $other) -> Self {
+                (&g).into()
+            }
+        }
+        impl From<&$crate::tasks::ITasks::Grant> for $other {
+            fn from(g: &$crate::tasks::ITasks::Grant) -> Self {
+                Self {
+                    chainId: g.chainId,
+                    router: g.router,
+                    nonce: g.nonce,
+                    expires: g.expires,
+                    limit: g.limit,
+                    request: g.request,
+                }
+            }
+        }
+        impl From<$crate::tasks::ITasks::Grant> for $other {
+            fn from(g: $crate::tasks::ITasks::Grant) -> Self {
+                (&g).into()
+            }
+        }
+    };
+}
+pub(crate) use same_grant;
+
 /// A grant's id: the account and the grant's fields, not its signature (which could be
 /// re-encoded).
 pub fn grant_id(account: Address, g: &ITasks::Grant) -> B256 {

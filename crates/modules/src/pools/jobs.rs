@@ -394,32 +394,8 @@ pub fn settle(
     Ok(total + fee)
 }
 
-/// A job's grant is the Tasks module's grant tuple under the Pools ABI's name.
-impl From<&IPools::Grant> for ITasks::Grant {
-    fn from(g: &IPools::Grant) -> Self {
-        ITasks::Grant {
-            chainId: g.chainId,
-            router: g.router,
-            nonce: g.nonce,
-            expires: g.expires,
-            limit: g.limit,
-            request: g.request,
-        }
-    }
-}
-
-impl From<&ITasks::Grant> for IPools::Grant {
-    fn from(g: &ITasks::Grant) -> Self {
-        IPools::Grant {
-            chainId: g.chainId,
-            router: g.router,
-            nonce: g.nonce,
-            expires: g.expires,
-            limit: g.limit,
-            request: g.request,
-        }
-    }
-}
+// A job's grant is the Tasks module's grant tuple under the Pools ABI's name.
+crate::tasks::same_grant!(IPools::Grant);
 
 pub fn job(m: &mut Metered<'_>, pool: u64, job: B256) -> Result<IPools::Job, ModuleError> {
     let key = job_key(pool, job);

@@ -98,32 +98,8 @@ pub fn split(used: u64, price: U256) -> (U256, U256) {
     (total - fee, fee)
 }
 
-/// A socket key's grant is the Tasks module's grant tuple under the Sockets ABI's name.
-impl From<ISockets::Grant> for ITasks::Grant {
-    fn from(g: ISockets::Grant) -> Self {
-        ITasks::Grant {
-            chainId: g.chainId,
-            router: g.router,
-            nonce: g.nonce,
-            expires: g.expires,
-            limit: g.limit,
-            request: g.request,
-        }
-    }
-}
-
-impl From<ITasks::Grant> for ISockets::Grant {
-    fn from(g: ITasks::Grant) -> Self {
-        ISockets::Grant {
-            chainId: g.chainId,
-            router: g.router,
-            nonce: g.nonce,
-            expires: g.expires,
-            limit: g.limit,
-            request: g.request,
-        }
-    }
-}
+// A socket key's grant is the Tasks module's grant tuple under the Sockets ABI's name.
+crate::tasks::same_grant!(ISockets::Grant);
 
 impl From<ISockets::Receipt> for ITasks::Receipt {
     fn from(r: ISockets::Receipt) -> Self {
