@@ -153,7 +153,7 @@ struct Formed {
 }
 
 fn name(m: &Member) -> String {
-    emc_compute::pool::member::node_resource(m.id)
+    emc_compute::pool::ray::node_resource(m.id)
 }
 
 /// Pool 1, operated by development account 4 (the trio's router), at one CPU-second

@@ -18,8 +18,8 @@
 //!   A member that died is settled on its last report.
 
 use super::jobs::{JobSpec as RaySpec, JobsApi};
-use super::member::node_resource;
 use super::metering::{self, TaskRecord};
+use super::ray::node_resource;
 use crate::CallError;
 use alloy_primitives::B256;
 use emc_client::{ChainClient, ChainClientExt};

@@ -53,11 +53,6 @@ pub struct PoolSettings {
     pub dir: PathBuf,
 }
 
-/// The Ray custom resource naming an EMC node: one unit on its own Ray node.
-pub fn node_resource(node: B256) -> String {
-    format!("emc_node_{}", alloy_primitives::hex::encode(node))
-}
-
 /// The head member keeps the lease's token in `<dir>/token`, readable by its owner
 /// only, so the operator can use Ray's own tools on the pool (`RAY_AUTH_TOKEN`).
 fn write_token(dir: &std::path::Path, token: &str) -> Result<(), CallError> {
@@ -106,7 +101,7 @@ pub async fn run(
         }
     };
     let res = Resources {
-        name: Some(node_resource(node)),
+        name: Some(super::ray::node_resource(node)),
         ..s.resources.clone()
     };
     // One token for the run, so a head whose Ray restarts hands members the same one

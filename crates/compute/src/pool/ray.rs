@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+/// The Ray custom resource naming an EMC node: one unit on its own Ray node.
+pub fn node_resource(node: alloy_primitives::B256) -> String {
+    format!("emc_node_{}", alloy_primitives::hex::encode(node))
+}
+
 /// Ray's worker processes bind here: just below Linux's ephemeral range (32,768 and
 /// up, where outgoing connections and port-0 listeners land) and above the ports
 /// EMC's tests pin (10,000 to 32,000). Ray's default (10,002 to 19,999) is where EMC
