@@ -51,7 +51,7 @@ fn log_key(address: Address, height: u64, seq: u32) -> [u8; 32] {
     k
 }
 
-pub(crate) fn de<T: BorshDeserialize>(what: &str, b: &[u8]) -> Result<T> {
+fn de<T: BorshDeserialize>(what: &str, b: &[u8]) -> Result<T> {
     T::try_from_slice(b).map_err(|e| corrupt(format!("{what}: {e}")))
 }
 

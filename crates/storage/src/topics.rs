@@ -10,7 +10,7 @@
 //! ([`Store::open`]); a crash during that leaves it unindexed and the next open does
 //! it again.
 
-use crate::{blocks::de, corrupt, decode_u64, Result, Store, META, RECEIPTS};
+use crate::{corrupt, decode_u64, Result, Store, META, RECEIPTS};
 use alloy_primitives::{Address, B256};
 use emc_types::{Log, Receipt};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -62,7 +62,9 @@ impl Store {
             let mut all = Vec::new();
             for entry in receipts.iter()? {
                 let (h, v) = entry?;
-                all.push((h.value(), de("receipts", v.value())?));
+                let rs =
+                    borsh::from_slice(v.value()).map_err(|e| corrupt(format!("receipts: {e}")))?;
+                all.push((h.value(), rs));
             }
             all
         };
@@ -106,17 +108,20 @@ impl Store {
         }
         let receipts = r.open_table(RECEIPTS)?;
         let mut out = Vec::with_capacity(at.len());
-        // The logs of the block last read (the index lists a block's logs together).
-        let (mut read, mut logs): (Option<u64>, Vec<Log>) = (None, Vec::new());
+        let mut block: Option<(u64, Vec<Log>)> = None;
         for (height, seq) in at {
-            if read != Some(height) {
+            if block.as_ref().is_none_or(|(h, _)| *h != height) {
                 let v = receipts
                     .get(height)?
                     .ok_or_else(|| corrupt(format!("no receipts at {height}")))?;
-                let rs: Vec<Receipt> = de("receipts", v.value())?;
-                logs = rs.into_iter().flat_map(|r| r.logs).collect();
-                read = Some(height);
+                let rs: Vec<Receipt> =
+                    borsh::from_slice(v.value()).map_err(|e| corrupt(format!("receipts: {e}")))?;
+                block = Some((height, rs.into_iter().flat_map(|r| r.logs).collect()));
             }
+            let logs = block
+                .as_ref()
+                .map(|(_, l)| l)
+                .ok_or_else(|| corrupt("no block"))?;
             let log = logs.get(seq as usize).cloned().ok_or_else(|| {
                 corrupt(format!(
                     "the topic index names log {seq} of block {height}, which has fewer"
