@@ -191,7 +191,9 @@ test("a resale at a fixed price pays the provider's royalty and burns the fee", 
 
 test("an English auction refunds the outbid bidder and settles to the highest", async () => {
   await send(buyer2, sockets, "approve", [MARKET, state.s1]);
-  const ends = (await now()) + 8;
+  // Long enough that the two bids below are mined before the end on a loaded machine
+  // (a full CI run once took more than 8 s for them, and the second bid reverted).
+  const ends = (await now()) + 20;
   let rc = await send(buyer2, market, "auction", [state.s1, 500n, ends]);
   const listing = events(rc, market, "Listed")[0].args.listingId;
   await assert.rejects(market.connect(bidder).bidAuction(listing, { value: 499n }), /at least 500 wei/);
