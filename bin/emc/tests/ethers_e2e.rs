@@ -3,7 +3,8 @@
 //! tests/e2e/sockets.test.mjs, then web3.py's stock ERC-721 ABI
 //! (tests/e2e/web3_sockets.py); the computing market (tests/e2e/market.test.mjs); and
 //! DIDs against ethr-did-resolver, key-did-resolver and pkh-did-resolver
-//! (tests/e2e/dids.test.mjs).
+//! (tests/e2e/dids.test.mjs); Sign-In with Ethereum at a router's gateway with the
+//! `siwe` package and a solc-compiled EIP-1271 wallet (tests/e2e/siwe.test.mjs).
 //!
 //! Needs `npm ci` in tests/e2e (`.ci/run` does it). Outside CI the test skips with a
 //! message when node_modules is absent; under CI=true it fails instead.
@@ -20,6 +21,7 @@ fn e2e_dir() -> Option<PathBuf> {
         "solc",
         "@openzeppelin/contracts",
         "ethr-did-resolver",
+        "siwe",
     ]
     .iter()
     .all(|p| e2e.join("node_modules").join(p).exists());
@@ -150,6 +152,30 @@ fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
     let dir = tempfile::tempdir().expect("tmp");
     let node = dev_node(&dir, &[]);
     node_test(&e2e, "dids.test.mjs", &[("EMC_RPC_URL", &node.url)]);
+}
+
+/// Sign-In with Ethereum through a real router and computing node (a validator, a
+/// router, a node serving two Python apps): see tests/e2e/siwe.test.mjs.
+#[test]
+fn wallets_sign_in_with_ethereum_and_their_session_keys_pay_within_scope() {
+    let Some(e2e) = e2e_dir() else { return };
+    let port = common::free_port();
+    let _py2 = common::python_app(port);
+    const PRICE: u64 = 1_000_000;
+    let py2 = format!("py2=http://127.0.0.1:{port},price={PRICE}");
+    let t = common::trio("siwe test router", (&[], &[]), PRICE, &[py2], &[]);
+    let price = PRICE.to_string();
+    node_test(
+        &e2e,
+        "siwe.test.mjs",
+        &[
+            ("EMC_RPC_URL", &t.v0.url),
+            ("EMC_GATEWAY", &t.gw),
+            ("EMC_PRICE", &price),
+            ("EMC_KEY_1", &t.keys[1]),
+            ("EMC_KEY_2", &t.keys[2]),
+        ],
+    );
 }
 
 /// `cargo nextest run --workspace --run-ignored only -E 'binary(ethers_e2e) & test(bench)' --no-capture`:

@@ -35,6 +35,10 @@ pub struct ApiKey {
     pub id: B256,
     /// The socket it pays from, for a socket key.
     pub socket: Option<U256>,
+    /// The most its calls may cost together: the grant's limit, or less when a
+    /// session it was signed under allows less (the grant itself is what was signed,
+    /// and goes to the chain unchanged).
+    pub limit: U256,
 }
 
 /// Makes an API key: `signer` signs `grant`.
@@ -111,6 +115,7 @@ pub fn parse(key: &str) -> Result<ApiKey, ClientError> {
     let account = grant_signer(&grant, &signature).map_err(unauthorized)?;
     Ok(ApiKey {
         id: grant_id(account, &grant),
+        limit: grant.limit,
         grant,
         signature,
         account,
@@ -128,6 +133,7 @@ fn parse_socket(hex: &str) -> Result<ApiKey, ClientError> {
     let account = socket_grant_signer(&grant, socket, &signature).map_err(unauthorized)?;
     Ok(ApiKey {
         id: socket_grant_id(socket, account, &grant),
+        limit: grant.limit,
         grant,
         signature,
         account,

@@ -246,6 +246,19 @@ impl<CTX: ContextTr> ModuleHost for JournalHost<'_, CTX> {
         Ok(())
     }
 
+    fn has_code(&mut self, a: Address) -> Result<Loaded, ModuleError> {
+        let acc = self
+            .ctx
+            .journal_mut()
+            .load_account_with_code(a)
+            .map_err(host_err)?;
+        let code = acc.info.code.as_ref().is_some_and(|c| !c.is_empty());
+        Ok(Loaded {
+            value: U256::from(code as u8),
+            cold: acc.is_cold,
+        })
+    }
+
     fn chain_id(&self) -> u64 {
         self.chain_id
     }

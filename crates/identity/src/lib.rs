@@ -15,16 +15,22 @@
 //! is a result with an error code (`invalidDid`, `notFound`, `unknownNetwork`,
 //! `methodNotSupported`) and a message, never a panic.
 //!
+//! Sessions: [`siwe`] reads a Sign-In with Ethereum message (EIP-4361) whose ReCap
+//! ([`recap`], EIP-5573) delegates an escrow budget or a socket, and apps, to a
+//! session key until an expiry; the Sessions module and the gateway share it.
+//!
 //! Pure logic: what the chain holds reaches [`resolve`] through [`Source`].
 
 pub mod did;
 pub mod ethr;
 pub mod key;
 pub mod pkh;
+pub mod recap;
 mod resolution;
+pub mod siwe;
 
 pub use did::{Did, EthrId};
-pub use resolution::{resolve, Resolution, Source, MAX_DID_BYTES, MAX_EVENTS};
+pub use resolution::{iso_date, resolve, Resolution, Source, MAX_DID_BYTES, MAX_EVENTS};
 
 /// Why a DID could not be read or resolved; [`IdentityError::code`] is the DID
 /// resolution error code it answers with.
@@ -38,6 +44,9 @@ pub enum IdentityError {
     UnknownNetwork(String),
     #[error("{0}")]
     NotFound(String),
+    /// A Sign-In with Ethereum message or its ReCap that cannot open a session.
+    #[error("{0}")]
+    SignIn(String),
 }
 
 impl IdentityError {
@@ -48,6 +57,7 @@ impl IdentityError {
             IdentityError::MethodNotSupported(_) => "methodNotSupported",
             IdentityError::UnknownNetwork(_) => "unknownNetwork",
             IdentityError::NotFound(_) => "notFound",
+            IdentityError::SignIn(_) => "invalidSignIn",
         }
     }
 }

@@ -21,6 +21,7 @@
 //! | `0x0000000000000000000000000000000000001006` | [`market::MarketModule`]: the spot call auction, orders and bids, resale | market |
 //! | `0x0000000000000000000000000000000000001007` | [`pools::PoolsModule`]: pools of nodes as one Ray cluster, jobs settled by metering | pools |
 //! | `0x0000000000000000000000000000000000001008` | [`dids::DidsModule`]: the ERC-1056 DID registry `did:ethr` lives in | identity |
+//! | `0x0000000000000000000000000000000000001009` | [`sessions::SessionsModule`]: session keys opened by Sign-In with Ethereum (EOA or EIP-1271) | identity |
 //!
 //! Every module is built with the [`kit`] (the [`kit::SystemModule`] trait, typed
 //! storage slots, ABI helpers) and listed once in [`MODULES`].
@@ -38,6 +39,7 @@ pub mod market;
 pub mod poc;
 pub mod pools;
 pub mod registry;
+pub mod sessions;
 pub mod sockets;
 pub mod staking;
 pub mod tasks;
@@ -56,6 +58,8 @@ pub const GAS_BASE: u64 = 2_000;
 /// [`GAS_WARM`], and a write to a cold slot [`GAS_COLD_SLOAD`] more.
 pub const GAS_COLD_SLOAD: u64 = 2_100;
 pub const GAS_WARM: u64 = 100;
+/// A cold account's first access (EIP-2929).
+pub const GAS_COLD_ACCOUNT: u64 = 2_600;
 pub const GAS_SSTORE_SET: u64 = 20_000;
 pub const GAS_SSTORE_RESET: u64 = 2_900;
 /// EIP-3529's refund for clearing a slot that was set when the transaction began.
@@ -87,6 +91,8 @@ pub const MARKET_ADDRESS: Address = address!("0x00000000000000000000000000000000
 pub const POOLS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001007");
 /// The DID registry (ERC-1056), where `did:ethr` identities live.
 pub const DIDS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001008");
+/// Session keys opened by Sign-In with Ethereum ([`sessions`]).
+pub const SESSIONS_ADDRESS: Address = address!("0x0000000000000000000000000000000000001009");
 /// The caller of system calls (revm's and Ethereum's system address).
 pub const SYSTEM_CALLER: Address = emc_types::SYSTEM_CALLER;
 
@@ -104,6 +110,7 @@ pub static MODULES: &[&dyn kit::SystemModule] = &[
     &market::MarketModule,
     &pools::PoolsModule,
     &dids::DidsModule,
+    &sessions::SessionsModule,
 ];
 
 /// Whether a system module lives at `a`.
@@ -227,6 +234,12 @@ pub trait ModuleHost {
             "this host cannot call contracts".into(),
         ))
     }
+    /// Whether account `a` holds code, and whether the account was cold (EIP-1271
+    /// verifiers ask a contract wallet only once they know it is one).
+    fn has_code(&mut self, a: Address) -> Result<Loaded, ModuleError> {
+        let _ = a;
+        Err(ModuleError::Revert("this host cannot read code".into()))
+    }
     fn chain_id(&self) -> u64;
     fn height(&self) -> u64;
     /// The block's timestamp, Unix seconds.
@@ -303,6 +316,13 @@ impl<'h> Metered<'h> {
         let l = self.host.sload_at(module, slot)?;
         self.charge(if l.cold { GAS_COLD_SLOAD } else { GAS_WARM })?;
         Ok(l.value)
+    }
+
+    /// Whether account `a` holds code, priced as `EXTCODESIZE` (EIP-2929).
+    pub fn has_code(&mut self, a: Address) -> Result<bool, ModuleError> {
+        let l = self.host.has_code(a)?;
+        self.charge(if l.cold { GAS_COLD_ACCOUNT } else { GAS_WARM })?;
+        Ok(!l.value.is_zero())
     }
 
     /// Charges one signature check, before it is made.

@@ -28,6 +28,11 @@
 //!    (`maxCost`, at most the caller's cap: a price raised after the call cannot
 //!    charge the client more than it allowed).
 //!
+//! A grant signed by a **session key** (`crate::sessions`, opened by Sign-In with
+//! Ethereum) pays from the session's account, only while the session lasts and for
+//! the apps it allows, and every grant of one session counts against one spending
+//! counter ([`crate::sessions::spend_id`]) capped by the session's limit.
+//!
 //! A receipt that fails a check is skipped with a `Rejected` event naming the reason,
 //! so one bad receipt does not sink the batch. The client pays exactly what the node
 //! and the router receive; the router's reservation of a call's price cap is released
@@ -566,7 +571,13 @@ fn evaluate(
         .map(|a| grant_id(*a, g))
         .unwrap_or_default();
     let rid = receipt_id(gid, r.callId);
-    let (account, owner, amount, fee) = match check(m, batch, router, r, account, rid) {
+    let Passed {
+        account,
+        owner,
+        amount,
+        fee,
+        spend,
+    } = match check(m, batch, router, r, account, rid) {
         Ok(c) => c,
         Err(Reject::Fatal(e)) => return Err(e),
         Err(Reject::Skip(reason)) => return Ok((rid, Err(reason))),
@@ -577,8 +588,8 @@ fn evaluate(
     batch
         .escrow
         .insert(account, (b - from_balance, p - (total - from_balance)));
-    let spent = batch.spent(m, gid)?;
-    batch.spent.insert(gid, spent + total);
+    let spent = batch.spent(m, spend)?;
+    batch.spent.insert(spend, spent + total);
     batch.settled.insert(rid);
     *batch.pay.entry(owner).or_default() += amount;
     *batch.pay.entry(router).or_default() += fee;
@@ -603,6 +614,44 @@ impl From<ModuleError> for Reject {
     }
 }
 
+/// What a receipt that passes every check books: who pays, who is paid, and the
+/// spending counter it counts against.
+struct Passed {
+    account: Address,
+    owner: Address,
+    amount: U256,
+    fee: U256,
+    spend: B256,
+}
+
+/// Who pays for a grant its signer signed: the signer itself, or, when the signer is
+/// a session key (`crate::sessions`), the session's account within the session's
+/// terms. Returns the account, the spending counter and the limit.
+fn payer_of(
+    m: &mut Metered<'_>,
+    signer: Address,
+    g: &ITasks::Grant,
+    app: &str,
+) -> Result<Result<(Address, B256, U256), String>, ModuleError> {
+    let Some(p) = crate::sessions::payer(m, signer)? else {
+        return Ok(Ok((signer, grant_id(signer, g), g.limit)));
+    };
+    if p.kind != crate::sessions::ESCROW {
+        return Ok(Err(format!(
+            "session key {signer} pays from socket {}: it signs socket keys",
+            p.socket
+        )));
+    }
+    if let Some(why) = p.refusal(app, m.host().timestamp(), SETTLE_WINDOW) {
+        return Ok(Err(why));
+    }
+    Ok(Ok((
+        p.account,
+        crate::sessions::spend_id(signer),
+        g.limit.min(p.limit),
+    )))
+}
+
 /// Every check of a receipt: its account, the node owner, the amount and the fee.
 fn check(
     m: &mut Metered<'_>,
@@ -611,16 +660,20 @@ fn check(
     r: &ITasks::Receipt,
     account: Result<Address, String>,
     rid: B256,
-) -> Result<(Address, Address, U256, U256), Reject> {
+) -> Result<Passed, Reject> {
     let skip = |s: String| Err(Reject::Skip(s));
     let g = &r.grant;
-    let account = match account {
+    let signer = match account {
         Ok(a) => a,
         Err(e) => return skip(e),
     };
     if let Some(why) = grant_refusal(m, g, router, r.requestHash) {
         return skip(why);
     }
+    let (account, spend, limit) = match payer_of(m, signer, g, &r.app)? {
+        Ok(p) => p,
+        Err(why) => return skip(why),
+    };
     let node_sig: [u8; 64] = match r.nodeSignature.as_ref().try_into() {
         Ok(s) => s,
         Err(_) => return skip("the node signature is not 64 bytes".into()),
@@ -637,7 +690,6 @@ fn check(
     let Some((owner, price)) = batch.price(m, r.nodeId, &r.app)? else {
         return skip(format!("the node is not registered for {:?}", r.app));
     };
-    let gid = grant_id(account, g);
     if batch.settled.contains(&rid) || !SETTLED.get(m, &rid)?.is_zero() {
         return skip("already settled".into());
     }
@@ -655,11 +707,10 @@ fn check(
             r.maxCost
         ));
     }
-    let spent = batch.spent(m, gid)?;
-    if spent + total > g.limit {
+    let spent = batch.spent(m, spend)?;
+    if spent + total > limit {
         return skip(format!(
-            "the grant's limit of {} wei would be passed ({spent} spent, {total} more)",
-            g.limit
+            "the grant's limit of {limit} wei would be passed ({spent} spent, {total} more)"
         ));
     }
     let (b, p) = batch.escrow(m, account)?;
@@ -669,7 +720,13 @@ fn check(
             b + p
         ));
     }
-    Ok((account, owner, amount, fee))
+    Ok(Passed {
+        account,
+        owner,
+        amount,
+        fee,
+        spend,
+    })
 }
 
 /// Why a grant cannot pay for request `request` settled by `router` now: another
@@ -761,4 +818,4 @@ impl crate::kit::SystemModule for TasksModule {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

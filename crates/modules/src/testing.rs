@@ -20,6 +20,8 @@ pub struct MemHost {
     pub original: BTreeMap<(Address, U256), U256>,
     /// The call-outs modules asked for, in order (the trampoline would make them).
     pub call_outs: Vec<crate::kit::callout::CallOut>,
+    /// Accounts that hold code (contract wallets).
+    pub code: BTreeSet<Address>,
 }
 
 impl MemHost {
@@ -31,6 +33,7 @@ impl MemHost {
             height: 1,
             timestamp: 1_800_000_000,
             chain_id: 42,
+            code: BTreeSet::new(),
             logs: Vec::new(),
             warm: BTreeSet::new(),
             original: BTreeMap::new(),
@@ -211,6 +214,12 @@ impl ModuleHost for MemHost {
     }
     fn switch_to(&mut self, module: Address) -> Address {
         std::mem::replace(&mut self.me, module)
+    }
+    fn has_code(&mut self, a: Address) -> Result<Loaded, ModuleError> {
+        Ok(Loaded {
+            value: U256::from(self.code.contains(&a) as u8),
+            cold: true,
+        })
     }
     fn chain_id(&self) -> u64 {
         self.chain_id

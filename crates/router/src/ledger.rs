@@ -137,7 +137,7 @@ impl Ledger {
         let held = i.held.get(&payer).copied().unwrap_or_default();
         let free = escrow.saturating_sub(held);
         let grant_held = i.grant_held.get(&key.id).copied().unwrap_or_default();
-        let left = key.grant.limit.saturating_sub(spent + grant_held);
+        let left = key.limit.saturating_sub(spent + grant_held);
         let amount = cap.min(free).min(left);
         if amount < at_least {
             let unit = format!(
@@ -155,7 +155,7 @@ impl Ledger {
             } else if left <= cap {
                 format!(
                     "the API key's limit of {} wei has {left} left; {unit}",
-                    key.grant.limit
+                    key.limit
                 )
             } else {
                 format!("x-emc-max-cost of {cap} wei is below what the call needs: {unit}")

@@ -50,6 +50,7 @@ pub mod pubsub;
 pub mod receipts;
 pub mod settings;
 pub mod settle;
+pub mod signin;
 pub mod sockets;
 pub mod table;
 
@@ -128,7 +129,12 @@ pub async fn start(
         s.account.clone(),
         control.clone(),
     ));
+    let signin = Arc::new(signin::SignIns::new(
+        chain.clone(),
+        s.account.clone(),
+        chain_id,
+    ));
     let payment = Arc::new(payment::OnChain::new(chain, ledger));
-    let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, jobs, &s);
+    let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, jobs, signin, &s);
     gateway::serve(g, s.http, s.http_limits.clone(), stopped).await
 }

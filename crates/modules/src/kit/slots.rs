@@ -343,6 +343,16 @@ impl<K: Key> Records<K> {
     pub fn get<T: Word>(&self, m: &mut Metered<'_>, k: &K, i: u64) -> Result<T, ModuleError> {
         Ok(T::from_word(m.sload(self.field(k, i))?))
     }
+    /// Field `i` of entry `k` in another module's storage (as `module` declares it).
+    pub fn get_in<T: Word>(
+        &self,
+        m: &mut Metered<'_>,
+        module: Address,
+        k: &K,
+        i: u64,
+    ) -> Result<T, ModuleError> {
+        Ok(T::from_word(m.sload_at(module, self.field(k, i))?))
+    }
     pub fn set<T: Word>(
         &self,
         m: &mut Metered<'_>,

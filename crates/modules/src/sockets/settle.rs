@@ -356,9 +356,21 @@ fn check(
     }
     let holder = holder(m, id, now)?;
     if signer != holder {
-        return skip(format!(
-            "the key's signer {signer} does not hold socket {id} ({holder} does)"
-        ));
+        // A session key the holder opened for this socket signs for the holder.
+        match crate::sessions::payer(m, signer)? {
+            Some(p)
+                if p.kind == crate::sessions::SOCKET && p.socket == id && p.account == holder =>
+            {
+                if let Some(why) = p.refusal(&r.app, now, tasks::SETTLE_WINDOW) {
+                    return skip(why);
+                }
+            }
+            _ => {
+                return skip(format!(
+                    "the key's signer {signer} does not hold socket {id} ({holder} does)"
+                ))
+            }
+        }
     }
     let node: B256 = SOCKETS.get(m, &id, f::NODE)?;
     let app = SOCKETS.get_str(m, &id, f::APP, super::economy::MAX_APP)?;

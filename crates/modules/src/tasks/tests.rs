@@ -12,15 +12,16 @@ use alloy_sol_types::SolEvent;
 const GAS: u64 = 50_000_000;
 const PRICE: u64 = 5;
 
-struct World {
-    h: MemHost,
-    client: PrivateKeySigner,
+pub(crate) struct World {
+    pub(crate) h: MemHost,
+    /// Who signs grants (a test may swap in a session key).
+    pub(crate) client: PrivateKeySigner,
     node: ed25519_consensus::SigningKey,
-    owner: Address,
+    pub(crate) owner: Address,
     router: Address,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let mut h = MemHost::new(TASKS_ADDRESS);
     let client = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).expect("key");
     let node = ed25519_consensus::SigningKey::from([9u8; 32]);
@@ -50,12 +51,17 @@ fn world() -> World {
 }
 
 impl World {
-    fn tasks(&mut self, from: Address, value: u64, input: Vec<u8>) -> Result<Bytes, String> {
+    pub(crate) fn tasks(
+        &mut self,
+        from: Address,
+        value: u64,
+        input: Vec<u8>,
+    ) -> Result<Bytes, String> {
         self.h
             .call(TASKS_ADDRESS, from, U256::from(value), &input, GAS)
     }
 
-    fn grant(&self, limit: u64, request: B256) -> ITasks::Grant {
+    pub(crate) fn grant(&self, limit: u64, request: B256) -> ITasks::Grant {
         ITasks::Grant {
             chainId: 42,
             router: Address::ZERO,
@@ -66,7 +72,7 @@ impl World {
         }
     }
 
-    fn receipt(&self, g: ITasks::Grant, call: u8, units: u64) -> ITasks::Receipt {
+    pub(crate) fn receipt(&self, g: ITasks::Grant, call: u8, units: u64) -> ITasks::Receipt {
         let sig = self
             .client
             .sign_message_sync(grant_message(&g).as_bytes())
@@ -123,7 +129,7 @@ impl World {
     }
 
     /// Settles `receipts` and returns the reasons of the rejected ones.
-    fn settle(&mut self, receipts: Vec<ITasks::Receipt>) -> Vec<String> {
+    pub(crate) fn settle(&mut self, receipts: Vec<ITasks::Receipt>) -> Vec<String> {
         let before = self.h.logs.len();
         let router = self.router;
         self.tasks(router, 0, ITasks::settleCall { receipts }.abi_encode())

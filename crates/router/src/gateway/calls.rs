@@ -124,7 +124,7 @@ async fn try_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CallError> {
-    let key = g.key(&headers)?;
+    let key = g.signin.resolve(g.key(&headers)?, &app).await?;
     let ask = ask(&headers)?;
     let request_hash = emc_protocol::request_hash(&app, &path, &body);
     if !key.grant.request.is_zero() && key.grant.request != request_hash {

@@ -9,9 +9,11 @@
 //! | `GET /nodes`, `GET /mesh` | the routing table: load, RTT, E, prices, outcomes; the peers' nodes |
 //! | `GET /v1/market/failures/{bid}` | this router's signed reports of market lease `bid`'s failed calls ([`crate::failures`]; no key needed) |
 //! | `POST /v1/jobs`, `GET /v1/jobs[/{id}[/logs, /files[/{path}]]]`, `DELETE /v1/jobs/{id}` | jobs on computing pools, see [`jobs`] |
+//! | `GET /v1/siwe/nonce`, `POST /v1/siwe` | Sign-In with Ethereum: a session key for an escrow budget or a socket ([`crate::signin`]) |
 //! | `GET /health` | `ok` |
 //!
-//! Every call needs an API key (`emc_client::keys`) as `Authorization: Bearer`. Per
+//! Every call needs an API key (`emc_client::keys`) as `Authorization: Bearer`,
+//! signed by the paying account or by a session key it signed in ([`crate::signin`]). Per
 //! request a caller may send `x-emc-max-price` (wei per unit), `x-emc-max-cost` (wei
 //! reserved for the call), `x-emc-weights` (routing weights) and `x-emc-cache: allow`
 //! (answer a deterministic call from the cache). A reply carries `x-emc-node`,
@@ -33,6 +35,7 @@
 pub mod calls;
 pub mod jobs;
 pub mod openai;
+pub mod siwe;
 pub mod state;
 pub mod ws;
 
@@ -69,6 +72,8 @@ pub async fn serve(
         .route("/mesh", get(mesh))
         .route("/v1/market/failures/{bid}", get(failures))
         .route("/v1/models", get(openai::models))
+        .route("/v1/siwe/nonce", get(siwe::nonce))
+        .route("/v1/siwe", post(siwe::sign_in))
         .route("/v1/embeddings", post(openai::openai))
         .route("/v1/chat/completions", post(openai::openai))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))

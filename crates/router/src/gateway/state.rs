@@ -33,6 +33,7 @@ pub struct Gateway {
     pub(crate) pubsub: Arc<PubSub>,
     pub(crate) failures: Arc<crate::failures::FailureBook>,
     pub(crate) jobs: Arc<crate::jobs::run::Jobs>,
+    pub(crate) signin: Arc<crate::signin::SignIns>,
 }
 
 impl Gateway {
@@ -43,6 +44,7 @@ impl Gateway {
         control: Control,
         pubsub: Arc<PubSub>,
         jobs: Arc<crate::jobs::run::Jobs>,
+        signin: Arc<crate::signin::SignIns>,
         s: &RouterSettings,
     ) -> Self {
         Gateway {
@@ -56,6 +58,7 @@ impl Gateway {
             keys: Arc::default(),
             pubsub,
             jobs,
+            signin,
             failures: Arc::new(crate::failures::FailureBook::new(
                 s.account.clone(),
                 chain_id,
