@@ -135,6 +135,6 @@ pub async fn start(
         chain_id,
     ));
     let payment = Arc::new(payment::OnChain::new(chain, ledger));
-    let g = gateway::Gateway::new(payment, chain_id, table, control, pubsub, jobs, signin, &s);
+    let g = gateway::Gateway::new(payment, table, control, pubsub, jobs, signin, &s);
     gateway::serve(g, s.http, s.http_limits.clone(), stopped).await
 }

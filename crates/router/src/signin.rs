@@ -80,6 +80,11 @@ impl SignIns {
         }
     }
 
+    /// The chain its sessions are on.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
     /// A fresh nonce (EIP-4361: at least 8 alphanumerics; these are 16).
     pub fn nonce(&self) -> Result<String, CallError> {
         let mut n = self.nonces.lock();

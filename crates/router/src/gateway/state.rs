@@ -37,9 +37,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway of a router on the chain `signin` signs in to.
     pub fn new(
         payment: Arc<dyn Payment>,
-        chain_id: u64,
         table: Arc<RouterTable>,
         control: Control,
         pubsub: Arc<PubSub>,
@@ -47,6 +47,7 @@ impl Gateway {
         signin: Arc<crate::signin::SignIns>,
         s: &RouterSettings,
     ) -> Self {
+        let chain_id = signin.chain_id();
         Gateway {
             payment,
             chain_id,

@@ -208,3 +208,75 @@ fn a_batch_costs_its_signatures_flag_and_log_per_receipt() {
     assert!(per_receipt < 33_000, "{per_receipt} gas per receipt");
     assert_eq!(s.w.info(s.socket).credits, 200 - 101);
 }
+
+/// A Sign-In with Ethereum message from `holder` giving `session` socket `id`.
+fn socket_session(
+    s: &mut Settling,
+    holder: &PrivateKeySigner,
+    session: Address,
+    id: U256,
+    nonce: &str,
+) {
+    use crate::sessions::ISessions;
+    let now = s.w.h.timestamp;
+    let m = emc_identity::siwe::message(
+        "gateway.example",
+        holder.address(),
+        session,
+        42,
+        nonce,
+        now - 1,
+        now + 3_600,
+        &emc_identity::siwe::Target::Socket { id },
+        &[],
+    );
+    let sig = holder.sign_message_sync(m.as_bytes()).unwrap();
+    let c = ISessions::openCall {
+        message: m,
+        signature: sig.as_bytes().to_vec().into(),
+    };
+    s.w.h
+        .call(
+            crate::SESSIONS_ADDRESS,
+            ROUTER,
+            U256::ZERO,
+            &c.abi_encode(),
+            10_000_000,
+        )
+        .expect("the session opens");
+    s.w.h.me = SOCKETS_ADDRESS;
+}
+
+#[test]
+fn a_session_key_the_holder_signed_in_pays_from_that_socket_only_while_the_holder_holds_it() {
+    let mut s = settling(3);
+    let holder = s.holder.clone();
+    let (session, other) = (
+        PrivateKeySigner::from_bytes(&B256::repeat_byte(0x31)).unwrap(),
+        PrivateKeySigner::from_bytes(&B256::repeat_byte(0x32)).unwrap(),
+    );
+    let id = s.socket;
+    socket_session(&mut s, &holder, session.address(), id, "nonce0000011");
+    socket_session(
+        &mut s,
+        &holder,
+        other.address(),
+        id + U256::from(1),
+        "nonce0000012",
+    );
+    let r = s.receipt(&session, "echo");
+    assert_eq!(s.reasons(std::slice::from_ref(&r)), vec![String::new()]);
+    // A session for another socket does not pay for this one.
+    let wrong = s.receipt(&other, "echo");
+    assert!(s.reasons(&[wrong])[0].contains("does not hold socket"));
+    assert_eq!(s.settle(vec![r]).0, U256::from(1));
+    // Once the socket moves to someone else, the old holder's session pays nothing.
+    let c = ISockets::transferFromCall {
+        from: holder.address(),
+        to: addr(9),
+        tokenId: id,
+    };
+    s.w.ok(holder.address(), c);
+    let late = s.receipt(&session, "echo");
+    assert!(s.reasons(&[late])[0].contains("does not hold socket"));
+}
