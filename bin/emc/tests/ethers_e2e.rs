@@ -155,9 +155,10 @@ fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
 }
 
 /// Sign-In with Ethereum through a real router and computing node (a validator, a
-/// router, a node serving two Python apps): see tests/e2e/siwe.test.mjs.
+/// router, a node serving two Python apps): see tests/e2e/siwe.test.mjs; then the
+/// node's own DID as ethr-did-resolver reads it (tests/e2e/node_did.test.mjs).
 #[test]
-fn wallets_sign_in_with_ethereum_and_their_session_keys_pay_within_scope() {
+fn wallets_sign_in_with_ethereum_and_nodes_publish_their_keys_in_their_dids() {
     let Some(e2e) = e2e_dir() else { return };
     let port = common::free_port();
     let _py2 = common::python_app(port);
@@ -174,6 +175,15 @@ fn wallets_sign_in_with_ethereum_and_their_session_keys_pay_within_scope() {
             ("EMC_PRICE", &price),
             ("EMC_KEY_1", &t.keys[1]),
             ("EMC_KEY_2", &t.keys[2]),
+        ],
+    );
+    node_test(
+        &e2e,
+        "node_did.test.mjs",
+        &[
+            ("EMC_RPC_URL", &t.v0.url),
+            ("EMC_NODE_ID", &t.node_found[0]),
+            ("EMC_NODE_DID", &t.node_found[2]),
         ],
     );
 }

@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod challenger;
+pub mod did;
 pub mod http_app;
 pub mod models;
 pub mod pool;

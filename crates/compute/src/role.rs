@@ -4,7 +4,8 @@
 //! `/emc/poc/1`; dials each of its routers and keeps a `/emc/compute-load/1` stream
 //! open to it with its apps and load (redialing when it breaks, so a node behind NAT
 //! stays reachable through the connection it made); registers itself in the Registry
-//! module from its owner account when its registration is missing or its apps changed;
+//! module from its owner account when its registration is missing or its apps changed,
+//! and then publishes its DID ([`crate::did`]);
 //! drains on shutdown. Its node id is the ed25519 key of its libp2p identity, so a
 //! peer's id proves which node it is. Every node answers `/emc/ping/1`
 //! ([`serve_pings`]), so routers measure their round trips to nodes and to each other.
@@ -212,6 +213,9 @@ async fn keep_registered(
     let names: Vec<String> = apps.iter().map(|a| a.name.clone()).collect();
     let prices: Vec<U256> = apps.iter().map(|a| U256::from(a.price)).collect();
     let mut last_try: Option<Instant> = None;
+    // The node's DID is published once the node is registered (the same account
+    // pays for both, one transaction at a time).
+    let (mut published, mut last_publish) = (false, None::<Instant>);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -225,6 +229,18 @@ async fn keep_registered(
             Err(_) => continue,
         };
         if info.owner == owner.address() && info.apps == names && info.prices == prices {
+            if !published
+                && last_publish.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(10))
+            {
+                last_publish = Some(Instant::now());
+                match crate::did::publish(&*chain, &owner, &key.seed(), node).await {
+                    Ok(did) => {
+                        tracing::info!(%did, "the node's DID holds its encryption key and endpoint");
+                        published = true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the node's DID is not published yet"),
+                }
+            }
             continue;
         }
         if last_try.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {

@@ -15,6 +15,9 @@
 //! is a result with an error code (`invalidDid`, `notFound`, `unknownNetwork`,
 //! `methodNotSupported`) and a message, never a panic.
 //!
+//! Computing nodes: [`node`] derives a node's own did:ethr identity and X25519
+//! encryption key from its node key, and what it publishes in the registry.
+//!
 //! Sessions: [`siwe`] reads a Sign-In with Ethereum message (EIP-4361) whose ReCap
 //! ([`recap`], EIP-5573) delegates an escrow budget or a socket, and apps, to a
 //! session key until an expiry; the Sessions module and the gateway share it.
@@ -24,6 +27,7 @@
 pub mod did;
 pub mod ethr;
 pub mod key;
+pub mod node;
 pub mod pkh;
 pub mod recap;
 mod resolution;

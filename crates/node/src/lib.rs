@@ -223,6 +223,8 @@ pub struct Node {
     pub router_http: Option<SocketAddr>,
     /// The computing node's agent (its node id, apps and load), when it computes.
     pub agent: Option<Arc<emc_compute::Agent>>,
+    /// The computing node's own DID (`emc_identity::node`), when it computes.
+    pub node_did: Option<String>,
     rpc: jsonrpsee::server::ServerHandle,
     consensus: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -257,6 +259,7 @@ impl Node {
         };
         let mut peer_id = None;
         let (mut compute_http, mut router_http, mut agent_out) = (None, None, None);
+        let mut node_did = None;
         let gossip: Arc<dyn consensus::Gossip> = match &cfg.p2p {
             None => Arc::new(consensus::NoPeers),
             Some(p) => {
@@ -291,6 +294,9 @@ impl Node {
                     )
                     .await?;
                     agent_out = Some(agent);
+                    node_did = Some(
+                        emc_identity::node::NodeIdentity::derive(&key_seed).did(chain.chain_id()),
+                    );
                 }
                 if let Some(r) = &cfg.router {
                     router_http = Some(
@@ -360,6 +366,7 @@ impl Node {
             compute_http,
             router_http,
             agent: agent_out,
+            node_did,
             rpc,
             consensus,
             stop,

@@ -514,6 +514,9 @@ fn print_banner(cfg: &NodeConfig, node: &Node, dev: bool) -> Result<()> {
             )?;
         }
     }
+    if let Some(did) = &node.node_did {
+        writeln!(out, "Node DID: {did}")?;
+    }
     if let Some(h) = node.compute_http {
         writeln!(out, "Compute HTTP: http://{h}")?;
     }

@@ -370,7 +370,7 @@ pub struct Trio {
     /// The router's gateway.
     pub gw: String,
     pub node: DevNode,
-    /// The node's id, then its compute HTTP address.
+    /// The node's id, then its compute HTTP address, then its DID.
     pub node_found: Vec<String>,
     pub app: Kill,
     /// Development accounts 0 to 7, as hex private keys.
@@ -503,8 +503,10 @@ pub fn trio(
         node_args.extend(["--app", a.as_str()]);
     }
     node_args.extend(node_extra);
-    let (node, node_found) =
-        DevNode::spawn_with(&node_args, &["Computing node id: ", "Compute HTTP: "]);
+    let (node, node_found) = DevNode::spawn_with(
+        &node_args,
+        &["Computing node id: ", "Compute HTTP: ", "Node DID: "],
+    );
     let registered = || {
         ureq::get(&format!("{gw}/nodes"))
             .call()
