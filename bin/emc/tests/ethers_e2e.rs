@@ -177,6 +177,35 @@ fn wallets_sign_in_with_ethereum_and_nodes_publish_their_keys_in_their_dids() {
             ("EMC_KEY_2", &t.keys[2]),
         ],
     );
+    // The same from the command line: `emc gateway signin` prints a session's key.
+    let (rpc, gw, key) = (t.v0.url.as_str(), t.gw.as_str(), t.keys[3].as_str());
+    common::cli(&["escrow", "deposit", "1", "--private-key", key, "--rpc", rpc]);
+    let session_key = common::cli(&[
+        "gateway",
+        "signin",
+        "--gateway",
+        gw,
+        "--limit",
+        "3000000wei",
+        "--app",
+        "py",
+        "--valid",
+        "10m",
+        "--private-key",
+        key,
+        "--rpc",
+        rpc,
+    ]);
+    let call = |app: &str| match ureq::post(&format!("{gw}/call/{app}/echo"))
+        .set("Authorization", &format!("Bearer {}", session_key.trim()))
+        .send_string("from the CLI")
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, _)) => s,
+        Err(e) => panic!("transport: {e}"),
+    };
+    assert_eq!(call("py"), 200, "a call under the CLI's session");
+    assert_eq!(call("py2"), 403, "an app outside the CLI's session");
     node_test(
         &e2e,
         "node_did.test.mjs",

@@ -19,6 +19,10 @@ pub enum GatewayCmd {
     /// Make an API key for the signer's account: a grant its routers may spend its
     /// escrow under, usable as the `openai` clients' api_key.
     Key(KeyArgs),
+    /// Sign in with Ethereum at a gateway (EIP-4361 with a ReCap): the signer signs once
+    /// for a session key scoped to an escrow budget or a socket, apps and an expiry,
+    /// and gets an API key the session key signed.
+    Signin(crate::cmd::signin::SignInArgs),
 }
 
 #[derive(clap::Args)]

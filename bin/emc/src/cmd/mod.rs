@@ -9,6 +9,7 @@ pub mod node;
 pub mod poc;
 pub mod pool;
 pub mod query;
+pub mod signin;
 pub mod socket;
 pub mod stake;
 pub mod tx;
