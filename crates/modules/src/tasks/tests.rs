@@ -394,6 +394,7 @@ fn a_batch_costs_little_more_than_its_signatures_and_flags_per_receipt() {
     let one = gas(&mut w, 0, 1);
     let hundred = gas(&mut w, 1, 100);
     let per_receipt = (hundred - one) / 99;
+    println!("GAS tasks settle: {per_receipt} a receipt in a batch of 100, one signer");
     // Two signature checks (6,000), the settled flag (read 2,100, write 20,000) and the
     // `Settled` log (four topics and three words, 2,643): the escrow, the grant's
     // spending, the registry and the payments are per batch.
