@@ -4,7 +4,7 @@
 //! they list the whole network, not one router's view.
 
 use crate::client::Rpc;
-use crate::cmd::tx::{parse_amount, send, SignerArgs};
+use crate::cmd::tx::{parse_amount, parse_duration, send, SignerArgs};
 use crate::cmd::RpcArg;
 use alloy_primitives::{utils::format_ether, Address, Bytes, B256, U256};
 use alloy_sol_types::SolCall;
@@ -74,22 +74,6 @@ pub enum EscrowCmd {
         #[command(flatten)]
         rpc: RpcArg,
     },
-}
-
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (n, mul) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('h') => (&s[..s.len() - 1], 3_600),
-        Some('d') => (&s[..s.len() - 1], 86_400),
-        _ => (s, 1),
-    };
-    n.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{s:?} is not a duration (for example 3600, 90m, 12h, 30d)"))
 }
 
 /// The signer and the grant a key's arguments describe (the chain id asked of the node

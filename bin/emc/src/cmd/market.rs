@@ -3,8 +3,9 @@
 //! sockets at a fixed price or by auction; everyone searches and reads the history.
 
 use crate::client::Rpc;
-use crate::cmd::gateway::{parse_duration, view};
+use crate::cmd::gateway::view;
 use crate::cmd::socket::{self, OfferArgs, SocketCmd};
+use crate::cmd::tx::parse_duration;
 use crate::cmd::tx::{parse_amount, send_tx, SignerArgs};
 use crate::cmd::RpcArg;
 use alloy_primitives::{Address, Bytes, B256, U256};

@@ -6,8 +6,7 @@
 //! all the session is used through, and it dies with the session.
 
 use crate::client::Rpc;
-use crate::cmd::gateway::parse_duration;
-use crate::cmd::tx::{parse_amount, SignerArgs};
+use crate::cmd::tx::{parse_amount, parse_duration, SignerArgs};
 use alloy_primitives::U256;
 use alloy_signer::SignerSync;
 use anyhow::{bail, Context, Result};

@@ -3,7 +3,8 @@
 //! holders transfer, rent out and make API keys that pay from a socket's credits.
 
 use crate::client::Rpc;
-use crate::cmd::gateway::{parse_duration, view};
+use crate::cmd::gateway::view;
+use crate::cmd::tx::parse_duration;
 use crate::cmd::tx::{parse_amount, send, send_tx, SignerArgs};
 use crate::cmd::RpcArg;
 use alloy_primitives::{Address, Bytes, B256, U256};
