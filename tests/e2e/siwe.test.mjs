@@ -120,6 +120,12 @@ test("a wallet signs in once and its session key pays within the ReCap's apps an
   const msg = await signInMessage(wallet.address, session, { limit: 3n * COST, apps: ["py"], seconds: 300 });
   const signature = await wallet.signMessage(msg);
 
+  // An account with no escrow cannot make the router pay to open a session for it.
+  const broke = ethers.Wallet.createRandom();
+  const poor = await signInMessage(broke.address, ethers.Wallet.createRandom(), { limit: COST, apps: ["py"], seconds: 300 });
+  const noEscrow = await post("/v1/siwe", { message: poor, signature: await broke.signMessage(poor) });
+  assert.equal(noEscrow.status, 402, message(noEscrow));
+  assert.match(message(noEscrow), /has no escrow/);
   // Someone else's signature over the same message opens nothing.
   const forged = await post("/v1/siwe", { message: msg, signature: await ethers.Wallet.createRandom().signMessage(msg) });
   assert.equal(forged.status, 401, message(forged));

@@ -6,7 +6,9 @@
 //!    gateway's host as its domain and a nonce this gateway issued and nobody used;
 //!    the router then sends `open` to the Sessions module (`emc_modules::sessions`),
 //!    which checks the signature (EOA, or EIP-1271 for a contract wallet), the chain,
-//!    the time and the account's nonce on chain. The gateway first has the chain
+//!    the time and the account's nonce on chain. An account with nothing to pay from
+//!    (no escrow, a socket it does not hold) is refused first (402, 403): opening a
+//!    session costs the router gas. The gateway first has the chain
 //!    estimate the transaction, so a message the chain would refuse costs the router
 //!    no gas and the client hears the chain's reason (401). The answer, once the
 //!    transaction is in a block, is the session as the chain holds it.
@@ -25,7 +27,9 @@ use emc_client::keys::ApiKey;
 use emc_client::{ChainClient, ChainClientExt, ClientError};
 use emc_identity::siwe;
 use emc_modules::sessions::{spend_id, ISessions, ESCROW, SOCKET};
-use emc_modules::SESSIONS_ADDRESS;
+use emc_modules::sockets::ISockets;
+use emc_modules::tasks::ITasks;
+use emc_modules::{SESSIONS_ADDRESS, SOCKETS_ADDRESS, TASKS_ADDRESS};
 use emc_protocol::CallError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -140,6 +144,7 @@ impl SignIns {
                 s.nonce
             )));
         }
+        self.can_pay(&s).await?;
         let data = ISessions::openCall {
             message: message.to_string(),
             signature: signature.to_vec().into(),
@@ -186,6 +191,49 @@ impl SignIns {
             apps: s.apps,
             tx,
         })
+    }
+
+    /// Refuses a sign-in whose account has nothing to pay from (no escrow; a socket
+    /// it does not hold): the router pays for opening a session, so an account that
+    /// could never pay for a call must not make it pay (a sign-in costs the signer at
+    /// least the deposit it made, as it costs the router the `open`).
+    async fn can_pay(&self, s: &siwe::SignIn) -> Result<(), CallError> {
+        let unavailable = |e: ClientError| CallError::Unavailable(e.to_string());
+        match s.target {
+            siwe::Target::Escrow { .. } => {
+                let e = self
+                    .chain
+                    .view(TASKS_ADDRESS, ITasks::escrowOfCall { account: s.account })
+                    .await
+                    .map_err(unavailable)?;
+                if (e.balance + e.pending).is_zero() {
+                    return Err(CallError::Payment(format!(
+                        "{} has no escrow: deposit first (`emc escrow deposit`), then sign in",
+                        s.account
+                    )));
+                }
+            }
+            siwe::Target::Socket { id } => {
+                let sock = match self
+                    .chain
+                    .view(SOCKETS_ADDRESS, ISockets::socketCall { tokenId: id })
+                    .await
+                {
+                    Ok(sock) => sock,
+                    Err(ClientError::Reverted(_)) => ISockets::Socket::default(),
+                    Err(e) => return Err(unavailable(e)),
+                };
+                let now = emc_client::keys::now();
+                let user = (!sock.user.is_zero() && sock.userExpires > now).then_some(sock.user);
+                if user.unwrap_or(sock.owner) != s.account || sock.owner.is_zero() {
+                    return Err(CallError::Forbidden(format!(
+                        "{} does not hold socket {id}",
+                        s.account
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The session key `k` opened, at the head (cached per block); `None`: not one.
