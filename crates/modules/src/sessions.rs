@@ -202,10 +202,7 @@ fn open(m: &mut Metered<'_>, message: &str, signature: &[u8]) -> Result<Address,
     }
     NONCES.set(m, &s.account, &nonce, &true)?;
     record(m, &s)?;
-    let (kind, limit, socket) = match s.target {
-        Target::Escrow { limit } => (ESCROW, limit, U256::ZERO),
-        Target::Socket { id } => (SOCKET, U256::ZERO, id),
-    };
+    let (kind, limit, socket) = terms(&s.target);
     emit(
         m,
         ISessions::SessionOpened {
@@ -238,12 +235,17 @@ fn open(m: &mut Metered<'_>, message: &str, signature: &[u8]) -> Result<Address,
     Ok(key)
 }
 
-fn record(m: &mut Metered<'_>, s: &siwe::SignIn) -> Result<(), ModuleError> {
-    let key = &s.session_key;
-    let (kind, limit, socket) = match s.target {
+/// A target as the session stores it: its kind, escrow limit and socket.
+fn terms(t: &Target) -> (u8, U256, U256) {
+    match *t {
         Target::Escrow { limit } => (ESCROW, limit, U256::ZERO),
         Target::Socket { id } => (SOCKET, U256::ZERO, id),
-    };
+    }
+}
+
+fn record(m: &mut Metered<'_>, s: &siwe::SignIn) -> Result<(), ModuleError> {
+    let key = &s.session_key;
+    let (kind, limit, socket) = terms(&s.target);
     SESSIONS.set(m, key, f::ACCOUNT, &s.account)?;
     SESSIONS.set(m, key, f::EXPIRES, &s.expires)?;
     SESSIONS.set(m, key, f::KIND, &U256::from(kind))?;

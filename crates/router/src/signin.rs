@@ -223,9 +223,13 @@ impl SignIns {
                     Err(ClientError::Reverted(_)) => ISockets::Socket::default(),
                     Err(e) => return Err(unavailable(e)),
                 };
-                let now = emc_client::keys::now();
-                let user = (!sock.user.is_zero() && sock.userExpires > now).then_some(sock.user);
-                if user.unwrap_or(sock.owner) != s.account || sock.owner.is_zero() {
+                // The view's user is zero when none is set or its rental ended.
+                let holder = if sock.user.is_zero() {
+                    sock.owner
+                } else {
+                    sock.user
+                };
+                if holder != s.account || sock.owner.is_zero() {
                     return Err(CallError::Forbidden(format!(
                         "{} does not hold socket {id}",
                         s.account
