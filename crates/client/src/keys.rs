@@ -39,6 +39,11 @@ pub struct ApiKey {
     /// session it was signed under allows less (the grant itself is what was signed,
     /// and goes to the chain unchanged).
     pub limit: U256,
+    /// The spending counter its calls count against: its own id, or for a grant a
+    /// session key signed, the session's (`emc_modules::sessions::spend_id`), which
+    /// all of that session's grants share. `id` still names the grant (a one-request
+    /// grant is used once by its id).
+    pub spend: B256,
 }
 
 /// Makes an API key: `signer` signs `grant`.
@@ -113,8 +118,10 @@ pub fn parse(key: &str) -> Result<ApiKey, ClientError> {
     let (grant, signature) = <(Grant, Bytes)>::abi_decode_params(&raw)
         .map_err(|_| unauthorized("the API key does not decode as a grant and signature"))?;
     let account = grant_signer(&grant, &signature).map_err(unauthorized)?;
+    let id = grant_id(account, &grant);
     Ok(ApiKey {
-        id: grant_id(account, &grant),
+        id,
+        spend: id,
         limit: grant.limit,
         grant,
         signature,
@@ -131,8 +138,10 @@ fn parse_socket(hex: &str) -> Result<ApiKey, ClientError> {
             unauthorized("the socket key does not decode as a grant, signature and socket")
         })?;
     let account = socket_grant_signer(&grant, socket, &signature).map_err(unauthorized)?;
+    let id = socket_grant_id(socket, account, &grant);
     Ok(ApiKey {
-        id: socket_grant_id(socket, account, &grant),
+        id,
+        spend: id,
         limit: grant.limit,
         grant,
         signature,

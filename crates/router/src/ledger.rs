@@ -136,7 +136,7 @@ impl Ledger {
         let payer = Payer::of(key);
         let held = i.held.get(&payer).copied().unwrap_or_default();
         let free = escrow.saturating_sub(held);
-        let grant_held = i.grant_held.get(&key.id).copied().unwrap_or_default();
+        let grant_held = i.grant_held.get(&key.spend).copied().unwrap_or_default();
         let left = key.limit.saturating_sub(spent + grant_held);
         let amount = cap.min(free).min(left);
         if amount < at_least {
@@ -172,11 +172,11 @@ impl Ledger {
             }
             i.seen.insert(key.id, key.grant.expires);
         }
-        i.hold(payer, key.id, amount);
+        i.hold(payer, key.spend, amount);
         Ok(Reservation {
             ledger: self.clone(),
             payer,
-            grant: key.id,
+            grant: key.spend,
             amount,
             one_request,
             used: false,
@@ -333,6 +333,36 @@ mod tests {
         // A free app needs no budget.
         let r = l.reserve(&k, u(0), u(0), (u(0), u(0)), 0).unwrap();
         assert_eq!(r.amount(), u(0));
+    }
+
+    #[test]
+    fn a_sessions_one_request_grants_each_pay_once_from_one_shared_budget() {
+        let l = Arc::new(Ledger::default());
+        let u = |n: u64| U256::from(n);
+        // Two per-request grants of one session key: two ids, one spending counter
+        // capped at the session's 15 (what `SignIns::resolve` makes of them).
+        let session = |request: u8| {
+            let mut k = key(1_000, B256::repeat_byte(request));
+            k.spend = B256::repeat_byte(0x5e);
+            k.limit = u(15);
+            k
+        };
+        let (a, b) = (session(1), session(2));
+        let ra = l.reserve(&a, u(10), u(1), (u(100), u(0)), 0).unwrap();
+        assert_eq!(
+            l.reserve(&a, u(10), u(1), (u(100), u(0)), 0)
+                .err()
+                .unwrap()
+                .status(),
+            409
+        );
+        let rb = l.reserve(&b, u(10), u(1), (u(100), u(0)), 0).unwrap();
+        assert_eq!(
+            rb.amount(),
+            u(5),
+            "the session's 15 less the 10 held for the first"
+        );
+        drop((ra, rb));
     }
 
     #[test]

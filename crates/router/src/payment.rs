@@ -98,7 +98,7 @@ impl OnChain {
         let height = self.views_at_head().await?;
         {
             let v = self.views.lock();
-            if let (Some(s), Some(sp)) = (v.sockets.get(&id), v.spent.get(&key.id)) {
+            if let (Some(s), Some(sp)) = (v.sockets.get(&id), v.spent.get(&key.spend)) {
                 return Ok((s.clone(), *sp));
             }
         }
@@ -114,13 +114,13 @@ impl OnChain {
         };
         let spent = self
             .chain
-            .view(SOCKETS_ADDRESS, ISockets::spentCall { keyId: key.id })
+            .view(SOCKETS_ADDRESS, ISockets::spentCall { keyId: key.spend })
             .await
             .map_err(unavailable)?;
         let mut v = self.views.lock();
         if v.height == height && v.sockets.len() < VIEW_CACHE {
             v.sockets.insert(id, socket.clone());
-            v.spent.insert(key.id, spent);
+            v.spent.insert(key.spend, spent);
         }
         Ok((socket, spent))
     }
@@ -149,7 +149,7 @@ impl OnChain {
         let height = self.views_at_head().await?;
         {
             let v = self.views.lock();
-            if let (Some(e), Some(s)) = (v.escrow.get(&key.account), v.spent.get(&key.id)) {
+            if let (Some(e), Some(s)) = (v.escrow.get(&key.account), v.spent.get(&key.spend)) {
                 return Ok((*e, *s));
             }
         }
@@ -162,13 +162,13 @@ impl OnChain {
             .balance;
         let spent = self
             .chain
-            .view(TASKS_ADDRESS, ITasks::spentCall { grantId: key.id })
+            .view(TASKS_ADDRESS, ITasks::spentCall { grantId: key.spend })
             .await
             .map_err(unavailable)?;
         let mut v = self.views.lock();
         if v.height == height && v.escrow.len() < VIEW_CACHE {
             v.escrow.insert(key.account, escrow);
-            v.spent.insert(key.id, spent);
+            v.spent.insert(key.spend, spent);
         }
         Ok((escrow, spent))
     }

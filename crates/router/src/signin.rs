@@ -276,7 +276,7 @@ impl SignIns {
             return Err(e);
         }
         if s.kind == ESCROW {
-            key.id = spend_id(key.account);
+            key.spend = spend_id(key.account);
             key.limit = key.limit.min(s.limit);
         }
         key.account = s.account;
@@ -331,6 +331,7 @@ mod tests {
             id: B256::ZERO,
             socket,
             limit: U256::MAX,
+            spend: B256::ZERO,
         }
     }
 
