@@ -79,16 +79,19 @@ pub async fn publish(
             value: Bytes::from(value),
             validity,
         };
-        let tx = chain
-            .send(
-                owner,
-                DIDS_ADDRESS,
-                U256::ZERO,
-                call.abi_encode().into(),
-                None,
-            )
-            .await
-            .map_err(unavailable)?;
+        let tx = {
+            let _one = crate::OWNER_SENDING.lock().await;
+            chain
+                .send(
+                    owner,
+                    DIDS_ADDRESS,
+                    U256::ZERO,
+                    call.abi_encode().into(),
+                    None,
+                )
+                .await
+                .map_err(unavailable)?
+        };
         let outcome = chain.wait(tx, WAIT).await.map_err(unavailable)?;
         if !outcome.success {
             return Err(unavailable(format!("transaction {tx} reverted")));

@@ -16,6 +16,11 @@
 //! Errors are the protocol's [`CallError`]: every one a runtime raises is one a caller
 //! sees, with its HTTP status.
 
+/// Held while a transaction from the node's owner account is signed and submitted
+/// (its registration, its DID, its pool joins: separate tasks), so two of them never
+/// take the same nonce.
+pub(crate) static OWNER_SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub mod agent;
 pub mod challenger;
 pub mod did;

@@ -261,6 +261,7 @@ async fn keep_registered(
             prices: prices.clone(),
             hardware: hardware.clone(),
         };
+        let one = crate::OWNER_SENDING.lock().await;
         let sent = chain
             .send(
                 &owner,
@@ -270,6 +271,7 @@ async fn keep_registered(
                 Some(2_000_000),
             )
             .await;
+        drop(one);
         match sent {
             Ok(tx) => tracing::info!(node = %node, %tx, "registering the node"),
             Err(e) => tracing::warn!(error = %e, "registration not submitted"),

@@ -292,6 +292,7 @@ async fn send_join(
         memoryMb: r.memory_mb,
         nodeSignature: sig.to_bytes().to_vec().into(),
     };
+    let _one = crate::OWNER_SENDING.lock().await;
     let tx = chain
         .send(
             owner,
