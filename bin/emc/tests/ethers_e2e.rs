@@ -156,15 +156,22 @@ fn dids_resolve_on_the_node_as_the_published_resolvers_resolve_them() {
 
 /// Sign-In with Ethereum through a real router and computing node (a validator, a
 /// router, a node serving two Python apps): see tests/e2e/siwe.test.mjs; then the
-/// node's own DID as ethr-did-resolver reads it (tests/e2e/node_did.test.mjs).
+/// node's own DID as ethr-did-resolver reads it (tests/e2e/node_did.test.mjs); then
+/// the validator's credential of the node, verified with did-jwt
+/// (tests/e2e/credentials.test.mjs).
 #[test]
-fn wallets_sign_in_with_ethereum_and_nodes_publish_their_keys_in_their_dids() {
+fn wallets_sign_in_with_ethereum_nodes_publish_their_keys_and_validators_issue_credentials() {
     let Some(e2e) = e2e_dir() else { return };
     let port = common::free_port();
     let _py2 = common::python_app(port);
     const PRICE: u64 = 1_000_000;
     let py2 = format!("py2=http://127.0.0.1:{port},price={PRICE}");
-    let t = common::trio("siwe test router", (&[], &[]), PRICE, &[py2], &[]);
+    // The validator submits its PoC verdicts (from development account 7), so the
+    // node's E goes on chain for its credential.
+    let poc =
+        alloy_primitives::hex::encode(emc_crypto::dev_accounts(8).expect("dev")[7].to_bytes());
+    let v0 = ["--poc-account-key", poc.as_str()];
+    let t = common::trio("siwe test router", (&v0, &[]), PRICE, &[py2], &[]);
     let price = PRICE.to_string();
     node_test(
         &e2e,
@@ -213,6 +220,17 @@ fn wallets_sign_in_with_ethereum_and_nodes_publish_their_keys_in_their_dids() {
             ("EMC_RPC_URL", &t.v0.url),
             ("EMC_NODE_ID", &t.node_found[0]),
             ("EMC_NODE_DID", &t.node_found[2]),
+        ],
+    );
+    // The calls above settle; the validator states them, and the node's E, in a
+    // credential anyone verifies.
+    node_test(
+        &e2e,
+        "credentials.test.mjs",
+        &[
+            ("EMC_RPC_URL", &t.v0.url),
+            ("EMC_NODE_RPC", &t.node.url),
+            ("EMC_NODE_ID", &t.node_found[0]),
         ],
     );
 }

@@ -22,8 +22,12 @@
 //! ([`recap`], EIP-5573) delegates an escrow budget or a socket, and apps, to a
 //! session key until an expiry; the Sessions module and the gateway share it.
 //!
+//! Credentials: [`credential`] states what the chain says of a computing node at a
+//! block as a W3C verifiable credential (VC 2.0 as a JWT), signed by a validator.
+//!
 //! Pure logic: what the chain holds reaches [`resolve`] through [`Source`].
 
+pub mod credential;
 pub mod did;
 pub mod ethr;
 pub mod key;
@@ -51,6 +55,9 @@ pub enum IdentityError {
     /// A Sign-In with Ethereum message or its ReCap that cannot open a session.
     #[error("{0}")]
     SignIn(String),
+    /// A credential that does not verify.
+    #[error("{0}")]
+    InvalidCredential(String),
 }
 
 impl IdentityError {
@@ -62,6 +69,7 @@ impl IdentityError {
             IdentityError::UnknownNetwork(_) => "unknownNetwork",
             IdentityError::NotFound(_) => "notFound",
             IdentityError::SignIn(_) => "invalidSignIn",
+            IdentityError::InvalidCredential(_) => "invalidCredential",
         }
     }
 }

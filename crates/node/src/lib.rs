@@ -240,8 +240,12 @@ impl Node {
                 .map_err(|e| NodeError::Config(e.to_string()))??
         };
         let net = Arc::new(emc_rpc::NetInfo::default());
+        let rpc_cfg = emc_rpc::RpcConfig {
+            issuer: cfg.consensus_key.clone(),
+            ..cfg.rpc.clone()
+        };
         let (rpc, rpc_addr) =
-            emc_rpc::start(chain.clone(), cfg.rpc_addr, cfg.rpc.clone(), net.clone()).await?;
+            emc_rpc::start(chain.clone(), cfg.rpc_addr, rpc_cfg, net.clone()).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
         // Refuse a genesis set consensus cannot use before starting anything.

@@ -49,6 +49,7 @@ impl Source for ChainSource<'_> {
         };
         Ok(Some(
             logs.iter()
+                .filter(|l| l.log.topics.get(1) == Some(&identity.into_word()))
                 .filter_map(|l| event(l.height, &l.log))
                 .collect(),
         ))

@@ -52,6 +52,7 @@ pub(crate) fn module_view<C: alloy_sol_types::SolCall>(
     })
 }
 
+mod credentials;
 mod emc;
 mod eth;
 mod filters;
@@ -92,6 +93,9 @@ pub struct RpcConfig {
     /// without being polled.
     pub max_filters: usize,
     pub filter_ttl: Duration,
+    /// The validator's consensus key, on a validator: it signs the credentials
+    /// `emc_issueCredential` issues.
+    pub issuer: Option<emc_crypto::ConsensusKey>,
 }
 
 impl Default for RpcConfig {
@@ -114,6 +118,7 @@ impl Default for RpcConfig {
             ws_ping: Duration::from_secs(30),
             max_filters: 4096,
             filter_ttl: Duration::from_secs(300),
+            issuer: None,
         }
     }
 }
@@ -235,6 +240,7 @@ pub(crate) fn build_module(
     sockets::register(&mut m)?;
     market::register(&mut m)?;
     identity::register(&mut m)?;
+    credentials::register(&mut m)?;
     subs::register(&mut m)?;
     Ok(m)
 }

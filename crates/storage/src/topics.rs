@@ -1,24 +1,29 @@
-//! The topic index: every log with a first indexed argument, by its contract and that
-//! argument (`topics[1]`), so "every event of this identity (this token, this
-//! account) at this contract" is one range read instead of a walk over blocks.
-//! EMC's DID resolver reads an identity's ERC-1056 history from it; explorers can
-//! read any contract's events by their first indexed argument the same way.
+//! The topic index: every log by its contract and each of its indexed arguments
+//! (`topics[1..]`), so "every event of this identity (this token, this account, this
+//! computing node) at this contract" is one range read instead of a walk over blocks.
+//! EMC's DID resolver reads an identity's ERC-1056 history from it; the credential
+//! issuer reads a computing node's settlements, scores and faults, whose node id is
+//! the second or third indexed argument; explorers can read any contract's events by
+//! any indexed argument the same way. A reader that cares which argument matched
+//! checks the log's topics: the index names each log once per distinct value.
 //!
 //! Invariant: the index is written in the block's own commit ([`Store::commit_block`]),
 //! so after any crash it holds exactly the committed blocks' logs. A database made
-//! before the index existed is indexed once, in one transaction, when it is opened
-//! ([`Store::open`]); a crash during that leaves it unindexed and the next open does
-//! it again.
+//! before this index existed (or before it covered every argument) is indexed once,
+//! in one transaction, when it is opened ([`Store::open`]); a crash during that
+//! leaves it as it was and the next open does it again.
 
 use crate::{corrupt, decode_u64, Result, Store, META, RECEIPTS};
 use alloy_primitives::{Address, B256};
 use emc_types::{Log, Receipt};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-/// address ++ topics[1] ++ height(BE) ++ log index in block(BE) -> ()
+/// address ++ topic ++ height(BE) ++ log index in block(BE) -> (), for each distinct
+/// topic of `topics[1..]`.
 pub(crate) const TOPIC_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("topic_index");
-/// Set in `META` once the topic index covers every stored block.
-const INDEXED_KEY: &str = "topic_index";
+/// Set in `META` once the topic index covers every stored block and every indexed
+/// argument (`"topic_index"` marked the earlier index of `topics[1]` alone).
+const INDEXED_KEY: &str = "topic_index_all";
 
 fn key(address: Address, topic: B256, height: u64, seq: u32) -> [u8; 64] {
     let mut k = [0u8; 64];
@@ -34,8 +39,11 @@ pub(crate) fn index(w: &redb::WriteTransaction, height: u64, receipts: &[Receipt
     let mut t = w.open_table(TOPIC_INDEX)?;
     let logs = receipts.iter().flat_map(|r| &r.logs);
     for (seq, log) in logs.enumerate() {
-        if let Some(topic) = log.topics.get(1) {
-            t.insert(&key(log.address, *topic, height, seq as u32)[..], ())?;
+        let indexed = log.topics.get(1..).unwrap_or_default();
+        for (i, topic) in indexed.iter().enumerate() {
+            if !indexed[..i].contains(topic) {
+                t.insert(&key(log.address, *topic, height, seq as u32)[..], ())?;
+            }
         }
     }
     Ok(())
@@ -57,6 +65,8 @@ impl Store {
         if w.open_table(META)?.get(INDEXED_KEY)?.is_some() {
             return Ok(());
         }
+        // An index of `topics[1]` alone, if any, is rebuilt whole.
+        w.delete_table(TOPIC_INDEX)?;
         let stored: Vec<(u64, Vec<Receipt>)> = {
             let receipts = w.open_table(RECEIPTS)?;
             let mut all = Vec::new();
@@ -82,8 +92,8 @@ impl Store {
         Ok(())
     }
 
-    /// The logs of contract `address` whose first indexed argument is `topic`, oldest
-    /// first; `None` when there are more than `limit`.
+    /// The logs of contract `address` with `topic` among their indexed arguments,
+    /// oldest first; `None` when there are more than `limit`.
     pub fn logs_by_topic(
         &self,
         address: Address,
@@ -91,50 +101,104 @@ impl Store {
         limit: usize,
     ) -> Result<Option<Vec<TopicLog>>> {
         let r = self.db().begin_read()?;
-        let idx = r.open_table(TOPIC_INDEX)?;
-        let (lo, hi) = (
-            key(address, topic, 0, 0),
-            key(address, topic, u64::MAX, u32::MAX),
-        );
-        let mut at = Vec::new();
-        for entry in idx.range(&lo[..]..=&hi[..])? {
-            if at.len() == limit {
-                return Ok(None);
-            }
-            let (k, _) = entry?;
-            let k = k.value();
-            let seq = u32::from_be_bytes(k[60..64].try_into().map_err(corrupt)?);
-            at.push((decode_u64(&k[52..60])?, seq));
+        let at = positions(&r, address, topic, limit.saturating_add(1))?;
+        if at.len() > limit {
+            return Ok(None);
         }
-        let receipts = r.open_table(RECEIPTS)?;
-        let mut out = Vec::with_capacity(at.len());
-        let mut block: Option<(u64, Vec<Log>)> = None;
-        for (height, seq) in at {
-            if block.as_ref().is_none_or(|(h, _)| *h != height) {
-                let v = receipts
-                    .get(height)?
-                    .ok_or_else(|| corrupt(format!("no receipts at {height}")))?;
-                let rs: Vec<Receipt> =
-                    borsh::from_slice(v.value()).map_err(|e| corrupt(format!("receipts: {e}")))?;
-                block = Some((height, rs.into_iter().flat_map(|r| r.logs).collect()));
-            }
-            let logs = block
-                .as_ref()
-                .map(|(_, l)| l)
-                .ok_or_else(|| corrupt("no block"))?;
-            let log = logs.get(seq as usize).cloned().ok_or_else(|| {
-                corrupt(format!(
-                    "the topic index names log {seq} of block {height}, which has fewer"
-                ))
-            })?;
-            out.push(TopicLog {
-                height,
-                index: seq,
-                log,
-            });
-        }
-        Ok(Some(out))
+        read_logs(&r, at).map(Some)
     }
+
+    /// The newest `limit` logs of contract `address` with `topic` among their indexed
+    /// arguments at or below block `to`, newest first, cut at a block boundary so a
+    /// block's logs are all in or all out (a block with more than `limit` such logs
+    /// alone is given whole). The flag says whether these are all there are.
+    pub fn latest_logs_by_topic(
+        &self,
+        address: Address,
+        topic: B256,
+        to: u64,
+        limit: usize,
+    ) -> Result<(Vec<TopicLog>, bool)> {
+        let r = self.db().begin_read()?;
+        let idx = r.open_table(TOPIC_INDEX)?;
+        let (lo, hi) = (key(address, topic, 0, 0), key(address, topic, to, u32::MAX));
+        let mut at: Vec<(u64, u32)> = Vec::new();
+        let mut complete = true;
+        for entry in idx.range(&lo[..]..=&hi[..])?.rev() {
+            let (height, seq) = position(entry?.0.value())?;
+            if at.len() >= limit && at.last().is_some_and(|(h, _)| *h != height) {
+                complete = false;
+                break;
+            }
+            at.push((height, seq));
+        }
+        let mut logs = read_logs(&r, at)?;
+        logs.sort_by_key(|l| std::cmp::Reverse((l.height, l.index)));
+        Ok((logs, complete))
+    }
+}
+
+/// A key's block height and log index.
+fn position(k: &[u8]) -> Result<(u64, u32)> {
+    let (h, s) = (k.get(52..60), k.get(60..64));
+    let (Some(h), Some(s)) = (h, s) else {
+        return Err(corrupt("a topic index key too short"));
+    };
+    Ok((
+        decode_u64(h)?,
+        u32::from_be_bytes(s.try_into().map_err(corrupt)?),
+    ))
+}
+
+/// Where the first `limit` logs of `address` naming `topic` are, oldest first.
+fn positions(
+    r: &redb::ReadTransaction,
+    address: Address,
+    topic: B256,
+    limit: usize,
+) -> Result<Vec<(u64, u32)>> {
+    let idx = r.open_table(TOPIC_INDEX)?;
+    let (lo, hi) = (
+        key(address, topic, 0, 0),
+        key(address, topic, u64::MAX, u32::MAX),
+    );
+    let mut at = Vec::new();
+    for entry in idx.range(&lo[..]..=&hi[..])?.take(limit) {
+        at.push(position(entry?.0.value())?);
+    }
+    Ok(at)
+}
+
+/// The logs at `at` (positions grouped by block), in that order.
+fn read_logs(r: &redb::ReadTransaction, at: Vec<(u64, u32)>) -> Result<Vec<TopicLog>> {
+    let receipts = r.open_table(RECEIPTS)?;
+    let mut out = Vec::with_capacity(at.len());
+    let mut block: Option<(u64, Vec<Log>)> = None;
+    for (height, seq) in at {
+        if block.as_ref().is_none_or(|(h, _)| *h != height) {
+            let v = receipts
+                .get(height)?
+                .ok_or_else(|| corrupt(format!("no receipts at {height}")))?;
+            let rs: Vec<Receipt> =
+                borsh::from_slice(v.value()).map_err(|e| corrupt(format!("receipts: {e}")))?;
+            block = Some((height, rs.into_iter().flat_map(|r| r.logs).collect()));
+        }
+        let logs = block
+            .as_ref()
+            .map(|(_, l)| l)
+            .ok_or_else(|| corrupt("no block"))?;
+        let log = logs.get(seq as usize).cloned().ok_or_else(|| {
+            corrupt(format!(
+                "the topic index names log {seq} of block {height}, which has fewer"
+            ))
+        })?;
+        out.push(TopicLog {
+            height,
+            index: seq,
+            log,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -273,5 +337,58 @@ mod tests {
             .expect("read")
             .expect("some");
         assert_eq!(bobs.len(), 1);
+    }
+
+    #[test]
+    fn every_indexed_argument_finds_its_logs_once_and_the_latest_come_back_by_whole_blocks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("chain.redb")).expect("open");
+        let tasks = Address::repeat_byte(0x10);
+        let (node, other) = (B256::repeat_byte(7), B256::repeat_byte(8));
+        let settled = |n: u8, node: B256| Log {
+            address: tasks,
+            topics: vec![B256::repeat_byte(0xee), B256::repeat_byte(n), node, node],
+            data: Bytes::from(vec![n]),
+        };
+        commit(&store, 0, &[]);
+        commit(
+            &store,
+            1,
+            &[receipt(vec![settled(1, node), settled(2, other)])],
+        );
+        commit(
+            &store,
+            2,
+            &[receipt(vec![settled(3, node), settled(4, node)])],
+        );
+        commit(&store, 3, &[receipt(vec![settled(5, node)])]);
+        let all = store
+            .logs_by_topic(tasks, node, 10)
+            .expect("read")
+            .expect("within");
+        let seen: Vec<u8> = all.iter().map(|l| l.log.data[0]).collect();
+        assert_eq!(seen, vec![1, 3, 4, 5], "once each, though named twice");
+        let by_first = store
+            .logs_by_topic(tasks, B256::repeat_byte(2), 10)
+            .expect("read")
+            .expect("within");
+        assert_eq!(by_first.len(), 1, "the first argument still finds its log");
+        let newest = |to, limit| {
+            let (logs, complete) = store
+                .latest_logs_by_topic(tasks, node, to, limit)
+                .expect("read");
+            (
+                logs.iter().map(|l| l.log.data[0]).collect::<Vec<_>>(),
+                complete,
+            )
+        };
+        assert_eq!(newest(3, 10), (vec![5, 4, 3, 1], true));
+        assert_eq!(newest(3, 2), (vec![5, 4, 3], false), "block 2 whole");
+        assert_eq!(
+            newest(2, 1),
+            (vec![4, 3], false),
+            "a block over the limit, whole"
+        );
+        assert_eq!(newest(1, 5), (vec![1], true));
     }
 }
