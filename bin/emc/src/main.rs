@@ -106,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Rewards { address, rpc } => cmd::stake::rewards(address, rpc),
         Command::Gateway(cmd::gateway::GatewayCmd::Key(a)) => cmd::gateway::key(a),
         Command::Gateway(cmd::gateway::GatewayCmd::Signin(a)) => cmd::signin::signin(a),
+        Command::Gateway(cmd::gateway::GatewayCmd::Call(a)) => cmd::call::call(a),
         Command::Escrow(c) => cmd::gateway::escrow(c),
         Command::Apps { json, rpc } => cmd::gateway::apps(rpc, json),
         Command::Socket(c) => cmd::socket::run(c),

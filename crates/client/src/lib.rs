@@ -15,6 +15,7 @@
 pub mod chain;
 pub mod keys;
 pub mod rpc;
+pub mod sealed;
 pub mod tx;
 
 pub use chain::{ChainClient, ChainClientExt, Head, TxOutcome};

@@ -143,6 +143,21 @@ impl Drop for Running {
     }
 }
 
+/// What a reply sent so far: its hash and length (a sealed reply's records, as they
+/// went out).
+struct Sent {
+    hasher: Keccak256,
+    bytes: u64,
+}
+
+impl Sent {
+    fn frame(&mut self, b: bytes::Bytes) -> Frame {
+        self.hasher.update(&b);
+        self.bytes += b.len() as u64;
+        Frame::Data(b)
+    }
+}
+
 struct App {
     info: AppInfo,
     runtime: Arc<dyn Runtime>,
@@ -160,6 +175,8 @@ pub struct Agent {
     served: AtomicU64,
     draining: AtomicBool,
     idle: Notify,
+    /// The key sealed calls are opened with, once [`Agent::seal_for`] named the chain.
+    sealing: Option<crate::sealed::Sealing>,
 }
 
 impl Agent {
@@ -177,6 +194,7 @@ impl Agent {
             served: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
+            sealing: None,
         }
     }
 
@@ -193,6 +211,16 @@ impl Agent {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Takes sealed calls on chain `chain_id` ([`crate::sealed`]).
+    pub fn seal_for(&mut self, chain_id: u64) {
+        self.sealing = Some(crate::sealed::Sealing::derive(&self.signer, chain_id));
+    }
+
+    /// The key routers offer clients for sealed calls to this node.
+    pub fn sealing_key(&self) -> Option<emc_protocol::sealed::SealingKey> {
+        self.sealing.as_ref().map(|s| s.key().clone())
     }
 
     pub fn apps(&self) -> Vec<AppInfo> {
@@ -225,6 +253,18 @@ impl Agent {
                 call.body.len()
             )));
         }
+        // Hashed as it came (a sealed body as its envelope), before anything opens it.
+        let rh = request_hash(&call.app, &call.path, &call.body);
+        let (call, mut sealer) = match call.content_type.as_deref() {
+            Some(emc_protocol::sealed::CONTENT_TYPE) => {
+                let s = self.sealing.as_ref().ok_or_else(|| {
+                    CallError::BadRequest("this node takes no sealed calls".into())
+                })?;
+                let (inner, sealer) = s.open(call)?;
+                (inner, Some(sealer))
+            }
+            _ => (call, None),
+        };
         if call.max_units == 0 && app.info.price > 0 {
             return Err(CallError::Payment(format!(
                 "the call's budget covers no {:?} unit of {} at {} wei each",
@@ -246,11 +286,7 @@ impl Agent {
                 p.map_err(|_| CallError::Draining)?
             }
         };
-        let (rh, call_id, max_units) = (
-            request_hash(&call.app, &call.path, &call.body),
-            call.id,
-            call.max_units,
-        );
+        let (call_id, max_units) = (call.id, call.max_units);
         self.running.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
         let reply = match app.runtime.call(call).await {
@@ -262,32 +298,46 @@ impl Agent {
         };
         let (tx, rx) = mpsc::channel(32);
         let me = self.clone();
-        let (status, content_type, streaming) =
+        let (status, mut content_type, streaming) =
             (reply.status, reply.content_type.clone(), reply.streaming);
+        if sealer.is_some() {
+            content_type = emc_protocol::sealed::CONTENT_TYPE.into();
+        }
         let mut chunks = reply.chunks;
         tokio::spawn(async move {
             let _slot = slot;
-            let mut hasher = Keccak256::new();
-            let mut bytes = 0u64;
-            while let Some(c) = chunks.recv().await {
-                let frame = match c {
-                    Ok(Chunk::Data(b)) => {
-                        hasher.update(&b);
-                        bytes += b.len() as u64;
-                        Frame::Data(b)
-                    }
+            let mut sent = Sent {
+                hasher: Keccak256::new(),
+                bytes: 0,
+            };
+            'reply: while let Some(c) = chunks.recv().await {
+                let frames = match c {
+                    Ok(Chunk::Data(b)) => match sealer.as_mut() {
+                        None => vec![sent.frame(b)],
+                        Some(s) => b
+                            .chunks(crate::sealed::RECORD_PLAIN)
+                            .map(|p| sent.frame(s.record(p, false).into()))
+                            .collect(),
+                    },
                     Ok(Chunk::End { unit, units }) => {
+                        if let Some(s) = sealer.as_mut() {
+                            let last = sent.frame(s.record(&[], true).into());
+                            if tx.send(last).await.is_err() {
+                                break;
+                            }
+                        }
                         // Runtimes stop at the budget; this is the one place that
                         // makes sure no claim passes it.
                         let claim = ResultClaim {
                             request_hash: rh,
                             call: call_id,
-                            result_hash: std::mem::take(&mut hasher).finalize(),
+                            result_hash: std::mem::replace(&mut sent.hasher, Keccak256::new())
+                                .finalize(),
                             node: me.id,
                             metering: Metering {
                                 unit,
                                 units: units.min(max_units),
-                                bytes,
+                                bytes: sent.bytes,
                                 wall_us: started.elapsed().as_micros() as u64,
                             },
                             max_units,
@@ -304,8 +354,10 @@ impl Agent {
                         break;
                     }
                 };
-                if tx.send(frame).await.is_err() {
-                    break; // the caller went away; dropping `chunks` stops the runtime
+                for frame in frames {
+                    if tx.send(frame).await.is_err() {
+                        break 'reply; // the caller went away; dropping `chunks` stops the runtime
+                    }
                 }
             }
         });

@@ -29,6 +29,7 @@ pub mod models;
 pub mod pool;
 pub mod role;
 pub mod runtime;
+pub mod sealed;
 pub mod server;
 pub mod wasm;
 

@@ -177,8 +177,7 @@ async fn keep_router(
             let a = agent.clone();
             load::report(
                 &mut stream,
-                agent.id(),
-                agent.apps(),
+                (agent.id(), agent.apps(), agent.sealing_key()),
                 move || a.load(),
                 load::EVERY,
             )

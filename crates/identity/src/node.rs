@@ -85,6 +85,23 @@ pub fn binding_message(chain_id: u64, identity: Address, node: B256, x25519: &[u
     m
 }
 
+/// Whether `binding` is node key `node`'s signature binding `identity` and `x25519`
+/// to it on chain `chain_id` ([`binding_message`]).
+pub fn binding_holds(
+    chain_id: u64,
+    identity: Address,
+    node: B256,
+    x25519: &[u8; 32],
+    binding: &[u8; 64],
+) -> bool {
+    let Ok(key) = ed25519_consensus::VerificationKey::try_from(node.0) else {
+        return false;
+    };
+    let msg = binding_message(chain_id, identity, node, x25519);
+    key.verify(&ed25519_consensus::Signature::from(*binding), &msg)
+        .is_ok()
+}
+
 /// The `did/svc/EMCNode` attribute's value.
 pub fn service_value(peer: &str, node: B256, binding: &[u8; 64]) -> String {
     serde_json::json!({

@@ -110,10 +110,12 @@ pub fn dev_validators(n: u32) -> Result<Vec<emc_types::GenesisValidator>, NodeEr
 async fn build_agent(
     key: emc_crypto::ConsensusKey,
     c: &ComputeSettings,
+    chain_id: u64,
 ) -> Result<emc_compute::Agent, NodeError> {
     let (apps, capacity, max_queue) = (c.apps.clone(), c.capacity, c.max_queue);
     tokio::task::spawn_blocking(move || {
         let mut agent = emc_compute::Agent::new(key, capacity, max_queue);
+        agent.seal_for(chain_id);
         for spec in &apps {
             let rt = spec
                 .build()
@@ -286,7 +288,7 @@ impl Node {
                     Arc::new(chain_client::Local(chain.clone()));
                 if let Some(c) = &cfg.compute {
                     let node_key = emc_crypto::ConsensusKey::from_seed(key_seed);
-                    let agent = Arc::new(build_agent(node_key.clone(), c).await?);
+                    let agent = Arc::new(build_agent(node_key.clone(), c, chain.chain_id()).await?);
                     compute_http = emc_compute::role::start(
                         client.clone(),
                         agent.clone(),

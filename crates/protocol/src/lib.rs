@@ -23,6 +23,8 @@ pub mod http;
 pub mod node;
 pub mod poc;
 pub mod result;
+#[cfg(feature = "sealed")]
+pub mod sealed;
 pub mod wire;
 
 pub use call::{Call, Frame, Served};

@@ -42,7 +42,12 @@ pub async fn follow_node(
     peer: Peer,
     stream: &mut libp2p::Stream,
 ) -> Result<(), CallError> {
-    let (node, apps, load) = load::read_hello(stream).await?;
+    let load::Hello {
+        node,
+        apps,
+        load,
+        sealing,
+    } = load::read_hello(stream).await?;
     if peer_of(&node) != Some(peer) {
         return Err(CallError::BadSignature(format!(
             "peer {peer} announced node id {node}, not its own key"
@@ -65,6 +70,7 @@ pub async fn follow_node(
             e: 0,
             stake: alloy_primitives::U256::ZERO,
             key: ed25519_consensus::VerificationKey::try_from(node.0 .0).ok(),
+            sealing,
         },
     );
     loop {

@@ -48,6 +48,7 @@ pub mod payment;
 pub mod policy;
 pub mod pubsub;
 pub mod receipts;
+pub mod sealed;
 pub mod settings;
 pub mod settle;
 pub mod signin;

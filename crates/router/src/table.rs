@@ -51,6 +51,9 @@ pub struct NodeEntry {
     pub stake: U256,
     #[serde(skip)]
     pub key: Option<ed25519_consensus::VerificationKey>,
+    /// The key the node takes sealed calls under, as it announced it.
+    #[serde(skip)]
+    pub sealing: Option<emc_protocol::node::SealingKey>,
 }
 
 /// The router's table of connected computing nodes, and of its mesh peers' nodes.
@@ -88,6 +91,8 @@ pub struct Route {
     pub deterministic: bool,
     /// What the policy weighs, the registered price among it.
     pub candidate: policy::Candidate,
+    /// The key sealed calls to the node are sealed to, when it takes them.
+    pub sealing: Option<emc_protocol::node::SealingKey>,
 }
 
 impl RouterTable {
@@ -119,6 +124,7 @@ impl RouterTable {
                     key: n.key,
                     peer: *p,
                     via: None,
+                    sealing: n.sealing.clone(),
                     deterministic: deterministic(&n.apps, app),
                     candidate: policy::Candidate {
                         price: n.registered.get(app).copied(),
@@ -150,6 +156,7 @@ impl RouterTable {
                 key: r.key,
                 peer,
                 via: Some(*router),
+                sealing: s.sealing.clone(),
                 deterministic: deterministic(&s.apps, app),
                 candidate: policy::Candidate {
                     price: remote_price(s, app),
@@ -356,6 +363,7 @@ pub fn summary_of(n: &NodeEntry) -> NodeSummary {
             .iter()
             .map(|(a, p)| (a.clone(), p.to_be_bytes::<32>()))
             .collect(),
+        sealing: n.sealing.clone(),
     }
 }
 

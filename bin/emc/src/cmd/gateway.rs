@@ -23,6 +23,9 @@ pub enum GatewayCmd {
     /// for a session key scoped to an escrow budget or a socket, apps and an expiry,
     /// and gets an API key the session key signed.
     Signin(crate::cmd::signin::SignInArgs),
+    /// One call through a gateway, the reply body to stdout; `--sealed` seals it to the
+    /// node end to end (HPKE), so the routers carry only ciphertext.
+    Call(crate::cmd::call::CallArgs),
 }
 
 #[derive(clap::Args)]

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod call;
 pub mod db;
 pub mod devnet;
 pub mod gateway;

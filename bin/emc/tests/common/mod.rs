@@ -78,17 +78,22 @@ impl DevNode {
     /// [`DevNode::spawn`], also returning what the node printed after each of
     /// `prefixes` (for example `"Router HTTP: "`), in order.
     pub fn spawn_with(args: &[&str], prefixes: &[&str]) -> (DevNode, Vec<String>) {
+        let log = std::env::var("EMC_TEST_LOG").unwrap_or("warn".into());
+        Self::spawn_logged(args, prefixes, &log, Stdio::inherit())
+    }
+
+    /// [`DevNode::spawn_with`], logging at `filter` to `log` (a file, to read later).
+    pub fn spawn_logged(
+        args: &[&str],
+        prefixes: &[&str],
+        filter: &str,
+        log: Stdio,
+    ) -> (DevNode, Vec<String>) {
         let mut child = emc()
-            .args([
-                "node",
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--log",
-                &std::env::var("EMC_TEST_LOG").unwrap_or("warn".into()),
-            ])
+            .args(["node", "--rpc-addr", "127.0.0.1:0", "--log", filter])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn emc node");
         let stdout = child.stdout.take().expect("stdout");

@@ -1,7 +1,7 @@
 //! `/emc/compute-load/1`: a node's apps and load, reported to a router it dialed.
 
 use super::{read_frame, unexpected, write_frame, MAX_SMALL_FRAME};
-use crate::node::{AppInfo, Load, NodeId};
+use crate::node::{AppInfo, Load, NodeId, SealingKey};
 use crate::CallError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use futures::{AsyncRead, AsyncWrite};
@@ -16,6 +16,8 @@ pub enum LoadMsg {
         node: NodeId,
         apps: Vec<AppInfo>,
         load: Load,
+        /// The key sealed calls to the node are sealed to, with its binding.
+        sealing: Option<SealingKey>,
     },
     Load(Load),
 }
@@ -23,8 +25,7 @@ pub enum LoadMsg {
 /// The node's side: `Hello`, then `load()` every `every`, until the stream breaks.
 pub async fn report<S: AsyncWrite + Unpin>(
     s: &mut S,
-    node: NodeId,
-    apps: Vec<AppInfo>,
+    (node, apps, sealing): (NodeId, Vec<AppInfo>, Option<SealingKey>),
     load: impl Fn() -> Load,
     every: Duration,
 ) -> Result<(), CallError> {
@@ -34,6 +35,7 @@ pub async fn report<S: AsyncWrite + Unpin>(
             node,
             apps,
             load: load(),
+            sealing,
         },
     )
     .await?;
@@ -43,12 +45,28 @@ pub async fn report<S: AsyncWrite + Unpin>(
     }
 }
 
+/// The node's hello, as the router reads it.
+pub struct Hello {
+    pub node: NodeId,
+    pub apps: Vec<AppInfo>,
+    pub load: Load,
+    pub sealing: Option<SealingKey>,
+}
+
 /// The router's side, first frame: who the node is and what it serves.
-pub async fn read_hello<S: AsyncRead + Unpin>(
-    s: &mut S,
-) -> Result<(NodeId, Vec<AppInfo>, Load), CallError> {
+pub async fn read_hello<S: AsyncRead + Unpin>(s: &mut S) -> Result<Hello, CallError> {
     match read_frame(s, MAX_SMALL_FRAME).await? {
-        Some(LoadMsg::Hello { node, apps, load }) => Ok((node, apps, load)),
+        Some(LoadMsg::Hello {
+            node,
+            apps,
+            load,
+            sealing,
+        }) => Ok(Hello {
+            node,
+            apps,
+            load,
+            sealing,
+        }),
         Some(other) => Err(unexpected("a hello", &other)),
         None => Err(CallError::Unavailable("the node closed the stream".into())),
     }

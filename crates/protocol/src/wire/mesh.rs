@@ -1,6 +1,6 @@
 //! `/emc/router-mesh/1` and `/emc/relay/1`: what routers tell each other.
 
-use crate::node::{AppInfo, Load, NodeId};
+use crate::node::{AppInfo, Load, NodeId, SealingKey};
 use alloy_primitives::{Address, B256};
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -46,4 +46,6 @@ pub struct NodeSummary {
     pub stake: [u8; 32],
     /// Registered prices per app (big-endian U256), as the router read them on chain.
     pub prices: Vec<(String, [u8; 32])>,
+    /// The key sealed calls to the node are sealed to, as the node announced it.
+    pub sealing: Option<SealingKey>,
 }

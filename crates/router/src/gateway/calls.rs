@@ -20,7 +20,7 @@ use emc_protocol::call::collect;
 use emc_protocol::http::{
     app_path, error_response, to_response, Check, RequestBody, RESULT_HEADER,
 };
-use emc_protocol::{Call, CallError, SignedResult};
+use emc_protocol::{Call, CallError, NodeId, SignedResult};
 use std::time::Duration;
 
 /// How long one node may take to complete a one-body reply, or start a stream.
@@ -114,6 +114,33 @@ struct Job {
     request_hash: B256,
     /// The socket that pays, for a socket key.
     socket: Option<SocketTerms>,
+    /// The envelopes of a sealed call, per node.
+    sealed: Option<super::sealed::Sealed>,
+}
+
+impl Job {
+    /// What `node` is sent: the call id, content type, body and request hash (a
+    /// sealed call's own envelope for that node under its offered id).
+    fn request_for(&self, node: NodeId) -> (B256, Option<String>, Bytes, B256) {
+        match self
+            .sealed
+            .as_ref()
+            .and_then(|s| s.envelope(node).map(|e| (s.call, e)))
+        {
+            Some((call, e)) => (
+                call,
+                Some(emc_protocol::sealed::CONTENT_TYPE.into()),
+                e.clone(),
+                emc_protocol::request_hash(&self.app, &self.path, e),
+            ),
+            None => (
+                B256::from(rand::random::<[u8; 32]>()),
+                self.content_type.clone(),
+                self.body.clone(),
+                self.request_hash,
+            ),
+        }
+    }
 }
 
 async fn try_call(
@@ -126,14 +153,21 @@ async fn try_call(
 ) -> Result<Response, CallError> {
     let key = g.signin.resolve(g.key(&headers)?, &app).await?;
     let ask = ask(&headers)?;
-    let request_hash = emc_protocol::request_hash(&app, &path, &body);
+    let sealed = super::sealed::request(&g, &headers, &app, &body)?;
+    let first = sealed.as_ref().map_or(&body, |s| &s.envelopes[0].1);
+    let request_hash = emc_protocol::request_hash(&app, &path, first);
+    if sealed.is_some() && !key.grant.request.is_zero() {
+        return Err(CallError::Unauthorized(
+            "a key signed for one request cannot make a sealed call".into(),
+        ));
+    }
     if !key.grant.request.is_zero() && key.grant.request != request_hash {
         return Err(CallError::Unauthorized(format!(
             "the key was signed for request {}, this request is {request_hash}",
             key.grant.request
         )));
     }
-    if ask.cache {
+    if ask.cache && sealed.is_none() {
         if let Some(hit) = g.cache.lock().get(&request_hash) {
             let mut r = one_body(
                 hit.status,
@@ -160,7 +194,15 @@ async fn try_call(
     let weights_view: Vec<policy::Candidate> = cands.iter().map(|c| c.candidate.clone()).collect();
     let order = policy::rank(&app, &weights_view, ask.max_price, &ask.weights)
         .map_err(attempt::no_route)?;
-    let routes: Vec<&Route> = order.iter().take(MAX_TRIES).map(|&i| &cands[i]).collect();
+    let routes: Vec<&Route> = match &sealed {
+        // A sealed call goes only to the nodes sealed to, in the order offered.
+        Some(s) => s
+            .envelopes
+            .iter()
+            .filter_map(|(n, _)| cands.iter().find(|r| r.node == *n))
+            .collect(),
+        None => order.iter().take(MAX_TRIES).map(|&i| &cands[i]).collect(),
+    };
     // The budget must pay for at least one unit on the cheapest of the routes tried.
     let one_unit = routes
         .iter()
@@ -179,6 +221,7 @@ async fn try_call(
         body,
         request_hash,
         socket,
+        sealed,
     };
     let mut attempt = Attempt::default();
     for route in routes {
@@ -275,13 +318,14 @@ async fn try_route(
     let Some(inflight) = g.table.try_start(route) else {
         return (Event::NoRoom, None);
     };
+    let (id, content_type, body, request_hash) = job.request_for(route.node);
     let call = Call {
-        id: B256::from(rand::random::<[u8; 32]>()),
+        id,
         app: job.app.clone(),
         method: job.method.to_string(),
         path: job.path.clone(),
-        content_type: job.content_type.clone(),
-        body: job.body.clone(),
+        content_type,
+        body,
         max_units,
     };
     let call_id = call.id;
@@ -291,7 +335,7 @@ async fn try_route(
         key: job.key.clone(),
         app: job.app.clone(),
         tariff,
-        request_hash: job.request_hash,
+        request_hash,
         call_id,
         max_units,
         max_cost: budget,
@@ -350,7 +394,7 @@ async fn try_route(
     };
     let total = receipt.charge(res, &signed);
     let r = one_body(status, &ct, out.clone(), &signed, total);
-    if route.deterministic && status == 200 {
+    if route.deterministic && status == 200 && job.sealed.is_none() {
         g.cache
             .lock()
             .put(job.request_hash, status, ct, out, signed);

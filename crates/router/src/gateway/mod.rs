@@ -35,6 +35,7 @@
 pub mod calls;
 pub mod jobs;
 pub mod openai;
+pub mod sealed;
 pub mod siwe;
 pub mod state;
 pub mod ws;
@@ -74,6 +75,7 @@ pub async fn serve(
         .route("/v1/models", get(openai::models))
         .route("/v1/siwe/nonce", get(siwe::nonce))
         .route("/v1/siwe", post(siwe::sign_in))
+        .route("/v1/sealed/offer", post(sealed::offer))
         .route("/v1/embeddings", post(openai::openai))
         .route("/v1/chat/completions", post(openai::openai))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))

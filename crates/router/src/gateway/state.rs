@@ -34,6 +34,8 @@ pub struct Gateway {
     pub(crate) failures: Arc<crate::failures::FailureBook>,
     pub(crate) jobs: Arc<crate::jobs::run::Jobs>,
     pub(crate) signin: Arc<crate::signin::SignIns>,
+    /// Call ids offered for sealed calls.
+    pub(crate) offers: Arc<crate::sealed::Offers>,
 }
 
 impl Gateway {
@@ -60,6 +62,7 @@ impl Gateway {
             pubsub,
             jobs,
             signin,
+            offers: Arc::default(),
             failures: Arc::new(crate::failures::FailureBook::new(
                 s.account.clone(),
                 chain_id,
@@ -69,6 +72,10 @@ impl Gateway {
 }
 
 impl Gateway {
+    pub(crate) fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
     pub(crate) fn key(&self, headers: &HeaderMap) -> Result<ApiKey, CallError> {
         self.key_or(headers, None)
     }

@@ -35,6 +35,7 @@ mod consensus;
 mod gateway;
 mod market;
 mod network;
+mod sealed;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
@@ -50,6 +51,8 @@ pub enum BenchCmd {
     Gateway(gateway::GatewayBench),
     /// A spot block's wall time, gas and trades against the same number of transfers.
     Market(market::MarketBench),
+    /// What sealing calls end to end costs: latency and calls/s against plain calls.
+    Sealed(sealed::SealedBench),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +76,7 @@ pub fn run(c: BenchCmd) -> Result<()> {
         BenchCmd::Compute(a) => return compute::run(a),
         BenchCmd::Gateway(a) => return gateway::run(a),
         BenchCmd::Market(a) => return market::run(a),
+        BenchCmd::Sealed(a) => return sealed::run(a),
     };
     if a.txs == 0 || a.block_txs == 0 || a.senders == 0 {
         bail!("--txs, --block-txs and --senders must be positive");
