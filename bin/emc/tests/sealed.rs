@@ -77,10 +77,7 @@ fn in_memory(pid: u32, needles: &[Vec<u8>]) -> Vec<bool> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem"))
         .expect("this test reads the routers' memory through /proc/<pid>/mem");
-    let finders: Vec<_> = needles
-        .iter()
-        .map(memchr::memmem::Finder::new)
-        .collect();
+    let finders: Vec<_> = needles.iter().map(memchr::memmem::Finder::new).collect();
     let longest = needles.iter().map(Vec::len).max().unwrap_or(0);
     let mut found = vec![false; needles.len()];
     let mut scanned = 0u64;
