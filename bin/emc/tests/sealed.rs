@@ -139,34 +139,16 @@ fn two_routers(
     (0..2)
         .map(|r| {
             let name = ["ra", "rb"][r];
-            let data = dir.join(name);
-            std::fs::create_dir_all(&data).expect("dir");
-            std::fs::write(data.join("p2p.key"), at[r].0).expect("key");
             let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
-            let (node, found) = DevNode::spawn_logged(
-                &[
-                    "--genesis",
-                    gen,
-                    "--datadir",
-                    data.to_str().expect("utf8"),
-                    "--p2p-addr",
-                    &at[r].1,
-                    "--bootnode",
-                    boot,
-                    "--role",
-                    "router",
-                    "--router-http",
-                    "127.0.0.1:0",
-                    "--router-key",
-                    &keys[4 + r],
-                    "--peer-router",
-                    &at[1 - r].2,
-                ],
-                &["Router HTTP: "],
-                "debug",
-                Stdio::from(log),
+            let (node, gw) = common::spawn_router_with(
+                (gen, boot, dir),
+                &at[r],
+                &keys[4 + r],
+                name,
+                &["--peer-router", &at[1 - r].2],
+                ("debug", Stdio::from(log)),
             );
-            (node, found[0].clone(), at[r].2.clone())
+            (node, gw, at[r].2.clone())
         })
         .collect()
 }

@@ -400,33 +400,46 @@ pub fn router_address(name: &str) -> ([u8; 32], String, String) {
 /// A router at the address [`router_address`] gave, with private key `key`, joining
 /// the network of `genesis` through `boot`, its data in `dir/name`: it and its gateway.
 pub fn spawn_router(
+    net: (&str, &str, &Path),
+    at: &([u8; 32], String, String),
+    key: &str,
+    name: &str,
+) -> (DevNode, String) {
+    let log = std::env::var("EMC_TEST_LOG").unwrap_or("warn".into());
+    spawn_router_with(net, at, key, name, &[], (&log, Stdio::inherit()))
+}
+
+/// [`spawn_router`] with `extra` flags (`--peer-router …`), logging at `log.0` to
+/// `log.1`.
+pub fn spawn_router_with(
     (genesis, boot, dir): (&str, &str, &Path),
     (seed, listen, _): &([u8; 32], String, String),
     key: &str,
     name: &str,
+    extra: &[&str],
+    (filter, log): (&str, Stdio),
 ) -> (DevNode, String) {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).expect("dir");
     std::fs::write(data.join("p2p.key"), seed).expect("key");
-    let (router, found) = DevNode::spawn_with(
-        &[
-            "--genesis",
-            genesis,
-            "--datadir",
-            data.to_str().expect("utf8"),
-            "--p2p-addr",
-            listen,
-            "--bootnode",
-            boot,
-            "--role",
-            "router",
-            "--router-http",
-            "127.0.0.1:0",
-            "--router-key",
-            key,
-        ],
-        &["Router HTTP: "],
-    );
+    let mut args = vec![
+        "--genesis",
+        genesis,
+        "--datadir",
+        data.to_str().expect("utf8"),
+        "--p2p-addr",
+        listen,
+        "--bootnode",
+        boot,
+        "--role",
+        "router",
+        "--router-http",
+        "127.0.0.1:0",
+        "--router-key",
+        key,
+    ];
+    args.extend(extra);
+    let (router, found) = DevNode::spawn_logged(&args, &["Router HTTP: "], filter, log);
     (router, found[0].clone())
 }
 

@@ -102,8 +102,9 @@ fn wrk(a: &GatewayBench, url: &str, header: Option<&str>, secs: u64) -> Result<F
     })
 }
 
-/// The backend: `GET /hello` answers a few bytes, on its own two-thread runtime.
-fn backend() -> Result<std::net::SocketAddr> {
+/// The benches' backend, on its own two-thread runtime: `GET /hello` answers a few
+/// bytes, `POST /echo` the body it was sent.
+pub(super) fn backend() -> Result<std::net::SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     l.set_nonblocking(true)?;
     let addr = l.local_addr()?;
@@ -115,10 +116,15 @@ fn backend() -> Result<std::net::SocketAddr> {
             .expect("runtime");
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).expect("listener");
-            let app = axum::Router::new().route(
-                "/hello",
-                axum::routing::get(|| async { "hello from the backend\n" }),
-            );
+            let app = axum::Router::new()
+                .route(
+                    "/hello",
+                    axum::routing::get(|| async { "hello from the backend\n" }),
+                )
+                .route(
+                    "/echo",
+                    axum::routing::post(|body: bytes::Bytes| async move { body }),
+                );
             let _ = axum::serve(l, app).await;
         });
     });

@@ -42,29 +42,6 @@ pub struct SealedBench {
     port: u16,
 }
 
-/// The backend: `POST /echo` answers its body, on its own two-thread runtime.
-fn backend() -> Result<std::net::SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    l.set_nonblocking(true)?;
-    let addr = l.local_addr()?;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).expect("listener");
-            let app = axum::Router::new().route(
-                "/echo",
-                axum::routing::post(|body: bytes::Bytes| async move { body }),
-            );
-            let _ = axum::serve(l, app).await;
-        });
-    });
-    Ok(addr)
-}
-
 /// One client's way of making a call.
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -223,7 +200,7 @@ pub fn run(a: SealedBench) -> Result<()> {
         eprintln!("warning: a debug build; build with --release for meaningful figures");
     }
     let tmp = tempfile::tempdir()?;
-    let back = backend()?;
+    let back = super::gateway::backend()?;
     let (args, extra) = devnet(&a, back, tmp.path());
     let (_, genesis, mut procs) = launch(&args, &extra)?;
     let result = (|| -> Result<()> {
