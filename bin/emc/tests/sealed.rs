@@ -396,6 +396,17 @@ fn sealed_calls_cross_two_routers_that_never_see_the_prompt_or_the_reply() {
     let (gw, capture) = recording_proxy(upstream);
 
     // The offer: the node, its DID, the key its DID publishes, a binding that holds.
+    // A has B's summary of the node as registered (it trails B's by a period).
+    wait_until(
+        "router A to offer the node",
+        Duration::from_secs(30),
+        || {
+            ureq::post(&format!("{gw}/v1/sealed/offer"))
+                .set("Authorization", &format!("Bearer {key}"))
+                .send_json(json!({ "app": "minilm" }))
+                .is_ok()
+        },
+    );
     let o = offer(&gw, &key, "minilm");
     let offered = emc_client::sealed::Offer::from_json(&o).expect("offer");
     assert_eq!(offered.candidates.len(), 1, "{o}");

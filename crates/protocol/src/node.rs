@@ -91,25 +91,9 @@ pub struct Load {
 
 /// A node's encryption key as it announces it: its DID's address, the X25519 key and
 /// the node key's signature binding them (`emc_identity::node::binding_message`).
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct SealingKey {
     pub did: [u8; 20],
     pub x25519: [u8; 32],
-    #[serde(with = "serde_bytes64")]
     pub binding: [u8; 64],
-}
-
-mod serde_bytes64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("0x{}", hex::encode(b)))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let s = String::deserialize(d)?;
-        let v = hex::decode(s.trim_start_matches("0x")).map_err(serde::de::Error::custom)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("a binding is 64 bytes"))
-    }
 }

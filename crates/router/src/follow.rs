@@ -70,7 +70,7 @@ pub async fn follow_node(
             e: 0,
             stake: alloy_primitives::U256::ZERO,
             key: ed25519_consensus::VerificationKey::try_from(node.0 .0).ok(),
-            sealing,
+            sealing: table.bound_sealing(node, sealing),
         },
     );
     loop {

@@ -82,7 +82,8 @@ pub async fn start(
     s: RouterSettings,
     stopped: watch::Receiver<bool>,
 ) -> Result<std::net::SocketAddr, RouterError> {
-    let table = Arc::new(RouterTable::default());
+    let chain_id = chain.chain_id().await?;
+    let table = Arc::new(RouterTable::for_chain(chain_id));
     let mut loads = control
         .accept(stream_protocol(wire::LOAD_PROTOCOL))
         .map_err(|e| RouterError::Listen {
@@ -124,7 +125,6 @@ pub async fn start(
         s.account.clone(),
         stopped.clone(),
     ));
-    let chain_id = chain.chain_id().await?;
     let jobs = Arc::new(jobs::run::Jobs::new(
         chain.clone(),
         s.account.clone(),

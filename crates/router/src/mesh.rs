@@ -21,6 +21,7 @@ use crate::pubsub::PubSub;
 use crate::table::{peer_of, Remote, RouterTable};
 use crate::RouterError;
 use emc_p2p::{stream_protocol as protocol, Addr, Command, Control, Peer};
+use emc_protocol::node::SealingKey;
 use emc_protocol::wire::load::EVERY as LOAD_EVERY;
 use emc_protocol::wire::mesh::{MeshMsg, RelayTo, MAX_SUMMARY};
 use emc_protocol::wire::{self, call};
@@ -192,20 +193,29 @@ async fn follow_peer(
             )));
         }
         let now = Instant::now();
-        // Keys decoded outside the lock (each is a point decompression), and kept
-        // from the last summary when the node is the same.
-        type Decoded = (Peer, Option<ed25519_consensus::VerificationKey>);
+        // Keys decoded (each a point decompression) and sealing keys checked (a
+        // signature) outside the lock, and kept from the last summary when the node
+        // and its sealing key are the same.
+        type Decoded = (
+            Peer,
+            Option<ed25519_consensus::VerificationKey>,
+            Option<SealingKey>,
+        );
         let known: std::collections::BTreeMap<NodeId, Decoded> = table
             .remote
             .read()
             .iter()
             .filter(|((r, _), _)| *r == peer)
-            .map(|((_, n), e)| (*n, (e.peer, e.key)))
+            .map(|((_, n), e)| (*n, (e.peer, e.key, e.summary.sealing.clone())))
             .collect();
         let mut entries = Vec::with_capacity(list.len());
-        for s in list {
-            let (node_peer, key) = match known.get(&s.node) {
-                Some(k) => *k,
+        for mut s in list {
+            let known = known.get(&s.node);
+            if known.is_none_or(|k| k.2 != s.sealing) {
+                s.sealing = table.bound_sealing(s.node, s.sealing.take());
+            }
+            let (node_peer, key) = match known {
+                Some(k) => (k.0, k.1),
                 None => match peer_of(&s.node) {
                     Some(p) => (
                         p,

@@ -6,6 +6,7 @@
 use crate::policy;
 use alloy_primitives::{Address, U256};
 use emc_p2p::Peer;
+use emc_protocol::node::SealingKey;
 use emc_protocol::wire::mesh::NodeSummary;
 use emc_protocol::{AppInfo, Load, NodeId};
 use parking_lot::RwLock;
@@ -53,7 +54,7 @@ pub struct NodeEntry {
     pub key: Option<ed25519_consensus::VerificationKey>,
     /// The key the node takes sealed calls under, as it announced it.
     #[serde(skip)]
-    pub sealing: Option<emc_protocol::node::SealingKey>,
+    pub sealing: Option<SealingKey>,
 }
 
 /// The router's table of connected computing nodes, and of its mesh peers' nodes.
@@ -69,6 +70,8 @@ pub struct RouterTable {
     /// inbound streams over through a one-slot channel and drops those that arrive
     /// while it is full, so a burst of opens would lose calls to a healthy node.
     opening: parking_lot::Mutex<BTreeMap<Peer, Arc<tokio::sync::Mutex<()>>>>,
+    /// The chain sealing keys are bound on ([`RouterTable::bound_sealing`]).
+    chain_id: u64,
 }
 
 /// A way to a node: the peer router it is relayed through (if any), and the node.
@@ -91,11 +94,27 @@ pub struct Route {
     pub deterministic: bool,
     /// What the policy weighs, the registered price among it.
     pub candidate: policy::Candidate,
-    /// The key sealed calls to the node are sealed to, when it takes them.
-    pub sealing: Option<emc_protocol::node::SealingKey>,
+    /// The key sealed calls to the node are sealed to, when it takes them (bound:
+    /// [`RouterTable::bound_sealing`]).
+    pub sealing: Option<SealingKey>,
 }
 
 impl RouterTable {
+    /// An empty table for the nodes of chain `chain_id`.
+    pub fn for_chain(chain_id: u64) -> Self {
+        Self {
+            chain_id,
+            ..Self::default()
+        }
+    }
+
+    /// `key` if the node key of `node` bound it on this table's chain, checked once as
+    /// it arrives so a route only ever carries a bound key (a node or a mesh peer
+    /// that announces another key gets no sealed calls).
+    pub fn bound_sealing(&self, node: NodeId, key: Option<SealingKey>) -> Option<SealingKey> {
+        key.filter(|k| crate::sealed::bound(self.chain_id, node, k))
+    }
+
     /// Forgets a node that left: its entry, its idle streams, its opening lock.
     pub fn forget(&self, peer: &Peer) {
         self.nodes.write().remove(peer);

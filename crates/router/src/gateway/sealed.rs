@@ -46,11 +46,8 @@ async fn try_offer(g: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Valu
     g.signin.resolve(g.key(headers)?, &ask.app).await?;
     let chain_id = g.chain_id();
     let mut routes = g.table.candidates(&ask.app);
-    routes.retain(|r| {
-        r.sealing
-            .as_ref()
-            .is_some_and(|k| crate::sealed::bound(chain_id, r.node, k))
-    });
+    // Every key in the table was checked as it arrived (`RouterTable::bound_sealing`).
+    routes.retain(|r| r.sealing.is_some());
     let view: Vec<policy::Candidate> = routes.iter().map(|r| r.candidate.clone()).collect();
     let order = policy::rank(&ask.app, &view, None, &Weights::default())
         .map_err(crate::attempt::no_route)?;
